@@ -1,0 +1,3 @@
+"""The disk-imaging engine: importable without any user interface."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,86 @@
+"""One exception hierarchy. Each class carries a sentence written for users and a fixed exit code.
+
+Only the top level (cli.main) catches everything; it prints `str(error)` and exits with
+`error.exit_code`. Raise these with a full sentence that names the disk, image or file.
+"""
+
+from __future__ import annotations
+
+
+class ApplianceError(Exception):
+    """Base: something the user can understand went wrong."""
+
+    exit_code = 1
+
+    def __init__(self, sentence: str) -> None:
+        super().__init__(sentence)
+        self.sentence = sentence
+
+    def __str__(self) -> str:
+        return self.sentence
+
+
+class UsageError(ApplianceError):
+    """The command line itself is wrong (unknown disk name, missing option)."""
+
+    exit_code = 2
+
+
+class ToolMissing(ApplianceError):
+    """An external program the job needs is not installed."""
+
+    exit_code = 3
+
+
+class DeviceError(ApplianceError):
+    """A disk cannot be found, read or written (unplugged, unreadable, not a block device)."""
+
+    exit_code = 4
+
+
+class SafetyRefusal(ApplianceError):
+    """A safety rule forbids the job; nothing was written."""
+
+    exit_code = 5
+
+
+class RepositoryError(ApplianceError):
+    """The repository is missing, foreign, truncated, full or not writable."""
+
+    exit_code = 6
+
+
+class RepositoryLocked(RepositoryError):
+    """Another program is writing to the repository."""
+
+    exit_code = 7
+
+
+class ImageError(ApplianceError):
+    """The image is missing, incomplete or does not fit the target."""
+
+    exit_code = 8
+
+
+class CorruptData(ApplianceError):
+    """A chunk or index does not match its hash."""
+
+    exit_code = 9
+
+
+class VerifyMismatch(ApplianceError):
+    """A disk's data differs from the image it is compared with."""
+
+    exit_code = 10
+
+
+class ToolFailed(ApplianceError):
+    """An external program failed; the sentence says which and what it printed."""
+
+    exit_code = 11
+
+
+class Cancelled(ApplianceError):
+    """The user or a signal stopped the job."""
+
+    exit_code = 130
