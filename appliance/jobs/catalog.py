@@ -1,0 +1,78 @@
+"""images and gc: what a repository holds, and removing chunks no complete image uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.errors import ApplianceError
+from appliance.jobs.imageread import load_image, load_manifest
+from appliance.repo import Repository
+
+
+@dataclass
+class ImageSummary:
+    name: str
+    created: str
+    finished: str | None
+    complete: bool
+    disk: dict[str, Any]
+    used_bytes: int
+    stored_bytes: int
+    problem: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "created": self.created, "finished": self.finished,
+                "complete": self.complete, "restorable": self.complete and not self.problem,
+                "disk": {k: self.disk.get(k) for k in ("model", "serial", "size",
+                                                       "logical_sector", "name")},
+                "used_bytes": self.used_bytes, "stored_bytes": self.stored_bytes,
+                "problem": self.problem}
+
+
+def list_images(repo_path: str) -> list[ImageSummary]:
+    repo = Repository.open(repo_path)
+    out: list[ImageSummary] = []
+    for name in repo.image_names():
+        try:
+            manifest = load_manifest(repo, name)
+        except ApplianceError as exc:
+            out.append(ImageSummary(name, "", None, False, {}, 0, 0, problem=str(exc)))
+            continue
+        out.append(ImageSummary(name, manifest.created, manifest.finished, manifest.complete,
+                                manifest.disk, manifest.used_bytes,
+                                int(manifest.stats.get("new_bytes", 0))))
+    return out
+
+
+@dataclass
+class GcResult:
+    removed_chunks: int
+    removed_bytes: int
+    kept_chunks: int
+    removed_tmp: int
+
+
+def gc(repo_path: str) -> GcResult:
+    repo = Repository.open(repo_path)
+    with repo.lock("gc"):
+        keep: set[str] = set()
+        for name in repo.image_names():
+            # A damaged image stops gc (load_* raise): deleting its chunks could lose data.
+            if not load_manifest(repo, name).complete:
+                continue
+            loaded = load_image(repo, name)
+            for index in loaded.indexes.values():
+                keep.update(c for c in index.chunks if c is not None)
+        removed = removed_bytes = kept = 0
+        for path in repo.iter_chunks():
+            if path.name in keep:
+                kept += 1
+                continue
+            size = path.stat().st_size
+            path.unlink()
+            removed += 1
+            removed_bytes += size
+        tmp = repo.remove_tmp_files()
+        repo.sync()
+        return GcResult(removed, removed_bytes, kept, tmp)

@@ -1,0 +1,187 @@
+"""save: a whole disk into an image of a repository.
+
+Model (probe the disk), plan (regions and their used maps), check (safety), then move bytes:
+read used ranges with O_DIRECT, hash each 4 MiB window, store windows the repository does not
+have yet, write the indexes, sync, and only then mark the manifest complete.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance import __version__
+from appliance.blockio import open_direct
+from appliance.chunkfmt import Encoder, content_hash
+from appliance.devices import partition_node, probe_disk
+from appliance.errors import ImageError
+from appliance.jobs.imagelog import ImageLog
+from appliance.layout import disk_record, outside_ranges, regions, table_record
+from appliance.manifest import Index, Manifest, Region, index_hash, window_ranges
+from appliance.model import Disk
+from appliance.pipeline import WINDOW, Window, read_windows, workers_default
+from appliance.progress import Progress
+from appliance.repo import Repository, write_file_durably
+from appliance.safety import check_source
+from appliance.usedmap import used_map
+
+_ZERO_HASHES: dict[int, str] = {}
+
+
+def zero_hash(length: int) -> str:
+    if length not in _ZERO_HASHES:
+        _ZERO_HASHES[length] = content_hash(bytes(length))
+    return _ZERO_HASHES[length]
+
+
+@dataclass
+class RegionPlan:
+    region: Region
+    used: list[tuple[int, int]]                      # relative to the region start
+    chunks: list[str | None] = field(default_factory=list)
+
+
+def plan_regions(disk: Disk, progress: Progress) -> list[RegionPlan]:
+    """Each region with its used ranges (partclone's map, raw, or nothing for swap)."""
+    plans: list[RegionPlan] = []
+    for region in regions(disk):
+        if region.partition is None:
+            used = [(0, disk.size)] if region.method == "raw" else outside_ranges(disk)
+        else:
+            progress.set_phase("map", f"reading the used-block map of {region.describe()}")
+            node = partition_node(disk, region.partition)
+            umap = used_map(node, region.fstype, region.size, align=disk.logical_sector)
+            region.method = umap.method
+            used = list(umap.ranges)
+        region.used_bytes = sum(length for _, length in used)
+        nwin = (region.size + WINDOW - 1) // WINDOW
+        plans.append(RegionPlan(region, used, [None] * nwin))
+    return plans
+
+
+def windows_of(plans: list[RegionPlan]) -> Iterator[Window]:
+    for number, plan in enumerate(plans):
+        by_window = window_ranges(plan.used, WINDOW, plan.region.size)
+        for win in sorted(by_window):
+            offset = win * WINDOW
+            yield Window(number, win, plan.region.start + offset,
+                         min(WINDOW, plan.region.size - offset), tuple(by_window[win]))
+
+
+@dataclass
+class SaveStats:
+    new_chunks: int = 0
+    reused_chunks: int = 0
+    zero_windows: int = 0
+    new_bytes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: bool = False,
+         progress: Progress | None = None, cancel: threading.Event | None = None,
+         workers: int | None = None) -> Manifest:
+    progress = progress or Progress()
+    started = time.monotonic()
+    disk = probe_disk(source)
+    repo = Repository.open_or_create(repo_path)
+    check_source(disk, Path(repo_path))
+    with repo.lock(f"save {disk.name} to {image}"):
+        folder = repo.image_dir(image)
+        manifest_path = folder / "manifest.json"
+        if manifest_path.exists():
+            old = Manifest.from_json(manifest_path.read_text(), str(manifest_path))
+            if old.complete:
+                raise ImageError(f"An image named {image} already exists in {repo_path}; "
+                                 "choose another name.")
+            if not resume:
+                raise ImageError(f"An unfinished image named {image} is in {repo_path}; add "
+                                 "--resume to continue it, or choose another name.")
+            if (old.disk.get("size"), old.disk.get("serial")) != (disk.size, disk.serial):
+                raise ImageError(f"The unfinished image {image} was saved from another disk "
+                                 f"({old.disk.get('model')}, {old.disk.get('size')} bytes); "
+                                 "choose another name.")
+        repo.remove_tmp_files()
+        folder.mkdir(parents=True, exist_ok=True)
+        log = ImageLog(folder / "log.txt")
+        log.write(f"save of {disk.describe()} started{' (resumed)' if resume else ''}")
+        manifest = Manifest(name=image, disk=disk_record(disk), table=table_record(disk),
+                            regions=[], created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            tool_version=__version__)
+        write_file_durably(manifest_path, manifest.to_json().encode())
+
+        plans = plan_regions(disk, progress)
+        manifest.regions = [plan.region for plan in plans]
+        for plan in plans:
+            log.write(f"{plan.region.name}: {plan.region.describe()}, {plan.region.method}, "
+                      f"{plan.region.used_bytes} bytes used")
+        progress.total = sum(plan.region.used_bytes for plan in plans)
+        stats = SaveStats()
+        bad: list[tuple[int, int]] = []
+        _move(disk, repo, plans, stats, bad, level, progress, cancel, workers)
+
+        progress.set_phase("sync", "making the image durable")
+        repo.sync()
+        for plan in plans:
+            index = Index(plan.region.name, WINDOW, plan.region.size, plan.used, plan.chunks)
+            blob = index.encode()
+            plan.region.index = f"{plan.region.name}.idx"
+            plan.region.index_hash = index_hash(blob)
+            plan.region.stored_windows = sum(1 for c in plan.chunks if c is not None)
+            write_file_durably(folder / plan.region.index, blob)
+        if bad:
+            log.write(f"{len(bad)} unreadable ranges were saved as zeros: {bad[:20]}")
+        manifest.stats = {"used_bytes": progress.total, "new_bytes": stats.new_bytes,
+                          "new_chunks": stats.new_chunks, "reused_chunks": stats.reused_chunks,
+                          "zero_windows": stats.zero_windows,
+                          "seconds": round(time.monotonic() - started, 3),
+                          "read_errors": [list(r) for r in bad]}
+        manifest.complete = True
+        manifest.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        write_file_durably(manifest_path, manifest.to_json().encode())
+        log.write(f"save complete: {progress.total} bytes used, {stats.new_chunks} new chunks "
+                  f"({stats.new_bytes} bytes), {stats.reused_chunks} already stored")
+        progress.set_phase("done", f"image {image} saved")
+        return manifest
+
+
+def _move(disk: Disk, repo: Repository, plans: list[RegionPlan], stats: SaveStats,
+          bad: list[tuple[int, int]], level: int, progress: Progress,
+          cancel: threading.Event | None, workers: int | None) -> None:
+    local = threading.local()
+    seen: set[str] = set()
+
+    def work(win: Window, data: memoryview) -> None:
+        name = content_hash(data)
+        if name == zero_hash(win.length):
+            with stats.lock:
+                stats.zero_windows += 1
+            return
+        plans[win.region].chunks[win.number] = name
+        with stats.lock:
+            known = name in seen
+            seen.add(name)
+        if known or repo.has_chunk(name):
+            with stats.lock:
+                stats.reused_chunks += 1
+            return
+        encoder = getattr(local, "encoder", None)
+        if encoder is None:
+            encoder = local.encoder = Encoder(level)
+        blob = encoder.encode(data)
+        repo.put_chunk(name, blob)
+        with stats.lock:
+            stats.new_chunks += 1
+            stats.new_bytes += len(blob)
+
+    fd = open_direct(disk.node)
+    try:
+        progress.set_phase("save", f"saving {disk.describe()}")
+        read_windows(fd, windows_of(plans), work, sector=disk.logical_sector,
+                     progress=progress, cancel=cancel, workers=workers or workers_default(),
+                     bad=bad)
+    finally:
+        os.close(fd)

@@ -1,0 +1,118 @@
+"""Progress of a job as events that a terminal line, a JSON line or a UI can show.
+
+A job owns one `Progress`; pipeline threads add bytes to it, and the job's main thread calls
+`tick()` often, which hands an event to the listener at most every `interval` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TextIO
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    phase: str            # "map", "save", "restore", "verify", "table", "done"
+    done: int             # bytes of used data done
+    total: int            # bytes of used data in the whole job
+    rate: float           # bytes per second since the job started moving data
+    eta: float | None     # seconds left, None while unknown
+    elapsed: float        # seconds since the job started
+    message: str = ""     # what is happening, for people
+
+
+Listener = Callable[[ProgressEvent], None]
+
+
+class Progress:
+    def __init__(self, listener: Listener | None = None, interval: float = 0.5) -> None:
+        self.listener = listener
+        self.interval = interval
+        self.phase = "start"
+        self.message = ""
+        self.total = 0
+        self._done = 0
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._moving_since: float | None = None
+        self._moving_base = 0
+        self._last_emit = 0.0
+
+    def add(self, nbytes: int) -> None:
+        with self._lock:
+            self._done += nbytes
+
+    @property
+    def done(self) -> int:
+        return self._done
+
+    def set_phase(self, phase: str, message: str = "") -> None:
+        self.phase = phase
+        self.message = message
+        if phase in ("save", "restore", "verify", "clone") and self._moving_since is None:
+            self._moving_since = time.monotonic()
+            self._moving_base = self._done
+        self.tick(force=True)
+
+    def event(self) -> ProgressEvent:
+        now = time.monotonic()
+        rate = 0.0
+        if self._moving_since is not None and now > self._moving_since:
+            rate = (self._done - self._moving_base) / (now - self._moving_since)
+        eta = (self.total - self._done) / rate if rate > 0 and self.total >= self._done else None
+        return ProgressEvent(self.phase, self._done, self.total, rate, eta,
+                             now - self._started, self.message)
+
+    def tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.listener is None or (not force and now - self._last_emit < self.interval):
+            return
+        self._last_emit = now
+        self.listener(self.event())
+
+
+def _mb(nbytes: float) -> str:
+    return f"{nbytes / 1e6:,.0f} MB"
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def terminal_listener(stream: TextIO = sys.stderr) -> Listener:
+    """One self-overwriting line on a terminal; plain lines every few seconds otherwise."""
+    is_tty = stream.isatty()
+    state = {"last": 0.0}
+
+    def show(ev: ProgressEvent) -> None:
+        pct = f"{100 * ev.done / ev.total:5.1f}%" if ev.total else "  -  "
+        line = (f"{ev.phase:8} {pct} {_mb(ev.done)} of {_mb(ev.total)}  "
+                f"{ev.rate / 1e6:6.1f} MB/s  ETA {_clock(ev.eta)}  {ev.message}")
+        if is_tty:
+            end = "\n" if ev.phase == "done" else ""
+            stream.write("\r\033[K" + line[:200] + end)
+        elif ev.phase == "done" or ev.elapsed - state["last"] >= 5:
+            state["last"] = ev.elapsed
+            stream.write(line + "\n")
+        stream.flush()
+
+    return show
+
+
+def json_listener(stream: TextIO = sys.stdout) -> Listener:
+    """One JSON object per line: {"type": "progress", phase, done, total, rate, eta, ...}."""
+
+    def show(ev: ProgressEvent) -> None:
+        stream.write(json.dumps({"type": "progress", **asdict(ev)}) + "\n")
+        stream.flush()
+
+    return show
