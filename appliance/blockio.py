@@ -7,6 +7,7 @@ Regular files (used by unit tests) fall back to buffered I/O when O_DIRECT is re
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import mmap
@@ -114,7 +115,5 @@ def zero_range(fd: int, offset: int, length: int, scratch: memoryview) -> None:
 def flush(fd: int) -> None:
     os.fsync(fd)
     if stat.S_ISBLK(os.fstat(fd).st_mode):
-        try:
+        with contextlib.suppress(OSError):  # not every driver has it; fsync already flushed
             fcntl.ioctl(fd, BLKFLSBUF, 0)
-        except OSError:
-            pass  # not every block driver supports it; fsync already flushed

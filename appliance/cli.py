@@ -81,6 +81,8 @@ def build_parser() -> Parser:
     p.add_argument("--repo", required=True)
     p.add_argument("--json", action="store_true")
 
+    sub.add_parser("demo", help="run every job on demo disks (loop devices); touches no real disk")
+
     p = sub.add_parser("gc", help="remove chunks that no complete image uses")
     p.add_argument("--repo", required=True)
     p.add_argument("--json", action="store_true")
@@ -97,6 +99,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from appliance.commands import disks
 
         return disks.run_disks(args.all, args.json, sys.stdout)
+    if args.command == "demo":
+        from appliance.commands import demo
+
+        return demo.run_demo(CANCEL)
     from appliance.commands import catalog, jobs
 
     if args.command == "save":

@@ -46,6 +46,7 @@ class Region:
     index: str = ""
     index_hash: str = ""
     tail_start: int | None = None  # "outside" of a GPT disk: where the backup table begins
+    note: str | None = None        # why a filesystem was copied raw, for the log and the UI
 
     def describe(self) -> str:
         if self.partition is None:

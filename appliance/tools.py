@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from appliance.errors import ToolFailed, ToolMissing
 
+SBIN_PATH = "/usr/sbin:/sbin:/usr/bin:/bin"
+
 # program -> Debian package that provides it
 TOOLS: dict[str, str] = {
     "sfdisk": "fdisk",
@@ -17,6 +19,13 @@ TOOLS: dict[str, str] = {
     "wipefs": "util-linux",
     "mkswap": "util-linux",
     "blockdev": "util-linux",
+    "losetup": "util-linux",
+    "mkfs.ext4": "e2fsprogs",
+    "mkfs.fat": "dosfstools",
+    "mkfs.ntfs": "ntfs-3g",
+    "ntfs-3g": "ntfs-3g",
+    "mmd": "mtools",
+    "mcopy": "mtools",
     "partclone.extfs": "partclone",
     "partclone.xfs": "partclone",
     "partclone.btrfs": "partclone",
@@ -28,18 +37,19 @@ TOOLS: dict[str, str] = {
 
 def which(program: str) -> str:
     """The full path of `program`, or ToolMissing with the package to install."""
-    found = shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin:/usr/bin:/bin")
+    found = shutil.which(program) or shutil.which(program, path=SBIN_PATH)
     if found is None:
         package = TOOLS.get(program, program)
-        raise ToolMissing(f"The program {program} is missing; install the Debian package {package}.")
+        raise ToolMissing(f"The program {program} is missing; install the Debian package "
+                          f"{package}.")
     return found
 
 
 def missing_tools(programs: Sequence[str] | None = None) -> list[str]:
     """Names of the declared programs (or of `programs`) that are not installed."""
     names = list(programs) if programs is not None else list(TOOLS)
-    return [name for name in names if shutil.which(name, path="/usr/sbin:/sbin:/usr/bin:/bin") is None
-            and shutil.which(name) is None]
+    return [name for name in names if shutil.which(name) is None
+            and shutil.which(name, path=SBIN_PATH) is None]
 
 
 def run(args: Sequence[str], *, check: bool = True, timeout: float | None = 600,

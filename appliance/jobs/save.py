@@ -18,7 +18,7 @@ from appliance import __version__
 from appliance.blockio import open_direct
 from appliance.chunkfmt import Encoder, content_hash
 from appliance.devices import partition_node, probe_disk
-from appliance.errors import ImageError
+from appliance.errors import ImageError, ToolFailed
 from appliance.jobs.imagelog import ImageLog
 from appliance.layout import disk_record, outside_ranges, regions, table_record
 from appliance.manifest import Index, Manifest, Region, index_hash, window_ranges
@@ -27,7 +27,7 @@ from appliance.pipeline import WINDOW, Window, read_windows, workers_default
 from appliance.progress import Progress
 from appliance.repo import Repository, write_file_durably
 from appliance.safety import check_source
-from appliance.usedmap import used_map
+from appliance.usedmap import UsedMap, used_map
 
 _ZERO_HASHES: dict[int, str] = {}
 
@@ -54,7 +54,12 @@ def plan_regions(disk: Disk, progress: Progress) -> list[RegionPlan]:
         else:
             progress.set_phase("map", f"reading the used-block map of {region.describe()}")
             node = partition_node(disk, region.partition)
-            umap = used_map(node, region.fstype, region.size, align=disk.logical_sector)
+            try:
+                umap = used_map(node, region.fstype, region.size, align=disk.logical_sector)
+            except ToolFailed as exc:
+                # A damaged or unclean filesystem: copy every byte rather than trust its map.
+                region.note = f"copied whole: {exc}"
+                umap = UsedMap(region.size, ((0, region.size),), "raw")
             region.method = umap.method
             used = list(umap.ranges)
         region.used_bytes = sum(length for _, length in used)
@@ -117,7 +122,8 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
         manifest.regions = [plan.region for plan in plans]
         for plan in plans:
             log.write(f"{plan.region.name}: {plan.region.describe()}, {plan.region.method}, "
-                      f"{plan.region.used_bytes} bytes used")
+                      f"{plan.region.used_bytes} bytes used"
+                      + (f" ({plan.region.note})" if plan.region.note else ""))
         progress.total = sum(plan.region.used_bytes for plan in plans)
         stats = SaveStats()
         bad: list[tuple[int, int]] = []

@@ -1,0 +1,1 @@
+"""One module per group of commands: argument handling and output, no engine logic."""
