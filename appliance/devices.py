@@ -219,10 +219,14 @@ def partition_node(disk: Disk, number: int) -> str:
 
 
 def sync_partitions(disk: Disk) -> None:
-    """Make the kernel's partitions of `disk` exactly those of its table (after a restore)."""
-    wanted = {part.number for part in disk.partitions}
-    for number in sorted(identity.kernel_partitions(disk.name)):
-        if number not in wanted:
+    """Make the kernel's partitions of `disk` exactly those of its table (after a restore).
+
+    Every kernel partition that is not in the table, or sits elsewhere, goes first: an old
+    partition that overlaps a new one would make the kernel refuse to add the new one."""
+    wanted = {part.number: part for part in disk.partitions}
+    for number, (_name, start, size) in sorted(identity.kernel_partitions(disk.name).items()):
+        part = wanted.get(number)
+        if part is None or not _matches(part, start, size):
             _partx(["--delete"], disk, number)
     for part in disk.partitions:
         _ensure(disk, part)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from appliance.blockio import flush, open_direct
 from appliance.chunkfmt import Decoder
-from appliance.devices import partition_node, probe_disk
+from appliance.devices import partition_node, probe_disk, sync_partitions
 from appliance.errors import CorruptData
 from appliance.jobs.imagelog import ImageLog
 from appliance.jobs.imageread import LoadedImage, load_image
@@ -121,8 +121,8 @@ def restore(plan: RestorePlan, *, progress: Progress | None = None,
         flush(fd)
         if manifest.table and manifest.table["type"] == "gpt" and not plan.same_size:
             run(["sgdisk", "--move-second-header", target.node])
-        _reread(target.node)
         fresh = probe_disk(target.node)
+        sync_partitions(fresh)
         for region in manifest.regions:
             if region.partition is not None:
                 node = partition_node(fresh, region.partition)
@@ -143,8 +143,9 @@ def restore(plan: RestorePlan, *, progress: Progress | None = None,
             if region.label:
                 args += ["--label", region.label]
             run([*args, node])
-    _reread(target.node)
-    drop_caches(probe_disk(target.node))
+    fresh = probe_disk(target.node)
+    sync_partitions(fresh)
+    drop_caches(fresh)
     log.write(f"restored onto {target.describe()}")
     progress.set_phase("done", f"{manifest.name} restored onto {target.node}")
 
@@ -160,10 +161,3 @@ def drop_caches(disk: Disk) -> None:
             flush(fd)
         finally:
             os.close(fd)
-
-
-def _reread(node: str) -> None:
-    """Tell the kernel about the partitions now on the disk (it may have no table parser)."""
-    proc = run(["partx", "--update", node], check=False)
-    if proc.returncode != 0:
-        run(["partx", "--add", node], check=False)

@@ -92,8 +92,8 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
     progress = progress or Progress()
     started = time.monotonic()
     disk = probe_disk(source)
+    check_source(disk, Path(repo_path))  # before the repository folder is created
     repo = Repository.open_or_create(repo_path)
-    check_source(disk, Path(repo_path))
     with repo.lock(f"save {disk.name} to {image}"):
         folder = repo.image_dir(image)
         manifest_path = folder / "manifest.json"
