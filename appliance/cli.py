@@ -83,6 +83,15 @@ def build_parser() -> Parser:
 
     sub.add_parser("demo", help="run every job on demo disks (loop devices); touches no real disk")
 
+    p = sub.add_parser("tui", help="the full-screen interface (what the stick starts with)")
+    p.add_argument("--demo", action="store_true",
+                   help="make demo disks (loop devices) to try every job; no real disk is touched")
+
+    p = sub.add_parser("unattended", help="run the job that the kernel command line asks for "
+                       "(appliance.job=...; see docs/live-usb.md)")
+    p.add_argument("--cmdline", metavar="FILE", help="read the command line from FILE instead "
+                   "of /proc/cmdline")
+
     p = sub.add_parser("gc", help="remove chunks that no complete image uses")
     p.add_argument("--repo", required=True)
     p.add_argument("--json", action="store_true")
@@ -103,6 +112,13 @@ def dispatch(args: argparse.Namespace) -> int:
         from appliance.commands import demo
 
         return demo.run_demo(CANCEL)
+    if args.command == "unattended":
+        from appliance import unattended
+
+        return unattended.main(args.cmdline, CANCEL)
+    if args.command == "tui":  # its own program: appliance/ never imports textual or tui
+        flags = ["--demo"] if args.demo else []
+        os.execv(sys.executable, [sys.executable, "-m", "tui", *flags])
     from appliance.commands import catalog, jobs
 
     if args.command == "save":

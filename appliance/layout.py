@@ -72,11 +72,14 @@ def regions(disk: Disk) -> list[Region]:
     return out
 
 
-def table_record(disk: Disk) -> dict[str, object] | None:
-    """The partition table as the manifest records it."""
+def table_record(disk: Disk, sfdisk: dict[str, object] | None = None
+                 ) -> dict[str, object] | None:
+    """The partition table as the manifest records it; `sfdisk` is `sfdisk --json`'s view,
+    kept whole so that a restore onto another size can write the same table, attributes and
+    all, with sfdisk."""
     if disk.table is None:
         return None
-    return {"type": disk.table, "id": disk.table_id, "first_lba": disk.first_lba,
+    return {"type": disk.table, "sfdisk": sfdisk, "id": disk.table_id, "first_lba": disk.first_lba,
             "last_lba": disk.last_lba, "sector": disk.logical_sector,
             "partitions": [{"number": p.number, "start": p.start, "size": p.size,
                             "type": p.type, "kind": p.kind, "guid": p.guid, "name": p.name,

@@ -6,7 +6,6 @@ import contextlib
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from diskbuild import sparse_file  # noqa: E402  (re-exported for tests)
-from diskcompare import umount  # noqa: E402
+from diskcompare import run, umount  # noqa: E402
 
 __all__ = ["Loops", "sparse_file"]
 
@@ -98,11 +97,11 @@ class Loops:
         if read_only:
             argv.append("-r")
         argv.append(str(path))
-        node = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+        node = run(*argv).stdout.strip()
         self._attached[node] = str(Path(path).resolve())
         # a loop number may still carry stale partitions of its previous user
-        subprocess.run(["partx", "-d", node], capture_output=True, check=False)
-        subprocess.run(["partx", "-a", node], capture_output=True, check=False)
+        run("partx", "-d", node, check=False)
+        run("partx", "-a", node, check=False)
         return node
 
     def mountpoint(self, name: str) -> Path:
@@ -143,8 +142,8 @@ class Loops:
         if node not in self._attached:
             raise ValueError(f"{node} was not attached by this fixture")
         if self._ours(node):
-            subprocess.run(["partx", "-d", node], capture_output=True, check=False)
-            proc = subprocess.run(["losetup", "-d", node], capture_output=True, text=True)
+            run("partx", "-d", node, check=False)
+            proc = run("losetup", "-d", node, check=False)
             if proc.returncode != 0 and self._ours(node):
                 raise RuntimeError(f"losetup -d {node}: {proc.stderr.strip()}")
         del self._attached[node]

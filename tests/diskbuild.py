@@ -30,12 +30,14 @@ from diskcompare import (
     blkid,
     device_size,
     flush,
+    flush_all,
     gap_bytes,
     mounted,
     partition_nodes,
     read_bytes,
     run,
     sector_size,
+    syncfs,
 )
 
 KiB = 1024
@@ -76,7 +78,8 @@ def sparse_file(directory: Path, name: str, size: int) -> Path:
 def copy_image(src: Path, dst: Path, size: int | None = None) -> Path:
     """Copy an image file keeping its holes; ``size`` makes the copy larger (a bigger disk).
 
-    Call ``os.sync()`` first if ``src`` is attached and was just written.
+    If ``src`` is attached, call ``diskcompare.flush_all(node)`` first (the builders
+    return with everything written).
     """
     run("cp", "--sparse=always", src, dst)
     if size is not None:
@@ -143,13 +146,13 @@ def _write_files(root: Path, files: dict[str, bytes]) -> None:
 def _write_payload_mounted(root: Path, p: Payload) -> None:
     _write_files(root, p.stale)
     _write_files(root, p.keep)
-    os.sync()
+    syncfs(root)  # the stale bytes reach the disk before their files are deleted
     for rel in p.stale:
         (root / rel).unlink()
     junk = root / "junk"
     if junk.is_dir() and not any(junk.iterdir()):
         junk.rmdir()
-    os.sync()
+    syncfs(root)
 
 
 def _write_raw(node: str, offset: int, data: bytes) -> None:
@@ -241,7 +244,6 @@ def _populate_ext4(part: str, loops: LoopAttacher, seed: int, tag: str) -> None:
             f.seek(MiB)
             f.write(b"middle\n")
         os.chown(secret, 1000, 1000)
-        os.sync()
 
 
 def _mkfs_ext4(part: str, label: str, seed: int, tag: str, *extra: str) -> None:
@@ -306,7 +308,6 @@ def _populate_plain(part: str, fstype: str, loops: LoopAttacher, seed: int, tag:
         if fstype != "ntfs":
             (root / "link-relative").symlink_to("readme.txt")
         (root / "empty-dir").mkdir()
-        os.sync()
 
 
 # --------------------------------------------------------------------------- disks
@@ -374,7 +375,7 @@ def build_gpt_disk(loops: LoopAttacher, path: Path, *, seed: int = 0) -> str:
 
     write_gap_marker(node, seed)
     write_boot_code(node, seed)
-    os.sync()
+    flush_all(node)
     return node
 
 
@@ -412,7 +413,7 @@ def build_mbr_disk(loops: LoopAttacher, path: Path, *, seed: int = 0) -> str:
 
     write_gap_marker(node, seed)
     write_boot_code(node, seed)
-    os.sync()
+    flush_all(node)
     return node
 
 
@@ -439,7 +440,7 @@ def build_4k_disk(loops: LoopAttacher, path: Path, *, seed: int = 0) -> str:
 
     write_gap_marker(node, seed)
     write_boot_code(node, seed)
-    os.sync()
+    flush_all(node)
     return node
 
 
@@ -459,8 +460,7 @@ def mutate_disk(node: str, *, seed: int = 1) -> None:
             with open(root / "readme.txt", "r+b") as f:
                 f.seek(8 * KiB)
                 f.write(rng.randbytes(4 * KiB))
-            os.sync()
     finally:
         with suppress(OSError):
             mp.rmdir()
-    os.sync()
+    flush_all(node)

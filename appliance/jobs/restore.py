@@ -1,9 +1,10 @@
-"""restore: an image onto a disk of the same size or larger.
+"""restore: an image onto a disk of the same size, larger, or smaller when the data fits.
 
-Plan (image, target, what will be written) and check everything first; then wipe old
-signatures, write the table and boot areas, move the GPT backup to the real end of a larger
-target, write each partition's used ranges (every chunk re-hashed as it is read), recreate
-swap, and tell the kernel about the new partitions.
+Plan (image, target, fit: where each partition lands) and check everything first, shrink
+feasibility included; then wipe old signatures, write the table and boot areas, write each
+partition's used ranges at its new place (every chunk re-hashed as it is read), shrink a
+partition on a copy-on-write view of the image when the target is smaller, recreate swap,
+grow filesystems that got more room, and tell the kernel about the new partitions.
 """
 
 from __future__ import annotations
@@ -13,19 +14,30 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from appliance.blockio import flush, open_direct
 from appliance.chunkfmt import Decoder
-from appliance.devices import partition_node, probe_disk, sync_partitions
-from appliance.errors import CorruptData
+from appliance.devices import probe_disk
+from appliance.errors import CorruptData, DeviceError, ImageError
+from appliance.fit import FitPlan, fit
+from appliance.jobs.fitting import (
+    PartInfo,
+    check_min_size,
+    finish,
+    shrink_and_copy,
+    source_parts,
+    wipe_new_partitions,
+)
 from appliance.jobs.imagelog import ImageLog
 from appliance.jobs.imageread import LoadedImage, load_image
-from appliance.manifest import window_ranges
+from appliance.manifest import Region, window_ranges
 from appliance.model import Disk
 from appliance.pipeline import Placement, write_windows
 from appliance.progress import Progress
 from appliance.repo import Repository
 from appliance.safety import check_target
+from appliance.tablewrite import BOOT_CODE, write_table
 from appliance.tools import run
 
 
@@ -33,43 +45,91 @@ from appliance.tools import run
 class RestorePlan:
     image: LoadedImage
     target: Disk
-    same_size: bool
+    fit: FitPlan
+
+    @property
+    def same_size(self) -> bool:
+        return self.fit.identity
 
     @property
     def total(self) -> int:
-        return sum(self.placed_bytes(r.name) for r in self.image.manifest.regions)
+        return sum(p.used_bytes for p in self.placements()) + sum(
+            r.used_bytes for r in self.shrunk_regions())
 
-    def placed_bytes(self, region_name: str) -> int:
-        return sum(p.used_bytes for p in self.placements(only=region_name))
+    def shrunk_regions(self) -> list[Region]:
+        return [r for r in self.image.manifest.regions if r.partition is not None
+                and r.partition == self.fit.resize
+                and self.fit.part(r.partition).new_size < r.size]
+
+    def head_end(self) -> int:
+        """Where the first partition starts: the table and boot area lie before it."""
+        return min((r.start for r in self.image.manifest.regions if r.partition is not None),
+                   default=int(self.image.manifest.disk["size"]))
 
     def placements(self, only: str | None = None) -> Iterator[Placement]:
-        """Every window to write, in disk order within each region."""
+        """Every window to write from the repository, at its place on the target."""
+        shrunk = {r.name for r in self.shrunk_regions()}
         for number, region in enumerate(self.image.manifest.regions):
-            if only is not None and region.name != only:
+            if (only is not None and region.name != only) or region.name in shrunk:
                 continue
             index = self.image.indexes[region.name]
+            shift = 0
+            if region.partition is not None:
+                shift = self.fit.new_start(region.partition) - region.start
             by_window = window_ranges(index.used, index.window, region.size)
             for win in sorted(by_window):
                 used = by_window[win]
                 offset = region.start + win * index.window
-                if region.tail_start is not None and not self.same_size:
-                    # A larger target: the GPT backup goes to the new end (sgdisk -e).
-                    used = [(s, n) for s, n in used if offset + s < region.tail_start]
+                if region.partition is None and not self.fit.identity:
+                    # A new table is written by sfdisk: keep only the boot area before it.
+                    used = [(s, n) for s, n in used if offset + s < self.head_end()]
                     if not used:
                         continue
-                yield Placement(number, offset, min(index.window, region.size - win *
-                                                    index.window), tuple(used),
-                                index.chunks[win])
+                yield Placement(number, offset + shift,
+                                min(index.window, region.size - win * index.window),
+                                tuple(used), index.chunks[win])
+
+    def describe(self) -> list[str]:
+        return self.fit.describe()
 
 
-def plan_restore(repo_path: str, image: str, target: str) -> RestorePlan:
+def _fit_for(loaded: LoadedImage, target: Disk, grow: int | None) -> FitPlan:
+    manifest = loaded.manifest
+    table = manifest.table
+    fstypes = {r.partition: r.fstype for r in manifest.regions if r.partition is not None}
+    parts = source_parts(table["partitions"] if table else [], fstypes)
+    return fit(parts, table=table["type"] if table else None,
+               source_size=int(manifest.disk["size"]), target_size=target.size,
+               sector=int(manifest.disk["logical_sector"]), grow=grow)
+
+
+def plan_restore(repo_path: str, image: str, target: str, grow: int | None = None
+                 ) -> RestorePlan:
     repo = Repository.open(repo_path)
     loaded = load_image(repo, image)
     disk = probe_disk(target)
-    need = int(loaded.manifest.disk["size"])
-    check_target(disk, repo_path=Path(repo_path), needed_size=need,
+    check_target(disk, repo_path=Path(repo_path),
                  sector=int(loaded.manifest.disk["logical_sector"]))
-    return RestorePlan(loaded, disk, same_size=disk.size == need)
+    plan = RestorePlan(loaded, disk, _fit_for(loaded, disk, grow))
+    for region in plan.shrunk_regions():
+        check_min_size(plan.fit, _view_args(plan, region))
+    return plan
+
+
+def _view_args(plan: RestorePlan, region: Region) -> dict[str, Any]:
+    return {"repo": str(plan.image.repo.root), "image": plan.image.manifest.name,
+            "region": region.name}
+
+
+def _boot_code(plan: RestorePlan, fetch: Any) -> bytes:
+    """Bytes 0-439 of the source disk (the MBR boot code), from the image."""
+    outside = plan.image.manifest.regions[0]
+    index = plan.image.indexes[outside.name]
+    name = index.chunks[0] if index.chunks else None
+    if name is None:
+        return bytes(BOOT_CODE)
+    length = min(index.window, outside.size)
+    return Decoder().decode(fetch(name), name, length)[:BOOT_CODE]
 
 
 def restore(plan: RestorePlan, *, progress: Progress | None = None,
@@ -78,18 +138,11 @@ def restore(plan: RestorePlan, *, progress: Progress | None = None,
     manifest = plan.image.manifest
     target = probe_disk(plan.target.node)  # probe again: the disk may have changed since
     if target.devnum != plan.target.devnum or target.size != plan.target.size:
-        plan_check = "The target disk changed since the plan was made; start again."
-        raise CorruptData(plan_check)
-    check_target(target, repo_path=plan.image.repo.root, needed_size=int(manifest.disk["size"]),
+        raise DeviceError("The target disk changed since the plan was made; start again.")
+    check_target(target, repo_path=plan.image.repo.root,
                  sector=int(manifest.disk["logical_sector"]))
     log = ImageLog(plan.image.repo.image_dir(manifest.name) / "log.txt")
     progress.total = plan.total
-    progress.set_phase("table", f"wiping old signatures on {target.node}")
-    for part in target.partitions:
-        if part.kind != "extended" and part.node and os.path.exists(part.node):
-            run(["wipefs", "--all", "--quiet", part.node])
-    run(["wipefs", "--all", "--quiet", target.node])
-
     decoder = threading.local()
 
     def decode(place: Placement, blob: bytes) -> bytes:
@@ -112,6 +165,23 @@ def restore(plan: RestorePlan, *, progress: Progress | None = None,
             raise CorruptData(f"{exc} The restore stopped and {target.node} is "
                               "incomplete.") from exc
 
+    table_json: dict[str, Any] = {}
+    boot = b""
+    if not plan.fit.identity and manifest.table:
+        table_json = manifest.table.get("sfdisk") or {}
+        if not table_json:
+            raise ImageError(f"The image {manifest.name} does not record its partition table "
+                             "in a form that can be fitted; restore it onto a disk of the "
+                             "same size.")
+        boot = _boot_code(plan, fetch)
+
+    progress.set_phase("table", f"wiping old signatures on {target.node}")
+    for part in target.partitions:
+        if part.kind != "extended" and part.node and os.path.exists(part.node):
+            run(["wipefs", "--all", "--quiet", part.node])
+    run(["wipefs", "--all", "--quiet", target.node])
+
+    sector = int(manifest.disk["logical_sector"])
     fd = open_direct(target.node, write=True)
     try:
         progress.set_phase("restore", f"restoring {manifest.name} onto {target.node}")
@@ -119,45 +189,24 @@ def restore(plan: RestorePlan, *, progress: Progress | None = None,
         write_windows(fd, plan.placements(only="outside"), fetch, decode, progress=progress,
                       cancel=cancel, workers=workers)
         flush(fd)
-        if manifest.table and manifest.table["type"] == "gpt" and not plan.same_size:
-            run(["sgdisk", "--move-second-header", target.node])
-        fresh = probe_disk(target.node)
-        sync_partitions(fresh)
-        for region in manifest.regions:
-            if region.partition is not None:
-                node = partition_node(fresh, region.partition)
-                run(["wipefs", "--all", "--quiet", node])
-        # 2. the partitions' used data
-        data = (p for p in plan.placements() if manifest.regions[p.region].name != "outside")
+        if table_json:
+            write_table(target.node, table_json, plan.fit, boot)
+        wipe_new_partitions(target)
+        # 2. the partitions' used data, each at its new place
+        data = (p for p in plan.placements() if manifest.regions[p.region].partition)
         write_windows(fd, data, fetch, decode, progress=progress, cancel=cancel,
                       workers=workers)
+        # 3. a partition that must shrink: on a copy-on-write view of the image
+        for region in plan.shrunk_regions():
+            shrink_and_copy(plan.fit, _view_args(plan, region), fd, sector=sector,
+                            progress=progress, cancel=cancel)
         flush(fd)
     finally:
         os.close(fd)
-    for region in manifest.regions:
-        if region.method == "swap" and region.partition is not None:
-            node = partition_node(fresh, region.partition)
-            args = ["mkswap", "--force"]
-            if region.uuid:
-                args += ["--uuid", region.uuid]
-            if region.label:
-                args += ["--label", region.label]
-            run([*args, node])
-    fresh = probe_disk(target.node)
-    sync_partitions(fresh)
-    drop_caches(fresh)
-    log.write(f"restored onto {target.describe()}")
+    finish(target.node, plan.fit, [PartInfo(r.partition, r.fstype, r.label, r.uuid, r.method)
+                                   for r in manifest.regions if r.partition is not None],
+           progress)
+    log.write(f"restored onto {target.describe()}"
+              + ("" if plan.fit.identity else f"; layout fitted: {'; '.join(plan.describe())}"))
     progress.set_phase("done", f"{manifest.name} restored onto {target.node}")
 
-
-def drop_caches(disk: Disk) -> None:
-    """Forget cached blocks of the partition nodes: the data went in through the disk node."""
-    for node in [disk.node, *(p.node for p in disk.partitions if p.node)]:
-        try:
-            fd = os.open(node, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            flush(fd)
-        finally:
-            os.close(fd)

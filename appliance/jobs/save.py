@@ -27,6 +27,7 @@ from appliance.pipeline import WINDOW, Window, read_windows, workers_default
 from appliance.progress import Progress
 from appliance.repo import Repository, write_file_durably
 from appliance.safety import check_source
+from appliance.tablewrite import read_sfdisk_json
 from appliance.usedmap import UsedMap, used_map
 
 _ZERO_HASHES: dict[int, str] = {}
@@ -113,7 +114,8 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
         folder.mkdir(parents=True, exist_ok=True)
         log = ImageLog(folder / "log.txt")
         log.write(f"save of {disk.describe()} started{' (resumed)' if resume else ''}")
-        manifest = Manifest(name=image, disk=disk_record(disk), table=table_record(disk),
+        sfdisk = read_sfdisk_json(disk.node) if disk.table else None
+        manifest = Manifest(name=image, disk=disk_record(disk), table=table_record(disk, sfdisk),
                             regions=[], created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                             tool_version=__version__)
         write_file_durably(manifest_path, manifest.to_json().encode())

@@ -15,6 +15,7 @@ from appliance.devices import probe_disk
 from appliance.errors import CorruptData, VerifyMismatch
 from appliance.jobs.imageread import LoadedImage, load_image
 from appliance.manifest import Region, window_ranges
+from appliance.model import Disk
 from appliance.pipeline import Stage, Window, read_windows, workers_default
 from appliance.progress import Progress
 from appliance.repo import Repository
@@ -75,17 +76,32 @@ def verify_image(repo_path: str, image: str, *, progress: Progress | None = None
     return result
 
 
-def _windows(loaded: LoadedImage, same_size: bool, skipped: list[str]) -> Iterator[Window]:
+def _windows(loaded: LoadedImage, disk: Disk, skipped: list[str]) -> Iterator[Window]:
+    """The image's windows at the places the disk now holds them: a partition may have moved
+    (a restore onto another size); one that was resized cannot be compared byte for byte."""
+    same_size = disk.size == int(loaded.manifest.disk["size"])
     for number, region in enumerate(loaded.manifest.regions):
         if region.method == "swap":
             continue
-        if region.partition is None and not same_size:
-            skipped.append("the partition table (the disk's size differs from the image's)")
-            continue
+        start = region.start
+        if region.partition is None:
+            if not same_size:
+                skipped.append("the partition table (the disk's size differs from the "
+                               "image's)")
+                continue
+        else:
+            part = disk.partition(region.partition)
+            if part is None:
+                raise VerifyMismatch(f"{disk.node} has no partition {region.partition}, which "
+                                     f"image {loaded.manifest.name} holds.")
+            if part.size != region.size:
+                skipped.append(f"{region.describe()}, which was resized to fit this disk")
+                continue
+            start = part.start
         index = loaded.indexes[region.name]
         by_window = window_ranges(index.used, index.window, region.size)
         for win in sorted(by_window):
-            yield Window(number, win, region.start + win * index.window,
+            yield Window(number, win, start + win * index.window,
                          min(index.window, region.size - win * index.window),
                          tuple(by_window[win]))
 
@@ -98,12 +114,8 @@ def verify_against(repo_path: str, image: str, disk_name: str, *,
     repo = Repository.open(repo_path)
     loaded = load_image(repo, image)
     disk = probe_disk(disk_name)
-    size = int(loaded.manifest.disk["size"])
-    if disk.size < size:
-        raise VerifyMismatch(f"{disk.describe()} is smaller than the disk image {image} was "
-                             "saved from, so it cannot hold the same data.")
     result = VerifyResult(image)
-    windows = list(_windows(loaded, disk.size == size, result.skipped))
+    windows = list(_windows(loaded, disk, result.skipped))
     progress.total = sum(w.used_bytes for w in windows)
     zero: dict[int, str] = {}
     mismatches: list[str] = []
@@ -119,7 +131,7 @@ def verify_against(repo_path: str, image: str, disk_name: str, *,
         if content_hash(data) != expected:
             with lock:
                 mismatches.append(f"{region.describe()} at byte "
-                                  f"{win.offset - region.start}")
+                                  f"{win.number * loaded.indexes[region.name].window}")
 
     fd = open_direct(disk.node)
     try:

@@ -20,12 +20,14 @@ from diskbuild import (
     DISK_4K_SIZE,
     GPT_DISK_SIZE,
     MBR_DISK_SIZE,
+    MiB,
     build_4k_disk,
     build_gpt_disk,
     build_mbr_disk,
     sparse_file,
 )
-from diskcompare import assert_equivalent
+from diskcompare import assert_equivalent, partition_nodes, table
+from fsinfo import fs_size
 
 pytestmark = pytest.mark.root
 
@@ -102,6 +104,12 @@ def test_images_lists_the_image(saved: Saved) -> None:
     assert 0 < image["stored_bytes"] <= image["used_bytes"] < saved.size
 
 
+# On a larger target the last data partition that is not of a fixed-size kind grows, with
+# its filesystem; partitions after it (swap) move to the end.
+GROWN = {"gpt": ({3: "ntfs"}, {4}), "mbr": ({6: "btrfs", 2: ""}, set()),
+         "4k": ({2: "xfs"}, set())}
+
+
 @pytest.mark.parametrize("grow", [1.0, 1.5], ids=["same-size", "larger"])
 def test_restore(saved: Saved, grow: float) -> None:
     size = int(saved.size * grow) // (1 << 20) * (1 << 20)
@@ -109,7 +117,22 @@ def test_restore(saved: Saved, grow: float) -> None:
     proc = appliance("restore", "--repo", str(saved.repo), "--image", saved.image, target,
                      "--yes")
     assert "every chunk was checked" in proc.stdout
-    assert_equivalent(saved.source, target, same_size=grow == 1.0)
+    if grow == 1.0:
+        assert_equivalent(saved.source, target, same_size=True)
+    else:
+        resized, moved = GROWN[saved.kind]
+        assert_equivalent(saved.source, target, same_size=False, resized=set(resized),
+                          moved=moved)
+        src_parts, dst_parts = partition_nodes(saved.source), partition_nodes(target)
+        layout = table(target, ignore_size=True)["partitions"]
+        last_end = max(p["start"] + p["size"] for p in layout.values()) * saved.sector
+        assert size - last_end < 2 * MiB, "the disk was not filled"
+        for number, fstype in resized.items():
+            if fstype:
+                before = fs_size(src_parts[number], fstype)
+                after = fs_size(dst_parts[number], fstype)
+                part_size = layout[number]["size"] * saved.sector
+                assert after > before and after > 0.97 * part_size, (number, before, after)
     appliance("verify", "--repo", str(saved.repo), "--image", saved.image, "--against", target)
     saved.loops.detach(target)
 

@@ -11,9 +11,9 @@ from appliance.lock import RepoLock, process_start_time
 
 
 def test_second_writer_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    with RepoLock(tmp_path / "lock", "save"):
-        with pytest.raises(RepositoryLocked, match="in use by another job"):
-            RepoLock(tmp_path / "lock", "gc").acquire()
+    with RepoLock(tmp_path / "lock", "save"), \
+            pytest.raises(RepositoryLocked, match="in use by another job"):
+        RepoLock(tmp_path / "lock", "gc").acquire()
     assert not (tmp_path / "lock").exists()
 
 

@@ -18,7 +18,7 @@ def test_foreign_folder_is_refused(tmp_path) -> None:  # type: ignore[no-untyped
     (tmp_path / "photos.jpg").write_bytes(b"x")
     with pytest.raises(RepositoryError, match="not empty and is not an image repository"):
         Repository.open_or_create(tmp_path)
-    with pytest.raises(RepositoryError, match="no repo.json"):
+    with pytest.raises(RepositoryError, match=r"no repo\.json"):
         Repository.open(tmp_path)
 
 

@@ -1,0 +1,242 @@
+"""The ISO in a VM (`make vm-test`): once with UEFI (OVMF), once with BIOS (SeaBIOS).
+
+Each firmware gets fresh copies of three virtio disks with serial numbers: SRC-DISK (GPT: FAT32
+ESP, ext4, NTFS, swap, built on the host), TGT-DISK (blank) and REPO-DISK (GPT, ext4 labelled
+IMAGES), and the ISO itself as a read-only virtio disk (APPLIANCE-STICK), as if written to a
+USB stick.
+
+- test_boots_to_tui: the firmware boots the ISO through its own boot menu (isolinux or GRUB);
+  the serial console's root shell reads tty1's screen (/dev/vcsu1) until the appliance shows
+  on it, checks that nothing was mounted or swapped on, that the stick is refused as a
+  target, and that the disks are byte-for-byte unchanged after the boot.
+- test_unattended_save_restore: qemu -kernel/-initrd (taken from the ISO) with the ISO's own
+  boot parameters plus appliance.job=save, then appliance.job=restore; the VM powers itself
+  off after each; the host then checks that the target matches the source (table, fsck,
+  file trees, identities, boot areas).
+
+Only runs with APPLIANCE_VM_TEST=1 (make vm-test sets it). Logs, screen dumps and timings go
+to build/vm-test/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Loops
+from diskbuild import GPT_DISK_SIZE, MiB, build_gpt_disk, sparse_file
+from diskcompare import assert_equivalent, run
+from qemu import VM, Drive
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("APPLIANCE_VM_ARTIFACTS", ROOT / "build" / "vm-test"))
+FIRMWARES = ["uefi", "bios"]
+PROMPT = r"root@appliance:~# "
+
+pytestmark = pytest.mark.skipif(os.environ.get("APPLIANCE_VM_TEST") != "1",
+                                reason="VM test: run it with `make vm-test`")
+
+
+def record(name: str, value: object) -> None:
+    """Keep a measured figure in build/vm-test/figures.json."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / "figures.json"
+    figures = json.loads(path.read_text()) if path.exists() else {}
+    figures[name] = value
+    path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.fixture(scope="session")
+def iso() -> Path:
+    path = Path(os.environ.get("APPLIANCE_ISO", ROOT / "build" / "iso" / "appliance.iso"))
+    if not path.exists():
+        pytest.fail(f"{path} is missing; `make iso` builds it")
+    return path
+
+
+@pytest.fixture(scope="session")
+def boot_files(iso: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The ISO's kernel, initrd and default boot parameters (its GRUB menu's first entry)."""
+    out = tmp_path_factory.mktemp("boot")
+    run("xorriso", "-osirrox", "on", "-indev", iso,
+        "-extract", "/live/vmlinuz", out / "vmlinuz",
+        "-extract", "/live/initrd.img", out / "initrd.img",
+        "-extract", "/boot/grub/grub.cfg", out / "grub.cfg")  # fmt: skip
+    params = None
+    for line in (out / "grub.cfg").read_text().splitlines():
+        found = re.match(r"\s*linux\s+/live/vmlinuz\S*\s+(.*)$", line)
+        if found:
+            params = found.group(1).strip()
+            break
+    assert params, "no linux line in the ISO's grub.cfg"
+    return {"kernel": out / "vmlinuz", "initrd": out / "initrd.img", "params": params}
+
+
+@pytest.fixture(scope="session")
+def master_disks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """The source (real filesystems) and the blank repository disk, built once."""
+    base = tmp_path_factory.mktemp("disks")
+    loops = Loops(base)
+    try:
+        build_gpt_disk(loops, base / "src.img", seed=7)
+        repo = sparse_file(base, "repo.img", 1024 * MiB)
+        node = loops.attach(repo)
+        run("sfdisk", "--quiet", node, input="label: gpt\nstart=2048, type=linux, name=images\n")
+        run("partx", "-u", node)
+        run("mkfs.ext4", "-q", "-F", "-L", "IMAGES", f"{node}p1")
+    finally:
+        loops.cleanup()
+    os.sync()
+    yield {"src": base / "src.img", "repo": repo}
+
+
+def _disks(master: dict[str, Path], workdir: Path) -> dict[str, Path]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name in ("src", "repo"):
+        out[name] = workdir / f"{name}.img"
+        run("cp", "--sparse=always", master[name], out[name])
+    out["tgt"] = sparse_file(workdir, "tgt.img", GPT_DISK_SIZE)
+    return out
+
+
+def _drives(iso: Path, disks: dict[str, Path]) -> list[Drive]:
+    return [Drive(iso, "APPLIANCE-STICK", readonly=True, bootindex=0),
+            Drive(disks["src"], "SRC-DISK"), Drive(disks["tgt"], "TGT-DISK"),
+            Drive(disks["repo"], "REPO-DISK")]
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(4 * MiB):
+            h.update(block)
+    return h.hexdigest()
+
+
+SCREEN = ("python3 -c 'h=open(\"/dev/vcsa1\",\"rb\").read(4);r,c=h[0],h[1];"
+          "d=open(\"/dev/vcsu1\",\"rb\").read().decode(\"utf-32-le\");"
+          "print(\"\\n\".join(d[i*c:(i+1)*c].rstrip() for i in range(r)))'")
+FALLBACK = "could not start"
+
+
+@pytest.mark.parametrize("firmware", FIRMWARES)
+def test_boots_to_tui(firmware: str, iso: Path, master_disks: dict[str, Path],
+                      tmp_path: Path) -> None:
+    art = ARTIFACTS / firmware
+    art.mkdir(parents=True, exist_ok=True)
+    disks = _disks(master_disks, tmp_path / "disks")
+    before = {name: _digest(path) for name, path in disks.items()}
+    vm = VM(art, "boot", firmware, _drives(iso, disks))
+    vm.start()
+    try:
+        vm.expect(PROMPT, 240)
+        shell_at = vm.elapsed()
+        record(f"{firmware}.boot_to_serial_shell_s", round(shell_at, 1))
+        screen = ""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            screen = vm.shell(SCREEN)
+            if FALLBACK in screen or _looks_like_tui(screen):
+                break
+            time.sleep(1)
+        tty1_at = vm.elapsed()
+        (art / "tty1.txt").write_text(screen)
+        vm.screendump(art / "tty1.png")
+        record(f"{firmware}.boot_to_tty1_app_s", round(tty1_at, 1))
+        record(f"{firmware}.tty1_shows", "TUI" if FALLBACK not in screen else "fallback shell")
+
+        disks_out = vm.shell("appliance disks")
+        (art / "appliance-disks.txt").write_text(disks_out)
+        for serial in ("SRC-DISK", "TGT-DISK", "REPO-DISK"):
+            assert serial in disks_out, disks_out
+        # nothing of the machine's disks is mounted, no swap is on (SRC-DISK has a swap
+        # partition), and the stick the appliance booted from is refused as a target
+        mounts = vm.shell("findmnt -rn -o SOURCE,TARGET")
+        assert not re.search(r"/dev/vd[b-d]", mounts), mounts
+        assert vm.shell("swapon --show --noheadings").strip() == ""
+        stick = vm.shell("findmnt -n -o SOURCE /run/live/medium").strip()
+        assert stick.startswith("/dev/vda"), stick
+        refusal = vm.shell(
+            "/opt/appliance/bin/python3 -c 'from appliance.devices import probe_disk;"
+            "from appliance.safety import check_target;from appliance.errors import "
+            "SafetyRefusal\ntry: check_target(probe_disk(\"vda\"))\n"
+            "except SafetyRefusal as e: print(\"REFUSED:\", e)'")
+        assert "REFUSED:" in refusal and "the stick the appliance started from" in refusal, \
+            refusal
+        assert "tty2" in vm.shell("ps -o tty= -C bash | sort -u")  # the root shell on tty2
+        vm.send("poweroff\r")
+        assert vm.wait_exit(90) is not None, "the VM did not power off"
+    finally:
+        vm.stop()
+    after = {name: _digest(path) for name, path in disks.items()}
+    assert after == before, "booting the appliance changed a disk"
+    assert FALLBACK not in screen, ("tty1 shows the fallback shell, not the TUI (is `appliance "
+                                    f"tui` in the image?):\n{screen}")
+
+
+def _looks_like_tui(screen: str) -> bool:
+    """A full-screen Textual app: box drawing or a footer of key bindings, no shell prompt."""
+    return bool(re.search(r"[─━│┃╭╮╰╯▔▁]", screen)) and "root@appliance" not in screen
+
+
+def _job(vm_dir: Path, name: str, firmware: str, iso: Path, disks: dict[str, Path],
+         boot: dict[str, object], keys: str, timeout: float = 480) -> str:
+    vm = VM(vm_dir, name, firmware, _drives(iso, disks), kernel=boot["kernel"],  # type: ignore[arg-type]
+            initrd=boot["initrd"], append=f"{boot['params']} {keys}")  # type: ignore[arg-type]
+    vm.start()
+    try:
+        deadline = time.monotonic() + timeout
+        code = None
+        while time.monotonic() < deadline:
+            code = vm.wait_exit(2)
+            if code is not None:
+                break
+            if "FAILED:" in vm.text() or "cannot start:" in vm.text():
+                time.sleep(2)
+                raise AssertionError(f"the unattended {name} failed:\n{vm.text()[-4000:]}")
+        assert code == 0, f"the {name} VM did not power off within {timeout:.0f} s " \
+                          f"(exit {code}):\n{vm.text()[-4000:]}"
+        record(f"{firmware}.{name}_boot_to_poweroff_s", round(vm.elapsed(), 1))
+        return vm.text()
+    finally:
+        vm.stop()
+
+
+@pytest.mark.parametrize("firmware", FIRMWARES)
+def test_unattended_save_restore(firmware: str, iso: Path, boot_files: dict[str, object],
+                                 master_disks: dict[str, Path], tmp_path: Path,
+                                 loops: Loops) -> None:
+    art = ARTIFACTS / firmware
+    disks = _disks(master_disks, tmp_path / "disks")
+    src_digest = _digest(disks["src"])
+    common = "appliance.repo=LABEL=IMAGES appliance.image=vmtest appliance.then=poweroff"
+
+    log = _job(art, "save", firmware, iso, disks, boot_files,
+               f"appliance.job=save appliance.source=serial:SRC-DISK {common}")
+    assert "unattended save done: saved" in log
+    assert _digest(disks["src"]) == src_digest, "the save changed its source"
+
+    repo_digest = _digest(disks["repo"])
+    log = _job(art, "restore", firmware, iso, disks, boot_files,
+               f"appliance.job=restore appliance.target=serial:TGT-DISK {common}")
+    assert "will be ERASED" in log and "unattended restore done" in log
+    assert _digest(disks["repo"]) == repo_digest, "the restore wrote to the repository disk"
+    assert _digest(disks["src"]) == src_digest
+
+    src = loops.attach(disks["src"])
+    dst = loops.attach(disks["tgt"])
+    assert_equivalent(src, dst)
+    sfdisk = {n: json.loads(run("sfdisk", "--json", node).stdout)["partitiontable"]
+              for n, node in (("src", src), ("tgt", dst))}
+    for table in sfdisk.values():
+        table.pop("device")
+        for part in table["partitions"]:
+            part["node"] = re.sub(r"^/dev/loop\d+", "", part["node"])
+    assert sfdisk["src"] == sfdisk["tgt"]
