@@ -68,6 +68,18 @@ def build_parser() -> Parser:
     p.add_argument("--yes", action="store_true", help="do not ask before erasing the target")
     p.add_argument("--dry-run", action="store_true", help="show the plan and stop")
     p.add_argument("--json", action="store_true", help="print the plan or result as JSON")
+    p.add_argument("--grow", type=int, metavar="N",
+                   help="the partition that grows (or shrinks) to fit another disk size")
+    progress_opt(p)
+
+    p = sub.add_parser("clone", help="copy a disk onto another disk (erases the target)")
+    p.add_argument("source", help="the disk to copy")
+    p.add_argument("target", help="the disk to overwrite")
+    p.add_argument("--yes", action="store_true", help="do not ask before erasing the target")
+    p.add_argument("--dry-run", action="store_true", help="show the plan and stop")
+    p.add_argument("--json", action="store_true", help="print the plan or result as JSON")
+    p.add_argument("--grow", type=int, metavar="N",
+                   help="the partition that grows (or shrinks) to fit another disk size")
     progress_opt(p)
 
     p = sub.add_parser("verify", help="check an image, or a disk against an image")
@@ -125,6 +137,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return jobs.run_save(args, CANCEL)
     if args.command == "restore":
         return jobs.run_restore(args, CANCEL)
+    if args.command == "clone":
+        return jobs.run_clone(args, CANCEL)
     if args.command == "verify":
         return jobs.run_verify(args, CANCEL)
     if args.command == "images":

@@ -9,10 +9,11 @@ import time
 
 from appliance.commands.output import make_progress, print_json, rate
 from appliance.errors import SafetyRefusal
+from appliance.jobs.clone import clone, plan_clone
 from appliance.jobs.restore import RestorePlan, plan_restore, restore
 from appliance.jobs.save import save
 from appliance.jobs.verify import verify_against, verify_image
-from appliance.model import human_size
+from appliance.model import Disk, human_size
 
 
 def run_save(args: argparse.Namespace, cancel: threading.Event) -> int:
@@ -36,27 +37,23 @@ def run_save(args: argparse.Namespace, cancel: threading.Event) -> int:
     return 0
 
 
-def describe_plan(plan: RestorePlan) -> str:
-    target = plan.target
-    manifest = plan.image.manifest
-    lines = [f"Image {manifest.name}: saved {manifest.created} from "
-             f"{manifest.disk.get('model') or '?'} (serial {manifest.disk.get('serial') or '-'}, "
-             f"{human_size(int(manifest.disk['size']))}), {human_size(manifest.used_bytes)} used.",
-             f"Target {target.describe()} will be ERASED. It now holds:"]
+def describe_target(target: Disk) -> list[str]:
+    lines = [f"Target {target.describe()} will be ERASED. It now holds:"]
     if not target.partitions:
         lines.append("  no partitions")
     for part in target.partitions:
         lines.append(f"  partition {part.number}: {human_size(part.size)} "
                      f"{part.fstype or ''} {part.label or ''}".rstrip())
-    lines.append("It will hold:")
-    for region in manifest.regions:
-        if region.partition is not None:
-            lines.append(f"  partition {region.partition}: {human_size(region.size)} at "
-                         f"{region.start} {region.fstype or 'unformatted'} "
-                         f"{region.label or ''} ({region.method})".rstrip())
-    if not plan.same_size:
-        lines.append(f"  the GPT backup moves to the end of the larger target; "
-                     f"{human_size(target.size - int(manifest.disk['size']))} stay unallocated.")
+    return lines
+
+
+def describe_plan(plan: RestorePlan) -> str:
+    manifest = plan.image.manifest
+    lines = [f"Image {manifest.name}: saved {manifest.created} from "
+             f"{manifest.disk.get('model') or '?'} (serial {manifest.disk.get('serial') or '-'}, "
+             f"{human_size(int(manifest.disk['size']))}), {human_size(manifest.used_bytes)} used.",
+             *describe_target(plan.target), "It will hold:"]
+    lines += [f"  {line}" for line in plan.describe()]
     return "\n".join(lines)
 
 
@@ -64,25 +61,22 @@ def plan_json(plan: RestorePlan) -> dict[str, object]:
     manifest = plan.image.manifest
     return {"command": "restore", "image": manifest.name, "target": plan.target.node,
             "target_size": plan.target.size, "image_disk_size": manifest.disk["size"],
-            "same_size": plan.same_size, "bytes": plan.total,
-            "partitions": [{"number": r.partition, "start": r.start, "size": r.size,
-                            "fstype": r.fstype, "method": r.method}
-                           for r in manifest.regions if r.partition is not None]}
+            "same_size": plan.same_size, "bytes": plan.total, "fit": plan.fit.to_json()}
 
 
-def confirm(plan: RestorePlan) -> None:
-    name = plan.target.name
+def confirm(target: Disk, description: str, job: str) -> None:
+    name = target.name
     if not sys.stdin.isatty():
-        raise SafetyRefusal(f"Restoring erases {plan.target.describe()}; add --yes to confirm "
+        raise SafetyRefusal(f"{job} erases {target.describe()}; add --yes to confirm "
                             "(there is no terminal to ask on).")
-    print(describe_plan(plan), file=sys.stderr)
-    answer = input(f"Type {name} to erase it and restore, anything else to stop: ").strip()
+    print(description, file=sys.stderr)
+    answer = input(f"Type {name} to erase it, anything else to stop: ").strip()
     if answer != name:
         raise SafetyRefusal(f"Nothing was written: you typed {answer!r}, not {name}.")
 
 
 def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
-    plan = plan_restore(args.repo, args.image, args.target)
+    plan = plan_restore(args.repo, args.image, args.target, grow=args.grow)
     if args.dry_run:
         if args.json:
             print_json(plan_json(plan))
@@ -90,7 +84,7 @@ def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
             print(describe_plan(plan))
         return 0
     if not args.yes:
-        confirm(plan)
+        confirm(plan.target, describe_plan(plan), "Restoring")
     progress = make_progress(args.progress)
     started = time.monotonic()
     restore(plan, progress=progress, cancel=cancel)
@@ -100,6 +94,28 @@ def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
     else:
         print(f"Restored image {plan.image.manifest.name} onto {plan.target.node}: "
               f"{rate(plan.total, seconds)}; every chunk was checked.")
+    return 0
+
+
+def run_clone(args: argparse.Namespace, cancel: threading.Event) -> int:
+    progress = make_progress(args.progress)
+    plan = plan_clone(args.source, args.target, grow=args.grow, progress=progress)
+    description = "\n".join([*describe_target(plan.target), *plan.describe()])
+    if args.dry_run:
+        if args.json:
+            print_json(plan.to_json())
+        else:
+            print(description)
+        return 0
+    if not args.yes:
+        confirm(plan.target, description, "Cloning")
+    started = time.monotonic()
+    clone(plan, progress=progress, cancel=cancel)
+    seconds = time.monotonic() - started
+    if args.json:
+        print_json({**plan.to_json(), "seconds": round(seconds, 3)})
+    else:
+        print(f"Cloned {plan.source.node} onto {plan.target.node}: {rate(plan.total, seconds)}.")
     return 0
 
 
