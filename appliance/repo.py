@@ -203,6 +203,14 @@ class Repository:
             if len(path.name) == HASH_HEX_LEN and HEX_RE.match(path.name):
                 yield path
 
+    def write_file(self, path: Path, data: bytes) -> None:
+        """A manifest or index, durably (fsync, rename); a full disk gets a sentence."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_file_durably(path, data)
+        except OSError as exc:
+            raise storage_error(self.root, exc) from exc
+
     def sync(self) -> None:
         try:
             syncfs(self.root)

@@ -25,7 +25,7 @@ from appliance.manifest import Index, Manifest, Region, index_hash, window_range
 from appliance.model import Disk
 from appliance.pipeline import WINDOW, Window, read_windows, workers_default
 from appliance.progress import Progress
-from appliance.repo import Repository, write_file_durably
+from appliance.repo import Repository
 from appliance.safety import check_source
 from appliance.tablewrite import read_sfdisk_json
 from appliance.usedmap import UsedMap, used_map
@@ -111,14 +111,13 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
                                  f"({old.disk.get('model')}, {old.disk.get('size')} bytes); "
                                  "choose another name.")
         repo.remove_tmp_files()
-        folder.mkdir(parents=True, exist_ok=True)
         log = ImageLog(folder / "log.txt")
         log.write(f"save of {disk.describe()} started{' (resumed)' if resume else ''}")
         sfdisk = read_sfdisk_json(disk.node) if disk.table else None
         manifest = Manifest(name=image, disk=disk_record(disk), table=table_record(disk, sfdisk),
                             regions=[], created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                             tool_version=__version__)
-        write_file_durably(manifest_path, manifest.to_json().encode())
+        repo.write_file(manifest_path, manifest.to_json().encode())
 
         plans = plan_regions(disk, progress)
         manifest.regions = [plan.region for plan in plans]
@@ -139,7 +138,7 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
             plan.region.index = f"{plan.region.name}.idx"
             plan.region.index_hash = index_hash(blob)
             plan.region.stored_windows = sum(1 for c in plan.chunks if c is not None)
-            write_file_durably(folder / plan.region.index, blob)
+            repo.write_file(folder / plan.region.index, blob)
         if bad:
             log.write(f"{len(bad)} unreadable ranges were saved as zeros: {bad[:20]}")
         manifest.stats = {"used_bytes": progress.total, "new_bytes": stats.new_bytes,
@@ -149,7 +148,7 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
                           "read_errors": [list(r) for r in bad]}
         manifest.complete = True
         manifest.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        write_file_durably(manifest_path, manifest.to_json().encode())
+        repo.write_file(manifest_path, manifest.to_json().encode())
         log.write(f"save complete: {progress.total} bytes used, {stats.new_chunks} new chunks "
                   f"({stats.new_bytes} bytes), {stats.reused_chunks} already stored")
         progress.set_phase("done", f"image {image} saved")
