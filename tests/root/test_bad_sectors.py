@@ -1,0 +1,55 @@
+"""A source disk with unreadable sectors: the save goes on, records them, and says so."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cli import appliance, result_json
+from conftest import Loops
+from diskbuild import build_gpt_disk
+from diskcompare import partition_nodes
+
+pytestmark = pytest.mark.root
+HERE = Path(__file__).resolve().parent.parent
+
+
+def test_save_skips_and_records_unreadable_sectors(loops: Loops, tmp_path: Path) -> None:
+    built = build_gpt_disk(loops, tmp_path / "source.img")
+    ext4 = partition_nodes(built)[2]
+    start = int(Path(f"/sys/class/block/{Path(ext4).name}/start").read_text()) * 512
+    loops.detach(built)
+    bad = (start + 3 * 1024 * 1024, 8192)  # inside the ext4 partition's used blocks (inodes)
+    where = tmp_path / "faulty"
+    where.mkdir()
+    server = subprocess.Popen([sys.executable, str(HERE / "faultyfile.py"),
+                               str(tmp_path / "source.img"), str(where), f"{bad[0]}:{bad[1]}"],
+                              stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not (where / "disk").exists():
+            assert server.poll() is None and time.monotonic() < deadline, server.stderr
+            time.sleep(0.05)
+        source = loops.attach(where / "disk", read_only=True)
+        repo = tmp_path / "repo"
+        proc = appliance("save", source, "--repo", str(repo), "--image", "dying", "--json")
+        out = result_json(proc)
+        errors = [tuple(r) for r in out["read_errors"]]
+        assert errors, "the unreadable sectors were not recorded"
+        lo, hi = min(s for s, _ in errors), max(s + n for s, n in errors)
+        assert bad[0] <= lo and hi <= bad[0] + bad[1]
+        manifest = json.loads((repo / "images" / "dying" / "manifest.json").read_text())
+        assert manifest["complete"] and manifest["stats"]["read_errors"]
+        assert "unreadable" in (repo / "images" / "dying" / "log.txt").read_text()
+        text = appliance("save", source, "--repo", str(repo), "--image", "again").stdout
+        assert "unreadable" in text
+        loops.detach(source)
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+        server.wait(timeout=20)
+        os.sync()
