@@ -47,6 +47,16 @@ def build_parser() -> Parser:
         p.add_argument("--progress", choices=["auto", "json", "none"], default="auto",
                        help="progress on the terminal (auto), as JSON lines on stdout, or none")
 
+    def target_opts(p: argparse.ArgumentParser) -> None:
+        """What every job that overwrites a disk takes."""
+        p.add_argument("target", help="the disk to overwrite")
+        p.add_argument("--yes", action="store_true", help="do not ask before erasing the target")
+        p.add_argument("--dry-run", action="store_true", help="show the plan and stop")
+        p.add_argument("--json", action="store_true", help="print the plan or result as JSON")
+        p.add_argument("--grow", type=int, metavar="N",
+                       help="the partition that grows (or shrinks) to fit another disk size")
+        progress_opt(p)
+
     p = sub.add_parser("disks", help="list the disks and their partitions")
     p.add_argument("--json", action="store_true", help="stable JSON output")
     p.add_argument("--all", action="store_true", help="include loop devices")
@@ -64,23 +74,11 @@ def build_parser() -> Parser:
     p = sub.add_parser("restore", help="restore an image onto a disk (erases the disk)")
     p.add_argument("--repo", required=True)
     p.add_argument("--image", required=True)
-    p.add_argument("target", help="the disk to overwrite")
-    p.add_argument("--yes", action="store_true", help="do not ask before erasing the target")
-    p.add_argument("--dry-run", action="store_true", help="show the plan and stop")
-    p.add_argument("--json", action="store_true", help="print the plan or result as JSON")
-    p.add_argument("--grow", type=int, metavar="N",
-                   help="the partition that grows (or shrinks) to fit another disk size")
-    progress_opt(p)
+    target_opts(p)
 
     p = sub.add_parser("clone", help="copy a disk onto another disk (erases the target)")
     p.add_argument("source", help="the disk to copy")
-    p.add_argument("target", help="the disk to overwrite")
-    p.add_argument("--yes", action="store_true", help="do not ask before erasing the target")
-    p.add_argument("--dry-run", action="store_true", help="show the plan and stop")
-    p.add_argument("--json", action="store_true", help="print the plan or result as JSON")
-    p.add_argument("--grow", type=int, metavar="N",
-                   help="the partition that grows (or shrinks) to fit another disk size")
-    progress_opt(p)
+    target_opts(p)
 
     p = sub.add_parser("verify", help="check an image, or a disk against an image")
     p.add_argument("--repo", required=True)
