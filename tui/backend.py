@@ -1,0 +1,232 @@
+"""The TUI's one door into the engine: every call into appliance/ goes through a Backend.
+
+`EngineBackend` calls the real engine. Tests hand the app a fake with the same methods, so
+that every screen can be driven (and photographed) without root or real disks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from appliance import identity
+from appliance.devices import Problem, Scan, probe_disk, scan_disks
+from appliance.errors import ApplianceError
+from appliance.jobs.catalog import ImageSummary, list_images
+from appliance.model import Disk, human_size
+from appliance.preflight import Preflight, Usage, free_space, measure_disk, preflight_save
+from appliance.progress import Progress
+from appliance.repomount import RepoMount, Volume, mount_volume, volumes
+from appliance.safety import disks_of_path
+from tui.jobspec import JobSpec, JobSummary, VerifyRequest, WritePlan, rate_text
+
+CLONE_MISSING = "Clone is not available in this build."
+
+
+class Backend(Protocol):
+    include_loop: bool
+    labels: dict[str, str]           # kernel name -> what the demo calls the disk
+
+    def scan(self) -> Scan: ...
+    def measure(self, disk: Disk) -> list[Usage]: ...
+    def images(self, repo: str) -> list[ImageSummary]: ...
+    def preflight(self, disk: Disk, repo: str) -> Preflight: ...
+    def plan_restore(self, repo: str, image: str, target: str) -> WritePlan: ...
+    def clone_available(self) -> bool: ...
+    def plan_clone(self, source: str, target: str) -> WritePlan: ...
+    def volumes(self, disks: Sequence[Disk]) -> list[Volume]: ...
+    def mount(self, node: str, *, writable: bool, avoid: Sequence[str] = ()) -> RepoMount: ...
+    def save_job(self, disk: Disk, repo: str, image: str, *, resume: bool) -> JobSpec: ...
+    def write_job(self, plan: WritePlan) -> JobSpec: ...
+    def verify_job(self, request: VerifyRequest) -> JobSpec: ...
+    def today(self) -> str: ...
+    def free(self, path: str) -> int | None: ...
+    def repo_disks(self, path: str) -> set[str]: ...
+
+
+def restore_layout(plan: Any) -> tuple[str, ...]:
+    """The layout a RestorePlan writes, a line per partition (grown, shrunk or moved by the
+    engine's fit when the target's size differs)."""
+    manifest = plan.image.manifest
+    table = (manifest.table or {}).get("type")
+    fitted = getattr(plan, "fit", None)
+    lines = [f"{(table or 'no').upper()} partition table"]
+    end = 0
+    for region in manifest.regions:
+        if region.partition is None:
+            continue
+        label = f" {region.label}" if region.label else ""
+        size, start, change = region.size, region.start, ""
+        if fitted is not None and fitted.parts:
+            part = fitted.part(region.partition)
+            size, start = part.new_size, part.new_start
+            if part.new_size != part.old_size:
+                how = "grown" if part.new_size > part.old_size else "shrunk"
+                change = f", {how} from {human_size(part.old_size)}"
+            elif part.new_start != part.old_start:
+                change = ", moved"
+        end = max(end, start + size)
+        lines.append(f"partition {region.partition}: {human_size(size)} "
+                     f"{region.fstype or 'unformatted'}{label} ({region.method}{change})")
+    spare = plan.target.size - end - 1024 * 1024
+    if end and spare > 0:
+        lines.append(f"{human_size(spare)} at the end stay unallocated")
+    return tuple(lines)
+
+
+def image_source(manifest: Any) -> str:
+    disk = manifest.disk
+    serial = f", serial {disk.get('serial')}" if disk.get("serial") else ""
+    return (f"image {manifest.name}, saved {manifest.created[:16].replace('T', ' ')} from "
+            f"{disk.get('model') or disk.get('name')}{serial} "
+            f"({human_size(int(disk['size']))}), {human_size(manifest.used_bytes)} of data")
+
+
+class EngineBackend:
+    """The real engine."""
+
+    def __init__(self, include_loop: bool = False, labels: dict[str, str] | None = None,
+                 only: set[str] | None = None) -> None:
+        self.include_loop = include_loop
+        self.labels = labels or {}
+        self.only = only   # the demo shows its own disks and no other
+
+    def scan(self) -> Scan:
+        if self.only is None:
+            return scan_disks(self.include_loop)
+        disks: list[Disk] = []
+        problems: list[Problem] = []
+        for name in sorted(self.only):  # probe these and no other
+            try:
+                ident = identity.read_identity(name)
+                if ident.size == 0 or (ident.is_loop and not ident.backing_file):
+                    continue  # detached, or unplugged
+                disks.append(probe_disk(name))
+            except ApplianceError as exc:
+                problems.append(Problem(name, f"/dev/{name}", str(exc)))
+        return Scan(tuple(disks), tuple(problems))
+
+    def measure(self, disk: Disk) -> list[Usage]:
+        return measure_disk(disk)
+
+    def images(self, repo: str) -> list[ImageSummary]:
+        return list_images(repo)
+
+    def preflight(self, disk: Disk, repo: str) -> Preflight:
+        return preflight_save(disk, repo)
+
+    def plan_restore(self, repo: str, image: str, target: str) -> WritePlan:
+        from appliance.jobs.restore import plan_restore
+
+        plan = plan_restore(repo, image, target)
+        return WritePlan("restore", plan.target, image_source(plan.image.manifest),
+                         restore_layout(plan), plan.total, plan, repo, image)
+
+    def _clone_module(self) -> Any:
+        try:
+            return importlib.import_module("appliance.jobs.clone")
+        except ImportError:
+            return None
+
+    def clone_available(self) -> bool:
+        return self._clone_module() is not None
+
+    def plan_clone(self, source: str, target: str) -> WritePlan:
+        module = self._clone_module()
+        if module is None:
+            raise ApplianceError(CLONE_MISSING)
+        plan = module.plan_clone(source, target)
+        return WritePlan("clone", plan.target, f"a copy of {plan.source.describe()}",
+                         tuple(line.strip() for line in plan.describe()), int(plan.total), plan)
+
+    def volumes(self, disks: Sequence[Disk]) -> list[Volume]:
+        return volumes(disks)
+
+    def mount(self, node: str, *, writable: bool, avoid: Sequence[str] = ()) -> RepoMount:
+        return mount_volume(node, writable=writable, avoid=avoid)
+
+    def today(self) -> str:
+        return time.strftime("%Y-%m-%d")
+
+    def free(self, path: str) -> int | None:
+        return free_space(path)
+
+    def repo_disks(self, path: str) -> set[str]:
+        where = Path(path)
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        return disks_of_path(where)
+
+    # -- jobs -----------------------------------------------------------------------------
+    def save_job(self, disk: Disk, repo: str, image: str, *, resume: bool) -> JobSpec:
+        def run(progress: Progress, cancel: threading.Event) -> JobSummary:
+            from appliance.jobs.save import save
+
+            started = time.monotonic()
+            manifest = save(disk.node, repo, image, resume=resume, progress=progress,
+                            cancel=cancel)
+            stats = manifest.stats
+            lines = [f"Saved {disk.describe()} as image {image}: "
+                     f"{rate_text(int(stats['used_bytes']), time.monotonic() - started)}.",
+                     f"{human_size(int(stats['new_bytes']))} stored in {stats['new_chunks']} "
+                     f"new chunks; {stats['reused_chunks']} chunks were already in the "
+                     "repository."]
+            if stats.get("read_errors"):
+                lines.append(f"{len(stats['read_errors'])} unreadable areas were saved as "
+                             "zeros; see the image's log.txt.")
+            return JobSummary(tuple(lines), "Not verified yet: press V to re-read and check "
+                              "every chunk of the image.", VerifyRequest(repo, image))
+
+        verb = "Resume saving" if resume else "Save"
+        return JobSpec("save", f"{verb} {disk.describe()} as image {image}", run, image=image)
+
+    def write_job(self, plan: WritePlan) -> JobSpec:
+        def run(progress: Progress, cancel: threading.Event) -> JobSummary:
+            started = time.monotonic()
+            if plan.kind == "restore":
+                from appliance.jobs.restore import restore
+
+                restore(plan.engine_plan, progress=progress, cancel=cancel)  # type: ignore[arg-type]
+                took = time.monotonic() - started
+                return JobSummary(
+                    (f"Restored image {plan.image} onto {plan.target.describe()}: "
+                     f"{rate_text(plan.total, took)}.",),
+                    "Every chunk was re-hashed as it was read. Press V to compare the whole "
+                    "disk with the image.", VerifyRequest(plan.repo, plan.image, plan.target.name))
+            module = self._clone_module()
+            if module is None:
+                raise ApplianceError(CLONE_MISSING)
+            module.clone(plan.engine_plan, progress=progress, cancel=cancel)
+            took = time.monotonic() - started
+            return JobSummary((f"Cloned {plan.source} onto {plan.target.describe()}: "
+                               f"{rate_text(plan.total, took)}.",),
+                              "The copy was not compared with the source afterwards.")
+
+        verb = "Restore" if plan.kind == "restore" else "Clone"
+        return JobSpec(plan.kind, f"{verb} {plan.source} onto {plan.target.describe()}", run,
+                       target=plan.target)
+
+    def verify_job(self, request: VerifyRequest) -> JobSpec:
+        def run(progress: Progress, cancel: threading.Event) -> JobSummary:
+            from appliance.jobs.verify import verify_against, verify_image
+
+            started = time.monotonic()
+            if request.disk:
+                result = verify_against(request.repo, request.image, request.disk,
+                                        progress=progress, cancel=cancel)
+                what = f"/dev/{request.disk} holds the same data as image {request.image}"
+            else:
+                result = verify_image(request.repo, request.image, progress=progress,
+                                      cancel=cancel)
+                what = f"Image {request.image} is intact: {result.chunks} chunks re-hashed"
+            took = time.monotonic() - started
+            lines = [f"{what} ({rate_text(result.bytes_checked, took)})."]
+            lines += [f"Not compared: {skipped}." for skipped in result.skipped]
+            return JobSummary(tuple(lines), "Verified.")
+
+        against = f" against /dev/{request.disk}" if request.disk else ""
+        return JobSpec("verify", f"Verify image {request.image}{against}", run)

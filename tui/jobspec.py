@@ -1,0 +1,109 @@
+"""What the screens hand each other: plans that will write a disk, and jobs ready to run.
+
+No textual here: a job is a function of (Progress, cancel Event) that returns a summary, plus
+the sentences that say what a stop leaves behind. The real ones are built in backend.py; the
+tests build fake ones.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from appliance.model import Disk, human_size
+from appliance.progress import Progress
+
+
+@dataclass(frozen=True)
+class WritePlan:
+    """A restore or clone, planned and checked by the engine; nothing written yet."""
+
+    kind: str                        # "restore" or "clone"
+    target: Disk                     # the disk that will be erased
+    source: str                      # what is copied onto it, in words
+    layout: tuple[str, ...]          # the layout that will be written, a line each
+    total: int                       # bytes that will be written
+    engine_plan: object = None       # RestorePlan / ClonePlan, handed back to run it
+    repo: str = ""                   # restore: the repository and image, for a verify after
+    image: str = ""
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    repo: str
+    image: str
+    disk: str | None = None          # compare this disk's data with the image
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    lines: tuple[str, ...]           # what was done: bytes, time, rate
+    verified: str                    # a sentence: verified, or how to verify
+    follow_up: VerifyRequest | None = None
+
+
+JobRunner = Callable[[Progress, threading.Event], JobSummary]
+
+
+@dataclass
+class JobSpec:
+    kind: str                        # save, restore, clone, verify
+    title: str                       # one line: what the job does
+    run: JobRunner
+    target: Disk | None = None       # the disk the job overwrites (restore, clone)
+    image: str | None = None         # save: the image being written
+    writes_from: tuple[str, ...] = field(default=("table", "restore", "clone"))
+
+    def stopped(self, phases_seen: set[str]) -> str:
+        """What a stop (cancel, error, unplugged disk) leaves behind, in one sentence."""
+        wrote = bool(phases_seen & set(self.writes_from))
+        if self.kind in ("restore", "clone") and self.target is not None:
+            if not wrote:
+                return f"Nothing was written: {self.target.describe()} is as it was."
+            return (f"{self.target.describe()} was partly overwritten and will not start as it "
+                    f"is; run the {self.kind} again to finish it.")
+        if self.kind == "save":
+            return (f"The image {self.image} is incomplete: it is never offered for restore; "
+                    "save again with the same name to resume it.")
+        return "Nothing was changed; the check did not finish."
+
+
+NAME_OK = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def default_image_name(disk: Disk, today: str, label: str | None = None) -> str:
+    """laptop-2024-05-01, or Samsung-SSD-870-3A1B-2024-05-01 from model and serial."""
+    words = [label.split(" (")[0] if label else disk.model or disk.name]
+    if disk.serial and not label:
+        words.append(disk.serial[-4:])
+    words.append(today)
+    name = NAME_OK.sub("-", "-".join(words)).strip("-._+")
+    name = re.sub(r"-{2,}", "-", name)
+    return (name or f"disk-{today}")[:100]
+
+
+def rate_text(nbytes: int, seconds: float) -> str:
+    per = nbytes / seconds if seconds > 0 else 0.0
+    return f"{human_size(nbytes)} in {clock(seconds)} ({per / 1e6:.1f} MB/s)"
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    if hours:
+        return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+    return f"{rest // 60}:{rest % 60:02d}"
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """`name`, or name-2, name-3... when an image of that name exists."""
+    if name not in taken:
+        return name
+    number = 2
+    while f"{name}-{number}" in taken:
+        number += 1
+    return f"{name}-{number}"

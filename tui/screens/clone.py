@@ -1,0 +1,96 @@
+"""Clone: disk to disk. Pick the source, then the disk to overwrite; the same confirmation as
+a restore."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Footer, Static
+from textual.worker import Worker, WorkerState
+
+from appliance.model import Disk
+from tui.backend import CLONE_MISSING
+from tui.jobspec import WritePlan
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.flow import FlowScreen
+from tui.widgets.disktable import DiskTable
+from tui.widgets.errorline import ErrorLine
+from tui.widgets.topbar import TopBar
+
+
+class CloneScreen(FlowScreen):
+    def __init__(self, preselect: str | None = None) -> None:
+        super().__init__()
+        self.preselect = preselect
+        self.source: Disk | None = None
+        self.available = True
+
+    def compose(self) -> ComposeResult:
+        yield TopBar("Clone a disk onto another")
+        with VerticalScroll():
+            yield Static("1. The disk to copy from: arrows, then Enter", id="step1",
+                         classes="step")
+            yield DiskTable(id="source")
+            yield Static("2. The disk to ERASE and copy onto: arrows, then Enter", id="step2",
+                         classes="step")
+            yield DiskTable(id="target")
+            yield ErrorLine()
+            yield Static("The last partition is grown or shrunk to fit the target. Nothing is "
+                         "written until you type the target's name.", classes="hint")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        source = self.query_one("#source", DiskTable)
+        if self.preselect:
+            source.select_key(self.preselect)
+        source.focus()
+        self.available = self.appliance.backend.clone_available()
+        if not self.available:
+            self.say(CLONE_MISSING)
+
+    @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
+    def make_plan(self, source: Disk, target: Disk) -> WritePlan:
+        return self.appliance.backend.plan_clone(source.name, target.name)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "plan" or self.worker_failed(event):
+            return
+        if event.state != WorkerState.SUCCESS:
+            return
+        plan = event.worker.result
+        assert isinstance(plan, WritePlan)
+        self.app.push_screen(ConfirmScreen(plan), lambda yes: self._confirmed(plan, yes))
+
+    def _confirmed(self, plan: WritePlan, yes: bool | None) -> None:
+        if not yes:
+            self.say(f"Nothing was written to {plan.target.node}.")
+            return
+        spec = self.appliance.backend.write_job(plan)
+        source = self.source.name if self.source else ""
+        self.start_job(spec, writable=False, avoid=[plan.target.name, source])
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if not self.available:
+            self.say(CLONE_MISSING)
+            return
+        self.unsay()
+        if event.data_table.id == "source":
+            self.source = self.disk_or_say("source", "the disk to copy from")
+            if self.source is not None:
+                self.mark_step("step1", True)
+                self.query_one("#target", DiskTable).focus()
+            return
+        if self.source is None:
+            self.say("Choose the disk to copy from first (arrows, then Enter).")
+            self.query_one("#source", DiskTable).focus()
+            return
+        target = self.disk_or_say("target", "the disk to copy onto")
+        if target is None:
+            return
+        if target.name == self.source.name:
+            self.say("The disk to copy onto is the disk to copy from; choose another one.")
+            return
+        self.query_one(ErrorLine).note(f"Checking {target.node}...")
+        self.make_plan(self.source, target)

@@ -1,0 +1,151 @@
+"""Home: the disks and their partitions, the repository in use, and the four jobs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Static
+
+from appliance.devices import Scan
+from tui.widgets.disktable import DiskTable
+from tui.widgets.parttable import PartitionTable
+from tui.widgets.topbar import TopBar
+
+if TYPE_CHECKING:
+    from tui.app import ApplianceApp
+
+
+class HomeScreen(Screen[None]):
+    DEFAULT_CSS = """
+    HomeScreen #problems { color: $warning; height: auto; display: none; }
+    HomeScreen #problems.-shown { display: block; }
+    HomeScreen #jobs { height: 1; margin-top: 1; }
+    HomeScreen #jobs Button { margin-right: 1; width: auto; min-width: 8; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "save", "Save"),
+        Binding("r", "restore", "Restore"),
+        Binding("c", "clone", "Clone"),
+        Binding("v", "verify", "Verify"),
+        Binding("p", "repository", "Repository"),
+        Binding("f5", "rescan", "Rescan"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    @property
+    def appliance(self) -> ApplianceApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield TopBar("Home")
+        with VerticalScroll():
+            yield Static("Disks", classes="section")
+            yield DiskTable(id="disks")
+            yield Static("", id="parts-title", classes="section")
+            yield PartitionTable(id="parts")
+            yield Static("", id="problems")
+            with Horizontal(id="jobs"):
+                yield Button("Save", id="save", compact=True, variant="primary")
+                yield Button("Restore", id="restore", compact=True, variant="warning")
+                yield Button("Clone", id="clone", compact=True, variant="warning")
+                yield Button("Verify", id="verify", compact=True)
+                yield Button("Repository", id="repository", compact=True)
+                yield Button("Quit", id="quit", compact=True)
+            yield Static(
+                "Save copies a whole disk into an image. Restore and Clone ERASE the disk you "
+                "choose, after you type its name. Nothing is written until then.",
+                classes="hint")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        app = self.appliance
+        app.disks_changed.subscribe(self, self._show)
+        app.usage_changed.subscribe(self, self._usage)
+        app.repo_changed.subscribe(self, lambda _: self._show(app.disks))
+        self._show(app.disks)
+        self.query_one(DiskTable).focus()
+
+    def _show(self, scan: Scan) -> None:
+        app = self.appliance
+        repo = app.repo_disks()
+        notes = {d.name: "repository" for d in scan.disks if d.name in repo}
+        table = self.query_one(DiskTable)
+        table.show(scan.disks, app.backend.labels, notes)
+        problems = self.query_one("#problems", Static)
+        if scan.problems:
+            problems.update("\n".join(f"{p.node}: {p.error}" for p in scan.problems))
+            problems.add_class("-shown")
+        else:
+            problems.remove_class("-shown")
+        if not scan.disks:
+            self.query_one("#parts-title", Static).update("No disks found yet.")
+        self._show_parts()
+
+    def _usage(self, name: str) -> None:
+        disk = self.query_one(DiskTable).current_disk()
+        if disk is not None and disk.name == name:
+            self._show_parts()
+
+    def _show_parts(self) -> None:
+        disk = self.query_one(DiskTable).current_disk()
+        title = self.query_one("#parts-title", Static)
+        if disk is None:
+            self.query_one(PartitionTable).show(None, None)
+            return
+        label = self.appliance.label(disk)
+        text = Text(f"Partitions of {disk.describe()}")
+        if label:
+            text.append(f" - {label}")
+        title.update(text)
+        self.query_one(PartitionTable).show(disk, self.appliance.usage_of(disk))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "disks":
+            self._show_parts()
+
+    async def on_button_pressed(self, event: Button.Pressed) -> None:
+        action = event.button.id or ""
+        if action == "quit":
+            await self.appliance.action_quit()
+            return
+        getattr(self, f"action_{action}")()
+
+    def _selected(self) -> Any:
+        return self.query_one(DiskTable).current_disk()
+
+    def action_save(self) -> None:
+        from tui.screens.save import SaveScreen
+
+        disk = self._selected()
+        self.app.push_screen(SaveScreen(disk.name if disk else None))
+
+    def action_restore(self) -> None:
+        from tui.screens.restore import RestoreScreen
+
+        self.app.push_screen(RestoreScreen())
+
+    def action_clone(self) -> None:
+        from tui.screens.clone import CloneScreen
+
+        disk = self._selected()
+        self.app.push_screen(CloneScreen(disk.name if disk else None))
+
+    def action_verify(self) -> None:
+        from tui.screens.verify import VerifyScreen
+
+        self.app.push_screen(VerifyScreen())
+
+    def action_repository(self) -> None:
+        from tui.screens.repository import RepositoryScreen
+
+        self.app.push_screen(RepositoryScreen())
+
+    def action_rescan(self) -> None:
+        self.appliance.refresh_disks()
+        self.notify("Looking for disks again.", timeout=2)

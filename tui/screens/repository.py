@@ -1,0 +1,141 @@
+"""Repository: a folder that is already mounted, or a filesystem on another disk that the app
+mounts (read-only to look and to restore or verify, read-write only while saving)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Button, DataTable, Footer, Input, Static
+from textual.worker import Worker, WorkerState
+
+from appliance.devices import Scan
+from appliance.model import human_size
+from appliance.repomount import RepoMount, Volume
+from tui.screens.flow import FlowScreen
+from tui.widgets.errorline import ErrorLine
+from tui.widgets.topbar import TopBar
+from tui.widgets.volumetable import VolumeTable
+
+
+class RepositoryScreen(FlowScreen):
+    DEFAULT_CSS = """
+    RepositoryScreen Input, RepositoryScreen Input:focus {
+        width: 1fr; max-width: 72; border: round $secondary;
+    }
+    RepositoryScreen #current { height: auto; margin-top: 1; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("f8", "unmount", "Unmount")]
+
+    def compose(self) -> ComposeResult:
+        yield TopBar("Choose the repository")
+        with VerticalScroll():
+            yield Static("", id="current")
+            yield Static("A folder that is already mounted (a share, a disk): type it, "
+                         "then Enter", classes="step")
+            yield Input(placeholder="/mnt/images", id="folder")
+            yield Static("Or a filesystem on another disk: arrows, then Enter mounts it "
+                         "read-only and looks for images", classes="step")
+            yield VolumeTable(id="volumes")
+            yield ErrorLine()
+            with Horizontal(classes="buttons"):
+                yield Button("Unmount (F8)", id="unmount", compact=True)
+                yield Button("Back (Esc)", id="back", compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        folder = self.query_one(Input)
+        folder.cursor_blink = self.appliance.blink
+        folder.value = self.appliance.repo.path or ""
+        self.appliance.repo_changed.subscribe(self, lambda _: self._current())
+        self._current()
+        self.query_one(VolumeTable).focus()
+
+    def _current(self) -> None:
+        repo = self.appliance.repo
+        if not repo.path:
+            text = "No repository is chosen yet."
+        else:
+            free = f", {human_size(repo.free)} free" if repo.free is not None else ""
+            text = f"In use: {repo.path}{free}"
+            if repo.mount is not None and repo.mount.owned:
+                text += (f"\nOn {repo.mount.node}, mounted by the appliance at "
+                         f"{repo.mount.mountpoint} (read-write only while a save runs).")
+        self.query_one("#current", Static).update(text)
+
+    def disks_changed(self, scan: Scan) -> None:
+        super().disks_changed(scan)
+        self.list_volumes(scan)
+
+    @work(thread=True, exclusive=True, group="volumes", exit_on_error=False)
+    def list_volumes(self, scan: Scan) -> list[Volume]:
+        return self.appliance.backend.volumes(scan.disks)
+
+    @work(thread=True, exclusive=True, group="mount", exit_on_error=False)
+    def mount_volume(self, volume: Volume) -> tuple[RepoMount, Path]:
+        mount = self.appliance.backend.mount(volume.node, writable=False)
+        return mount, mount.default_repository()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        group = event.worker.group
+        if group not in ("volumes", "mount") or self.worker_failed(event):
+            return
+        if event.state != WorkerState.SUCCESS:
+            return
+        if group == "volumes":
+            volumes = event.worker.result
+            assert isinstance(volumes, list)
+            self.query_one(VolumeTable).show(volumes)
+            return
+        mount, path = event.worker.result  # type: ignore[misc]
+        self.appliance.set_repo(str(path), mount)
+        found = (path / "repo.json").exists()
+        self.query_one(Input).value = str(path)
+        state = "a repository was found there" if found else "no repository yet; the first " \
+            "save makes it"
+        self.query_one(ErrorLine).note(f"Using {path}: {state}.")
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        volume = self.query_one(VolumeTable).current_volume()
+        if volume is None:
+            return
+        self.query_one(ErrorLine).note(f"Mounting {volume.node} read-only...")
+        self.mount_volume(volume)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        path = Path(event.value.strip()).expanduser()
+        if not event.value.strip() or not path.is_absolute():
+            self.say("Type the folder's full path, starting with /.")
+            return
+        parent = path if path.exists() else path.parent
+        if not parent.is_dir():
+            self.say(f"There is no folder {parent}.")
+            return
+        if path.exists() and not path.is_dir():
+            self.say(f"{path} is a file, not a folder.")
+            return
+        self.appliance.set_repo(str(path), None)
+        state = "a repository" if (path / "repo.json").exists() else "no repository yet"
+        self.query_one(ErrorLine).note(f"Using {path} ({state}).")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "unmount":
+            self.action_unmount()
+        elif event.button.id == "back":
+            self.action_back()
+
+    def action_unmount(self) -> None:
+        mount = self.appliance.repo.mount
+        if mount is None or not mount.owned:
+            self.say("The appliance has mounted nothing here; there is nothing to unmount.")
+            return
+        self.appliance.set_repo(None, None)
+        self.query_one(ErrorLine).note(f"{mount.node} is unmounted; it can be unplugged.")
+        self.list_volumes(self.appliance.disks)

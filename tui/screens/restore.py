@@ -1,0 +1,102 @@
+"""Restore: pick an image, then the disk to overwrite; the engine plans and checks it, the
+user reads what will be destroyed and types the disk's name."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Footer, Static
+from textual.worker import Worker, WorkerState
+
+from appliance.jobs.catalog import ImageSummary
+from appliance.model import Disk
+from tui.jobspec import WritePlan
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.flow import FlowScreen
+from tui.widgets.disktable import DiskTable
+from tui.widgets.errorline import ErrorLine
+from tui.widgets.imagetable import ImageTable, restorable
+from tui.widgets.topbar import TopBar
+
+
+class RestoreScreen(FlowScreen):
+    def __init__(self) -> None:
+        super().__init__()
+        self.image: ImageSummary | None = None
+        self.repo: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield TopBar("Restore an image onto a disk")
+        with VerticalScroll():
+            yield Static("1. The image: arrows, then Enter", id="step1", classes="step")
+            yield ImageTable(id="images")
+            yield Static("2. The disk to ERASE and restore onto: arrows, then Enter",
+                         id="step2", classes="step")
+            yield DiskTable(id="target")
+            yield ErrorLine()
+            yield Static("Nothing is written until you type the disk's name on the next "
+                         "screen.", classes="hint")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one(ImageTable).focus()
+        self.load_images()
+
+    @work(thread=True, exclusive=True, group="images", exit_on_error=False)
+    def load_images(self) -> tuple[str, list[ImageSummary]]:
+        app = self.appliance
+        repo = app.prepare_repo(writable=False)
+        return repo, app.backend.images(repo)
+
+    @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
+    def make_plan(self, repo: str, image: str, target: Disk) -> WritePlan:
+        return self.appliance.backend.plan_restore(repo, image, target.name)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        group = event.worker.group
+        if group not in ("images", "plan") or self.worker_failed(event):
+            return
+        if event.state != WorkerState.SUCCESS:
+            return
+        if group == "images":
+            self.repo, images = event.worker.result  # type: ignore[misc]
+            self.query_one(ImageTable).show(images)
+            if not images:
+                self.say(f"The repository {self.repo} holds no images yet.")
+            return
+        plan = event.worker.result
+        assert isinstance(plan, WritePlan)
+        self.app.push_screen(ConfirmScreen(plan), lambda yes: self._confirmed(plan, yes))
+
+    def _confirmed(self, plan: WritePlan, yes: bool | None) -> None:
+        if not yes:
+            self.say(f"Nothing was written to {plan.target.node}.")
+            return
+        spec = self.appliance.backend.write_job(plan)
+        self.start_job(spec, writable=False, avoid=[plan.target.name])
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.unsay()
+        if event.data_table.id == "images":
+            image = self.query_one(ImageTable).current_image()
+            if image is None:
+                return
+            if not restorable(image):
+                why = image.problem or ("its save did not finish, so it is never restored; "
+                                        "save again with the same name to resume it")
+                self.say(f"The image {image.name} cannot be restored: {why}")
+                return
+            self.image = image
+            self.mark_step("step1", True)
+            self.query_one(DiskTable).focus()
+        elif event.data_table.id == "target":
+            if self.image is None or self.repo is None:
+                self.say("Choose the image first (arrows, then Enter).")
+                self.query_one(ImageTable).focus()
+                return
+            disk = self.disk_or_say("target", "the disk to restore onto")
+            if disk is not None:
+                self.query_one(ErrorLine).note(f"Checking {disk.node}...")
+                self.make_plan(self.repo, self.image.name, disk)

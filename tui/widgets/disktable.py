@@ -1,0 +1,75 @@
+"""The machine's disks, a row each: named by model, serial and size, not only by kernel name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from rich.text import Text
+
+from appliance.model import Disk, human_size
+from tui.widgets.keyedtable import Cell, KeyedTable
+
+NONE_KEY = "-"
+
+
+def fit(text: str, width: int) -> str:
+    """`text` cut to `width` characters, with an ellipsis when cut."""
+    return text if len(text) <= width else text[: max(width - 1, 1)] + "\u2026"
+
+
+def fit_tail(text: str, width: int) -> str:
+    """`text` cut to its last `width` characters (a serial's end tells disks apart)."""
+    return text if len(text) <= width else "\u2026" + text[-(width - 1):]
+
+
+def table_name(disk: Disk) -> str:
+    return {"gpt": "GPT", "dos": "MBR"}.get(disk.table or "", "none")
+
+
+class DiskTable(KeyedTable):
+    """Disks with their identity. `none_row` adds a first row that stands for "no disk"."""
+
+    def __init__(self, *, none_row: str | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(("Disk", "Model", "Serial", "Size", "Table", "Note"),
+                         id=id, classes=classes)
+        self.none_row = none_row
+        self.disks: dict[str, Disk] = {}
+        self._last: tuple[list[Disk], dict[str, str], dict[str, str]] = ([], {}, {})
+        self._width = 0
+
+    def show(self, disks: Iterable[Disk], labels: Mapping[str, str] | None = None,
+             notes: Mapping[str, str] | None = None) -> None:
+        labels = labels or {}
+        notes = notes or {}
+        self._last = (list(disks), dict(labels), dict(notes))
+        rows: list[tuple[str, list[Cell]]] = []
+        if self.none_row:
+            rows.append((NONE_KEY, [Text(self.none_row, style="italic"), "", "", "", "", ""]))
+        self.disks = {}
+        for disk in self._last[0]:
+            self.disks[disk.name] = disk
+            note = " ".join(x for x in (labels.get(disk.name), notes.get(disk.name)) if x)
+            model = disk.model or "Unknown model"
+            rows.append((disk.name, [
+                Text(disk.name, style="bold"), fit(model, self.model_width()),
+                fit_tail(disk.serial or "-", 16),
+                human_size(disk.size), table_name(disk), Text(fit(note, 16), style="italic")]))
+        self.replace_rows(rows)
+
+    def on_resize(self) -> None:
+        if self.size.width != self._width:
+            self._width = self.size.width
+            self.show(*self._last)
+
+    def model_width(self) -> int:
+        """What is left for the model once the other columns have their room."""
+        width = self.size.width or (self.app.size.width - 2)
+        return max(12, min(30, width - 49 - 2 * 6 - 2))
+
+    def current_disk(self) -> Disk | None:
+        key = self.current_key()
+        return self.disks.get(key) if key else None
+
+    def none_selected(self) -> bool:
+        return self.current_key() == NONE_KEY

@@ -1,0 +1,61 @@
+"""One disk's partitions: number, filesystem, label, size and used space."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+
+from appliance.commands.disks import type_name
+from appliance.model import Disk, human_size
+from appliance.preflight import Usage
+from tui.widgets.disktable import fit
+from tui.widgets.keyedtable import Cell, KeyedTable
+
+
+def used_text(usage: Usage | None, measuring: bool) -> Cell:
+    if usage is None:
+        return Text("measuring" if measuring else "-", style="dim")
+    if usage.method == "swap":
+        return Text("swap", style="dim")
+    if usage.used is None:
+        return Text("unknown", style="dim")
+    share = f" {100 * usage.used / usage.size:.0f}%" if usage.size else ""
+    if usage.method == "raw":
+        return Text(f"all (raw){share}", style="bold")
+    return f"{human_size(usage.used)}{share}"
+
+
+class PartitionTable(KeyedTable):
+    """Partitions of the highlighted disk, with the used space once it is measured."""
+
+    DEFAULT_CSS = """
+    PartitionTable { max-height: 10; }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(("#", "Filesystem", "Label", "Size", "Used", "Type"), id=id,
+                         classes=classes)
+
+    def type_width(self) -> int:
+        width = self.size.width or (self.app.size.width - 2)
+        return max(10, min(24, width - 66 - 2))
+
+    def show(self, disk: Disk | None, usage: Sequence[Usage] | None) -> None:
+        rows: list[tuple[str, list[Cell]]] = []
+        if disk is not None:
+            by_number = {u.partition: u for u in usage or () if u.partition is not None}
+            for part in disk.partitions:
+                fs = part.fstype or ("(extended)" if part.kind == "extended" else "-")
+                if part.fsversion and part.fstype == "vfat":
+                    fs = f"{fs} {part.fsversion}"
+                rows.append((str(part.number), [
+                    str(part.number), fs, fit(part.label or part.name or "", 16),
+                    human_size(part.size),
+                    "" if part.kind == "extended"
+                    else used_text(by_number.get(part.number), usage is None),
+                    fit(type_name(disk.table, part.type), self.type_width())]))
+            if not disk.partitions:
+                text = "no partition table" if disk.table is None else "no partitions"
+                rows.append(("none", [Text(text, style="italic"), "", "", "", "", ""]))
+        self.replace_rows(rows)
