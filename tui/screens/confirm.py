@@ -70,7 +70,7 @@ class ConfirmScreen(ModalScreen[bool]):
         with VerticalScroll(id="dialog"):
             yield PlanView(self.plan)
             yield Static(prompt(disk), id="prompt")
-            yield Input(placeholder=disk.name, id="answer", max_length=64)
+            yield Input(id="answer", max_length=64)  # no placeholder: it would look typed
             yield ErrorLine()
             with Horizontal():
                 yield Button(f"Erase {disk.name} and {self.plan.kind}", id="erase",
