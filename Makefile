@@ -1,4 +1,4 @@
-# The README's two commands: `sudo make demo` and `sudo make check`.
+# The README's two commands: `sudo make demo` (the TUI on demo disks) and `sudo make check`.
 PY := .venv/bin/python
 .PHONY: setup test check lint types demo clean
 
@@ -6,7 +6,7 @@ setup:
 	bash .ci/install
 
 lint: setup
-	.venv/bin/ruff check appliance tests
+	.venv/bin/ruff check appliance tui tests bench
 
 types: setup
 	.venv/bin/mypy
@@ -17,7 +17,22 @@ test: setup
 check: lint types test
 
 demo: setup
-	bash scripts/demo.sh
+	.venv/bin/appliance tui --demo
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache results
+
+# The live USB (docs/live-usb.md). Not part of `make check`: they need root, debootstrap,
+# the network to Debian's archive, and (vm-test) qemu with KVM.
+.PHONY: iso vm-test
+iso:
+	bash live-build/build.sh
+
+vm-test: setup iso
+	bash tests/vm/run.sh
+
+# The benchmark against Clonezilla's pipeline (docs/performance.md). Not part of `make check`:
+# root, loop devices, about 10 minutes; the disk images are cached in /var/tmp/appliance-bench.
+.PHONY: bench
+bench: setup
+	$(PY) -m bench

@@ -117,8 +117,9 @@ def used_map(node: str, fstype: str | None, size: int, align: int = SECTOR) -> U
     with tempfile.TemporaryDirectory(prefix="appliance-usedmap-") as tmp:
         domain = Path(tmp) / "domain.log"
         logfile = Path(tmp) / "partclone.log"
-        # -q: no progress lines; -f 1: its progress thread sleeps 1 s, not 2, before exit.
-        proc = run([program, "-D", "-q", "-f", "1", "-s", node, "-o", str(domain),
+        # -q: no progress lines; -f 0: its progress thread does not sleep (it is joined at
+        # exit, so any interval is paid once per partition: 2.4 s of a 6 s save with -f 1).
+        proc = run([program, "-D", "-q", "-f", "0", "-s", node, "-o", str(domain),
                     "-L", str(logfile)], check=False, timeout=PARTCLONE_TIMEOUT)
         log_text = _read_text(logfile)
         if proc.returncode != 0:

@@ -1,0 +1,393 @@
+"""`make bench` / `python3 -m bench`: one full run; see docs/performance.md.
+
+Each round runs, each after a dropped page cache:
+  raw read of the used data, dd of the whole disk            (the limit)
+  Clonezilla's save, our save into a new repository          (save pair)
+  our save of the changed disk into that repository          (incremental, paired with ours)
+  Clonezilla's restore, our restore, onto a blank target     (restore pair)
+Round 1 also checks both restores: every used byte of the target must equal the source.
+After the rounds: a damaged chunk must stop a restore (exit 9), and our save and restore run
+once on the 8 GiB disk for peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench import report
+from bench.build import Builder, DiskImage
+from bench.jobs import (
+    PROJECT,
+    Disk,
+    appliance,
+    appliance_env,
+    attach,
+    blank_target,
+    cz_restore,
+    cz_save,
+    dd_read,
+    engine,
+    move_phase_busy,
+    our_restore,
+    our_save,
+    raw_read,
+    set_engine,
+    tree_bytes,
+    wipe,
+)
+from bench.measure import Run, timed
+from bench.rawread import window_digests
+from bench.sh import BenchError, Loop, Loops, drop_caches, log
+
+CACHE = Path(os.environ.get("BENCH_CACHE", "/var/tmp/appliance-bench"))
+REQUIRED = ("losetup", "partx", "sfdisk", "blkdiscard", "dd", "zstd", "partclone.extfs",
+            "partclone.ntfs", "partclone.fat", "mkfs.fat", "mkfs.ext4", "mkfs.ntfs", "ntfs-3g",
+            "mcopy", "tar", "bash")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python3 -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "5")),
+                   help="pairs of each comparison (at least 3; default 5 or $BENCH_ROUNDS)")
+    p.add_argument("--cache", type=Path, default=CACHE,
+                   help=f"where the disk images are kept (default {CACHE} or $BENCH_CACHE)")
+    p.add_argument("--no-big", action="store_true",
+                   help="skip the 8 GiB disk (peak RSS on one size only)")
+    p.add_argument("--no-docs", action="store_true", help="do not update docs/performance.md")
+    p.add_argument("--engine", type=Path, default=PROJECT, metavar="DIR",
+                   help="run the appliance commands from the checkout in DIR (to measure an "
+                   "engine change before it lands; default: this one)")
+    p.add_argument("--results", type=Path, default=PROJECT / "results" / "bench.json")
+    p.add_argument("--docs", type=Path, default=PROJECT / "docs" / "performance.md")
+    args = p.parse_args(argv)
+    if args.rounds < 3:
+        p.error("at least 3 rounds: every comparison needs 3 pairs")
+    return args
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run_info(r: Run, cores: int) -> dict[str, Any]:
+    return {"seconds": round(r.seconds, 4), "cpu_seconds": round(r.cpu_seconds, 3),
+            "cpu_busy": round(r.cpu_busy(cores), 4), "peak_rss": r.peak_rss,
+            "others_busy": round(r.others_busy(cores), 4)}
+
+
+def check_restore(label: str, source: Disk, target: Loop, expected: list[str]) -> dict[str, Any]:
+    """Every used byte of the target must be the source's (read after the run): the differing
+    512-byte sectors, each named by partition."""
+    drop_caches()
+    got = window_digests(target.node, source.windows)
+    bad = [w for w, a, b in zip(source.windows, expected, got, strict=True) if a != b]
+    sectors: list[int] = []
+    with open(source.node, "rb", buffering=0) as src, \
+            open(target.node, "rb", buffering=0) as dst:
+        for win in bad:
+            for start, length in win.used:
+                src.seek(win.offset + start)
+                dst.seek(win.offset + start)
+                a, b = src.read(length), dst.read(length)
+                sectors += [win.offset + start + i for i in range(0, length, 512)
+                            if a[i:i + 512] != b[i:i + 512]]
+    where = []
+    for offset in sectors[:10]:
+        for p in source.parts:
+            if p.start <= offset < p.start + p.size:
+                what = f"partition {p.number} ({p.fstype}) + {offset - p.start}"
+                if p.fstype == "ntfs" and offset == p.start + p.size - 512:
+                    what += ": its last sector, the NTFS backup boot sector"
+                where.append(what)
+    result = {"windows": len(expected), "differing_windows": len(bad),
+              "differing_sectors": len(sectors), "where": where}
+    if bad:
+        log(f"{label}: {len(sectors)} used sectors differ from the source: {where[:3]}")
+    return result
+
+
+def damaged_chunk_refused(repo: Path, image: str, target: Loop, work: Path) -> dict[str, Any]:
+    """Flip one byte in the middle of one stored chunk: the restore must stop with exit 9."""
+    chunks = sorted(p for p in (repo / "chunks").rglob("*") if p.is_file())
+    if not chunks:
+        raise BenchError(f"{repo} holds no chunks.")
+    victim = chunks[len(chunks) // 2]
+    data = bytearray(victim.read_bytes())
+    spot = 16 + (len(data) - 16) // 2
+    data[spot] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    wipe(target)
+    r = timed("restore from a damaged repository",
+              appliance("restore", "--repo", str(repo), "--image", image, target.node, "--yes",
+                        "--progress", "none"), cwd=engine(), env=appliance_env(work),
+              check=False)
+    return {"chunk": victim.name, "exit": r.returncode, "message": r.stderr.strip()[-400:]}
+
+
+def bench(args: argparse.Namespace, loops: Loops, res: dict[str, Any]) -> None:
+    cores = len(os.sched_getaffinity(0))
+    images = Builder(args.cache, loops).images(big=not args.no_big)
+    work = args.cache / "work"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+
+    base: DiskImage = images["base-4g"]
+    src = attach(loops, base)
+    changed = attach(loops, images["changed-4g"])
+    target = blank_target(loops, work / "target-4g.img", base.size)
+    used, used_changed = src.used_bytes, changed.used_bytes
+    res["disk"] = {
+        "size": base.size, "used_bytes": used, "used_share": used / base.size,
+        "rootfs": base.rootfs, "windows": len(src.windows), "content": base.content,
+        "changed_content": images["changed-4g"].content, "changed_used_bytes": used_changed,
+        "layout": ", ".join(f"{p.fstype} {p.size / 1024 ** 2:.0f} MiB" for p in base.parts),
+        "partitions": [{"number": p.number, "fstype": p.fstype, "size": p.size,
+                        "used_bytes": sum(n for _, n in p.used), "ranges": len(p.used)}
+                       for p in src.parts],
+        "direct_io": src.loop.direct_io and target.direct_io,
+    }
+    log(f"{base.name}: {used / 1e6:.0f} MB used of {base.size / 1e6:.0f} MB "
+        f"({used / base.size * 100:.1f} %), {len(src.windows)} windows; hashing it for checks")
+    expected = window_digests(src.node, src.windows)
+
+    runs: dict[str, list[Run]] = {k: [] for k in (
+        "raw_read", "dd", "cz_save", "our_save", "our_incremental", "cz_restore", "our_restore")}
+    sizes_ours: list[int] = []
+    sizes_cz: list[int] = []
+    incr: list[dict[str, Any]] = []
+    checks: dict[str, Any] = {}
+    phases: list[dict[str, Any]] = []
+    repo = work / "repo-0"
+    for number in range(1, args.rounds + 1):
+        log(f"round {number} of {args.rounds}")
+        runs["raw_read"].append(raw_read(src, work, f"raw read {number}"))
+        runs["dd"].append(dd_read(src, f"dd {number}"))
+        cz = work / f"clonezilla-{number}"
+        runs["cz_save"].append(cz_save(src, cz, f"Clonezilla save {number}"))
+        sizes_cz.append(sum(p.stat().st_size for p in cz.iterdir()
+                            if p.name.endswith(".pc.zst") or p.name == "sfdisk.dump"))
+        if repo.exists():
+            shutil.rmtree(repo)
+        repo = work / f"repo-{number}"
+        r, first = our_save(src, repo, "base", work, f"appliance save {number}")
+        runs["our_save"].append(r)
+        phases.append({**first["phases"], "end": r.seconds,
+                       "move_busy": move_phase_busy(r, first, cores)})
+        sizes_ours.append(tree_bytes(repo))
+        r, second = our_save(changed, repo, "changed", work, f"appliance incremental {number}")
+        runs["our_incremental"].append(r)
+        chunks = int(second["new_chunks"]) + int(second["reused_chunks"])
+        incr.append({"new_chunks": int(second["new_chunks"]), "chunks": chunks,
+                     "new_bytes": int(second["new_bytes"]),
+                     "stored_bytes": tree_bytes(repo) - sizes_ours[-1],
+                     "first_new_bytes": int(first["new_bytes"])})
+        wipe(target)
+        runs["cz_restore"].append(cz_restore(src, cz, target, f"Clonezilla restore {number}"))
+        if number == 1:
+            checks["clonezilla_restore"] = check_restore("Clonezilla restore", src, target,
+                                                         expected)
+        wipe(target)
+        runs["our_restore"].append(our_restore(repo, "base", target, work,
+                                               f"appliance restore {number}"))
+        if number == 1:
+            checks["appliance_restore"] = check_restore("appliance restore", src, target,
+                                                        expected)
+        shutil.rmtree(cz)
+        log("  " + ", ".join(f"{k} {v[-1].seconds:.2f} s" for k, v in runs.items()))
+    checks["damaged_chunk"] = damaged_chunk_refused(repo, "base", target, work)
+    shutil.rmtree(repo)
+    for disk in (changed, src):
+        loops.detach(disk.loop)
+    loops.detach(target)
+    (work / "target-4g.img").unlink()
+
+    rss_sizes = ["4 GiB"]
+    rss_save = [max(r.peak_rss for r in runs["our_save"])]
+    rss_restore = [max(r.peak_rss for r in runs["our_restore"])]
+    big_runs: dict[str, Any] = {}
+    if not args.no_big:
+        big = images["big-8g"]
+        log(f"{big.name}: one save and one restore for peak memory")
+        bsrc = attach(loops, big)
+        btarget = blank_target(loops, work / "target-8g.img", big.size)
+        brepo = work / "repo-big"
+        r, _ = our_save(bsrc, brepo, "big", work, "appliance save 8 GiB")
+        r2 = our_restore(brepo, "big", btarget, work, "appliance restore 8 GiB")
+        big_runs = {"used_bytes": bsrc.used_bytes, "save": run_info(r, cores),
+                    "restore": run_info(r2, cores)}
+        rss_sizes.append(f"{big.size // 1024 ** 3} GiB")
+        rss_save.append(r.peak_rss)
+        rss_restore.append(r2.peak_rss)
+        loops.detach(bsrc.loop)
+        loops.detach(btarget)
+        shutil.rmtree(brepo)
+        (work / "target-8g.img").unlink()
+
+    rates_of = {"raw_read": used, "dd": base.size, "cz_save": used, "our_save": used,
+                "our_incremental": used_changed, "cz_restore": used, "our_restore": used}
+    figures: dict[str, Any] = {}
+    for key, rs in runs.items():
+        secs = [r.seconds for r in rs]
+        figures[key] = {"seconds": report.summary(secs),
+                        "rate": report.rates(rates_of[key], secs),
+                        "cpu_busy": report.summary([r.cpu_busy(cores) for r in rs]),
+                        "peak_rss": report.summary([float(r.peak_rss) for r in rs]),
+                        "others_busy": report.summary([r.others_busy(cores) for r in rs]),
+                        "runs": [run_info(r, cores) for r in rs]}
+    t = {k: [r.seconds for r in rs] for k, rs in runs.items()}
+    rate_raw = [used / s for s in t["raw_read"]]
+    res["figures"] = figures
+    res["comparisons"] = {
+        "save_speedup": report.ratios(t["cz_save"], t["our_save"]),
+        "restore_speedup": report.ratios(t["cz_restore"], t["our_restore"]),
+        "incremental_vs_first": report.ratios(t["our_save"], t["our_incremental"]),
+        "incremental_vs_raw": report.ratios([used_changed / s for s in t["our_incremental"]],
+                                            rate_raw),
+        "save_vs_raw": report.ratios([used / s for s in t["our_save"]], rate_raw),
+    }
+    last = incr[-1]
+    res["sizes"] = {"ours": sizes_ours[-1], "cz": sizes_cz[-1], "ours_runs": sizes_ours,
+                    "cz_runs": sizes_cz}
+    res["incremental"] = {**last, "new_share": last["new_chunks"] / max(1, last["chunks"]),
+                          "stored_share": last["stored_bytes"] / sizes_ours[-1],
+                          "runs": incr}
+    res["rss"] = {"sizes": rss_sizes, "save": rss_save, "restore": rss_restore,
+                  "big": big_runs}
+    res["checks"] = checks
+    res["save_phases"] = phases
+    busy = [p["move_busy"] for p in phases if p["move_busy"] is not None]
+    res["save_move_busy"] = report.summary(busy) if busy else None
+
+
+def evaluate(res: dict[str, Any]) -> list[report.Target]:
+    c = res["comparisons"]
+    f = res["figures"]
+    s = res["sizes"]
+    inc = res["incremental"]
+    rss = res["rss"]
+    checks = res["checks"]
+    mib = 1024 * 1024
+    window = 4 * mib
+    changed = res["disk"]["changed_content"]
+    added = sum(v for k, v in changed.items() if k in ("text", "compressed", "random"))
+    floor = int(changed.get("added_files_zstd3", 0))
+    out = [
+        report.Target("save vs Clonezilla's pipeline", ">= 2.5x",
+                      report.fmt(c["save_speedup"], 2, unit="x"),
+                      c["save_speedup"]["median"] >= 2.5),
+        report.Target("save image size vs partclone | zstd -3", "<= 100 %",
+                      f"{s['ours'] / s['cz'] * 100:.1f} %", s["ours"] <= s["cz"]),
+        report.Target("restore vs partclone restore", ">= 4x",
+                      report.fmt(c["restore_speedup"], 2, unit="x"),
+                      c["restore_speedup"]["median"] >= 4.0),
+        report.Target("restore checks every chunk: a damaged chunk stops it", "exit 9",
+                      f"exit {checks['damaged_chunk']['exit']}",
+                      checks["damaged_chunk"]["exit"] == 9),
+        report.Target("appliance restore holds every used byte of the source (round 1)",
+                      "0 sectors differ",
+                      f"{checks['appliance_restore']['differing_sectors']} differ",
+                      checks["appliance_restore"]["differing_sectors"] == 0),
+        report.Target("Clonezilla restore holds every used byte of the source (round 1)", "",
+                      f"{checks['clonezilla_restore']['differing_sectors']} differ",
+                      None, "; ".join(checks["clonezilla_restore"]["where"][:3])),
+        report.Target("incremental: share of new chunks (the issue's scenario: under 2 %)", "",
+                      f"{inc['new_share'] * 100:.1f} % ({inc['new_chunks']} of {inc['chunks']})",
+                      None, f"{added / 1e6:.0f} MB of new files fill at least "
+                      f"{-(-added // window)} of the {inc['chunks']} used 4 MiB windows "
+                      f"({-(-added // window) / inc['chunks'] * 100:.1f} %)"),
+        report.Target("incremental save vs raw read of the used data", ">= 70 %",
+                      report.fmt(c["incremental_vs_raw"], 0, 100, " %"),
+                      c["incremental_vs_raw"]["median"] >= 0.70),
+        report.Target("incremental save stores of a full image", "<= 3 %",
+                      f"{inc['stored_share'] * 100:.1f} % ({inc['stored_bytes'] / 1e6:.1f} MB)",
+                      inc["stored_share"] <= 0.03,
+                      f"the new files alone take {floor / 1e6:.1f} MB at zstd -3 "
+                      f"({floor / s['ours'] * 100:.1f} % of a full image)"),
+    ]
+    for job in ("save", "restore"):
+        peaks = rss[job]
+        out.append(report.Target(f"peak RSS of appliance {job}", "<= 300 MiB",
+                                 " / ".join(f"{p / mib:.0f} MiB" for p in peaks) +
+                                 f" ({' / '.join(rss['sizes'])})", max(peaks) <= 300 * mib))
+        if len(peaks) > 1:
+            out.append(report.Target(f"peak RSS of appliance {job} flat as the disk grows",
+                                     "<= +10 %", f"{(peaks[-1] / peaks[0] - 1) * 100:+.1f} %",
+                                     peaks[-1] <= peaks[0] * 1.10))
+    out.append(report.Target("CPU busy during appliance save", ">= 80 %",
+                             report.fmt(f["our_save"]["cpu_busy"], 0, 100, " %"),
+                             f["our_save"]["cpu_busy"]["median"] >= 0.80))
+    if res.get("save_move_busy"):
+        phases = res["save_phases"]
+        spans = "; ".join(
+            f"{name} {statistics.median(p[nxt] - p[name] for p in phases):.2f} s"
+            for name, nxt in (("map", "save"), ("save", "sync"), ("sync", "end"))
+            if all(name in p and nxt in p for p in phases))
+        out.append(report.Target("CPU busy during appliance save, while it moves bytes", "",
+                                 report.fmt(res["save_move_busy"], 0, 100, " %"), None,
+                                 f"median phase times: {spans}"))
+    out.append(report.Target("whole benchmark", "<= 15 min",
+                             f"{res['total_seconds'] / 60:.1f} min",
+                             res["total_seconds"] <= 15 * 60))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if os.geteuid() != 0:
+        print("bench: run as root (loop devices, mounts, the page cache).", file=sys.stderr)
+        return 2
+    missing = [tool for tool in REQUIRED if shutil.which(tool) is None]
+    if missing:
+        print(f"bench: missing tools: {' '.join(missing)} (run `make setup`).", file=sys.stderr)
+        return 3
+    try:
+        set_engine(args.engine)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    signal.signal(signal.SIGTERM, _terminate)
+    res: dict[str, Any] = {"date": report.now(), "machine": report.machine(),
+                           "revision": report.git_revision(args.engine),
+                           "engine": str(args.engine.resolve()), "rounds": args.rounds,
+                           "load_before": Path("/proc/loadavg").read_text().split()[:3]}
+    loops = Loops()
+    try:
+        bench(args, loops, res)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: stopped.", file=sys.stderr)
+        return 130
+    finally:
+        loops.close()
+    res["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
+    res["total_seconds"] = time.monotonic() - started
+    targets = evaluate(res)
+    res["targets"] = [{"name": t.name, "wanted": t.wanted, "result": t.result, "ok": t.ok,
+                       "line": t.line()} for t in targets]
+    table = report.markdown(res)
+    print(table)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(res, indent=2, default=str) + "\n")
+    if not args.no_docs:
+        report.update_docs(args.docs, table)
+    print(f"\nwrote {args.results}" + ("" if args.no_docs else f" and {args.docs}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
