@@ -217,20 +217,41 @@ def bench(args: argparse.Namespace, loops: Loops, res: dict[str, Any]) -> None:
     rss_save = [max(r.peak_rss for r in runs["our_save"])]
     rss_restore = [max(r.peak_rss for r in runs["our_restore"])]
     big_runs: dict[str, Any] = {}
+    incr_big: list[dict[str, Any]] = []
+    big_incr_runs: list[Run] = []
     if not args.no_big:
+        # The same 60 MB change on a disk with twice the data: the incremental
+        # scenario ("under 2 % new chunks") needs that much data for 60 MB to be under 2 %.
         big = images["big-8g"]
-        log(f"{big.name}: one save and one restore for peak memory")
+        log(f"{big.name}: saves, incremental saves, and one restore for peak memory")
         bsrc = attach(loops, big)
+        bchanged = attach(loops, images["changed-8g"])
         btarget = blank_target(loops, work / "target-8g.img", big.size)
+        saves: list[Run] = []
         brepo = work / "repo-big"
-        r, _ = our_save(bsrc, brepo, "big", work, "appliance save 8 GiB")
+        for number in range(1, args.rounds + 1):
+            if brepo.exists():
+                shutil.rmtree(brepo)
+            r, first = our_save(bsrc, brepo, "big", work, f"appliance save 8 GiB {number}")
+            saves.append(r)
+            full = tree_bytes(brepo)
+            r, second = our_save(bchanged, brepo, "changed", work,
+                                 f"appliance incremental 8 GiB {number}")
+            big_incr_runs.append(r)
+            incr_big.append({"new_chunks": int(second["new_chunks"]),
+                             "chunks": int(second["new_chunks"]) + int(second["reused_chunks"]),
+                             "new_bytes": int(second["new_bytes"]),
+                             "stored_bytes": tree_bytes(brepo) - full, "full_bytes": full})
         r2 = our_restore(brepo, "big", btarget, work, "appliance restore 8 GiB")
-        big_runs = {"used_bytes": bsrc.used_bytes, "save": run_info(r, cores),
-                    "restore": run_info(r2, cores)}
+        big_runs = {"used_bytes": bsrc.used_bytes, "changed_used_bytes": bchanged.used_bytes,
+                    "save": run_info(max(saves, key=lambda x: x.peak_rss), cores),
+                    "restore": run_info(r2, cores),
+                    "incremental": [run_info(x, cores) for x in big_incr_runs]}
         rss_sizes.append(f"{big.size // 1024 ** 3} GiB")
-        rss_save.append(r.peak_rss)
+        rss_save.append(max(x.peak_rss for x in saves))
         rss_restore.append(r2.peak_rss)
-        loops.detach(bsrc.loop)
+        for disk in (bsrc, bchanged):
+            loops.detach(disk.loop)
         loops.detach(btarget)
         shutil.rmtree(brepo)
         (work / "target-8g.img").unlink()
@@ -257,6 +278,13 @@ def bench(args: argparse.Namespace, loops: Loops, res: dict[str, Any]) -> None:
                                             rate_raw),
         "save_vs_raw": report.ratios([used / s for s in t["our_save"]], rate_raw),
     }
+    if incr_big:
+        rate_big = [big_runs["changed_used_bytes"] / r.seconds for r in big_incr_runs]
+        res["comparisons"]["incremental_vs_raw_8g"] = report.ratios(rate_big, rate_raw)
+        lastb = incr_big[-1]
+        res["incremental_8g"] = {**lastb, "new_share": lastb["new_chunks"] / max(
+            1, lastb["chunks"]), "stored_share": lastb["stored_bytes"] / lastb["full_bytes"],
+            "runs": incr_big}
     last = incr[-1]
     res["sizes"] = {"ours": sizes_ours[-1], "cz": sizes_cz[-1], "ours_runs": sizes_ours,
                     "cz_runs": sizes_cz}
@@ -275,7 +303,9 @@ def evaluate(res: dict[str, Any]) -> list[report.Target]:
     c = res["comparisons"]
     f = res["figures"]
     s = res["sizes"]
-    inc = res["incremental"]
+    inc = res.get("incremental_8g") or res["incremental"]
+    inc_raw = c.get("incremental_vs_raw_8g") or c["incremental_vs_raw"]
+    where = "8 GiB disk" if "incremental_8g" in res else "4 GiB disk"
     rss = res["rss"]
     checks = res["checks"]
     mib = 1024 * 1024
@@ -302,15 +332,14 @@ def evaluate(res: dict[str, Any]) -> list[report.Target]:
         report.Target("Clonezilla restore holds every used byte of the source (round 1)", "",
                       f"{checks['clonezilla_restore']['differing_sectors']} differ",
                       None, "; ".join(checks["clonezilla_restore"]["where"][:3])),
-        report.Target("incremental: share of new chunks (the issue's scenario: under 2 %)", "",
+        report.Target(f"incremental ({where}): share of new chunks", "< 2 %",
                       f"{inc['new_share'] * 100:.1f} % ({inc['new_chunks']} of {inc['chunks']})",
-                      None, f"{added / 1e6:.0f} MB of new files fill at least "
+                      inc["new_share"] < 0.02, f"{added / 1e6:.0f} MB of new files fill at least "
                       f"{-(-added // window)} of the {inc['chunks']} used 4 MiB windows "
                       f"({-(-added // window) / inc['chunks'] * 100:.1f} %)"),
-        report.Target("incremental save vs raw read of the used data", ">= 70 %",
-                      report.fmt(c["incremental_vs_raw"], 0, 100, " %"),
-                      c["incremental_vs_raw"]["median"] >= 0.70),
-        report.Target("incremental save stores of a full image", "<= 3 %",
+        report.Target(f"incremental save ({where}) vs raw read of the used data", ">= 70 %",
+                      report.fmt(inc_raw, 0, 100, " %"), inc_raw["median"] >= 0.70),
+        report.Target(f"incremental save ({where}) stores of a full image", "<= 3 %",
                       f"{inc['stored_share'] * 100:.1f} % ({inc['stored_bytes'] / 1e6:.1f} MB)",
                       inc["stored_share"] <= 0.03,
                       f"the new files alone take {floor / 1e6:.1f} MB at zstd -3 "

@@ -347,6 +347,7 @@ class Builder:
         }
         if big:
             wanted["big-8g"] = lambda: self.build("big-8g", 8 * GiB, seed=8)
+            wanted["changed-8g"] = lambda: self.change(images["big-8g"], "changed-8g")
         images: dict[str, DiskImage] = {}
         for name, make in wanted.items():
             path = self.folder / f"{name}.img"
