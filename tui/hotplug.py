@@ -109,8 +109,13 @@ class DiskWatcher:
                 if not self._heard.is_set():
                     continue
                 self._heard.clear()
-                self._last = sysfs_signature(self.sysfs)
-                self._call()
+                # udev also sends "change" when a program closes a disk it opened for
+                # writing (libparted does, while we scan): only a real difference counts,
+                # or each scan would start the next one.
+                now = sysfs_signature(self.sysfs)
+                if now != self._last:
+                    self._last = now
+                    self._call()
                 continue
             now = sysfs_signature(self.sysfs)
             if now != self._last:

@@ -20,6 +20,15 @@ OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 
+def accel() -> str:
+    """kvm or tcg: APPLIANCE_VM_ACCEL, else kvm where /dev/kvm can be opened. Some nested
+    hosts have a /dev/kvm that cannot run firmware or a kernel; tests/vm/run.sh probes it."""
+    chosen = os.environ.get("APPLIANCE_VM_ACCEL", "auto")
+    if chosen in ("kvm", "tcg"):
+        return chosen
+    return "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg"
+
+
 @dataclass
 class Drive:
     path: Path
@@ -55,9 +64,10 @@ class VM:
         self._reader: threading.Thread | None = None
 
     def argv(self) -> list[str]:
-        kvm = os.access("/dev/kvm", os.R_OK | os.W_OK)
+        kvm = accel() == "kvm"
         argv = ["qemu-system-x86_64", "-name", self.name, "-machine", "q35",
-                "-accel", "kvm" if kvm else "tcg", "-cpu", "host" if kvm else "max",
+                "-accel", "kvm" if kvm else "tcg,thread=multi,tb-size=512",
+                "-cpu", "host" if kvm else "max",
                 "-smp", "2", "-m", str(self.memory_mib), "-no-reboot",
                 "-display", "none", "-vga", "std",
                 "-chardev", f"socket,id=ser0,path={self.serial_path},server=on,wait=off",
@@ -74,7 +84,8 @@ class VM:
         for number, drive in enumerate(self.drives):
             ro = ",readonly=on" if drive.readonly else ""
             argv += ["-drive", f"if=none,id=d{number},file={drive.path},format=raw{ro}"]
-            boot = f",bootindex={drive.bootindex}" if drive.bootindex is not None else ""
+            boot = (f",bootindex={drive.bootindex}"
+                    if drive.bootindex is not None and self.kernel is None else "")
             argv += ["-device", f"virtio-blk-pci,drive=d{number},serial={drive.serial}{boot}"]
         if self.kernel is not None:
             argv += ["-kernel", str(self.kernel), "-initrd", str(self.initrd),
@@ -158,9 +169,10 @@ class VM:
         with self._lock:
             return bytes(self.console[start:]).decode("utf-8", errors="replace")
 
-    def expect(self, pattern: str, timeout: float, start: int = 0) -> re.Match[str]:
+    def expect(self, pattern: str, timeout: float, start: int = 0,
+               flags: int = 0) -> re.Match[str]:
         """Wait until the serial output from byte ``start`` on matches ``pattern``."""
-        regex = re.compile(pattern)
+        regex = re.compile(pattern, flags)
         deadline = time.monotonic() + timeout
         while True:
             found = regex.search(self.text(start))
@@ -188,7 +200,7 @@ class VM:
         start = self.mark()
         # the markers are split in the typed line so that its echo does not match them
         self.send(f"echo '==B{token}'==; {command}; echo '==E{token}'==\r")
-        found = self.expect(rf"==B{token}==\r?\n(.*?)==E{token}==", timeout, start)
+        found = self.expect(rf"==B{token}==\r?\n(.*?)==E{token}==", timeout, start, re.DOTALL)
         return found.group(1).replace("\r", "")
 
     # ------------------------------------------------------------------ monitor

@@ -14,7 +14,24 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-[ -w /dev/kvm ] || echo "vm-test: no /dev/kvm: qemu emulates the CPU (much slower)" >&2
+# KVM where it works: some nested hosts have a /dev/kvm that cannot run a kernel (it spins in
+# the decompressor) or OVMF (emulation failure). Probe with the ISO's kernel; else emulate (TCG).
+if [ -z "${APPLIANCE_VM_ACCEL:-}" ]; then
+    APPLIANCE_VM_ACCEL=tcg
+    if [ -w /dev/kvm ]; then
+        probe=$(mktemp -d)
+        xorriso -osirrox on -indev build/iso/appliance.iso -extract /live/vmlinuz \
+            "$probe/vmlinuz" >/dev/null 2>&1 || true
+        if timeout 25 qemu-system-x86_64 -accel kvm -m 256 -nodefaults -display none \
+                -no-reboot -kernel "$probe/vmlinuz" -append "console=ttyS0 panic=-1" \
+                -serial stdio 2>/dev/null | grep -q -m1 "Linux version"; then
+            APPLIANCE_VM_ACCEL=kvm
+        fi
+        rm -rf "$probe"
+    fi
+fi
+export APPLIANCE_VM_ACCEL
+echo "vm-test: qemu accelerator: $APPLIANCE_VM_ACCEL"
 PY=.venv/bin/python
 [ -x "$PY" ] || PY=python3
 rm -rf build/vm-test
