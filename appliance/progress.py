@@ -80,7 +80,8 @@ def _mb(nbytes: float) -> str:
     return f"{nbytes / 1e6:,.0f} MB"
 
 
-def _clock(seconds: float | None) -> str:
+def clock(seconds: float | None) -> str:
+    """0:42, 12:05 or 1:02:03; --:-- while unknown."""
     if seconds is None:
         return "--:--"
     seconds = int(seconds)
@@ -96,7 +97,7 @@ def terminal_listener(stream: TextIO = sys.stderr) -> Listener:
     def show(ev: ProgressEvent) -> None:
         pct = f"{100 * ev.done / ev.total:5.1f}%" if ev.total else "  -  "
         line = (f"{ev.phase:8} {pct} {_mb(ev.done)} of {_mb(ev.total)}  "
-                f"{ev.rate / 1e6:6.1f} MB/s  ETA {_clock(ev.eta)}  {ev.message}")
+                f"{ev.rate / 1e6:6.1f} MB/s  ETA {clock(ev.eta)}  {ev.message}")
         if is_tty:
             end = "\n" if ev.phase == "done" else ""
             stream.write("\r\033[K" + line[:200] + end)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from appliance.model import Disk, human_size
-from appliance.progress import Progress
+from appliance.progress import Progress, clock
 
 
 @dataclass(frozen=True)
@@ -89,14 +89,6 @@ def rate_text(nbytes: int, seconds: float) -> str:
     return f"{human_size(nbytes)} in {clock(seconds)} ({per / 1e6:.1f} MB/s)"
 
 
-def clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    if hours:
-        return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
-    return f"{rest // 60}:{rest % 60:02d}"
 
 
 def unique_name(name: str, taken: set[str]) -> str:

@@ -19,8 +19,8 @@ from textual.worker import Worker, WorkerState
 
 from appliance.errors import Cancelled
 from appliance.model import human_size
-from appliance.progress import Progress, ProgressEvent
-from tui.jobspec import JobSpec, JobSummary, clock
+from appliance.progress import Progress, ProgressEvent, clock
+from tui.jobspec import JobSpec, JobSummary
 from tui.screens.ask import AskScreen
 from tui.widgets.errorline import ErrorLine
 from tui.widgets.jobbar import JobBar
