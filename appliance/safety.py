@@ -164,9 +164,11 @@ def check_target(target: Disk, *, source: Disk | None = None, repo_path: Path | 
                             f"{human_size(needed_size)} ({needed_size} bytes).")
 
 
-def check_source(source: Disk, repo_path: Path) -> None:
-    """A save must never write its source: the repository may not live on it."""
-    check_not_repo_disk(source, repo_path, role="source")
+def check_source(source: Disk, repo_path: Path | None = None) -> None:
+    """A save never writes its source (the repository may not live on it), and neither a save
+    nor a clone reads a partition that is mounted read-write: the copy would be torn."""
+    if repo_path is not None:
+        check_not_repo_disk(source, repo_path, role="source")
     mounts = mounted_devnums()
     writable = _writable_mounts()
     for num in sorted(disk_devnums(source.name)):

@@ -23,14 +23,13 @@ from appliance.jobs.fitting import (
     finish,
     shrink_and_copy,
     wipe_new_partitions,
+    wipe_old_signatures,
 )
 from appliance.jobs.save import RegionPlan, plan_regions
-from appliance.layout import data_partitions
 from appliance.model import Disk, human_size
 from appliance.progress import Progress
-from appliance.safety import check_not_in_use, check_target, disk_devnums, mounted_devnums
+from appliance.safety import check_not_in_use, check_source, check_target
 from appliance.tablewrite import BOOT_CODE, read_sfdisk_json, write_table
-from appliance.tools import run
 
 
 @dataclass
@@ -61,23 +60,12 @@ def _view_args(plan: ClonePlan) -> dict[str, Any]:
     return {"device": plan.source.node, "offset": part.start}
 
 
-def _check_source(source: Disk) -> None:
-    """A clone reads its source; a read-write mount would make the copy inconsistent."""
-    with open("/proc/self/mountinfo") as handle:
-        writable = {line.split()[4] for line in handle if "rw" in line.split()[5].split(",")}
-    mounts = mounted_devnums()
-    for num in sorted(disk_devnums(source.name)):
-        if num in mounts and mounts[num] in writable:
-            raise SafetyRefusal(f"The source {source.describe()} has a partition mounted "
-                                f"read-write at {mounts[num]}; unmount it first.")
-
-
 def plan_clone(source: str, target: str, grow: int | None = None,
                progress: Progress | None = None) -> ClonePlan:
     src = probe_disk(source)
     dst = probe_disk(target)
     check_target(dst, source=src, sector=src.logical_sector)
-    _check_source(src)
+    check_source(src)
     parts = [SourcePart(p.number, p.kind, p.type, p.start, p.size, p.fstype)
              for p in src.partitions]
     plan_fit = fit(parts, table=src.table, source_size=src.size, target_size=dst.size,
@@ -107,10 +95,7 @@ def clone(plan: ClonePlan, *, progress: Progress | None = None,
         with open(src.node, "rb") as handle:
             boot = handle.read(BOOT_CODE)
     progress.set_phase("table", f"wiping old signatures on {target.node}")
-    for part in target.partitions:
-        if part.kind != "extended" and part.node and os.path.exists(part.node):
-            run(["wipefs", "--all", "--quiet", part.node])
-    run(["wipefs", "--all", "--quiet", target.node])
+    wipe_old_signatures(target)
 
     shrunk = fitp.resize if fitp.resize is not None and \
         fitp.part(fitp.resize).new_size < fitp.part(fitp.resize).old_size else None
@@ -150,5 +135,3 @@ def clone(plan: ClonePlan, *, progress: Progress | None = None,
     progress.set_phase("done", f"{src.node} cloned onto {target.node} "
                        f"({human_size(plan.total)} of used data)")
 
-
-__all__ = ["ClonePlan", "clone", "data_partitions", "plan_clone"]

@@ -97,6 +97,14 @@ def source_parts(disk_parts: list[dict[str, Any]], fstypes: dict[int, str | None
                        int(p["size"]), fstypes.get(int(p["number"]))) for p in disk_parts]
 
 
+def wipe_old_signatures(target: Disk) -> None:
+    """Erase the signatures of what the target holds now: its partitions' and its table's."""
+    for part in target.partitions:
+        if part.kind != "extended" and part.node and os.path.exists(part.node):
+            run(["wipefs", "--all", "--quiet", part.node])
+    run(["wipefs", "--all", "--quiet", target.node])
+
+
 def wipe_new_partitions(target: Disk) -> Disk:
     """Tell the kernel the new table, and wipe old signatures inside the new partitions."""
     fresh = probe_disk(target.node)

@@ -28,6 +28,7 @@ from appliance.jobs.fitting import (
     shrink_and_copy,
     source_parts,
     wipe_new_partitions,
+    wipe_old_signatures,
 )
 from appliance.jobs.imagelog import ImageLog
 from appliance.jobs.imageread import LoadedImage, load_image
@@ -38,7 +39,6 @@ from appliance.progress import Progress
 from appliance.repo import Repository
 from appliance.safety import check_target
 from appliance.tablewrite import BOOT_CODE, write_table
-from appliance.tools import run
 
 
 @dataclass
@@ -176,10 +176,7 @@ def restore(plan: RestorePlan, *, progress: Progress | None = None,
         boot = _boot_code(plan, fetch)
 
     progress.set_phase("table", f"wiping old signatures on {target.node}")
-    for part in target.partitions:
-        if part.kind != "extended" and part.node and os.path.exists(part.node):
-            run(["wipefs", "--all", "--quiet", part.node])
-    run(["wipefs", "--all", "--quiet", target.node])
+    wipe_old_signatures(target)
 
     sector = int(manifest.disk["logical_sector"])
     fd = open_direct(target.node, write=True)
