@@ -155,7 +155,8 @@ def _write_payload_mounted(root: Path, p: Payload) -> None:
     syncfs(root)
 
 
-def _write_raw(node: str, offset: int, data: bytes) -> None:
+def write_raw(node: str, offset: int, data: bytes) -> None:
+    """Write bytes at a disk offset, durably, and drop the node's cache."""
     fd = os.open(node, os.O_WRONLY)
     try:
         os.pwrite(fd, data, offset)
@@ -182,20 +183,20 @@ def write_gap_marker(node: str, seed: int = 0) -> tuple[int, int]:
     end = min(p["start"] for p in t["partitions"]) * ss
     begin = end - len(gap)
     data = _marker(GAP_MAGIC, seed, "gap", len(gap) - 32) + b"END-OF-GAP-MARKER".ljust(32, b"!")
-    _write_raw(node, begin, data)
+    write_raw(node, begin, data)
     return begin, len(data)
 
 
 def write_boot_code(node: str, seed: int = 0) -> bytes:
     """Write a recognisable 440-byte boot code into LBA 0 (leaves signature and table)."""
     code = _marker(BOOT_MAGIC, seed, "bootcode", 440)
-    _write_raw(node, 0, code)
+    write_raw(node, 0, code)
     return code
 
 
 def _fill_random(part: str, seed: int, tag: str, length: int) -> None:
     """Stale non-zero bytes inside a partition before its filesystem is made."""
-    _write_raw(part, 0, _rng(seed, "fill:" + tag).randbytes(length))
+    write_raw(part, 0, _rng(seed, "fill:" + tag).randbytes(length))
 
 
 @contextmanager
@@ -266,7 +267,7 @@ def _ntfs_serial(part: str, seed: int) -> None:
         if sector[3:11] != b"NTFS    ":
             raise AssertionError(f"{part}: no NTFS boot sector at {offset}")
         sector[0x48:0x50] = serial
-        _write_raw(part, offset, bytes(sector))
+        write_raw(part, offset, bytes(sector))
 
 
 def fat_payload(seed: int) -> Payload:

@@ -22,6 +22,7 @@ from diskbuild import (
     copy_image,
     expected_payloads,
     mutate_disk,
+    write_raw,
 )
 from diskcompare import (
     assert_equivalent,
@@ -277,17 +278,8 @@ def _gpt_guid(node: str) -> None:
     run("sgdisk", "-u", f"2:{NEW_UUID}", node)
 
 
-def _write(node: str, offset: int, data: bytes) -> None:
-    fd = os.open(node, os.O_WRONLY)
-    try:
-        os.pwrite(fd, data, offset)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _flip(node: str, offset: int) -> None:
-    _write(node, offset, bytes([read_bytes(node, offset, 1)[0] ^ 0xFF]))
+    write_raw(node, offset, bytes([read_bytes(node, offset, 1)[0] ^ 0xFF]))
 
 
 def _gap_end(node: str) -> None:
@@ -373,7 +365,7 @@ def test_oracle_catches_xfs_and_btrfs_corruption(loops: Loops, tmp_path: Path) -
     parts = partition_nodes(copy)
     # xfs: zero a metadata block of allocation group 0
     assert blkid(parts[5])["TYPE"] == "xfs"
-    _write(parts[5], 4096 * 2, bytes(4096))
+    write_raw(parts[5], 4096 * 2, bytes(4096))
     # btrfs: flip one byte of a file's data (caught by its data checksums)
     data = expected_payloads("mbr")[6].keep["data/random-1.bin"]
     raw = read_bytes(parts[6], 0, device_size(parts[6]))

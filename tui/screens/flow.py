@@ -18,6 +18,7 @@ from tui.widgets.errorline import ErrorLine
 
 if TYPE_CHECKING:
     from tui.app import ApplianceApp
+    from tui.jobspec import WritePlan
 
 
 class FlowScreen(Screen[None]):
@@ -82,6 +83,19 @@ class FlowScreen(Screen[None]):
             return app.prepare_repo(writable=writable, avoid=avoid)
 
         self.app.switch_screen(JobScreen(spec, prepare))
+
+    def confirm_then_start(self, plan: WritePlan, avoid: Sequence[str] = ()) -> None:
+        """Ask for the target's name (ConfirmScreen); start the job only if it was typed."""
+        from tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.say(f"Nothing was written to {plan.target.node}.")
+                return
+            spec = self.appliance.backend.write_job(plan)
+            self.start_job(spec, writable=False, avoid=[plan.target.name, *avoid])
+
+        self.app.push_screen(ConfirmScreen(plan), answered)
 
     def mark_step(self, step_id: str, done: bool) -> None:
         self.query_one(f"#{step_id}").set_class(done, "-done")

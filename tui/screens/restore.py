@@ -12,7 +12,6 @@ from textual.worker import Worker, WorkerState
 from appliance.jobs.catalog import ImageSummary
 from appliance.model import Disk
 from tui.jobspec import WritePlan
-from tui.screens.confirm import ConfirmScreen
 from tui.screens.flow import FlowScreen
 from tui.widgets.disktable import DiskTable
 from tui.widgets.errorline import ErrorLine
@@ -68,14 +67,7 @@ class RestoreScreen(FlowScreen):
             return
         plan = event.worker.result
         assert isinstance(plan, WritePlan)
-        self.app.push_screen(ConfirmScreen(plan), lambda yes: self._confirmed(plan, yes))
-
-    def _confirmed(self, plan: WritePlan, yes: bool | None) -> None:
-        if not yes:
-            self.say(f"Nothing was written to {plan.target.node}.")
-            return
-        spec = self.appliance.backend.write_job(plan)
-        self.start_job(spec, writable=False, avoid=[plan.target.name])
+        self.confirm_then_start(plan)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.unsay()
