@@ -5,6 +5,10 @@ partclone reads a filesystem's own allocation map and writes it as a ddrescue do
 not copied. Anything partclone cannot map (no filesystem, an unknown one, LUKS, BitLocker)
 is copied whole ("raw").
 
+btrfs is mapped from its own trees by appliance.btrfsmap instead (partclone 0.3.23's btrfs
+map misses tree blocks); its method is still "partclone", the name of a filesystem-aware map
+(the restore grows those, and manifests already say so).
+
 A dirty NTFS volume (Windows crashed, lost power, or has chkdsk scheduled) is copied raw
 too: partclone.ntfs refuses it unless given -I, and its $Bitmap may then miss clusters that
 the $LogFile replay would claim, so a mapped copy could silently lose recent data.
@@ -19,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.btrfsmap import btrfs_used_ranges
 from appliance.errors import DeviceError, ToolFailed
 from appliance.tools import run
 
@@ -48,7 +53,7 @@ _NTFS_DIRTY = "scheduled for a check"
 class UsedMap:
     size: int                                  # region size in bytes
     ranges: tuple[tuple[int, int], ...]        # (offset, length) from the region start
-    method: str                                # "partclone" | "raw" | "swap"
+    method: str                                # "partclone" (any fs map) | "raw" | "swap"
 
     @property
     def used_bytes(self) -> int:
@@ -111,6 +116,9 @@ def used_map(node: str, fstype: str | None, size: int, align: int = SECTOR) -> U
     """The byte ranges of the region at `node` (`size` bytes) that must be copied."""
     if fstype == "swap":
         return UsedMap(size, (), "swap")
+    if fstype == "btrfs":
+        return UsedMap(size, normalize_ranges(btrfs_used_ranges(node, size), size, align),
+                       "partclone")
     program = PARTCLONE_PROGRAM.get(fstype or "")
     if program is None:
         return _raw(size, align)
