@@ -324,6 +324,10 @@ def map_extents(extents: list[tuple[int, int]], chunks: list[Chunk]) -> list[tup
     return physical
 
 
+class _NeedDevTree(ValueError):
+    """The extent tree cannot be trusted; the device tree must be read."""
+
+
 def build_map(
     size: int,
     super_text: str,
@@ -369,10 +373,6 @@ def build_map(
     if end > size:
         raise ValueError(f"it uses bytes up to {end}, past the end of its {size}-byte device")
     return BtrfsMap(merge(ranges), not reason, reason)
-
-
-class _NeedDevTree(ValueError):
-    """The extent tree cannot be trusted; the device tree must be read."""
 
 
 def merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
