@@ -74,6 +74,8 @@ def build_parser() -> Parser:
     p = sub.add_parser("restore", help="restore an image onto a disk (erases the disk)")
     p.add_argument("--repo", required=True)
     p.add_argument("--image", required=True)
+    p.add_argument("--verify-first", action="store_true",
+                   help="re-hash every chunk of the image before writing anything")
     target_opts(p)
 
     p = sub.add_parser("clone", help="copy a disk onto another disk (erases the target)")

@@ -87,7 +87,7 @@ def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
         confirm(plan.target, describe_plan(plan), "Restoring")
     progress = make_progress(args.progress)
     started = time.monotonic()
-    restore(plan, progress=progress, cancel=cancel)
+    restore(plan, progress=progress, cancel=cancel, verify_first=args.verify_first)
     seconds = time.monotonic() - started
     if args.json:
         print_json({**plan_json(plan), "seconds": round(seconds, 3)})
