@@ -68,6 +68,10 @@ def build_parser() -> Parser:
     p.add_argument("--level", type=int, default=3, choices=range(1, 20), metavar="N",
                    help="zstd level 1-19 (default 3)")
     p.add_argument("--resume", action="store_true", help="continue an unfinished image")
+    p.add_argument("--create", action="store_true",
+                   help="make the repository if the folder does not hold one yet")
+    p.add_argument("--allow-ram", action="store_true",
+                   help="allow a repository in memory (tmpfs), lost at power off")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     progress_opt(p)
 

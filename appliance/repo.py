@@ -25,9 +25,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from appliance.chunkfmt import HASH_HEX_LEN, HEADER_SIZE, header_ok
+import zstandard
+
+from appliance.chunkfmt import HASH_HEX_LEN, HEADER, HEADER_SIZE, ZSTD, header_ok
 from appliance.errors import CorruptData, ImageError, RepositoryError
 from appliance.lock import RepoLock
+from appliance.safety import RAM_FILESYSTEMS, filesystem_type
 
 FORMAT = "appliance-repository"
 VERSION = 1
@@ -93,6 +96,17 @@ def storage_error(root: Path, exc: OSError) -> RepositoryError:
     return RepositoryError(f"Writing to the repository at {root} failed: {exc.strerror}.")
 
 
+def check_save_place(path: Path, *, create: bool = False, allow_ram: bool = False) -> None:
+    """Where a save may write: an existing repository (or any folder with `create`), not
+    on tmpfs or ramfs (the live system's / and /tmp vanish at power off) unless allowed."""
+    fstype = filesystem_type(path)
+    if fstype in RAM_FILESYSTEMS and not allow_ram:
+        raise RepositoryError(f"The repository {path} would be in memory ({fstype}) and lost "
+                              "at power off; choose a folder on a disk, or add --allow-ram.")
+    if not create and not (path / "repo.json").exists():
+        raise RepositoryError(f"There is no repository at {path}; add --create to make one.")
+
+
 class Repository:
     """A repository folder. Open with `Repository.open` or `Repository.open_or_create`."""
 
@@ -153,6 +167,15 @@ class Repository:
             raise storage_error(path, exc) from exc
         return cls(path, meta)
 
+    @classmethod
+    def open_for_save(cls, root: str | os.PathLike[str], *, create: bool = False,
+                      allow_ram: bool = False) -> Repository:
+        """The repository a save writes to: created only when asked, never in RAM unless
+        asked (the live system's / and /tmp vanish at power off)."""
+        path = Path(root)
+        check_save_place(path, create=create, allow_ram=allow_ram)
+        return cls.open_or_create(path) if create else cls.open(path)
+
     def lock(self, command: str) -> RepoLock:
         return RepoLock(self.root / "lock", command)
 
@@ -172,6 +195,34 @@ class Repository:
         except OSError as exc:
             raise storage_error(self.root, exc) from exc
         return header_ok(head, size)
+
+    def stored_chunk_state(self, name: str, data: bytes | memoryview,
+                           dctx: zstandard.ZstdDecompressor) -> str:
+        """"same" when the stored chunk reads back as `data`, "missing", or "damaged".
+
+        A chunk a new image reuses must be readable: its bytes are decompressed and compared
+        with the window's bytes in memory (the name already proves `data`; no hash needed).
+        """
+        try:
+            blob = self.chunk_path(name).read_bytes()
+        except FileNotFoundError:
+            return "missing"
+        except OSError as exc:
+            if exc.errno == errno.EIO:
+                return "damaged"
+            raise storage_error(self.root, exc) from exc
+        if not header_ok(blob[:HEADER_SIZE], len(blob)):
+            return "damaged"
+        compression = HEADER.unpack_from(blob)[2]
+        payload = memoryview(blob)[HEADER_SIZE:]
+        if compression == ZSTD:
+            try:
+                back = dctx.decompress(payload, max_output_size=len(data))
+            except zstandard.ZstdError:
+                return "damaged"
+        else:
+            back = bytes(payload)
+        return "same" if back == bytes(data) else "damaged"
 
     def put_chunk(self, name: str, blob: bytes) -> None:
         sub = name[:4]

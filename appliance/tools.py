@@ -31,6 +31,7 @@ TOOLS: dict[str, str] = {
     "resize2fs": "e2fsprogs",
     "e2fsck": "e2fsprogs",
     "dumpe2fs": "e2fsprogs",
+    "debugfs": "e2fsprogs",
     "xfs_growfs": "xfsprogs",
     "btrfs": "btrfs-progs",
     "mount": "mount",

@@ -168,7 +168,7 @@ class EngineBackend:
 
             started = time.monotonic()
             manifest = save(disk.node, repo, image, resume=resume, progress=progress,
-                            cancel=cancel)
+                            cancel=cancel, create=True)
             stats = manifest.stats
             lines = [f"Saved {disk.describe()} as image {image}: "
                      f"{rate_text(int(stats['used_bytes']), time.monotonic() - started)}.",
