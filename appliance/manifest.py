@@ -8,7 +8,7 @@ manifest.json (JSON, stable):
   regions [{name, partition, start, size, fstype, fsversion, label, uuid, method, used_bytes,
             stored_windows, index, index_hash}]
   stats {used_bytes, new_bytes, new_chunks, reused_chunks, zero_windows, seconds,
-         read_errors: [[offset, length], ...], warnings: [sentence, ...]}
+         read_errors: [[offset, length], ...], repaired_chunks, warnings: [line, ...]}
   manifest_hash  blake3 of the canonical JSON (sorted keys, no spaces) of every other field;
                  written by this version, checked when present (older manifests lack it)
 Offsets and sizes are bytes from the start of the disk. A region's index (<name>.idx) is a zstd
