@@ -27,7 +27,7 @@ from typing import Any
 
 import zstandard
 
-from appliance.chunkfmt import HASH_HEX_LEN, HEADER, HEADER_SIZE, ZSTD, header_ok
+from appliance.chunkfmt import HASH_HEX_LEN, HEADER, HEADER_SIZE, ZSTD, content_hash, header_ok
 from appliance.errors import CorruptData, ImageError, RepositoryError
 from appliance.lock import RepoLock
 from appliance.safety import RAM_FILESYSTEMS, filesystem_type
@@ -94,6 +94,43 @@ def storage_error(root: Path, exc: OSError) -> RepositoryError:
         return RepositoryError(f"The disk holding the repository at {root} reported an "
                                "input/output error.")
     return RepositoryError(f"Writing to the repository at {root} failed: {exc.strerror}.")
+
+
+class ReadBack:
+    """Reads stored chunks back to prove them, into buffers of its own (one per thread: no
+    4 MiB allocation per chunk), and checks the bytes against the chunk's name."""
+
+    def __init__(self, window: int = WINDOW) -> None:
+        self.dctx = zstandard.ZstdDecompressor()
+        self.blob = bytearray(window + HEADER_SIZE + 1)  # one more: a longer file shows
+        self.out = bytearray(window + 1)
+
+    def state(self, path: Path, name: str, length: int) -> str:
+        with open(path, "rb", buffering=0) as handle:
+            size = handle.readinto(self.blob)
+        if size is None or not header_ok(bytes(self.blob[:HEADER_SIZE]), size):
+            return "damaged"
+        payload = memoryview(self.blob)[HEADER_SIZE:size]
+        if HEADER.unpack_from(self.blob)[2] == ZSTD:
+            try:
+                back = self._decompress(payload, length + 1)
+            except zstandard.ZstdError:
+                return "damaged"
+        else:
+            back = payload
+        return "same" if len(back) == length and content_hash(back) == name else "damaged"
+
+    def _decompress(self, payload: memoryview, limit: int) -> memoryview:
+        """At most `limit` bytes of the frame into self.out."""
+        view = memoryview(self.out)[:limit]
+        done = 0
+        with self.dctx.stream_reader(payload) as stream:
+            while done < limit:
+                got = stream.readinto(view[done:])
+                if not got:
+                    break
+                done += got
+        return view[:done]
 
 
 def check_save_place(path: Path, *, create: bool = False, allow_ram: bool = False) -> None:
@@ -196,33 +233,17 @@ class Repository:
             raise storage_error(self.root, exc) from exc
         return header_ok(head, size)
 
-    def stored_chunk_state(self, name: str, data: bytes | memoryview,
-                           dctx: zstandard.ZstdDecompressor) -> str:
-        """"same" when the stored chunk reads back as `data`, "missing", or "damaged".
-
-        A chunk a new image reuses must be readable: its bytes are decompressed and compared
-        with the window's bytes in memory (the name already proves `data`; no hash needed).
-        """
+    def stored_chunk_state(self, name: str, length: int, reader: ReadBack) -> str:
+        """"same" when the stored chunk reads back as the `length` bytes named `name`,
+        "missing", or "damaged" (a chunk a new image reuses must be one that can be read)."""
         try:
-            blob = self.chunk_path(name).read_bytes()
+            return reader.state(self.chunk_path(name), name, length)
         except FileNotFoundError:
             return "missing"
         except OSError as exc:
             if exc.errno == errno.EIO:
                 return "damaged"
             raise storage_error(self.root, exc) from exc
-        if not header_ok(blob[:HEADER_SIZE], len(blob)):
-            return "damaged"
-        compression = HEADER.unpack_from(blob)[2]
-        payload = memoryview(blob)[HEADER_SIZE:]
-        if compression == ZSTD:
-            try:
-                back = dctx.decompress(payload, max_output_size=len(data))
-            except zstandard.ZstdError:
-                return "damaged"
-        else:
-            back = bytes(payload)
-        return "same" if back == bytes(data) else "damaged"
 
     def put_chunk(self, name: str, blob: bytes) -> None:
         sub = name[:4]

@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import zstandard
-
 from appliance import __version__
 from appliance.blockio import open_direct
 from appliance.chunkfmt import Encoder, content_hash
@@ -33,7 +31,7 @@ from appliance.manifest import Index, Manifest, Region, index_hash, window_range
 from appliance.model import Disk
 from appliance.pipeline import WINDOW, Window, read_windows, workers_default
 from appliance.progress import Progress
-from appliance.repo import Repository, check_save_place
+from appliance.repo import ReadBack, Repository, check_save_place
 from appliance.safety import check_source, mounted_readonly
 from appliance.tablewrite import read_sfdisk_json
 from appliance.usedmap import UsedMap, used_map
@@ -180,12 +178,12 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
         return manifest
 
 
-def _decompressor(local: threading.local) -> zstandard.ZstdDecompressor:
-    dctx = getattr(local, "dctx", None)
-    if dctx is None:
-        dctx = local.dctx = zstandard.ZstdDecompressor()
-    assert isinstance(dctx, zstandard.ZstdDecompressor)
-    return dctx
+def _reader(local: threading.local) -> ReadBack:
+    reader = getattr(local, "reader", None)
+    if reader is None:
+        reader = local.reader = ReadBack()
+    assert isinstance(reader, ReadBack)
+    return reader
 
 
 def _move(disk: Disk, repo: Repository, plans: list[RegionPlan], stats: SaveStats,
@@ -208,7 +206,7 @@ def _move(disk: Disk, repo: Repository, plans: list[RegionPlan], stats: SaveStat
             with stats.lock:
                 stats.reused_chunks += 1
             return
-        stored = repo.stored_chunk_state(name, data, _decompressor(local))
+        stored = repo.stored_chunk_state(name, win.length, _reader(local))
         if stored == "same":  # a stored chunk is reused only if it reads back as these bytes
             with stats.lock:
                 stats.reused_chunks += 1

@@ -4,12 +4,11 @@ import os
 from pathlib import Path
 
 import pytest
-import zstandard
 
 from appliance.chunkfmt import Encoder, content_hash
 from appliance.errors import RepositoryError
 from appliance.jobs.savechecks import DEFAULT_RATIO, compression_ratio
-from appliance.repo import Repository, check_save_place
+from appliance.repo import ReadBack, Repository, check_save_place
 from appliance.safety import filesystem_type, mounted_readonly, mounts
 
 MOUNTINFO = """\
@@ -88,20 +87,25 @@ def test_the_ratio_is_learnt_from_first_saves_only() -> None:
 
 def test_a_stored_chunk_is_reused_only_if_it_reads_back(tmp_path: Path) -> None:
     repo = Repository.open_or_create(tmp_path / "r")
-    dctx = zstandard.ZstdDecompressor()
+    reader = ReadBack()
     data = b"a window of data " * 4096
     name = content_hash(data)
-    assert repo.stored_chunk_state(name, data, dctx) == "missing"
+    assert repo.stored_chunk_state(name, len(data), reader) == "missing"
     repo.put_chunk(name, Encoder().encode(data))
-    assert repo.stored_chunk_state(name, memoryview(data), dctx) == "same"
+    assert repo.stored_chunk_state(name, len(data), reader) == "same"
     path = repo.chunk_path(name)
-    blob = bytearray(path.read_bytes())
+    good = path.read_bytes()
+    blob = bytearray(good)
     blob[-3] ^= 0xFF  # same length: has_chunk still trusts it
     path.write_bytes(bytes(blob))
     assert repo.has_chunk(name)
-    assert repo.stored_chunk_state(name, data, dctx) == "damaged"
-    path.write_bytes(bytes(blob[:-1]))
-    assert repo.stored_chunk_state(name, data, dctx) == "damaged"
+    assert repo.stored_chunk_state(name, len(data), reader) == "damaged"
+    path.write_bytes(good[:-1])  # truncated
+    assert repo.stored_chunk_state(name, len(data), reader) == "damaged"
+    longer = Encoder().encode(data + b"x")  # a frame that holds more than the window
+    path.write_bytes(longer)
+    assert repo.stored_chunk_state(name, len(data), reader) == "damaged"
     raw = os.urandom(8192)  # incompressible: stored raw
     repo.put_chunk(content_hash(raw), Encoder().encode(raw))
-    assert repo.stored_chunk_state(content_hash(raw), raw, dctx) == "same"
+    assert repo.stored_chunk_state(content_hash(raw), len(raw), reader) == "same"
+    assert repo.stored_chunk_state(name, len(data), reader) == "damaged"  # buffers reused
