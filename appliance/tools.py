@@ -27,6 +27,7 @@ TOOLS: dict[str, str] = {
     "mmd": "mtools",
     "ntfscat": "ntfs-3g",
     "ntfsinfo": "ntfs-3g",
+    "ntfscluster": "ntfs-3g",
     "ntfsresize": "ntfs-3g",
     "resize2fs": "e2fsprogs",
     "e2fsck": "e2fsprogs",

@@ -4,22 +4,21 @@ Before: the image is likely to fit in the repository's free space (used bytes x 
 compression seen in this repository, less what an earlier image of the same disk already
 stores). After: warnings, short enough to print one per line on an 80-column console, for
 partitions copied whole (and what that costs) and for unreadable sectors (and the files they
-hit, where the filesystem can say; the full lists go to the image's log.txt).
+hit, where the filesystem can say (fsfiles); the full lists go to the image's log.txt).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 from appliance.errors import ApplianceError, RepositoryError
+from appliance.fsfiles import files_at, used_bytes
 from appliance.jobs.imageread import load_manifest
 from appliance.manifest import Region
 from appliance.model import Disk, human_size
 from appliance.preflight import free_space
 from appliance.repo import Repository
-from appliance.tools import run
 from appliance.usedmap import PARTCLONE_PROGRAM
 
 # stored bytes per used byte when the repository has no image to learn from (zstd -3 on
@@ -29,8 +28,6 @@ DEFAULT_RATIO = 0.6
 MOSTLY_NEW = 0.9
 MAX_RANGES = 5  # unreadable areas listed as warnings (all of them in log.txt)
 MAX_FILES = 8  # files hit listed as warnings
-MAX_BLOCKS = 65536  # filesystem blocks looked up per partition
-EXT = ("ext2", "ext3", "ext4")
 WARNING_WIDTH = 70  # a warning and its "warning: " prefix fit an 80-column console
 
 
@@ -114,7 +111,7 @@ def copied_whole_warnings(disk: Disk, regions: list[Region]) -> list[str]:
             why = "dirty NTFS"
         else:
             why = "no map"
-        used = _fs_used_bytes(_node(disk, region.partition), region.fstype)
+        used = used_bytes(_node(disk, region.partition), region.fstype)
         if used is not None and used < region.size:
             cost = f"{human_size(region.size - used)} extra"
         else:
@@ -128,29 +125,6 @@ def _node(disk: Disk, number: int) -> str:
         if part.number == number:
             return part.node
     return ""
-
-
-def _fs_used_bytes(node: str, fstype: str | None) -> int | None:
-    """The bytes a filesystem says it uses, where it can say cheaply (ext2/3/4)."""
-    if not node or fstype not in EXT:
-        return None
-    info = _ext_header(node)
-    if info is None:
-        return None
-    return (info["Block count"] - info["Free blocks"]) * info["Block size"]
-
-
-def _ext_header(node: str) -> dict[str, int] | None:
-    try:
-        proc = run(["dumpe2fs", "-h", node], check=False, timeout=120)
-    except ApplianceError:
-        return None
-    out: dict[str, int] = {}
-    for line in proc.stdout.splitlines():
-        key, _, value = line.partition(":")
-        if key in ("Block count", "Free blocks", "Block size") and value.strip().isdigit():
-            out[key] = int(value.strip())
-    return out if len(out) == 3 else None
 
 
 def unreadable_warnings(
@@ -199,44 +173,3 @@ def _region_at(regions: list[Region], offset: int) -> Region | None:
         r for r in regions if r.partition is not None and r.start <= offset < r.start + r.size
     ]
     return inside[0] if inside else next((r for r in regions if r.partition is None), None)
-
-
-def files_at(node: str, fstype: str | None, ranges: list[tuple[int, int]]) -> list[str]:
-    """The files (or "filesystem metadata": inode tables, bitmaps, journal, blocks of no file)
-    that hold the partition-relative byte ranges;
-    [] when the filesystem cannot say (only ext2/3/4 is asked, with debugfs)."""
-    if not node or fstype not in EXT:
-        return []
-    info = _ext_header(node)
-    if info is None:
-        return []
-    size = info["Block size"]
-    blocks: list[int] = []
-    for start, length in ranges:
-        blocks.extend(range(start // size, (start + length - 1) // size + 1))
-    blocks = sorted(set(blocks))[:MAX_BLOCKS]
-    inodes: set[int] = set()
-    unowned = False
-    for at in range(0, len(blocks), 512):
-        batch = " ".join(str(b) for b in blocks[at : at + 512])
-        proc = run(["debugfs", "-c", "-R", f"icheck {batch}", node], check=False, timeout=300)
-        for line in proc.stdout.splitlines()[1:]:
-            fields = line.split("\t")
-            if len(fields) == 2 and fields[1].strip().isdigit():
-                inodes.add(int(fields[1]))
-            elif len(fields) == 2:
-                unowned = True
-    metadata = any(number < 11 for number in inodes) or unowned
-    wanted = sorted(number for number in inodes if number >= 11)
-    paths: list[str] = []
-    if wanted:
-        proc = run(
-            ["debugfs", "-c", "-R", f"ncheck {' '.join(map(str, wanted))}", node],
-            check=False,
-            timeout=300,
-        )
-        for line in proc.stdout.splitlines()[1:]:
-            fields = line.split("\t", 1)
-            if len(fields) == 2:
-                paths.append(re.sub("/+", "/", fields[1].strip()))
-    return (["filesystem metadata"] if metadata else []) + sorted(set(paths))
