@@ -359,6 +359,8 @@ def run_job(spec: JobSpec, console: Console, cancel: threading.Event | None = No
             manifest = save(disk, repo, spec.image, level=spec.level, progress=progress,
                             cancel=cancel, create=True)
             stats = manifest.stats
+            for warning in stats.get("warnings", []):
+                say(f"warning: {warning}")
             return (f"saved {disk} as image {spec.image}: {human_size(int(stats['used_bytes']))} "
                     f"used, {stats['new_chunks']} new chunks, {stats['reused_chunks']} already "
                     f"stored, in {time.monotonic() - started:.1f} s")
