@@ -159,8 +159,9 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
         warnings = copied_whole_warnings(disk, manifest.regions)
         warnings += unreadable_warnings(disk, manifest.regions, bad, log.write)
         if stats.repaired_chunks:
-            warnings.append(f"{stats.repaired_chunks} damaged chunks of the repository were "
-                            "rewritten")
+            many = stats.repaired_chunks > 1
+            warnings.append(f"{stats.repaired_chunks} damaged chunk{'s' if many else ''} of the "
+                            f"repository {'were' if many else 'was'} rewritten")
         for warning in warnings:
             log.write(f"warning: {warning}")
         manifest.stats = {"used_bytes": progress.total, "new_bytes": stats.new_bytes,

@@ -173,7 +173,7 @@ def test_a_damaged_stored_chunk_is_not_reused_but_rewritten(
         "save", source, "--repo", str(repo), "--image", "second", "--json", check=False
     )
     assert proc.returncode == WARNINGS_EXIT, proc.stderr
-    assert warnings_of(proc) == ["warning: 1 damaged chunks of the repository were rewritten"]
+    assert warnings_of(proc) == ["warning: 1 damaged chunk of the repository was rewritten"]
     out = result_json(proc)
     assert out["repaired_chunks"] == 1 and out["new_chunks"] >= 1
     assert victim.read_bytes() != bytes(blob)
