@@ -68,12 +68,18 @@ def build_parser() -> Parser:
     p.add_argument("--level", type=int, default=3, choices=range(1, 20), metavar="N",
                    help="zstd level 1-19 (default 3)")
     p.add_argument("--resume", action="store_true", help="continue an unfinished image")
+    p.add_argument("--create", action="store_true",
+                   help="make the repository if the folder does not hold one yet")
+    p.add_argument("--allow-ram", action="store_true",
+                   help="allow a repository in memory (tmpfs), lost at power off")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     progress_opt(p)
 
     p = sub.add_parser("restore", help="restore an image onto a disk (erases the disk)")
     p.add_argument("--repo", required=True)
     p.add_argument("--image", required=True)
+    p.add_argument("--verify-first", action="store_true",
+                   help="re-hash every chunk of the image before writing anything")
     target_opts(p)
 
     p = sub.add_parser("clone", help="copy a disk onto another disk (erases the target)")

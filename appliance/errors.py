@@ -2,9 +2,16 @@
 
 Only the top level (cli.main) catches everything; it prints `str(error)` and exits with
 `error.exit_code`. Raise these with a full sentence that names the disk, image or file.
+
+A job that finished but has something the user must read (a partition copied whole,
+unreadable sectors saved as zeros) is not an error: it prints its warnings, one line each,
+and exits with WARNINGS_EXIT.
 """
 
 from __future__ import annotations
+
+#: done, with warnings: read the warnings (the image is complete and usable)
+WARNINGS_EXIT = 20
 
 
 class ApplianceError(Exception):

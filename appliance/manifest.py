@@ -8,7 +8,9 @@ manifest.json (JSON, stable):
   regions [{name, partition, start, size, fstype, fsversion, label, uuid, method, used_bytes,
             stored_windows, index, index_hash}]
   stats {used_bytes, new_bytes, new_chunks, reused_chunks, zero_windows, seconds,
-         read_errors: [[offset, length], ...]}
+         read_errors: [[offset, length], ...], repaired_chunks, warnings: [line, ...]}
+  manifest_hash  blake3 of the canonical JSON (sorted keys, no spaces) of every other field;
+                 written by this version, checked when present (older manifests lack it)
 Offsets and sizes are bytes from the start of the disk. A region's index (<name>.idx) is a zstd
 frame holding JSON {format "appliance-index", version 1, region, window, size,
 used: [[offset, length], ...] (relative to the region), chunks: [hash or null per window]}.
@@ -69,6 +71,7 @@ class Manifest:
 
     def to_json(self) -> str:
         data = {"format": FORMAT, "version": VERSION, **asdict(self)}
+        data["manifest_hash"] = manifest_hash(data)
         return json.dumps(data, indent=2) + "\n"
 
     @classmethod
@@ -80,6 +83,10 @@ class Manifest:
             if data.get("version") != VERSION:
                 raise ImageError(f"The image at {where} has format version {data.get('version')};"
                                  f" this appliance reads version {VERSION}.")
+            recorded = data.get("manifest_hash")
+            if recorded is not None and recorded != manifest_hash(data):
+                raise CorruptData(f"The manifest {where} does not match its own hash: it was "
+                                  "edited or damaged after the save.")
             regions = [Region(**region) for region in data["regions"]]
             return cls(name=data["name"], disk=data["disk"], table=data["table"],
                        regions=regions, created=data["created"],
@@ -124,6 +131,13 @@ class Index:
                        chunks=list(data["chunks"]))
         except (zstandard.ZstdError, ValueError, KeyError, TypeError) as exc:
             raise CorruptData(f"The index {where} is damaged and cannot be read.") from exc
+
+
+def manifest_hash(data: dict[str, Any]) -> str:
+    """blake3 of the canonical JSON of a manifest's fields, its own hash field left out."""
+    rest = {key: value for key, value in data.items() if key != "manifest_hash"}
+    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return blake3.blake3(text.encode()).hexdigest()
 
 
 def index_hash(blob: bytes) -> str:

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.errors import ApplianceError, SafetyRefusal, ToolMissing
+from appliance.errors import ApplianceError, RepositoryError, SafetyRefusal, ToolMissing
 from appliance.layout import data_partitions, outside_ranges
 from appliance.model import Disk, Partition, human_size
+from appliance.repo import check_save_place
 from appliance.safety import check_source, mounted_devnums
 from appliance.tools import which
 from appliance.usedmap import PARTCLONE_PROGRAM, used_map
@@ -306,6 +307,10 @@ def preflight_save(disk: Disk, repo_path: str, *, measure: Measure = measure_par
         check_source(disk, Path(repo_path))
     except SafetyRefusal as exc:
         findings.append(Finding("refused", "stop", str(exc)))
+    try:  # the interface creates the repository, but never in RAM
+        check_save_place(Path(repo_path), create=True)
+    except RepositoryError as exc:
+        findings.append(Finding("ram", "stop", str(exc)))
     usage = measure_disk(disk, measure)
     by_number = {u.partition: u for u in usage if u.partition is not None}
     for part in data_partitions(disk):

@@ -25,9 +25,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from appliance.chunkfmt import HASH_HEX_LEN, HEADER_SIZE, header_ok
+import zstandard
+
+from appliance.chunkfmt import HASH_HEX_LEN, HEADER, HEADER_SIZE, ZSTD, content_hash, header_ok
 from appliance.errors import CorruptData, ImageError, RepositoryError
 from appliance.lock import RepoLock
+from appliance.safety import RAM_FILESYSTEMS, filesystem_type
 
 FORMAT = "appliance-repository"
 VERSION = 1
@@ -93,6 +96,54 @@ def storage_error(root: Path, exc: OSError) -> RepositoryError:
     return RepositoryError(f"Writing to the repository at {root} failed: {exc.strerror}.")
 
 
+class ReadBack:
+    """Reads stored chunks back to prove them, into buffers of its own (one per thread: no
+    4 MiB allocation per chunk), and checks the bytes against the chunk's name."""
+
+    def __init__(self, window: int = WINDOW) -> None:
+        self.dctx = zstandard.ZstdDecompressor()
+        self.blob = bytearray(window + HEADER_SIZE + 1)  # one more: a longer file shows
+        self.out = bytearray(window + 1)
+
+    def state(self, path: Path, name: str, length: int) -> str:
+        with open(path, "rb", buffering=0) as handle:
+            size = handle.readinto(self.blob)
+        if size is None or not header_ok(bytes(self.blob[:HEADER_SIZE]), size):
+            return "damaged"
+        payload = memoryview(self.blob)[HEADER_SIZE:size]
+        if HEADER.unpack_from(self.blob)[2] == ZSTD:
+            try:
+                back = self._decompress(payload, length + 1)
+            except zstandard.ZstdError:
+                return "damaged"
+        else:
+            back = payload
+        return "same" if len(back) == length and content_hash(back) == name else "damaged"
+
+    def _decompress(self, payload: memoryview, limit: int) -> memoryview:
+        """At most `limit` bytes of the frame into self.out."""
+        view = memoryview(self.out)[:limit]
+        done = 0
+        with self.dctx.stream_reader(payload) as stream:
+            while done < limit:
+                got = stream.readinto(view[done:])
+                if not got:
+                    break
+                done += got
+        return view[:done]
+
+
+def check_save_place(path: Path, *, create: bool = False, allow_ram: bool = False) -> None:
+    """Where a save may write: an existing repository (or any folder with `create`), not
+    on tmpfs or ramfs (the live system's / and /tmp vanish at power off) unless allowed."""
+    fstype = filesystem_type(path)
+    if fstype in RAM_FILESYSTEMS and not allow_ram:
+        raise RepositoryError(f"The repository {path} would be in memory ({fstype}) and lost "
+                              "at power off; choose a folder on a disk, or add --allow-ram.")
+    if not create and not (path / "repo.json").exists():
+        raise RepositoryError(f"There is no repository at {path}; add --create to make one.")
+
+
 class Repository:
     """A repository folder. Open with `Repository.open` or `Repository.open_or_create`."""
 
@@ -153,6 +204,15 @@ class Repository:
             raise storage_error(path, exc) from exc
         return cls(path, meta)
 
+    @classmethod
+    def open_for_save(cls, root: str | os.PathLike[str], *, create: bool = False,
+                      allow_ram: bool = False) -> Repository:
+        """The repository a save writes to: created only when asked, never in RAM unless
+        asked (the live system's / and /tmp vanish at power off)."""
+        path = Path(root)
+        check_save_place(path, create=create, allow_ram=allow_ram)
+        return cls.open_or_create(path) if create else cls.open(path)
+
     def lock(self, command: str) -> RepoLock:
         return RepoLock(self.root / "lock", command)
 
@@ -172,6 +232,18 @@ class Repository:
         except OSError as exc:
             raise storage_error(self.root, exc) from exc
         return header_ok(head, size)
+
+    def stored_chunk_state(self, name: str, length: int, reader: ReadBack) -> str:
+        """"same" when the stored chunk reads back as the `length` bytes named `name`,
+        "missing", or "damaged" (a chunk a new image reuses must be one that can be read)."""
+        try:
+            return reader.state(self.chunk_path(name), name, length)
+        except FileNotFoundError:
+            return "missing"
+        except OSError as exc:
+            if exc.errno == errno.EIO:
+                return "damaged"
+            raise storage_error(self.root, exc) from exc
 
     def put_chunk(self, name: str, blob: bytes) -> None:
         sub = name[:4]

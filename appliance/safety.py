@@ -9,6 +9,7 @@ partition; never restore onto a disk that is too small or has another sector siz
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.errors import SafetyRefusal
@@ -69,15 +70,67 @@ def disk_devnums(disk_name: str, sys_root: Path = SYS) -> set[tuple[int, int]]:
     return out
 
 
-def mounted_devnums(mountinfo: str | None = None) -> dict[tuple[int, int], str]:
-    """Device number -> mount point, from /proc/self/mountinfo."""
+@dataclass(frozen=True)
+class Mount:
+    devnum: tuple[int, int]
+    point: str
+    options: tuple[str, ...]   # the per-mount options (rw or ro first)
+    fstype: str
+
+
+def mounts(mountinfo: str | None = None) -> list[Mount]:
+    """Every mount of /proc/self/mountinfo, in its order."""
     text = mountinfo if mountinfo is not None else Path("/proc/self/mountinfo").read_text()
-    out: dict[tuple[int, int], str] = {}
+    out: list[Mount] = []
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) > 4 and ":" in fields[2]:
-            out.setdefault(_devnum(fields[2]), fields[4].replace("\\040", " "))
+        if len(fields) > 5 and ":" in fields[2]:
+            sep = fields.index("-", 6) if "-" in fields[6:] else -1
+            fstype = fields[sep + 1] if 0 < sep < len(fields) - 1 else ""
+            out.append(Mount(_devnum(fields[2]), fields[4].replace("\\040", " "),
+                             tuple(fields[5].split(",")), fstype))
     return out
+
+
+def mounted_devnums(mountinfo: str | None = None) -> dict[tuple[int, int], str]:
+    """Device number -> mount point, from /proc/self/mountinfo."""
+    out: dict[tuple[int, int], str] = {}
+    for mount in mounts(mountinfo):
+        out.setdefault(mount.devnum, mount.point)
+    return out
+
+
+def mounted_readonly(node: str, mountinfo: str | None = None) -> bool:
+    """The block device `node` is mounted, and only read-only (nothing can change it)."""
+    try:
+        rdev = os.stat(node).st_rdev
+    except OSError:
+        return False
+    found = [m for m in mounts(mountinfo) if m.devnum == (os.major(rdev), os.minor(rdev))]
+    return bool(found) and all("ro" in m.options for m in found)
+
+
+RAM_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
+
+
+def filesystem_type(path: Path, mountinfo: str | None = None) -> str | None:
+    """The type of the filesystem that holds `path` (or its nearest existing parent)."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        dev = os.stat(existing).st_dev
+    except OSError:
+        return None
+    devnum = (os.major(dev), os.minor(dev))
+    found = [m for m in mounts(mountinfo) if m.devnum == devnum]
+    if not found:
+        return None
+    # the deepest mount point that contains the path is the one that holds it
+    resolved = str(existing.resolve())
+    inside = [m for m in found if resolved == m.point
+              or resolved.startswith(m.point.rstrip("/") + "/")]
+    return max(inside or found, key=lambda m: len(m.point)).fstype
 
 
 def swap_devnums(swaps: str | None = None) -> set[tuple[int, int]]:
@@ -179,9 +232,4 @@ def check_source(source: Disk, repo_path: Path | None = None) -> None:
 
 
 def _writable_mounts() -> set[str]:
-    out: set[str] = set()
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields = line.split()
-        if len(fields) > 5 and "rw" in fields[5].split(","):
-            out.add(fields[4].replace("\\040", " "))
-    return out
+    return {mount.point for mount in mounts() if "rw" in mount.options}

@@ -357,8 +357,10 @@ def run_job(spec: JobSpec, console: Console, cancel: threading.Event | None = No
         if spec.job == "save":
             assert disk is not None
             manifest = save(disk, repo, spec.image, level=spec.level, progress=progress,
-                            cancel=cancel)
+                            cancel=cancel, create=True)
             stats = manifest.stats
+            for warning in stats.get("warnings", []):
+                say(f"warning: {warning}")
             return (f"saved {disk} as image {spec.image}: {human_size(int(stats['used_bytes']))} "
                     f"used, {stats['new_chunks']} new chunks, {stats['reused_chunks']} already "
                     f"stored, in {time.monotonic() - started:.1f} s")

@@ -112,8 +112,12 @@ def normalize_ranges(ranges: Iterable[tuple[int, int]], size: int,
     return tuple((start, end - start) for start, end in merged)
 
 
-def used_map(node: str, fstype: str | None, size: int, align: int = SECTOR) -> UsedMap:
-    """The byte ranges of the region at `node` (`size` bytes) that must be copied."""
+def used_map(node: str, fstype: str | None, size: int, align: int = SECTOR,
+             force: bool = False) -> UsedMap:
+    """The byte ranges of the region at `node` (`size` bytes) that must be copied.
+
+    `force`: map it although it is mounted (partclone refuses a mounted filesystem); only
+    for a filesystem mounted read-only, whose blocks cannot change under the save."""
     if fstype == "swap":
         return UsedMap(size, (), "swap")
     if fstype == "btrfs":
@@ -127,8 +131,9 @@ def used_map(node: str, fstype: str | None, size: int, align: int = SECTOR) -> U
         logfile = Path(tmp) / "partclone.log"
         # -q: no progress lines; -f 0: its progress thread does not sleep (it is joined at
         # exit, so any interval is paid once per partition: 2.4 s of a 6 s save with -f 1).
-        proc = run([program, "-D", "-q", "-f", "0", "-s", node, "-o", str(domain),
-                    "-L", str(logfile)], check=False, timeout=PARTCLONE_TIMEOUT)
+        proc = run([program, "-D", "-q", "-f", "0", *(["-F"] if force else []), "-s", node,
+                    "-o", str(domain), "-L", str(logfile)], check=False,
+                   timeout=PARTCLONE_TIMEOUT)
         log_text = _read_text(logfile)
         if proc.returncode != 0:
             if fstype == "ntfs" and _NTFS_DIRTY in log_text + proc.stderr:

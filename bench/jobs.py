@@ -126,7 +126,7 @@ def our_save(disk: Disk, repo: Path, image: str, work: Path, label: str) -> tupl
     """One `appliance save`; its result, with the moments its phases began (`phases`: name ->
     seconds since the process started, from the JSON progress lines)."""
     r = timed(label, appliance("save", disk.node, "--repo", str(repo), "--image", image,
-                               "--progress", "json", "--json"),
+                               "--create", "--progress", "json", "--json"),
               cwd=_engine, env=appliance_env(work))
     result = result_of(r)
     # progress "elapsed" counts from the job's start; the process started earlier (imports)

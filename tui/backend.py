@@ -168,16 +168,15 @@ class EngineBackend:
 
             started = time.monotonic()
             manifest = save(disk.node, repo, image, resume=resume, progress=progress,
-                            cancel=cancel)
+                            cancel=cancel, create=True)
             stats = manifest.stats
             lines = [f"Saved {disk.describe()} as image {image}: "
                      f"{rate_text(int(stats['used_bytes']), time.monotonic() - started)}.",
                      f"{human_size(int(stats['new_bytes']))} stored in {stats['new_chunks']} "
                      f"new chunks; {stats['reused_chunks']} chunks were already in the "
                      "repository."]
-            if stats.get("read_errors"):
-                lines.append(f"{len(stats['read_errors'])} unreadable areas were saved as "
-                             "zeros; see the image's log.txt.")
+            # copied whole, unreadable areas and the files they hit (all of it in log.txt)
+            lines += [f"Warning: {warning}" for warning in stats.get("warnings", [])]
             return JobSummary(tuple(lines), "Not verified yet: press V to re-read and check "
                               "every chunk of the image.", VerifyRequest(repo, image))
 

@@ -29,7 +29,7 @@ def run_demo(cancel: threading.Event) -> int:
         run_disks(True, False, sys.stdout)
         say(f"appliance save {demo.laptop} --repo {shlex.quote(str(demo.repo))} --image laptop")
         manifest = save(demo.laptop, str(demo.repo), "laptop", progress=make_progress("auto"),
-                        cancel=cancel)
+                        cancel=cancel, create=True)
         print(f"saved {human_size(manifest.used_bytes)} of used data; "
               f"{manifest.stats['new_chunks']} chunks stored")
         say("appliance images")

@@ -8,33 +8,44 @@ import threading
 import time
 
 from appliance.commands.output import make_progress, print_json, rate
-from appliance.errors import SafetyRefusal
+from appliance.errors import WARNINGS_EXIT, SafetyRefusal
 from appliance.jobs.clone import clone, plan_clone
 from appliance.jobs.restore import RestorePlan, plan_restore, restore
 from appliance.jobs.save import save
 from appliance.jobs.verify import verify_against, verify_image
 from appliance.model import Disk, human_size
 
+WIDTH = 80
+
 
 def run_save(args: argparse.Namespace, cancel: threading.Event) -> int:
     progress = make_progress(args.progress)
     started = time.monotonic()
     manifest = save(args.source, args.repo, args.image, level=args.level, resume=args.resume,
-                    progress=progress, cancel=cancel)
+                    progress=progress, cancel=cancel, create=args.create,
+                    allow_ram=args.allow_ram)
     seconds = time.monotonic() - started
     stats = manifest.stats
+    warnings = [str(w) for w in stats.get("warnings", [])]
     if args.json:
         print_json({"command": "save", "image": manifest.name, "seconds": round(seconds, 3),
-                    **stats})
+                    **stats, "warnings": warnings})
     else:
         print(f"Saved {manifest.disk.get('model') or manifest.disk['name']} as image "
               f"{manifest.name}: {rate(int(stats['used_bytes']), seconds)}; "
               f"{stats['new_chunks']} new chunks ({human_size(int(stats['new_bytes']))}), "
               f"{stats['reused_chunks']} already stored.")
-        if stats.get("read_errors"):
-            print(f"Warning: {len(stats['read_errors'])} unreadable areas were saved as zeros; "
-                  "see the image's log.txt.")
-    return 0
+    print_warnings(warnings)
+    return WARNINGS_EXIT if warnings else 0
+
+
+def print_warnings(warnings: list[str]) -> None:
+    """One line each on stderr, within 80 columns (the full sentences are in log.txt)."""
+    sys.stdout.flush()
+    for warning in warnings:
+        line = f"warning: {warning}"
+        print(line if len(line) <= WIDTH else line[:WIDTH - 3] + "...", file=sys.stderr)
+    sys.stderr.flush()
 
 
 def describe_target(target: Disk) -> list[str]:
@@ -87,7 +98,7 @@ def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
         confirm(plan.target, describe_plan(plan), "Restoring")
     progress = make_progress(args.progress)
     started = time.monotonic()
-    restore(plan, progress=progress, cancel=cancel)
+    restore(plan, progress=progress, cancel=cancel, verify_first=args.verify_first)
     seconds = time.monotonic() - started
     if args.json:
         print_json({**plan_json(plan), "seconds": round(seconds, 3)})

@@ -25,9 +25,12 @@ def load_manifest(repo: Repository, name: str) -> Manifest:
         known = ", ".join(repo.image_names()) or "none"
         raise ImageError(f"There is no image named {name} in {repo.root} (images: {known}).")
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise ImageError(f"The manifest of image {name} cannot be read: {exc.strerror}.") from exc
+    except UnicodeDecodeError as exc:
+        raise ImageError(f"The manifest {path} is damaged and cannot be read (it is not "
+                         "UTF-8 text).") from exc
     return Manifest.from_json(text, str(path))
 
 

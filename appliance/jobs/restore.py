@@ -32,6 +32,7 @@ from appliance.jobs.fitting import (
 )
 from appliance.jobs.imagelog import ImageLog
 from appliance.jobs.imageread import LoadedImage, load_image
+from appliance.jobs.precheck import precheck
 from appliance.manifest import Region, window_ranges
 from appliance.model import Disk
 from appliance.pipeline import Placement, write_windows
@@ -133,8 +134,11 @@ def _boot_code(plan: RestorePlan, fetch: Any) -> bytes:
 
 
 def restore(plan: RestorePlan, *, progress: Progress | None = None,
-            cancel: threading.Event | None = None, workers: int | None = None) -> None:
+            cancel: threading.Event | None = None, workers: int | None = None,
+            verify_first: bool = False) -> None:
     progress = progress or Progress()
+    # before the first write: every chunk there, the table as recorded (re-hashed if asked)
+    precheck(plan, verify_first=verify_first, progress=progress, cancel=cancel)
     manifest = plan.image.manifest
     target = probe_disk(plan.target.node)  # probe again: the disk may have changed since
     if target.devnum != plan.target.devnum or target.size != plan.target.size:

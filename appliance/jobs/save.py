@@ -20,13 +20,19 @@ from appliance.chunkfmt import Encoder, content_hash
 from appliance.devices import partition_node, probe_disk
 from appliance.errors import ImageError, ToolFailed
 from appliance.jobs.imagelog import ImageLog
+from appliance.jobs.imageread import load_manifest
+from appliance.jobs.savechecks import (
+    check_free_space,
+    copied_whole_warnings,
+    unreadable_warnings,
+)
 from appliance.layout import disk_record, outside_ranges, regions, table_record
 from appliance.manifest import Index, Manifest, Region, index_hash, window_ranges
 from appliance.model import Disk
 from appliance.pipeline import WINDOW, Window, read_windows, workers_default
 from appliance.progress import Progress
-from appliance.repo import Repository
-from appliance.safety import check_source
+from appliance.repo import ReadBack, Repository, check_save_place
+from appliance.safety import check_source, mounted_readonly
 from appliance.tablewrite import read_sfdisk_json
 from appliance.usedmap import UsedMap, used_map
 
@@ -55,8 +61,9 @@ def plan_regions(disk: Disk, progress: Progress) -> list[RegionPlan]:
         else:
             progress.set_phase("map", f"reading the used-block map of {region.describe()}")
             node = partition_node(disk, region.partition)
-            try:
-                umap = used_map(node, region.fstype, region.size, align=disk.logical_sector)
+            try:  # mounted read-only (a read-write mount was refused): map it all the same
+                umap = used_map(node, region.fstype, region.size, align=disk.logical_sector,
+                                force=mounted_readonly(node))
             except ToolFailed as exc:
                 # A damaged or unclean filesystem: copy every byte rather than trust its map.
                 region.note = f"copied whole: {exc}"
@@ -84,22 +91,31 @@ class SaveStats:
     reused_chunks: int = 0
     zero_windows: int = 0
     new_bytes: int = 0
+    repaired_chunks: int = 0    # stored chunks that did not read back and were rewritten
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: bool = False,
          progress: Progress | None = None, cancel: threading.Event | None = None,
-         workers: int | None = None) -> Manifest:
+         workers: int | None = None, create: bool = False, allow_ram: bool = False
+         ) -> Manifest:
+    """`create`: make the repository when the folder holds none (else a refusal);
+    `allow_ram`: accept a repository on tmpfs/ramfs."""
     progress = progress or Progress()
     started = time.monotonic()
     disk = probe_disk(source)
     check_source(disk, Path(repo_path))  # before the repository folder is created
-    repo = Repository.open_or_create(repo_path)
+    check_save_place(Path(repo_path), create=create, allow_ram=allow_ram)
+    plans = plan_regions(disk, progress)
+    if not resume:  # a resumed image has part of its chunks stored already
+        check_free_space(Path(repo_path), disk, image,
+                         sum(plan.region.used_bytes for plan in plans))
+    repo = Repository.open_for_save(repo_path, create=create, allow_ram=allow_ram)
     with repo.lock(f"save {disk.name} to {image}"):
         folder = repo.image_dir(image)
         manifest_path = folder / "manifest.json"
         if manifest_path.exists():
-            old = Manifest.from_json(manifest_path.read_text(), str(manifest_path))
+            old = load_manifest(repo, image)
             if old.complete:
                 raise ImageError(f"An image named {image} already exists in {repo_path}; "
                                  "choose another name.")
@@ -119,7 +135,6 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
                             tool_version=__version__)
         repo.write_file(manifest_path, manifest.to_json().encode())
 
-        plans = plan_regions(disk, progress)
         manifest.regions = [plan.region for plan in plans]
         for plan in plans:
             log.write(f"{plan.region.name}: {plan.region.describe()}, {plan.region.method}, "
@@ -141,11 +156,20 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
             repo.write_file(folder / plan.region.index, blob)
         if bad:
             log.write(f"{len(bad)} unreadable ranges were saved as zeros: {bad[:20]}")
+        warnings = copied_whole_warnings(disk, manifest.regions)
+        warnings += unreadable_warnings(disk, manifest.regions, bad, log.write)
+        if stats.repaired_chunks:
+            many = stats.repaired_chunks > 1
+            warnings.append(f"{stats.repaired_chunks} damaged chunk{'s' if many else ''} of the "
+                            f"repository {'were' if many else 'was'} rewritten")
+        for warning in warnings:
+            log.write(f"warning: {warning}")
         manifest.stats = {"used_bytes": progress.total, "new_bytes": stats.new_bytes,
                           "new_chunks": stats.new_chunks, "reused_chunks": stats.reused_chunks,
                           "zero_windows": stats.zero_windows,
                           "seconds": round(time.monotonic() - started, 3),
-                          "read_errors": [list(r) for r in bad]}
+                          "read_errors": [list(r) for r in bad],
+                          "repaired_chunks": stats.repaired_chunks, "warnings": warnings}
         manifest.complete = True
         manifest.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         repo.write_file(manifest_path, manifest.to_json().encode())
@@ -153,6 +177,14 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
                   f"({stats.new_bytes} bytes), {stats.reused_chunks} already stored")
         progress.set_phase("done", f"image {image} saved")
         return manifest
+
+
+def _reader(local: threading.local) -> ReadBack:
+    reader = getattr(local, "reader", None)
+    if reader is None:
+        reader = local.reader = ReadBack()
+    assert isinstance(reader, ReadBack)
+    return reader
 
 
 def _move(disk: Disk, repo: Repository, plans: list[RegionPlan], stats: SaveStats,
@@ -171,7 +203,12 @@ def _move(disk: Disk, repo: Repository, plans: list[RegionPlan], stats: SaveStat
         with stats.lock:
             known = name in seen
             seen.add(name)
-        if known or repo.has_chunk(name):
+        if known:  # checked or written by this save already
+            with stats.lock:
+                stats.reused_chunks += 1
+            return
+        stored = repo.stored_chunk_state(name, win.length, _reader(local))
+        if stored == "same":  # a stored chunk is reused only if it reads back as these bytes
             with stats.lock:
                 stats.reused_chunks += 1
             return
@@ -179,10 +216,11 @@ def _move(disk: Disk, repo: Repository, plans: list[RegionPlan], stats: SaveStat
         if encoder is None:
             encoder = local.encoder = Encoder(level)
         blob = encoder.encode(data)
-        repo.put_chunk(name, blob)
+        repo.put_chunk(name, blob)  # also repairs a damaged stored copy
         with stats.lock:
             stats.new_chunks += 1
             stats.new_bytes += len(blob)
+            stats.repaired_chunks += 1 if stored == "damaged" else 0
 
     fd = open_direct(disk.node)
     try:

@@ -41,7 +41,7 @@ def src(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Source]:
         gpt = build_gpt_disk(loops, folder / "gpt.img")
         mbr = build_mbr_disk(loops, folder / "mbr.img")
         repo = folder / "repo"
-        appliance("save", gpt, "--repo", str(repo), "--image", "gpt")
+        appliance("save", gpt, "--repo", str(repo), "--image", "gpt", "--create")
         yield Source(loops, folder, gpt, folder / "gpt.img", mbr, folder / "mbr.img", repo)
     finally:
         loops.cleanup()

@@ -23,7 +23,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Loops, str
     try:
         source = build_gpt_disk(loops, folder / "source.img")
         repo = folder / "repo"
-        appliance("save", source, "--repo", str(repo), "--image", "base")
+        appliance("save", source, "--repo", str(repo), "--image", "base", "--create")
         yield loops, source, repo
     finally:
         loops.cleanup()
@@ -135,7 +135,7 @@ def test_save_with_repository_on_its_source(saved: tuple[Loops, str, Path],
     subprocess.run(["mount", f"{node}p1", str(where)], check=True)
     try:
         proc = appliance("save", node, "--repo", str(where / "images"), "--image", "x",
-                         check=False)
+                         "--create", check=False)
         # the partition is mounted read-write and holds the repository: either rule refuses
         refused(proc, 5, "source")
         assert not (where / "images").exists()

@@ -36,7 +36,7 @@ def gpt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Loops, str, 
     try:
         source = build_gpt_disk(loops, folder / "source.img")
         repo = folder / "repo"
-        appliance("save", source, "--repo", str(repo), "--image", "base")
+        appliance("save", source, "--repo", str(repo), "--image", "base", "--create")
         yield loops, source, repo, folder
     finally:
         loops.cleanup()
@@ -123,7 +123,7 @@ def test_killed_save_leaves_no_complete_image(
     repo = tmp_path / "repo"
     # level 19 is slow enough to be killed in the middle
     proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "save", source, "--repo",
-                             str(repo), "--image", "killed", "--level", "19",
+                             str(repo), "--image", "killed", "--level", "19", "--create",
                              "--progress", "none"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60

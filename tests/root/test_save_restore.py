@@ -69,7 +69,7 @@ def saved(request: pytest.FixtureRequest, module_loops: Loops,
     repo = folder / "repo"
     before = file_digest(source_file)
     proc = appliance("save", source, "--repo", str(repo), "--image", f"{kind}-1", "--json",
-                     "--progress", "json")
+                     "--create", "--progress", "json")
     assert file_digest(source_file) == before, "save wrote to its source"
     stats = result_json(proc)
     assert stats["new_chunks"] > 0 and stats["used_bytes"] > 0

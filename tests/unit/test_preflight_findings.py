@@ -140,3 +140,12 @@ def test_a_torn_record_is_refused() -> None:
         parse_volume_record(bytes(torn))
     with pytest.raises(ValueError, match="FILE"):
         parse_volume_record(bytes(1024))
+
+
+def test_a_repository_in_ram_is_a_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("appliance.repo.filesystem_type", lambda path: "tmpfs")
+    report = preflight_save(disk(part(1, 1, 10, "ext4")), str(tmp_path / "repo"),
+                            measure=measured({1: MiB}), ntfs=clean)
+    assert report.blocked
+    ram = [f for f in report.findings if f.code == "ram"]
+    assert len(ram) == 1 and "lost at power off" in ram[0].sentence

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 PHASES = {"start": "starting", "map": "reading which blocks are used",
           "save": "saving", "sync": "making the image durable",
           "table": "writing the partition table", "restore": "restoring",
-          "clone": "cloning", "verify": "verifying", "done": "finished"}
+          "clone": "cloning", "verify": "verifying", "done": "finished",
+          "check": "checking the image before writing"}
 
 
 class JobUpdate(Message):

@@ -1,0 +1,175 @@
+"""What a save checks before it starts and what it must tell afterwards.
+
+Before: the image is likely to fit in the repository's free space (used bytes x the
+compression seen in this repository, less what an earlier image of the same disk already
+stores). After: warnings, short enough to print one per line on an 80-column console, for
+partitions copied whole (and what that costs) and for unreadable sectors (and the files they
+hit, where the filesystem can say (fsfiles); the full lists go to the image's log.txt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from appliance.errors import ApplianceError, RepositoryError
+from appliance.fsfiles import files_at, used_bytes
+from appliance.jobs.imageread import load_manifest
+from appliance.manifest import Region
+from appliance.model import Disk, human_size
+from appliance.preflight import free_space
+from appliance.repo import Repository
+from appliance.usedmap import PARTCLONE_PROGRAM
+
+# stored bytes per used byte when the repository has no image to learn from (zstd -3 on
+# typical system disks stores 40-60 %: assume the worse end)
+DEFAULT_RATIO = 0.6
+# an image counts for the ratio when it stored mostly new chunks (a first save of a disk)
+MOSTLY_NEW = 0.9
+MAX_RANGES = 5  # unreadable areas listed as warnings (all of them in log.txt)
+MAX_FILES = 8  # files hit listed as warnings
+WARNING_WIDTH = 70  # a warning and its "warning: " prefix fit an 80-column console
+
+
+def _earlier_images(repo_path: Path) -> list[dict[str, object]]:
+    """disk, used_bytes and stats of every complete image; [] when there is no repository."""
+    try:
+        repo = Repository.open(repo_path)
+    except ApplianceError:
+        return []
+    out: list[dict[str, object]] = []
+    for name in repo.image_names():
+        try:
+            manifest = load_manifest(repo, name)
+        except ApplianceError:
+            continue  # a damaged manifest teaches nothing; `images` reports it
+        if manifest.complete:
+            out.append(
+                {"disk": manifest.disk, "used": manifest.used_bytes, "stats": manifest.stats}
+            )
+    return out
+
+
+def compression_ratio(images: list[dict[str, object]]) -> float:
+    """Stored bytes per used byte, from the earlier saves that stored mostly new chunks."""
+    stored = used = 0
+    for image in images:
+        stats = image["stats"]
+        assert isinstance(stats, dict)
+        new, reused = int(stats.get("new_chunks", 0)), int(stats.get("reused_chunks", 0))
+        if new and new >= MOSTLY_NEW * (new + reused):
+            stored += int(stats.get("new_bytes", 0))
+            used += int(stats.get("used_bytes", 0))
+    return min(1.0, stored / used) if used > 0 and stored > 0 else DEFAULT_RATIO
+
+
+def estimate_new_bytes(repo_path: Path, disk: Disk, used: int) -> tuple[int, float]:
+    """Bytes the save will likely add, and the compression ratio assumed."""
+    images = _earlier_images(repo_path)
+    ratio = compression_ratio(images)
+    same = [
+        int(str(image["used"]))
+        for image in images
+        if isinstance(image["disk"], dict)
+        and (image["disk"].get("serial"), image["disk"].get("size")) == (disk.serial, disk.size)
+    ]
+    if same:  # an earlier image of this disk: deduplication reuses what it stored
+        used = max(0, used - max(same))
+    return int(used * ratio), ratio
+
+
+def check_free_space(repo_path: Path, disk: Disk, image: str, used: int) -> None:
+    """Refuse (exit 6) a save that clearly cannot fit, before anything is written."""
+    free = free_space(repo_path)
+    if free is None:
+        return
+    estimate, ratio = estimate_new_bytes(repo_path, disk, used)
+    if estimate > free:
+        raise RepositoryError(
+            f"Image {image} needs about {human_size(estimate)} ({human_size(used)} used, "
+            f"stored at {ratio:.0%}) and the repository at {repo_path} has "
+            f"{human_size(free)} free; free some space or use another repository."
+        )
+
+
+# -- warnings ---------------------------------------------------------------------------
+def _short(region: Region) -> str:
+    return f"partition {region.partition} ({region.fstype or 'unformatted'})"
+
+
+def copied_whole_warnings(disk: Disk, regions: list[Region]) -> list[str]:
+    """A filesystem the appliance can map but copied whole: why, and the bytes it costs."""
+    out: list[str] = []
+    for region in regions:
+        if region.partition is None or region.method != "raw":
+            continue
+        if region.fstype not in PARTCLONE_PROGRAM:
+            continue  # LUKS, BitLocker, unformatted: whole is the only way, preflight says so
+        if region.note:
+            why = "map unreadable"
+        elif region.fstype == "ntfs":
+            why = "dirty NTFS"
+        else:
+            why = "no map"
+        used = used_bytes(_node(disk, region.partition), region.fstype)
+        if used is not None and used < region.size:
+            cost = f"{human_size(region.size - used)} extra"
+        else:
+            cost = f"{human_size(region.size)} in all"
+        out.append(f"{_short(region)} copied whole ({why}), {cost}")
+    return out
+
+
+def _node(disk: Disk, number: int) -> str:
+    for part in disk.partitions:
+        if part.number == number:
+            return part.node
+    return ""
+
+
+def unreadable_warnings(
+    disk: Disk, regions: list[Region], bad: list[tuple[int, int]], log: Callable[[str], None]
+) -> list[str]:
+    """Each unreadable area (the first few), then the files they hit; all of them in log."""
+    if not bad:
+        return []
+    out: list[str] = []
+    by_region: dict[str, list[tuple[int, int]]] = {}
+    for start, length in sorted(bad):
+        region = _region_at(regions, start)
+        where = _short(region) if region and region.partition is not None else "the table area"
+        log(f"unreadable: {length} bytes at byte {start} of the disk ({where}), saved as zeros")
+        if len(out) < MAX_RANGES:
+            out.append(f"{human_size(length)} unreadable at disk byte {start}, {where}")
+        if region is not None and region.partition is not None:
+            by_region.setdefault(region.name, []).append((start - region.start, length))
+    if len(bad) > MAX_RANGES:
+        out.append(f"{len(bad) - MAX_RANGES} more unreadable areas; see the log.txt")
+    out.append("unreadable areas were saved as zeros")
+    hits: list[str] = []
+    for region in regions:
+        if region.name in by_region and region.partition is not None:
+            files = files_at(_node(disk, region.partition), region.fstype, by_region[region.name])
+            for path in files:
+                log(f"unreadable sectors hit {path} on {_short(region)}")
+            hits += [
+                _fit(f"partition {region.partition}: unreadable sectors hit ", path)
+                for path in files
+            ]
+    out += hits[:MAX_FILES]
+    if len(hits) > MAX_FILES:
+        out.append(f"{len(hits) - MAX_FILES} more files hit; see the log.txt")
+    return out
+
+
+def _fit(prefix: str, path: str) -> str:
+    """`prefix` + `path`, the path cut from the left to fit a warning line."""
+    room = WARNING_WIDTH - len(prefix)
+    return prefix + (path if len(path) <= room else "..." + path[-(room - 3) :])
+
+
+def _region_at(regions: list[Region], offset: int) -> Region | None:
+    inside = [
+        r for r in regions if r.partition is not None and r.start <= offset < r.start + r.size
+    ]
+    return inside[0] if inside else next((r for r in regions if r.partition is None), None)
