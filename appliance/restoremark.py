@@ -15,6 +15,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from appliance.blockio import aligned_buffer, open_direct
+from appliance.errors import ApplianceError
+
 MAGIC = b"APPLIANCE INCOMPLETE RESTORE\n"
 LIMIT = 500  # bytes of marker text: stays clear of the MBR signature at 510 on any sector size
 FIELD_LIMIT = 120
@@ -90,14 +93,25 @@ def decode(data: bytes) -> Marker | None:
 
 
 def read_marker(node: str) -> Marker | None:
-    """The marker on disk `node`, None when it has none or cannot be read."""
+    """The marker on disk `node`, None when it has none or cannot be read. Read with O_DIRECT
+    where the device allows it: what is on the disk, not what a cache remembers of it."""
     try:
-        fd = os.open(node, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+        fd = open_direct(node)
+    except ApplianceError:
         return None
+    buf = aligned_buffer(4096)
     try:
-        return decode(os.pread(fd, LIMIT, 0))
-    except OSError:
-        return None
+        view = memoryview(buf)
+        try:
+            got = os.preadv(fd, [view], 0)
+        except OSError:
+            try:  # a device whose logical sector is larger than a page
+                return decode(os.pread(fd, LIMIT, 0))
+            except OSError:
+                return None
+        data = bytes(view[:got])
+        view.release()
+        return decode(data)
     finally:
+        buf.close()
         os.close(fd)

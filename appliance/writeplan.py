@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from appliance import restoremark
-from appliance.blockio import aligned_buffer, flush, open_direct, write_from
+from appliance.blockio import aligned_buffer, device_error, flush, open_direct, write_from
 from appliance.devices import probe_disk, set_kernel_partitions, sync_partitions
-from appliance.errors import ApplianceError, Cancelled
+from appliance.errors import ApplianceError, Cancelled, DeviceError
 from appliance.model import Disk
 from appliance.progress import Progress
 from appliance.tools import run
@@ -136,12 +136,15 @@ class MarkIncomplete(Step):
     def run(self, ctx: Context) -> None:
         ctx.progress.set_phase("table", f"marking {ctx.target.node} as being written")
         sector, size = ctx.sector, ctx.target.size
-        ctx.put(0, restoremark.encode(self.marker, sector))
         end = max(
             [2 * sector] + [start + length for start, length in ctx.holds if start < size - sector]
         )
-        ctx.put(sector, bytes(end - sector))
+        # The backup header first: until the next write the disk is still its old self.
+        # Then the marker and the zeros after it in ONE write, so that no moment shows the
+        # marker next to a GPT header or a whole-disk filesystem's superblock.
         ctx.put(size - sector, bytes(sector))
+        flush(ctx.fd)
+        ctx.put(0, restoremark.encode(self.marker, sector) + bytes(end - sector))
         flush(ctx.fd)
 
 
@@ -322,20 +325,26 @@ def execute(
         workers,
         hold_ranges(table, target.size, target.logical_sector),
     )
-    wrote = False
+    wrote = valid = False
     try:
         for step in steps:
-            if cancel is not None and cancel.is_set():
+            if cancel is not None and cancel.is_set() and not valid:
                 raise Cancelled("Stopped by the user.")
             wrote = wrote or step.writes
             step.run(ctx)
+            valid = valid or isinstance(step, WriteTableLast)
     except KeyboardInterrupt:
-        if not wrote or marker is None:
+        if not wrote or valid or marker is None:
             raise
         raise Cancelled(f"Stopped by the user. {stop_sentence(target, marker)}") from None
     except ApplianceError as exc:
-        if not wrote or marker is None:
+        if not wrote or valid or marker is None:
             raise
         raise type(exc)(f"{exc} {stop_sentence(target, marker)}") from exc
+    except OSError as exc:  # the target failed under us: unplugged, I/O error
+        error = device_error(target.node, exc, write=True)
+        if not wrote or valid or marker is None:
+            raise error from exc
+        raise DeviceError(f"{error} {stop_sentence(target, marker)}") from exc
     finally:
         os.close(fd)

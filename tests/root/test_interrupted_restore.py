@@ -26,8 +26,17 @@ from pathlib import Path
 import pytest
 from cli import appliance, file_digest, refused
 from conftest import Loops
-from diskbuild import GPT_DISK_SIZE, MiB, build_gpt_disk, sparse_file
-from diskcompare import assert_equivalent
+from diskbuild import (
+    DISK_4K_SIZE,
+    GPT_DISK_SIZE,
+    MBR_DISK_SIZE,
+    MiB,
+    build_4k_disk,
+    build_gpt_disk,
+    build_mbr_disk,
+    sparse_file,
+)
+from diskcompare import assert_equivalent, file_tree, fsck_part, mounted
 
 pytestmark = pytest.mark.root
 
@@ -217,4 +226,81 @@ def test_dry_run_lists_the_steps(src: Source, tmp_path: Path) -> None:
     clone_text = appliance("clone", src.node, target, "--dry-run").stdout
     assert "1. mark the target as an incomplete clone" in clone_text
     assert file_digest(path) == before
+    src.loops.detach(target)
+
+
+@pytest.mark.parametrize("kind", ["mbr", "4k"])
+def test_killed_restore_of_mbr_and_4k_disks(kind: str, tmp_path: Path) -> None:
+    """An MBR with an extended partition (EBRs) and a 4096-byte-sector GPT: killed in the
+    middle, no table is left, and the same restore onto a larger disk finishes it."""
+    build, size, sector = {
+        "mbr": (build_mbr_disk, MBR_DISK_SIZE, 512),
+        "4k": (build_4k_disk, DISK_4K_SIZE, 4096),
+    }[kind]
+    loops = Loops(tmp_path)
+    try:
+        node = build(loops, tmp_path / "src.img")
+        repo = tmp_path / "repo"
+        appliance("save", node, "--repo", str(repo), "--image", kind)
+        target = loops.attach(sparse_file(tmp_path, "t.img", size * 3 // 2), sector)
+        args = ["restore", "--repo", str(repo), "--image", kind, target, "--yes"]
+        assert kill_after(start(*args), target, 0.1)
+        state = reported(target)
+        assert state is not None and state.startswith(f"incomplete restore of {kind}")
+        assert not has_valid_table(target)
+        appliance(*args)
+        assert reported(target) is None
+        resized = {"mbr": {6, 2}, "4k": {2}}[kind]
+        assert_equivalent(node, target, same_size=False, resized=resized)
+    finally:
+        loops.cleanup()
+
+
+def test_whole_disk_filesystem_is_hidden_until_the_end(loops: Loops, tmp_path: Path) -> None:
+    """No table: the first MiB (the ext4 superblock) is written last, so a killed restore
+    leaves no filesystem for blkid to find."""
+    node = loops.attach(sparse_file(tmp_path, "whole.img", 64 * MiB))
+    subprocess.run(["mkfs.ext4", "-q", "-L", "whole", node], check=True)
+    with mounted(node, "ext4", readonly=False) as where:
+        for number in range(50):
+            (Path(where) / f"f{number}").write_bytes(os.urandom(64 * 1024))
+    repo = tmp_path / "repo"
+    appliance("save", node, "--repo", str(repo), "--image", "whole")
+    target = loops.attach(sparse_file(tmp_path, "t.img", 64 * MiB))
+    args = ["restore", "--repo", str(repo), "--image", "whole", target, "--yes"]
+    appliance(*args)  # the target holds the filesystem: a killed restore must hide it
+    for delay in (0.0, 0.15):
+        if not kill_after(start(*args), target, delay):
+            continue
+        probe = subprocess.run(
+            ["blkid", "-p", "-o", "export", target], capture_output=True, text=True
+        )
+        assert "TYPE=" not in probe.stdout, (delay, probe.stdout)
+        assert (reported(target) or "").startswith("incomplete restore of whole")
+    appliance(*args)
+    assert reported(target) is None
+    fsck_part(target, "ext4")
+    assert file_tree(target, "ext4") == file_tree(node, "ext4")
+
+
+def test_sigterm_says_what_the_target_holds(src: Source, tmp_path: Path) -> None:
+    target = src.loops.attach(sparse_file(tmp_path, "t.img", GPT_DISK_SIZE))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", *restore_args(src, target)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    while not marked(target) and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the restore finished before the signal arrived")
+    assert proc.returncode == 130, err
+    [line] = [text for text in err.splitlines() if text.strip()]
+    assert line.startswith("appliance: Stopped by the user.") and STOP in line, line
+    assert not has_valid_table(target) and reported(target) is not None
     src.loops.detach(target)
