@@ -18,11 +18,12 @@ from appliance.fit import FitPlan, SourcePart, fit
 from appliance.jobs.fitting import (
     PartInfo,
     ShrinkCopy,
-    check_min_size,
     copy_held,
     finishing_steps,
     kernel_parts,
+    needs_shrink,
     recheck_target,
+    with_min_sizes,
 )
 from appliance.jobs.save import RegionPlan, plan_regions
 from appliance.model import Disk, human_size
@@ -73,11 +74,10 @@ class ClonePlan:
         }
 
 
-def _view_args(plan: ClonePlan) -> dict[str, Any]:
-    assert plan.fit.resize is not None
-    part = plan.source.partition(plan.fit.resize)
+def _view_args(source: Disk, number: int) -> dict[str, Any]:
+    part = source.partition(number)
     assert part is not None
-    return {"device": plan.source.node, "offset": part.start}
+    return {"device": source.node, "offset": part.start}
 
 
 def plan_clone(
@@ -90,6 +90,8 @@ def plan_clone(
     parts = [
         SourcePart(p.number, p.kind, p.type, p.start, p.size, p.fstype) for p in src.partitions
     ]
+    if needs_shrink(parts, src.table, dst.size, src.logical_sector):
+        parts = with_min_sizes(parts, lambda p: _view_args(src, p.number), grow=grow)
     plan_fit = fit(
         parts,
         table=src.table,
@@ -99,10 +101,7 @@ def plan_clone(
         grow=grow,
     )
     regions = plan_regions(src, progress or Progress())
-    plan = ClonePlan(src, dst, plan_fit, regions)
-    if _shrunk(plan) is not None:
-        check_min_size(plan_fit, _view_args(plan))
-    return plan
+    return ClonePlan(src, dst, plan_fit, regions)
 
 
 @dataclass
@@ -176,14 +175,12 @@ def clone_steps(plan: ClonePlan, target: Disk | None = None) -> list[Step]:
     parts = kernel_parts(fitp)
     if parts:
         steps.append(AddPartitions(parts))
-    shrunk = _shrunk(plan)
     steps += [
         DiskRegion(plan, index)
         for index, rplan in enumerate(plan.regions)
-        if index and rplan.region.partition != shrunk
+        if index and rplan.region.partition not in fitp.shrunk
     ]
-    if shrunk is not None:
-        steps.append(ShrinkCopy(fitp, _view_args(plan)))
+    steps += [ShrinkCopy(fitp, number, _view_args(src, number)) for number in fitp.shrunk]
     steps += finishing_steps(
         fitp,
         [
@@ -195,16 +192,6 @@ def clone_steps(plan: ClonePlan, target: Disk | None = None) -> list[Step]:
         ],
     )
     return [*steps, Flush(), WriteTableLast(), TellKernel()]
-
-
-def _shrunk(plan: ClonePlan) -> int | None:
-    fitp = plan.fit
-    if (
-        fitp.resize is not None
-        and fitp.part(fitp.resize).new_size < fitp.part(fitp.resize).old_size
-    ):
-        return fitp.resize
-    return None
 
 
 def clone(

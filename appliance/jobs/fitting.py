@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from appliance import fsresize
@@ -15,7 +15,15 @@ from appliance.blockio import aligned_buffer, write_from
 from appliance.cowview import CowView
 from appliance.devices import probe_disk
 from appliance.errors import ApplianceError, SafetyRefusal
-from appliance.fit import GROWABLE_FS, FitPlan, SourcePart
+from appliance.fit import (
+    FIXED_TYPES,
+    GROWABLE_FS,
+    SHRINKABLE_FS,
+    FitPlan,
+    MiB,
+    SourcePart,
+    usable_end,
+)
 from appliance.manifest import window_ranges
 from appliance.model import Disk, human_size
 from appliance.pipeline import WINDOW, Window, read_windows, spans
@@ -73,42 +81,51 @@ def copy_ranges(
     )
 
 
-def check_min_size(plan: FitPlan, view_args: dict[str, Any]) -> None:
-    """Refuse, before anything is written, a shrink below what the filesystem allows."""
-    if plan.resize is None:
-        return
-    part = plan.part(plan.resize)
-    if part.new_size >= part.old_size:
-        return
-    with CowView(part.old_size, **view_args) as view:
-        smallest = fsresize.min_size(view.path, part.fstype)
-    if smallest is not None and part.new_size < smallest:
-        raise SafetyRefusal(
-            f"The data does not fit: partition {part.number} ({part.fstype}) "
-            f"can shrink to {human_size(smallest)} at the least, and the "
-            f"target leaves it {human_size(part.new_size)}."
-        )
+def needs_shrink(parts: list[SourcePart], table: str | None, target_size: int, sector: int) -> bool:
+    """Whether the partitions end past what a target of this size can hold."""
+    data = [p for p in parts if p.kind != "extended"]
+    limit = usable_end(table, target_size, sector) // MiB * MiB
+    return bool(data) and max(p.start + p.size for p in data) > limit
+
+
+def with_min_sizes(
+    parts: list[SourcePart], view_args: Callable[[SourcePart], dict[str, Any]], *, grow: int | None
+) -> list[SourcePart]:
+    """The partitions with the smallest size each shrinkable filesystem allows, read on a
+    copy-on-write view of it (the named one only, when one was named with --grow), so
+    that the fit refuses a shrink below it before anything is written."""
+    out: list[SourcePart] = []
+    for part in parts:
+        if (
+            part.kind != "extended"
+            and part.fstype in SHRINKABLE_FS
+            and part.type.lower() not in FIXED_TYPES
+            and grow in (None, part.number)
+        ):
+            with CowView(part.size, **view_args(part)) as view:
+                part = replace(part, min_size=fsresize.min_size(view.path, part.fstype))
+        out.append(part)
+    return out
 
 
 @dataclass
 class ShrinkCopy(Step):
-    """Shrink the resized partition's filesystem on a copy-on-write view of its source (the
+    """Shrink a partition's filesystem on a copy-on-write view of its source (the
     image or the source disk, never written), then copy the result to the target."""
 
     plan: FitPlan = field(repr=False)
+    number: int
     view_args: dict[str, Any] = field(repr=False)
 
     def describe(self) -> str:
-        assert self.plan.resize is not None
-        part = self.plan.part(self.plan.resize)
+        part = self.plan.part(self.number)
         return (
             f"shrink partition {part.number} ({part.fstype}) to "
             f"{human_size(part.new_size)} on a copy-on-write view and copy it"
         )
 
     def run(self, ctx: Context) -> None:
-        assert self.plan.resize is not None
-        part = self.plan.part(self.plan.resize)
+        part = self.plan.part(self.number)
         with CowView(part.old_size, **self.view_args) as view:
             ctx.progress.set_phase("resize", f"shrinking partition {part.number} ({part.fstype})")
             fsresize.shrink(view.path, part.fstype, part.new_size)

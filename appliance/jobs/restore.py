@@ -24,11 +24,12 @@ from appliance.fit import FitPlan, fit
 from appliance.jobs.fitting import (
     PartInfo,
     ShrinkCopy,
-    check_min_size,
     finishing_steps,
     kernel_parts,
+    needs_shrink,
     recheck_target,
     source_parts,
+    with_min_sizes,
 )
 from appliance.jobs.imagelog import ImageLog
 from appliance.jobs.imageread import LoadedImage, load_image
@@ -72,8 +73,7 @@ class RestorePlan:
 
     def shrunk_regions(self) -> list[Region]:
         return [r for r in self.image.manifest.regions if r.partition is not None
-                and r.partition == self.fit.resize
-                and self.fit.part(r.partition).new_size < r.size]
+                and r.partition in self.fit.shrunk]
 
     def head_end(self) -> int:
         """Where the first partition starts: the table and boot area lie before it."""
@@ -112,6 +112,12 @@ def _fit_for(loaded: LoadedImage, target: Disk, grow: int | None) -> FitPlan:
     table = manifest.table
     fstypes = {r.partition: r.fstype for r in manifest.regions if r.partition is not None}
     parts = source_parts(table["partitions"] if table else [], fstypes)
+    sector = int(manifest.disk["logical_sector"])
+    names = {r.partition: r.name for r in manifest.regions if r.partition is not None}
+    if needs_shrink(parts, table["type"] if table else None, target.size, sector):
+        parts = with_min_sizes(parts, lambda p: {"repo": str(loaded.repo.root),
+                                                 "image": manifest.name,
+                                                 "region": names[p.number]}, grow=grow)
     return fit(parts, table=table["type"] if table else None,
                source_size=int(manifest.disk["size"]), target_size=target.size,
                sector=int(manifest.disk["logical_sector"]), grow=grow)
@@ -124,10 +130,7 @@ def plan_restore(repo_path: str, image: str, target: str, grow: int | None = Non
     disk = probe_disk(target)
     check_target(disk, repo_path=Path(repo_path),
                  sector=int(loaded.manifest.disk["logical_sector"]))
-    plan = RestorePlan(loaded, disk, _fit_for(loaded, disk, grow))
-    for region in plan.shrunk_regions():
-        check_min_size(plan.fit, _view_args(plan, region))
-    return plan
+    return RestorePlan(loaded, disk, _fit_for(loaded, disk, grow))
 
 
 def _view_args(plan: RestorePlan, region: Region) -> dict[str, Any]:
@@ -243,7 +246,8 @@ def restore_steps(plan: RestorePlan, target: Disk | None = None) -> list[Step]:
     shrunk = {r.name for r in plan.shrunk_regions()}
     steps += [ImageRegion(plan, r.name) for r in manifest.regions
               if r.partition is not None and r.name not in shrunk]
-    steps += [ShrinkCopy(plan.fit, _view_args(plan, r)) for r in plan.shrunk_regions()]
+    steps += [ShrinkCopy(plan.fit, r.partition, _view_args(plan, r))
+              for r in plan.shrunk_regions() if r.partition is not None]
     steps += finishing_steps(plan.fit, [PartInfo(r.partition, r.fstype, r.label, r.uuid,
                                                  r.method)
                                         for r in manifest.regions if r.partition is not None])
