@@ -10,10 +10,13 @@ code (bytes 0-439): that is taken from the source.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 from appliance.errors import DeviceError
@@ -21,6 +24,11 @@ from appliance.fit import FitPlan
 from appliance.tools import run
 
 BOOT_CODE = 440
+LOOP_SET_STATUS64 = 0x4C04
+LOOP_GET_STATUS64 = 0x4C05
+LO_FLAGS_AUTOCLEAR = 4
+_LOOP_INFO64_SIZE = 232  # struct loop_info64
+_LO_FLAGS_AT = 52  # its lo_flags: after five u64 and three u32
 _BACKUP = re.compile(r"-0x([0-9a-f]+)\.bak$")
 
 
@@ -79,6 +87,29 @@ def script(table: dict[str, Any], plan: FitPlan, target: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+@contextlib.contextmanager
+def _scratch_loop(path: str, sector: int) -> Iterator[str]:
+    """A loop device with `sector`-byte sectors over the scratch file, held open and marked
+    autoclear: the kernel detaches it at its last close, even when this process is killed."""
+    node = run(["losetup", "--find", "--show", "--sector-size", str(sector), path]).stdout.strip()
+    fd = os.open(node, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        info = bytearray(fcntl.ioctl(fd, LOOP_GET_STATUS64, bytes(_LOOP_INFO64_SIZE)))
+        flags = int.from_bytes(info[_LO_FLAGS_AT : _LO_FLAGS_AT + 4], "little")
+        info[_LO_FLAGS_AT : _LO_FLAGS_AT + 4] = (flags | LO_FLAGS_AUTOCLEAR).to_bytes(4, "little")
+        fcntl.ioctl(fd, LOOP_SET_STATUS64, bytes(info))
+    except OSError as exc:
+        os.close(fd)
+        run(["losetup", "--detach", node], check=False)
+        raise DeviceError(
+            f"A scratch loop device for the new table cannot be set up: {exc.strerror}."
+        ) from exc
+    try:
+        yield node
+    finally:
+        os.close(fd)  # the last close: the kernel detaches it (never detach by name after)
+
+
 def table_sectors(table: dict[str, Any], plan: FitPlan, size: int, sector: int) -> dict[int, bytes]:
     """The sectors of the fitted table, offset -> bytes, as sfdisk writes them on a disk of
     `size` bytes: on a sparse scratch file of that size (through a loop device with the
@@ -89,21 +120,13 @@ def table_sectors(table: dict[str, Any], plan: FitPlan, size: int, sector: int) 
         path = os.path.join(folder, "disk")
         with open(path, "wb") as handle:
             handle.truncate(size)
-        loop = None
-        if sector != 512:
-            loop = run(
-                ["losetup", "--find", "--show", "--sector-size", str(sector), path]
-            ).stdout.strip()
-        node = loop or path
-        try:
+        with contextlib.ExitStack() as stack:
+            node = stack.enter_context(_scratch_loop(path, sector)) if sector != 512 else path
             run(
                 ["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", "--wipe", "never", node],
                 input_text=script(table, plan, node),
             )
             run(["sfdisk", "--backup-pt-sectors", node, "-O", os.path.join(folder, "t")])
-        finally:
-            if loop:
-                run(["losetup", "--detach", loop], check=False)
         out: dict[int, bytes] = {}
         for name in os.listdir(folder):
             found = _BACKUP.search(name)

@@ -143,9 +143,12 @@ def test_sigkill_at_random_points_of_a_restore(src: Source, tmp_path: Path) -> N
         if not kill_after(start(*restore_args(src, target)), target, delay):
             continue
         state = reported(target)
+        if state is None:  # killed after its last write (the table): a finished disk
+            assert has_valid_table(target), (attempt, delay)
+            continue
         interrupted += 1
         assert not has_valid_table(target), (attempt, delay)
-        assert state is not None and state.startswith("incomplete restore of gpt, started "), state
+        assert state.startswith("incomplete restore of gpt, started "), state
     assert interrupted >= 15, f"only {interrupted} of 20 kills hit a restore while it wrote"
     for target, same_size in ((same, True), (larger, False)):
         if reported(target) is not None:
@@ -162,11 +165,15 @@ def test_sigkill_at_random_points_of_a_restore(src: Source, tmp_path: Path) -> N
 def test_sigkill_during_a_clone(src: Source, tmp_path: Path) -> None:
     target = src.loops.attach(sparse_file(tmp_path, "clone.img", GPT_DISK_SIZE * 3 // 2))
     rng = random.Random(3)
+    interrupted = 0
     for delay in (0.0, rng.uniform(0.05, 0.3), rng.uniform(0.3, 0.6)):
         if kill_after(start("clone", src.node, target, "--yes"), target, delay):
             state = reported(target)
-            assert state is not None and state.startswith(f"incomplete clone of {src.node}")
-            assert not has_valid_table(target)
+            # either still marked and without a table, or killed after its last write
+            assert (state is None) == has_valid_table(target), (delay, state)
+            assert state is None or state.startswith(f"incomplete clone of {src.node}")
+            interrupted += state is not None
+    assert interrupted, "no kill hit the clone while it wrote"
     appliance("clone", src.node, target, "--yes")
     assert reported(target) is None
     assert_equivalent(src.node, target, same_size=False, resized={3}, moved={4})
