@@ -174,7 +174,7 @@ def disk_lines(disk: Disk) -> list[str]:
         facts.append(f"file {disk.backing_file}")
     lines.append("  " + ", ".join(facts))
     if disk.incomplete:
-        lines.append(f"  {disk.incomplete}: no valid partition table; restore again to finish it")
+        lines.append(f"  {disk.incomplete}: no valid partition table; run it again to finish it")
     if disk.table is None:
         lines.append("  no partition table")
         return lines
