@@ -204,6 +204,8 @@ def test_damaged_chunk_found_late_leaves_the_marker(src: Source, tmp_path: Path)
     assert f"{target} holds an incomplete restore of gpt" in sentence
     assert not has_valid_table(target)
     assert reported(target) is not None
+    text = appliance("disks", "--all").stdout
+    assert "incomplete restore of gpt, started " in text and "no valid partition table" in text
     # the good repository finishes it
     appliance(*restore_args(src, target))
     assert_equivalent(src.node, target, same_size=True)
