@@ -16,7 +16,7 @@ import stat
 import time
 from dataclasses import dataclass
 
-from appliance import identity
+from appliance import identity, restoremark
 from appliance.errors import ApplianceError, DeviceError, ToolFailed
 from appliance.fsprobe import FsInfo, probe_filesystem
 from appliance.model import Disk, Partition
@@ -30,9 +30,14 @@ DEV = "/dev"
 _WHOLE_DISK = re.compile(r"(sd|hd|vd|xvd)[a-z]+|nvme\d+n\d+|mmcblk\d+")
 _LOOP = re.compile(r"loop\d+")
 # Block devices that are not disks the appliance images, and how to name them to a user.
-_NOT_DISKS = (("zram", "a compressed RAM disk"), ("ram", "a RAM disk"),
-              ("sr", "an optical drive"), ("dm-", "a device-mapper volume (LVM or encryption)"),
-              ("md", "a software RAID array"), ("nbd", "a network block device"))
+_NOT_DISKS = (
+    ("zram", "a compressed RAM disk"),
+    ("ram", "a RAM disk"),
+    ("sr", "an optical drive"),
+    ("dm-", "a device-mapper volume (LVM or encryption)"),
+    ("md", "a software RAID array"),
+    ("nbd", "a network block device"),
+)
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,9 @@ def resolve_name(node_or_name: str, sysfs: str = identity.SYSFS) -> str:
             raise DeviceError(f"There is no disk called {node_or_name}.") from exc
         if not stat.S_ISBLK(info.st_mode):
             raise DeviceError(f"{node_or_name} is not a disk (it is not a block device).")
-        link = os.path.join(sysfs, "dev", "block",
-                            f"{os.major(info.st_rdev)}:{os.minor(info.st_rdev)}")
+        link = os.path.join(
+            sysfs, "dev", "block", f"{os.major(info.st_rdev)}:{os.minor(info.st_rdev)}"
+        )
         if not os.path.exists(link):
             raise DeviceError(f"The kernel does not know the device {node_or_name}.")
         name = os.path.basename(os.path.realpath(link))
@@ -88,11 +94,14 @@ def resolve_name(node_or_name: str, sysfs: str = identity.SYSFS) -> str:
     if identity.is_partition(name, sysfs):
         parent = identity.parent_disk(name, sysfs)
         where = f" ({DEV}/{parent})" if parent else ""
-        raise DeviceError(f"{node_or_name} is a partition, not a whole disk; "
-                          f"name the disk it is on{where}.")
+        raise DeviceError(
+            f"{node_or_name} is a partition, not a whole disk; name the disk it is on{where}."
+        )
     if not is_disk_name(name, include_loop=True):
-        what = next((text for prefix, text in _NOT_DISKS if name.startswith(prefix)),
-                    "a kind of block device")
+        what = next(
+            (text for prefix, text in _NOT_DISKS if name.startswith(prefix)),
+            "a kind of block device",
+        )
         raise DeviceError(f"{node_or_name} is {what}, not a disk the appliance works with.")
     return name
 
@@ -110,10 +119,21 @@ def _partition(entry: TableEntry, kernel: dict[int, tuple[str, int, int]]) -> Pa
         candidate = os.path.join(DEV, seen[0])
         node = candidate if os.path.exists(candidate) else ""
     fs = _fs_for(entry, node)
-    return Partition(number=entry.number, start=entry.start, size=entry.size, node=node,
-                     type=entry.type, kind=entry.kind, guid=entry.guid, name=entry.name,
-                     flags=entry.flags, fstype=fs.type, fsversion=fs.version, label=fs.label,
-                     uuid=fs.uuid)
+    return Partition(
+        number=entry.number,
+        start=entry.start,
+        size=entry.size,
+        node=node,
+        type=entry.type,
+        kind=entry.kind,
+        guid=entry.guid,
+        name=entry.name,
+        flags=entry.flags,
+        fstype=fs.type,
+        fsversion=fs.version,
+        label=fs.label,
+        uuid=fs.uuid,
+    )
 
 
 def _matches(entry: TableEntry | Partition, start: int, size: int) -> bool:
@@ -128,16 +148,32 @@ def _build(ident: identity.Identity) -> Disk:
         raise DeviceError(f"{node} is empty (0 bytes): no medium, or nothing attached to it.")
     table = read_table(node)
     kernel = identity.kernel_partitions(ident.name)
-    partitions = tuple(_partition(entry, kernel)
-                       for entry in (table.partitions if table else ()))
+    partitions = tuple(_partition(entry, kernel) for entry in (table.partitions if table else ()))
     return Disk(
-        name=ident.name, node=node, size=ident.size, logical_sector=ident.logical_sector,
-        physical_sector=ident.physical_sector, model=ident.model, serial=ident.serial,
-        devnum=ident.devnum, removable=ident.removable, readonly=ident.readonly,
-        is_loop=ident.is_loop, backing_file=ident.backing_file,
-        table=table.type if table else None, table_id=table.id if table else None,
-        first_lba=table.first_lba if table else None, last_lba=table.last_lba if table else None,
-        partitions=partitions)
+        name=ident.name,
+        node=node,
+        size=ident.size,
+        logical_sector=ident.logical_sector,
+        physical_sector=ident.physical_sector,
+        model=ident.model,
+        serial=ident.serial,
+        devnum=ident.devnum,
+        removable=ident.removable,
+        readonly=ident.readonly,
+        is_loop=ident.is_loop,
+        backing_file=ident.backing_file,
+        table=table.type if table else None,
+        table_id=table.id if table else None,
+        first_lba=table.first_lba if table else None,
+        last_lba=table.last_lba if table else None,
+        partitions=partitions,
+        incomplete=_incomplete(node),
+    )
+
+
+def _incomplete(node: str) -> str | None:
+    marker = restoremark.read_marker(node)
+    return marker.describe() if marker else None
 
 
 def probe_disk(node_or_name: str) -> Disk:
@@ -182,15 +218,20 @@ def _partx(args: list[str], disk: Disk, number: int) -> None:
     try:
         run(["partx", *args, "--nr", str(number), disk.node], timeout=60)
     except ToolFailed as exc:
-        raise DeviceError(f"The kernel's view of partition {number} on {disk.node} cannot be "
-                          f"updated ({exc}); is the partition in use?") from exc
+        raise DeviceError(
+            f"The kernel's view of partition {number} on {disk.node} cannot be "
+            f"updated ({exc}); is the partition in use?"
+        ) from exc
 
 
 def _ensure(disk: Disk, part: Partition) -> str:
     """Make the kernel's partition `part` of `disk` match the table; return its node."""
     seen = identity.kernel_partitions(disk.name).get(part.number)
-    if seen is not None and _matches(part, seen[1], seen[2]) \
-            and os.path.exists(os.path.join(DEV, seen[0])):
+    if (
+        seen is not None
+        and _matches(part, seen[1], seen[2])
+        and os.path.exists(os.path.join(DEV, seen[0]))
+    ):
         return os.path.join(DEV, seen[0])
     if seen is not None:
         _partx(["--delete"], disk, part.number)  # stale: the table changed since it was added
@@ -201,12 +242,16 @@ def _ensure(disk: Disk, part: Partition) -> str:
         if seen is not None and os.path.exists(os.path.join(DEV, seen[0])):
             break
         if time.monotonic() > deadline:
-            raise DeviceError(f"The kernel did not create partition {part.number} of "
-                              f"{disk.node}; read the disk again, its table may have changed.")
+            raise DeviceError(
+                f"The kernel did not create partition {part.number} of "
+                f"{disk.node}; read the disk again, its table may have changed."
+            )
         time.sleep(0.02)
     if not _matches(part, seen[1], seen[2]):
-        raise DeviceError(f"The kernel sees partition {part.number} of {disk.node} elsewhere "
-                          "than the table that was read; read the disk again.")
+        raise DeviceError(
+            f"The kernel sees partition {part.number} of {disk.node} elsewhere "
+            "than the table that was read; read the disk again."
+        )
     return os.path.join(DEV, seen[0])
 
 
@@ -230,3 +275,42 @@ def sync_partitions(disk: Disk) -> None:
             _partx(["--delete"], disk, number)
     for part in disk.partitions:
         _ensure(disk, part)
+
+
+def _blkpg(args: list[str], disk: Disk, number: int) -> None:
+    try:
+        run(args, timeout=60)
+    except ToolFailed as exc:
+        raise DeviceError(
+            f"The kernel's view of partition {number} on {disk.node} cannot be "
+            f"changed ({exc}); is the partition in use?"
+        ) from exc
+
+
+def set_kernel_partitions(disk: Disk, parts: list[tuple[int, int, int]]) -> dict[int, str]:
+    """Make the kernel's partitions of `disk` exactly `parts` ((number, start, size) in bytes)
+    with BLKPG (util-linux addpart/delpart), whatever the disk's table says: a restore tells
+    the kernel its partitions while no valid table is on the disk yet. Returns their nodes."""
+    wanted = {number: (start, size) for number, start, size in parts}
+    for number, (_name, start, size) in sorted(identity.kernel_partitions(disk.name).items()):
+        if wanted.get(number) != (start, size):
+            _blkpg(["delpart", disk.node, str(number)], disk, number)
+    nodes: dict[int, str] = {}
+    have = identity.kernel_partitions(disk.name)
+    for number, start, size in parts:
+        if number not in have:
+            _blkpg(
+                ["addpart", disk.node, str(number), str(start // 512), str(size // 512)],
+                disk,
+                number,
+            )
+        deadline = time.monotonic() + 2.0
+        while True:  # devtmpfs creates the node as the kernel adds the partition
+            seen = identity.kernel_partitions(disk.name).get(number)
+            if seen is not None and os.path.exists(os.path.join(DEV, seen[0])):
+                nodes[number] = os.path.join(DEV, seen[0])
+                break
+            if time.monotonic() > deadline:
+                raise DeviceError(f"The kernel did not create partition {number} of {disk.node}.")
+            time.sleep(0.02)
+    return nodes

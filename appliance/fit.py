@@ -6,6 +6,9 @@ size: the one named with --grow, else the last data partition that is not of a f
 kind (EFI system, Microsoft reserved, Windows recovery, BIOS boot, swap). Partitions after it
 move by the same amount, a multiple of 1 MiB, so aligned partitions stay aligned. A larger
 target grows that partition to fill the disk; a smaller one shrinks it only as much as needed.
+When that partition alone cannot shrink enough (its filesystem's minimum is known) and none
+was named, further shrinkable partitions shrink too, largest first, each no smaller than its
+filesystem's minimum; every partition moves by the sum of the changes before it.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class FitPlan:
     table: str | None
     parts: list[FitPart] = field(default_factory=list)
     resize: int | None = None       # number of the partition that changes size
+    shrunk: list[int] = field(default_factory=list)   # partitions that shrink (maybe several)
     identity: bool = True           # same layout: copy the table bytes as they are
 
     def part(self, number: int) -> FitPart:
@@ -80,7 +84,8 @@ class FitPlan:
 
     def to_json(self) -> dict[str, object]:
         return {"source_size": self.source_size, "target_size": self.target_size,
-                "sector": self.sector, "resize": self.resize, "identity": self.identity,
+                "sector": self.sector, "resize": self.resize, "shrunk": self.shrunk,
+                "identity": self.identity,
                 "partitions": [{"number": p.number, "kind": p.kind, "fstype": p.fstype,
                                 "old_start": p.old_start, "old_size": p.old_size,
                                 "new_start": p.new_start, "new_size": p.new_size}
@@ -136,26 +141,30 @@ def fit(parts: list[SourcePart], *, table: str | None, source_size: int, target_
         delta = 0 if grow is None else (limit - last_end) // align * align
     else:
         delta = -(((last_end - limit) + align - 1) // align * align)
-    new_size = chosen.size + delta
+    changes = {chosen.number: delta}
     if delta < 0:
-        _check_shrink(chosen, new_size, target_size)
-    plan.resize = chosen.number if delta else None
-    moved_from = chosen.start + chosen.size
+        changes = {n: -v for n, v in _shrinks(data, chosen, -delta, grow is None).items()}
+        for p in data:
+            if p.number in changes:
+                _check_shrink(p, p.size + changes[p.number], target_size)
+    plan.shrunk = sorted(n for n, change in changes.items() if change < 0)
+    plan.resize = chosen.number if changes.get(chosen.number) else \
+        (plan.shrunk[0] if plan.shrunk else None)
+
+    def shift(start: int) -> int:
+        """How far a partition that starts at `start` moves: the changes before it."""
+        return sum(changes.get(p.number, 0) for p in data if p.start + p.size <= start)
+
     placed: dict[int, FitPart] = {}
     for p in data:
-        start, size = p.start, p.size
-        if p.number == chosen.number:
-            size = new_size
-        elif p.start >= moved_from:
-            start = p.start + delta
-        placed[p.number] = FitPart(p.number, p.kind, p.type, p.fstype, p.start, p.size, start,
-                                   size)
+        placed[p.number] = FitPart(p.number, p.kind, p.type, p.fstype, p.start, p.size,
+                                   p.start + shift(p.start), p.size + changes.get(p.number, 0))
     for ext in (p for p in parts if p.kind == "extended"):
         # The container follows its logical partitions and keeps its slack after the last
         # one, as far as the disk allows.
         inner = [placed[p.number] for p in data if p.kind == "logical"]
-        start = ext.start + delta if ext.start >= moved_from else ext.start
-        end = ext.start + ext.size + delta if inner else ext.start + ext.size
+        start = ext.start + shift(ext.start)
+        end = ext.start + ext.size + shift(ext.start)
         if inner:
             last_old = max(p.old_start + p.old_size for p in inner)
             last_new = max(p.new_start + p.new_size for p in inner)
@@ -165,6 +174,36 @@ def fit(parts: list[SourcePart], *, table: str | None, source_size: int, target_
                                      ext.size, start, end - start)
     plan.parts = [placed[p.number] for p in parts]
     return plan
+
+
+def _room(part: SourcePart) -> int | None:
+    """How much a partition can give up, in whole MiB; None while its minimum is unknown."""
+    if part.fstype not in SHRINKABLE_FS or part.type.lower() in FIXED_TYPES:
+        return 0
+    if part.min_size is None:
+        return None
+    return max(0, (part.size - part.min_size) // MiB * MiB)
+
+
+def _shrinks(data: list[SourcePart], chosen: SourcePart, need: int, spread: bool
+             ) -> dict[int, int]:
+    """Bytes each partition gives up so that `need` bytes are freed: the chosen one first,
+    then (when it alone is not enough and no partition was named) the other shrinkable
+    partitions, largest first, none below its filesystem's minimum."""
+    room = _room(chosen)
+    if not spread or room is None or room >= need:
+        return {chosen.number: need}
+    out = {chosen.number: room} if room else {}
+    rest = need - room
+    others = sorted((p for p in data if p.number != chosen.number and _room(p)),
+                    key=lambda p: (-p.size, p.number))
+    for part in others:
+        take = min(_room(part) or 0, rest)
+        out[part.number] = take
+        rest -= take
+        if rest == 0:
+            return out
+    return {chosen.number: need}  # it does not fit: the chosen partition's refusal says why
 
 
 def _check_shrink(part: SourcePart, new_size: int, target_size: int) -> None:

@@ -48,6 +48,7 @@ class Disk:
     first_lba: int | None = None      # GPT first usable LBA
     last_lba: int | None = None       # GPT last usable LBA
     partitions: tuple[Partition, ...] = field(default_factory=tuple)
+    incomplete: str | None = None     # "incomplete restore of IMAGE, started TIME" (marker)
 
     def describe(self) -> str:
         """How the disk is named to a user: model, serial, size and kernel name."""

@@ -9,6 +9,8 @@ null where unknown)::
         "removable": bool, "readonly": bool, "is_loop": bool, "backing_file": str|null,
         "table": "gpt"|"dos"|null,
         "table_id": str|null,          # GPT disk GUID (lower case) or MBR id "0x1234abcd"
+        "incomplete": str|null,        # "incomplete restore of IMAGE, started TIME": a
+                                       # restore or clone onto this disk stopped halfway
         "partitions": [{
             "number": int, "node": str|null,   # null: the kernel has no node for it
             "start": int, "size": int, "end": int,   # end = start + size (first byte after)
@@ -49,10 +51,23 @@ GPT_TYPES = {
     "7c3457ef-0000-11aa-aa11-00306543ecac": "Apple APFS",
 }
 MBR_TYPES = {
-    "01": "FAT12", "05": "Extended", "06": "FAT16", "07": "NTFS/exFAT", "0b": "FAT32",
-    "0c": "FAT32 (LBA)", "0e": "FAT16 (LBA)", "0f": "Extended (LBA)", "17": "Hidden NTFS",
-    "27": "Windows recovery", "82": "Linux swap", "83": "Linux", "85": "Linux extended",
-    "8e": "Linux LVM", "ee": "GPT protective", "ef": "EFI System", "fd": "Linux RAID",
+    "01": "FAT12",
+    "05": "Extended",
+    "06": "FAT16",
+    "07": "NTFS/exFAT",
+    "0b": "FAT32",
+    "0c": "FAT32 (LBA)",
+    "0e": "FAT16 (LBA)",
+    "0f": "Extended (LBA)",
+    "17": "Hidden NTFS",
+    "27": "Windows recovery",
+    "82": "Linux swap",
+    "83": "Linux",
+    "85": "Linux extended",
+    "8e": "Linux LVM",
+    "ee": "GPT protective",
+    "ef": "EFI System",
+    "fd": "Linux RAID",
 }
 
 
@@ -64,21 +79,39 @@ def type_name(table: str | None, part_type: str) -> str:
 
 def partition_json(part: Partition) -> dict[str, Any]:
     return {
-        "number": part.number, "node": part.node or None, "start": part.start,
-        "size": part.size, "end": part.end, "type": part.type, "kind": part.kind,
-        "guid": part.guid, "name": part.name, "flags": list(part.flags),
-        "fstype": part.fstype, "fsversion": part.fsversion, "label": part.label,
+        "number": part.number,
+        "node": part.node or None,
+        "start": part.start,
+        "size": part.size,
+        "end": part.end,
+        "type": part.type,
+        "kind": part.kind,
+        "guid": part.guid,
+        "name": part.name,
+        "flags": list(part.flags),
+        "fstype": part.fstype,
+        "fsversion": part.fsversion,
+        "label": part.label,
         "uuid": part.uuid,
     }
 
 
 def disk_json(disk: Disk) -> dict[str, Any]:
     return {
-        "name": disk.name, "node": disk.node, "model": disk.model, "serial": disk.serial,
-        "size": disk.size, "logical_sector": disk.logical_sector,
-        "physical_sector": disk.physical_sector, "removable": disk.removable,
-        "readonly": disk.readonly, "is_loop": disk.is_loop, "backing_file": disk.backing_file,
-        "table": disk.table, "table_id": disk.table_id,
+        "name": disk.name,
+        "node": disk.node,
+        "model": disk.model,
+        "serial": disk.serial,
+        "size": disk.size,
+        "logical_sector": disk.logical_sector,
+        "physical_sector": disk.physical_sector,
+        "removable": disk.removable,
+        "readonly": disk.readonly,
+        "is_loop": disk.is_loop,
+        "backing_file": disk.backing_file,
+        "table": disk.table,
+        "table_id": disk.table_id,
+        "incomplete": disk.incomplete,
         "partitions": [partition_json(part) for part in disk.partitions],
     }
 
@@ -101,15 +134,25 @@ def _table_lines(disk: Disk) -> list[str]:
     header = ("#", "start", "size", "type", "filesystem", "label", "UUID")
     rows = [header]
     for part in disk.partitions:
-        rows.append((str(part.number), str(part.start), human_size(part.size),
-                     type_name(disk.table, part.type), _filesystem(part),
-                     part.label or "-", part.uuid or "-"))
+        rows.append(
+            (
+                str(part.number),
+                str(part.start),
+                human_size(part.size),
+                type_name(disk.table, part.type),
+                _filesystem(part),
+                part.label or "-",
+                part.uuid or "-",
+            )
+        )
     widths = [max(len(row[col]) for row in rows) for col in range(len(header))]
     right = {0, 1, 2}  # numbers line up on the right
     lines = []
     for row in rows:
-        cells = [cell.rjust(widths[col]) if col in right else cell.ljust(widths[col])
-                 for col, cell in enumerate(row)]
+        cells = [
+            cell.rjust(widths[col]) if col in right else cell.ljust(widths[col])
+            for col, cell in enumerate(row)
+        ]
         lines.append("    " + "  ".join(cells).rstrip())
     return lines
 
@@ -118,8 +161,11 @@ def disk_lines(disk: Disk) -> list[str]:
     """The human-readable block for one disk."""
     serial = f"serial {disk.serial}" if disk.serial else "no serial"
     lines = [f"{disk.name}  {disk.model or 'Unknown model'}, {serial}"]
-    facts = [disk.node, f"{human_size(disk.size)} ({disk.size} bytes)",
-             f"sectors {disk.logical_sector} logical / {disk.physical_sector} physical"]
+    facts = [
+        disk.node,
+        f"{human_size(disk.size)} ({disk.size} bytes)",
+        f"sectors {disk.logical_sector} logical / {disk.physical_sector} physical",
+    ]
     if disk.removable:
         facts.append("removable")
     if disk.readonly:
@@ -127,6 +173,8 @@ def disk_lines(disk: Disk) -> list[str]:
     if disk.is_loop:
         facts.append(f"file {disk.backing_file}")
     lines.append("  " + ", ".join(facts))
+    if disk.incomplete:
+        lines.append(f"  {disk.incomplete}: no valid partition table; run it again to finish it")
     if disk.table is None:
         lines.append("  no partition table")
         return lines
@@ -142,8 +190,10 @@ def run_disks(all_disks: bool, as_json: bool, out: TextIO) -> int:
     """Print the disks (loop devices too with `all_disks`); exit code 0."""
     scan = scan_disks(include_loop=all_disks)
     if as_json:
-        data = {"disks": [disk_json(disk) for disk in scan.disks],
-                "problems": [problem_json(problem) for problem in scan.problems]}
+        data = {
+            "disks": [disk_json(disk) for disk in scan.disks],
+            "problems": [problem_json(problem) for problem in scan.problems],
+        }
         out.write(json.dumps(data, indent=2) + "\n")
         return 0
     if not scan.disks and not scan.problems:

@@ -9,11 +9,12 @@ import time
 
 from appliance.commands.output import make_progress, print_json, rate
 from appliance.errors import WARNINGS_EXIT, SafetyRefusal
-from appliance.jobs.clone import clone, plan_clone
-from appliance.jobs.restore import RestorePlan, plan_restore, restore
+from appliance.jobs.clone import clone, clone_steps, plan_clone
+from appliance.jobs.restore import RestorePlan, plan_restore, restore, restore_steps
 from appliance.jobs.save import save
 from appliance.jobs.verify import verify_against, verify_image
 from appliance.model import Disk, human_size
+from appliance.writeplan import describe_steps, steps_json
 
 WIDTH = 80
 
@@ -50,6 +51,8 @@ def print_warnings(warnings: list[str]) -> None:
 
 def describe_target(target: Disk) -> list[str]:
     lines = [f"Target {target.describe()} will be ERASED. It now holds:"]
+    if target.incomplete:
+        lines.append(f"  an {target.incomplete} (this job writes it again from the start)")
     if not target.partitions:
         lines.append("  no partitions")
     for part in target.partitions:
@@ -89,10 +92,11 @@ def confirm(target: Disk, description: str, job: str) -> None:
 def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
     plan = plan_restore(args.repo, args.image, args.target, grow=args.grow)
     if args.dry_run:
+        steps = restore_steps(plan)
         if args.json:
-            print_json(plan_json(plan))
+            print_json({**plan_json(plan), "steps": steps_json(steps)})
         else:
-            print(describe_plan(plan))
+            print("\n".join([describe_plan(plan), "Steps:", *describe_steps(steps)]))
         return 0
     if not args.yes:
         confirm(plan.target, describe_plan(plan), "Restoring")
@@ -113,10 +117,11 @@ def run_clone(args: argparse.Namespace, cancel: threading.Event) -> int:
     plan = plan_clone(args.source, args.target, grow=args.grow, progress=progress)
     description = "\n".join([*describe_target(plan.target), *plan.describe()])
     if args.dry_run:
+        steps = clone_steps(plan)
         if args.json:
-            print_json(plan.to_json())
+            print_json({**plan.to_json(), "steps": steps_json(steps)})
         else:
-            print(description)
+            print("\n".join([description, "Steps:", *describe_steps(steps)]))
         return 0
     if not args.yes:
         confirm(plan.target, description, "Cloning")

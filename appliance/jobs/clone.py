@@ -9,27 +9,41 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.blockio import flush, open_direct
+from appliance.blockio import open_direct
 from appliance.devices import probe_disk
-from appliance.errors import SafetyRefusal
 from appliance.fit import FitPlan, SourcePart, fit
 from appliance.jobs.fitting import (
     PartInfo,
-    check_min_size,
-    copy_ranges,
-    finish,
-    shrink_and_copy,
-    wipe_new_partitions,
-    wipe_old_signatures,
+    ShrinkCopy,
+    copy_held,
+    finishing_steps,
+    kernel_parts,
+    needs_shrink,
+    recheck_target,
+    with_min_sizes,
 )
 from appliance.jobs.save import RegionPlan, plan_regions
 from appliance.model import Disk, human_size
 from appliance.progress import Progress
+from appliance.restoremark import Marker
 from appliance.safety import check_not_in_use, check_source, check_target
-from appliance.tablewrite import BOOT_CODE, read_sfdisk_json, write_table
+from appliance.tablewrite import read_sfdisk_json, table_sectors
+from appliance.writeplan import (
+    AddPartitions,
+    Context,
+    Flush,
+    MarkIncomplete,
+    Step,
+    TableSectors,
+    TellKernel,
+    WipeSignatures,
+    WriteTableLast,
+    execute,
+    now_utc,
+)
 
 
 @dataclass
@@ -44,94 +58,157 @@ class ClonePlan:
         return sum(r.region.used_bytes for r in self.regions)
 
     def describe(self) -> list[str]:
-        lines = [f"Clone {self.source.describe()}",
-                 f"onto {self.target.describe()} (everything on it is erased):"]
+        lines = [
+            f"Clone {self.source.describe()}",
+            f"onto {self.target.describe()} (everything on it is erased):",
+        ]
         return lines + [f"  {line}" for line in self.fit.describe()]
 
     def to_json(self) -> dict[str, Any]:
-        return {"command": "clone", "source": self.source.node, "target": self.target.node,
-                "bytes": self.total, "fit": self.fit.to_json()}
+        return {
+            "command": "clone",
+            "source": self.source.node,
+            "target": self.target.node,
+            "bytes": self.total,
+            "fit": self.fit.to_json(),
+        }
 
 
-def _view_args(plan: ClonePlan) -> dict[str, Any]:
-    assert plan.fit.resize is not None
-    part = plan.source.partition(plan.fit.resize)
+def _view_args(source: Disk, number: int) -> dict[str, Any]:
+    part = source.partition(number)
     assert part is not None
-    return {"device": plan.source.node, "offset": part.start}
+    return {"device": source.node, "offset": part.start}
 
 
-def plan_clone(source: str, target: str, grow: int | None = None,
-               progress: Progress | None = None) -> ClonePlan:
+def plan_clone(
+    source: str, target: str, grow: int | None = None, progress: Progress | None = None
+) -> ClonePlan:
     src = probe_disk(source)
     dst = probe_disk(target)
     check_target(dst, source=src, sector=src.logical_sector)
     check_source(src)
-    parts = [SourcePart(p.number, p.kind, p.type, p.start, p.size, p.fstype)
-             for p in src.partitions]
-    plan_fit = fit(parts, table=src.table, source_size=src.size, target_size=dst.size,
-                   sector=src.logical_sector, grow=grow)
+    parts = [
+        SourcePart(p.number, p.kind, p.type, p.start, p.size, p.fstype) for p in src.partitions
+    ]
+    if needs_shrink(parts, src.table, dst.size, src.logical_sector):
+        parts = with_min_sizes(parts, lambda p: _view_args(src, p.number), grow=grow)
+    plan_fit = fit(
+        parts,
+        table=src.table,
+        source_size=src.size,
+        target_size=dst.size,
+        sector=src.logical_sector,
+        grow=grow,
+    )
     regions = plan_regions(src, progress or Progress())
-    plan = ClonePlan(src, dst, plan_fit, regions)
-    if plan_fit.resize is not None and plan_fit.part(plan_fit.resize).new_size < \
-            plan_fit.part(plan_fit.resize).old_size:
-        check_min_size(plan_fit, _view_args(plan))
-    return plan
+    return ClonePlan(src, dst, plan_fit, regions)
 
 
-def clone(plan: ClonePlan, *, progress: Progress | None = None,
-          cancel: threading.Event | None = None, workers: int | None = None) -> None:
-    progress = progress or Progress()
+@dataclass
+class DiskRegion(Step):
+    """Copy one region of the source disk (the boot area, or a partition) to its place on
+    the target; bytes that fall on held-back sectors are kept for last."""
+
+    plan: ClonePlan = field(repr=False)
+    index: int  # into plan.regions
+
+    def describe(self) -> str:
+        region = self.plan.regions[self.index].region
+        if region.partition is None:
+            if self.plan.source.table is None:
+                return "copy the whole disk (its first MiB held back)"
+            what = "table and boot areas" if self.plan.fit.identity else "boot area"
+            return f"copy the source's {what} (LBA 0, 1 and last held back)"
+        start = self.plan.fit.new_start(region.partition)
+        return f"copy {region.describe()}: {human_size(region.used_bytes)} used, at byte {start}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "region": self.plan.regions[self.index].region.name}
+
+    def run(self, ctx: Context) -> None:
+        src, fitp = self.plan.source, self.plan.fit
+        rplan = self.plan.regions[self.index]
+        number = rplan.region.partition
+        ctx.progress.set_phase("clone", f"cloning {src.node} onto {ctx.target.node}")
+        fd = open_direct(src.node)
+        try:
+            if number is None:
+                head_end = min((p.start for p in src.partitions), default=src.size)
+                used = (
+                    rplan.used
+                    if fitp.identity
+                    else [(s, min(n, head_end - s)) for s, n in rplan.used if s < head_end]
+                )
+                copy_held(ctx, fd, 0, 0, used, src.size)
+            else:
+                copy_held(
+                    ctx,
+                    fd,
+                    rplan.region.start,
+                    fitp.new_start(number),
+                    rplan.used,
+                    rplan.region.size,
+                )
+        finally:
+            os.close(fd)
+
+
+def clone_steps(plan: ClonePlan, target: Disk | None = None) -> list[Step]:
+    """Every step of the clone, in order (printed by --dry-run, run by clone)."""
+    target = target or plan.target
     src, fitp = plan.source, plan.fit
-    target = probe_disk(plan.target.node)
-    if target.devnum != plan.target.devnum or target.size != plan.target.size:
-        raise SafetyRefusal("The target disk changed since the plan was made; start again.")
+    marker = Marker("clone", None, None, src.node, now_utc())
+    steps: list[Step] = [
+        MarkIncomplete(marker),
+        WipeSignatures(tuple(p.node for p in target.partitions if p.kind != "extended")),
+        DiskRegion(plan, 0),
+    ]
+    if not fitp.identity and src.table:
+        steps.append(
+            TableSectors(
+                src.table,
+                lambda: table_sectors(
+                    read_sfdisk_json(src.node), fitp, target.size, src.logical_sector
+                ),
+            )
+        )
+    parts = kernel_parts(fitp)
+    if parts:
+        steps.append(AddPartitions(parts))
+    steps += [
+        DiskRegion(plan, index)
+        for index, rplan in enumerate(plan.regions)
+        if index and rplan.region.partition not in fitp.shrunk
+    ]
+    steps += [ShrinkCopy(fitp, number, _view_args(src, number)) for number in fitp.shrunk]
+    steps += finishing_steps(
+        fitp,
+        [
+            PartInfo(
+                r.region.partition, r.region.fstype, r.region.label, r.region.uuid, r.region.method
+            )
+            for r in plan.regions[1:]
+            if r.region.partition is not None
+        ],
+    )
+    return [*steps, Flush(), WriteTableLast(), TellKernel()]
+
+
+def clone(
+    plan: ClonePlan,
+    *,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+) -> None:
+    progress = progress or Progress()
+    src = plan.source
+    target = recheck_target(plan.target)
     check_target(target, source=src, sector=src.logical_sector)
     check_not_in_use(target)
     progress.total = plan.total
-    table_json: dict[str, Any] = {}
-    boot = b""
-    if not fitp.identity and src.table:
-        table_json = read_sfdisk_json(src.node)
-        with open(src.node, "rb") as handle:
-            boot = handle.read(BOOT_CODE)
-    progress.set_phase("table", f"wiping old signatures on {target.node}")
-    wipe_old_signatures(target)
-
-    shrunk = fitp.resize if fitp.resize is not None and \
-        fitp.part(fitp.resize).new_size < fitp.part(fitp.resize).old_size else None
-    head_end = min((p.start for p in src.partitions), default=src.size)
-    src_fd = open_direct(src.node)
-    dst_fd = open_direct(target.node, write=True)
-    try:
-        progress.set_phase("clone", f"cloning {src.node} onto {target.node}")
-        outside = plan.regions[0]
-        used = outside.used if fitp.identity else [
-            (s, min(n, head_end - s)) for s, n in outside.used if s < head_end]
-        copy_ranges(src_fd, 0, dst_fd, 0, used, src.size, sector=src.logical_sector,
-                    progress=progress, cancel=cancel, workers=workers)
-        flush(dst_fd)
-        if table_json:
-            write_table(target.node, table_json, fitp, boot)
-        wipe_new_partitions(target)
-        for rplan in plan.regions[1:]:
-            number = rplan.region.partition
-            assert number is not None
-            if number == shrunk:
-                continue
-            copy_ranges(src_fd, rplan.region.start, dst_fd, fitp.new_start(number),
-                        rplan.used, rplan.region.size, sector=src.logical_sector,
-                        progress=progress, cancel=cancel, workers=workers)
-        if shrunk is not None:
-            shrink_and_copy(fitp, _view_args(plan), dst_fd, sector=src.logical_sector,
-                            progress=progress, cancel=cancel)
-        flush(dst_fd)
-    finally:
-        os.close(src_fd)
-        os.close(dst_fd)
-    finish(target.node, fitp, [PartInfo(r.region.partition, r.region.fstype, r.region.label,
-                                        r.region.uuid, r.region.method)
-                               for r in plan.regions[1:] if r.region.partition is not None],
-           progress)
-    progress.set_phase("done", f"{src.node} cloned onto {target.node} "
-                       f"({human_size(plan.total)} of used data)")
-
+    steps = clone_steps(plan, target)
+    execute(steps, target, progress=progress, cancel=cancel, workers=workers, table=src.table)
+    progress.set_phase(
+        "done", f"{src.node} cloned onto {target.node} ({human_size(plan.total)} of used data)"
+    )

@@ -1,27 +1,35 @@
-"""What restore and clone share once a layout must change: shrinking a partition's
-filesystem on a copy-on-write view and copying the result, writing the fitted table, and
-finishing the partitions on the target (swap recreated, filesystems grown, kernel told)."""
+"""What restore and clone share once a layout must change: the steps that shrink a
+partition's filesystem on a copy-on-write view and copy the result, recreate swap and grow
+filesystems that got more room, and the checks before the first write."""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from appliance import fsresize
-from appliance.blockio import flush, write_from
+from appliance.blockio import aligned_buffer, write_from
 from appliance.cowview import CowView
-from appliance.devices import partition_node, probe_disk, sync_partitions
+from appliance.devices import probe_disk
 from appliance.errors import ApplianceError, SafetyRefusal
-from appliance.fit import FitPlan, SourcePart
+from appliance.fit import (
+    FIXED_TYPES,
+    GROWABLE_FS,
+    SHRINKABLE_FS,
+    FitPlan,
+    MiB,
+    SourcePart,
+    usable_end,
+)
 from appliance.manifest import window_ranges
-from appliance.model import Disk
+from appliance.model import Disk, human_size
 from appliance.pipeline import WINDOW, Window, read_windows, spans
 from appliance.progress import Progress
-from appliance.tools import run
 from appliance.usedmap import used_map
+from appliance.writeplan import Context, RecreateSwap, Step
 
 
 @dataclass(frozen=True)
@@ -42,108 +50,192 @@ def windows_for(ranges: list[tuple[int, int]], size: int, base: int) -> Iterator
         yield Window(0, win, base + offset, min(WINDOW, size - offset), tuple(by_window[win]))
 
 
-def copy_ranges(src_fd: int, src_base: int, dst_fd: int, dst_base: int,
-                ranges: list[tuple[int, int]], size: int, *, sector: int, progress: Progress,
-                cancel: threading.Event | None, workers: int | None = None) -> None:
+def copy_ranges(
+    src_fd: int,
+    src_base: int,
+    dst_fd: int,
+    dst_base: int,
+    ranges: list[tuple[int, int]],
+    size: int,
+    *,
+    sector: int,
+    progress: Progress,
+    cancel: threading.Event | None,
+    workers: int | None = None,
+) -> None:
     """Copy the used `ranges` of a region from `src_fd` at src_base to `dst_fd` at dst_base."""
     shift = dst_base - src_base
 
     def work(win: Window, view: memoryview) -> None:
         for start, length in spans(win.used):
-            write_from(dst_fd, view[start:start + length], win.offset + shift + start)
+            write_from(dst_fd, view[start : start + length], win.offset + shift + start)
 
-    read_windows(src_fd, windows_for(ranges, size, src_base), work, sector=sector,
-                 progress=progress, cancel=cancel, workers=workers)
-
-
-def check_min_size(plan: FitPlan, view_args: dict[str, Any]) -> None:
-    """Refuse, before anything is written, a shrink below what the filesystem allows."""
-    if plan.resize is None:
-        return
-    part = plan.part(plan.resize)
-    if part.new_size >= part.old_size:
-        return
-    with CowView(part.old_size, **view_args) as view:
-        smallest = fsresize.min_size(view.path, part.fstype)
-    if smallest is not None and part.new_size < smallest:
-        from appliance.model import human_size
-
-        raise SafetyRefusal(f"The data does not fit: partition {part.number} ({part.fstype}) "
-                            f"can shrink to {human_size(smallest)} at the least, and the "
-                            f"target leaves it {human_size(part.new_size)}.")
+    read_windows(
+        src_fd,
+        windows_for(ranges, size, src_base),
+        work,
+        sector=sector,
+        progress=progress,
+        cancel=cancel,
+        workers=workers,
+    )
 
 
-def shrink_and_copy(plan: FitPlan, view_args: dict[str, Any], dst_fd: int, *, sector: int,
-                    progress: Progress, cancel: threading.Event | None) -> None:
-    """Shrink the resized partition's filesystem on a view, then copy it to the target."""
-    assert plan.resize is not None
-    part = plan.part(plan.resize)
-    with CowView(part.old_size, **view_args) as view:
-        progress.set_phase("resize", f"shrinking partition {part.number} ({part.fstype})")
-        fsresize.shrink(view.path, part.fstype, part.new_size)
-        umap = used_map(view.path, part.fstype, part.new_size, align=sector)
-        progress.set_phase("copy", f"copying the shrunk partition {part.number}")
-        fd = os.open(view.path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            copy_ranges(fd, 0, dst_fd, part.new_start, list(umap.ranges), part.new_size,
-                        sector=sector, progress=progress, cancel=cancel)
-        finally:
-            os.close(fd)
+def needs_shrink(parts: list[SourcePart], table: str | None, target_size: int, sector: int) -> bool:
+    """Whether the partitions end past what a target of this size can hold."""
+    data = [p for p in parts if p.kind != "extended"]
+    limit = usable_end(table, target_size, sector) // MiB * MiB
+    return bool(data) and max(p.start + p.size for p in data) > limit
 
 
-def source_parts(disk_parts: list[dict[str, Any]], fstypes: dict[int, str | None]
-                 ) -> list[SourcePart]:
-    return [SourcePart(int(p["number"]), str(p["kind"]), str(p["type"]), int(p["start"]),
-                       int(p["size"]), fstypes.get(int(p["number"]))) for p in disk_parts]
+def with_min_sizes(
+    parts: list[SourcePart], view_args: Callable[[SourcePart], dict[str, Any]], *, grow: int | None
+) -> list[SourcePart]:
+    """The partitions with the smallest size each shrinkable filesystem allows, read on a
+    copy-on-write view of it (the named one only, when one was named with --grow), so
+    that the fit refuses a shrink below it before anything is written."""
+    out: list[SourcePart] = []
+    for part in parts:
+        if (
+            part.kind != "extended"
+            and part.fstype in SHRINKABLE_FS
+            and part.type.lower() not in FIXED_TYPES
+            and grow in (None, part.number)
+        ):
+            with CowView(part.size, **view_args(part)) as view:
+                part = replace(part, min_size=fsresize.min_size(view.path, part.fstype))
+        out.append(part)
+    return out
 
 
-def wipe_old_signatures(target: Disk) -> None:
-    """Erase the signatures of what the target holds now: its partitions' and its table's."""
-    for part in target.partitions:
-        if part.kind != "extended" and part.node and os.path.exists(part.node):
-            run(["wipefs", "--all", "--quiet", part.node])
-    run(["wipefs", "--all", "--quiet", target.node])
+@dataclass
+class ShrinkCopy(Step):
+    """Shrink a partition's filesystem on a copy-on-write view of its source (the
+    image or the source disk, never written), then copy the result to the target."""
 
+    plan: FitPlan = field(repr=False)
+    number: int
+    view_args: dict[str, Any] = field(repr=False)
 
-def wipe_new_partitions(target: Disk) -> Disk:
-    """Tell the kernel the new table, and wipe old signatures inside the new partitions."""
-    fresh = probe_disk(target.node)
-    sync_partitions(fresh)
-    for part in fresh.partitions:
-        if part.kind != "extended":
-            run(["wipefs", "--all", "--quiet", partition_node(fresh, part.number)])
-    return fresh
+    def describe(self) -> str:
+        part = self.plan.part(self.number)
+        return (
+            f"shrink partition {part.number} ({part.fstype}) to "
+            f"{human_size(part.new_size)} on a copy-on-write view and copy it"
+        )
 
-
-def finish(target_node: str, plan: FitPlan, parts: list[PartInfo], progress: Progress) -> None:
-    """Recreate swap, grow what grew, and make the kernel's view of the target current."""
-    fresh = probe_disk(target_node)
-    sync_partitions(fresh)
-    for info in parts:
-        node = partition_node(fresh, info.number)
-        if info.method == "swap":
-            args = ["mkswap", "--force"]
-            if info.uuid:
-                args += ["--uuid", info.uuid]
-            if info.label:
-                args += ["--label", info.label]
-            run([*args, node])
-        elif plan.part(info.number).new_size > plan.part(info.number).old_size \
-                and info.method == "partclone":
-            progress.set_phase("resize", f"growing partition {info.number} ({info.fstype})")
+    def run(self, ctx: Context) -> None:
+        part = self.plan.part(self.number)
+        with CowView(part.old_size, **self.view_args) as view:
+            ctx.progress.set_phase("resize", f"shrinking partition {part.number} ({part.fstype})")
+            fsresize.shrink(view.path, part.fstype, part.new_size)
+            umap = used_map(view.path, part.fstype, part.new_size, align=ctx.sector)
+            ctx.progress.set_phase("copy", f"copying the shrunk partition {part.number}")
+            fd = os.open(view.path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                fsresize.grow(node, info.fstype)
-            except ApplianceError as exc:
-                raise type(exc)(f"The data was written, but growing partition {info.number} "
-                                f"failed: {exc}") from exc
-    fresh = probe_disk(target_node)
-    sync_partitions(fresh)
-    for node in [fresh.node, *(p.node for p in fresh.partitions if p.node)]:
+                copy_held(ctx, fd, 0, part.new_start, list(umap.ranges), part.new_size)
+            finally:
+                os.close(fd)
+
+
+def copy_held(
+    ctx: Context,
+    src_fd: int,
+    src_base: int,
+    dst_base: int,
+    ranges: list[tuple[int, int]],
+    size: int,
+) -> None:
+    """copy_ranges onto the run's target, keeping what falls on held-back sectors for the
+    last step (read from the source now: it is never written)."""
+    now, later = ctx.split(dst_base, ranges)
+    for start, length in later:
+        buf = aligned_buffer(length)
         try:
-            fd = os.open(node, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            flush(fd)
+            view = memoryview(buf)
+            os.preadv(src_fd, [view], src_base + start)
+            ctx.keep(dst_base + start, bytes(view))
+            view.release()
         finally:
-            os.close(fd)
+            buf.close()
+    copy_ranges(
+        src_fd,
+        src_base,
+        ctx.fd,
+        dst_base,
+        now,
+        size,
+        sector=ctx.sector,
+        progress=ctx.progress,
+        cancel=ctx.cancel,
+        workers=ctx.workers,
+    )
+
+
+@dataclass
+class GrowFilesystem(Step):
+    """Grow a filesystem whose partition grew; a filesystem copied whole (an unclean ext4,
+    a dirty NTFS) is ours to repair first: it is the target's copy."""
+
+    number: int
+    fstype: str | None
+    method: str
+
+    def describe(self) -> str:
+        how = " (copied whole: checked first)" if self.method == "raw" else ""
+        return f"grow the {self.fstype} filesystem of partition {self.number}{how}"
+
+    def run(self, ctx: Context) -> None:
+        ctx.progress.set_phase("resize", f"growing partition {self.number} ({self.fstype})")
+        try:
+            fsresize.grow(ctx.nodes[self.number], self.fstype)
+        except ApplianceError as exc:
+            raise type(exc)(
+                f"The data was written, but growing partition {self.number} failed: {exc}"
+            ) from exc
+
+
+def finishing_steps(plan: FitPlan, parts: list[PartInfo]) -> list[Step]:
+    """Recreate swap, grow what grew."""
+    steps: list[Step] = []
+    for info in parts:
+        fitted = plan.part(info.number)
+        if info.method == "swap":
+            steps.append(RecreateSwap(info.number, info.uuid, info.label))
+        elif (
+            fitted.new_size > fitted.old_size
+            and info.method in ("partclone", "raw")
+            and info.fstype in GROWABLE_FS
+        ):
+            steps.append(GrowFilesystem(info.number, info.fstype, info.method))
+    return steps
+
+
+def kernel_parts(plan: FitPlan) -> tuple[tuple[int, int, int], ...]:
+    """The partitions the kernel gets while the table is not valid yet (not the extended
+    container: its kernel view is a stub that partx adds with the finished table)."""
+    return tuple((p.number, p.new_start, p.new_size) for p in plan.parts if p.kind != "extended")
+
+
+def recheck_target(planned: Disk) -> Disk:
+    """The target probed again just before the first write: the same disk, the same size."""
+    target = probe_disk(planned.node)
+    if target.devnum != planned.devnum or target.size != planned.size:
+        raise SafetyRefusal("The target disk changed since the plan was made; start again.")
+    return target
+
+
+def source_parts(
+    disk_parts: list[dict[str, Any]], fstypes: dict[int, str | None]
+) -> list[SourcePart]:
+    return [
+        SourcePart(
+            int(p["number"]),
+            str(p["kind"]),
+            str(p["type"]),
+            int(p["start"]),
+            int(p["size"]),
+            fstypes.get(int(p["number"])),
+        )
+        for p in disk_parts
+    ]

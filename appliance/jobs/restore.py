@@ -1,45 +1,60 @@
 """restore: an image onto a disk of the same size, larger, or smaller when the data fits.
 
 Plan (image, target, fit: where each partition lands) and check everything first, shrink
-feasibility included; then wipe old signatures, write the table and boot areas, write each
-partition's used ranges at its new place (every chunk re-hashed as it is read), shrink a
-partition on a copy-on-write view of the image when the target is smaller, recreate swap,
-grow filesystems that got more room, and tell the kernel about the new partitions.
+feasibility included; then build the write plan (appliance.writeplan) and run it: mark the
+target incomplete, wipe old signatures, write the boot area and table sectors, tell the
+kernel the new partitions, write each partition's used ranges at its new place (every chunk
+re-hashed as it is read), shrink a partition on a copy-on-write view of the image when the
+target is smaller, recreate swap, grow filesystems that got more room, and make the table
+valid last.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from appliance.blockio import flush, open_direct
 from appliance.chunkfmt import Decoder
 from appliance.devices import probe_disk
-from appliance.errors import CorruptData, DeviceError, ImageError
+from appliance.errors import CorruptData, ImageError
 from appliance.fit import FitPlan, fit
 from appliance.jobs.fitting import (
     PartInfo,
-    check_min_size,
-    finish,
-    shrink_and_copy,
+    ShrinkCopy,
+    finishing_steps,
+    kernel_parts,
+    needs_shrink,
+    recheck_target,
     source_parts,
-    wipe_new_partitions,
-    wipe_old_signatures,
+    with_min_sizes,
 )
 from appliance.jobs.imagelog import ImageLog
 from appliance.jobs.imageread import LoadedImage, load_image
 from appliance.jobs.precheck import precheck
 from appliance.manifest import Region, window_ranges
-from appliance.model import Disk
+from appliance.model import Disk, human_size
 from appliance.pipeline import Placement, write_windows
 from appliance.progress import Progress
 from appliance.repo import Repository
+from appliance.restoremark import Marker
 from appliance.safety import check_target
-from appliance.tablewrite import BOOT_CODE, write_table
+from appliance.tablewrite import table_sectors
+from appliance.writeplan import (
+    AddPartitions,
+    Context,
+    Flush,
+    MarkIncomplete,
+    Step,
+    TableSectors,
+    TellKernel,
+    WipeSignatures,
+    WriteTableLast,
+    execute,
+    now_utc,
+)
 
 
 @dataclass
@@ -59,8 +74,7 @@ class RestorePlan:
 
     def shrunk_regions(self) -> list[Region]:
         return [r for r in self.image.manifest.regions if r.partition is not None
-                and r.partition == self.fit.resize
-                and self.fit.part(r.partition).new_size < r.size]
+                and r.partition in self.fit.shrunk]
 
     def head_end(self) -> int:
         """Where the first partition starts: the table and boot area lie before it."""
@@ -99,6 +113,12 @@ def _fit_for(loaded: LoadedImage, target: Disk, grow: int | None) -> FitPlan:
     table = manifest.table
     fstypes = {r.partition: r.fstype for r in manifest.regions if r.partition is not None}
     parts = source_parts(table["partitions"] if table else [], fstypes)
+    sector = int(manifest.disk["logical_sector"])
+    names = {r.partition: r.name for r in manifest.regions if r.partition is not None}
+    if needs_shrink(parts, table["type"] if table else None, target.size, sector):
+        parts = with_min_sizes(parts, lambda p: {"repo": str(loaded.repo.root),
+                                                 "image": manifest.name,
+                                                 "region": names[p.number]}, grow=grow)
     return fit(parts, table=table["type"] if table else None,
                source_size=int(manifest.disk["size"]), target_size=target.size,
                sector=int(manifest.disk["logical_sector"]), grow=grow)
@@ -111,10 +131,7 @@ def plan_restore(repo_path: str, image: str, target: str, grow: int | None = Non
     disk = probe_disk(target)
     check_target(disk, repo_path=Path(repo_path),
                  sector=int(loaded.manifest.disk["logical_sector"]))
-    plan = RestorePlan(loaded, disk, _fit_for(loaded, disk, grow))
-    for region in plan.shrunk_regions():
-        check_min_size(plan.fit, _view_args(plan, region))
-    return plan
+    return RestorePlan(loaded, disk, _fit_for(loaded, disk, grow))
 
 
 def _view_args(plan: RestorePlan, region: Region) -> dict[str, Any]:
@@ -122,15 +139,120 @@ def _view_args(plan: RestorePlan, region: Region) -> dict[str, Any]:
             "region": region.name}
 
 
-def _boot_code(plan: RestorePlan, fetch: Any) -> bytes:
-    """Bytes 0-439 of the source disk (the MBR boot code), from the image."""
-    outside = plan.image.manifest.regions[0]
-    index = plan.image.indexes[outside.name]
-    name = index.chunks[0] if index.chunks else None
-    if name is None:
-        return bytes(BOOT_CODE)
-    length = min(index.window, outside.size)
-    return Decoder().decode(fetch(name), name, length)[:BOOT_CODE]
+class ChunkReader:
+    """Fetch and decode the image's chunks; a damaged one names the region it holds."""
+
+    def __init__(self, image: LoadedImage) -> None:
+        self.image = image
+        self.local = threading.local()
+
+    def fetch(self, name: str) -> bytes:
+        return self.image.repo.get_chunk(name)
+
+    def decode(self, place: Placement, blob: bytes) -> bytes:
+        dec = getattr(self.local, "d", None)
+        if dec is None:
+            dec = self.local.d = Decoder()
+        assert place.chunk is not None
+        try:
+            return dec.decode(blob, place.chunk, place.length)
+        except CorruptData as exc:
+            manifest = self.image.manifest
+            region = manifest.regions[place.region]
+            raise CorruptData(f"{exc} It holds data of {region.describe()} of image "
+                              f"{manifest.name}.") from exc
+
+
+@dataclass
+class ImageRegion(Step):
+    """Write one region of the image (the boot area, or a partition) at its place on the
+    target, every chunk re-hashed; bytes that fall on held-back sectors are kept for last."""
+
+    plan: RestorePlan = field(repr=False)
+    region: str
+
+    def describe(self) -> str:
+        manifest = self.plan.image.manifest
+        region = next(r for r in manifest.regions if r.name == self.region)
+        if region.partition is None:
+            if manifest.table is None:
+                return "write the whole-disk data (its first MiB held back)"
+            what = "table and boot areas" if self.plan.fit.identity else "boot area"
+            return f"write the image's {what} (LBA 0, 1 and last held back)"
+        start = self.plan.fit.new_start(region.partition)
+        return (f"write {region.describe()}: {human_size(region.used_bytes)} used, "
+                f"at byte {start}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "region": self.region}
+
+    def run(self, ctx: Context) -> None:
+        reader = ChunkReader(self.plan.image)
+        later: dict[int, list[tuple[int, int]]] = {}
+
+        def held_back() -> Iterator[Placement]:
+            for place in self.plan.placements(only=self.region):
+                now, held = ctx.split(place.offset, place.used)
+                if held and place.chunk is None:
+                    for start, length in held:
+                        ctx.keep(place.offset + start, bytes(length))
+                elif held:
+                    later[place.offset] = held
+                yield replace(place, used=tuple(now))
+
+        def decode(place: Placement, blob: bytes) -> bytes:
+            data = reader.decode(place, blob)
+            for start, length in later.get(place.offset, ()):
+                ctx.keep(place.offset + start, data[start:start + length])
+            return data
+
+        ctx.progress.set_phase("restore", f"restoring {self.plan.image.manifest.name} onto "
+                               f"{ctx.target.node}")
+        write_windows(ctx.fd, held_back(), reader.fetch, decode, progress=ctx.progress,
+                      cancel=ctx.cancel, workers=ctx.workers)
+
+
+def _table_json(plan: RestorePlan) -> dict[str, Any]:
+    manifest = plan.image.manifest
+    if plan.fit.identity or not manifest.table:
+        return {}
+    table: dict[str, Any] = manifest.table.get("sfdisk") or {}
+    if not table:
+        raise ImageError(f"The image {manifest.name} does not record its partition table "
+                         "in a form that can be fitted; restore it onto a disk of the "
+                         "same size.")
+    return table
+
+
+def restore_steps(plan: RestorePlan, target: Disk | None = None) -> list[Step]:
+    """Every step of the restore, in order (printed by --dry-run, run by restore)."""
+    target = target or plan.target
+    manifest = plan.image.manifest
+    sector = int(manifest.disk["logical_sector"])
+    source = manifest.disk.get("model") or manifest.disk.get("name")
+    marker = Marker("restore", manifest.name, str(plan.image.repo.root),
+                    str(source) if source else None, now_utc())
+    steps: list[Step] = [
+        MarkIncomplete(marker),
+        WipeSignatures(tuple(p.node for p in target.partitions if p.kind != "extended")),
+        ImageRegion(plan, "outside")]
+    table_json = _table_json(plan)
+    if table_json:
+        fitp = plan.fit
+        steps.append(TableSectors(str(table_json.get("label", "")), lambda: table_sectors(
+            table_json, fitp, target.size, sector)))
+    parts = kernel_parts(plan.fit)
+    if parts:
+        steps.append(AddPartitions(parts))
+    shrunk = {r.name for r in plan.shrunk_regions()}
+    steps += [ImageRegion(plan, r.name) for r in manifest.regions
+              if r.partition is not None and r.name not in shrunk]
+    steps += [ShrinkCopy(plan.fit, r.partition, _view_args(plan, r))
+              for r in plan.shrunk_regions() if r.partition is not None]
+    steps += finishing_steps(plan.fit, [PartInfo(r.partition, r.fstype, r.label, r.uuid,
+                                                 r.method)
+                                        for r in manifest.regions if r.partition is not None])
+    return [*steps, Flush(), WriteTableLast(), TellKernel()]
 
 
 def restore(plan: RestorePlan, *, progress: Progress | None = None,
@@ -140,74 +262,14 @@ def restore(plan: RestorePlan, *, progress: Progress | None = None,
     # before the first write: every chunk there, the table as recorded (re-hashed if asked)
     precheck(plan, verify_first=verify_first, progress=progress, cancel=cancel)
     manifest = plan.image.manifest
-    target = probe_disk(plan.target.node)  # probe again: the disk may have changed since
-    if target.devnum != plan.target.devnum or target.size != plan.target.size:
-        raise DeviceError("The target disk changed since the plan was made; start again.")
+    target = recheck_target(plan.target)  # the disk may have changed since the plan
     check_target(target, repo_path=plan.image.repo.root,
                  sector=int(manifest.disk["logical_sector"]))
     log = ImageLog(plan.image.repo.image_dir(manifest.name) / "log.txt")
     progress.total = plan.total
-    decoder = threading.local()
-
-    def decode(place: Placement, blob: bytes) -> bytes:
-        dec = getattr(decoder, "d", None)
-        if dec is None:
-            dec = decoder.d = Decoder()
-        assert place.chunk is not None
-        try:
-            return dec.decode(blob, place.chunk, place.length)
-        except CorruptData as exc:
-            region = manifest.regions[place.region]
-            raise CorruptData(f"{exc} It holds data of {region.describe()} of image "
-                              f"{manifest.name}; the restore stopped and {target.node} is "
-                              "incomplete.") from exc
-
-    def fetch(name: str) -> bytes:
-        try:
-            return plan.image.repo.get_chunk(name)
-        except CorruptData as exc:
-            raise CorruptData(f"{exc} The restore stopped and {target.node} is "
-                              "incomplete.") from exc
-
-    table_json: dict[str, Any] = {}
-    boot = b""
-    if not plan.fit.identity and manifest.table:
-        table_json = manifest.table.get("sfdisk") or {}
-        if not table_json:
-            raise ImageError(f"The image {manifest.name} does not record its partition table "
-                             "in a form that can be fitted; restore it onto a disk of the "
-                             "same size.")
-        boot = _boot_code(plan, fetch)
-
-    progress.set_phase("table", f"wiping old signatures on {target.node}")
-    wipe_old_signatures(target)
-
-    sector = int(manifest.disk["logical_sector"])
-    fd = open_direct(target.node, write=True)
-    try:
-        progress.set_phase("restore", f"restoring {manifest.name} onto {target.node}")
-        # 1. the table and boot areas, then the kernel's view of the new partitions
-        write_windows(fd, plan.placements(only="outside"), fetch, decode, progress=progress,
-                      cancel=cancel, workers=workers)
-        flush(fd)
-        if table_json:
-            write_table(target.node, table_json, plan.fit, boot)
-        wipe_new_partitions(target)
-        # 2. the partitions' used data, each at its new place
-        data = (p for p in plan.placements() if manifest.regions[p.region].partition)
-        write_windows(fd, data, fetch, decode, progress=progress, cancel=cancel,
-                      workers=workers)
-        # 3. a partition that must shrink: on a copy-on-write view of the image
-        for region in plan.shrunk_regions():
-            shrink_and_copy(plan.fit, _view_args(plan, region), fd, sector=sector,
-                            progress=progress, cancel=cancel)
-        flush(fd)
-    finally:
-        os.close(fd)
-    finish(target.node, plan.fit, [PartInfo(r.partition, r.fstype, r.label, r.uuid, r.method)
-                                   for r in manifest.regions if r.partition is not None],
-           progress)
+    steps = restore_steps(plan, target)
+    execute(steps, target, progress=progress, cancel=cancel, workers=workers,
+            table=manifest.table["type"] if manifest.table else None)
     log.write(f"restored onto {target.describe()}"
               + ("" if plan.fit.identity else f"; layout fitted: {'; '.join(plan.describe())}"))
     progress.set_phase("done", f"{manifest.name} restored onto {target.node}")
-

@@ -178,3 +178,21 @@ def test_clone_onto_other_sector_size_is_refused(src: Source, tmp_path: Path) ->
     before = file_digest(path)
     refused(appliance("clone", src.gpt, dst, "--yes", check=False), 5, "4096-byte sectors")
     assert file_digest(path) == before
+
+
+@pytest.mark.parametrize("job", ["restore", "clone"])
+def test_two_partitions_shrink_when_one_is_not_enough(src: Source, tmp_path: Path,
+                                                      job: str) -> None:
+    """300 MiB for 447 MiB of partitions: the NTFS cannot give enough alone, so the ext4
+    (the largest other) shrinks too, each no smaller than its filesystem allows."""
+    dst, _ = target(src, tmp_path, 300 * MiB)
+    if job == "clone":
+        clone(src, src.gpt, dst)
+    else:
+        appliance("restore", "--repo", str(src.repo), "--image", "gpt", dst, "--yes")
+    assert_equivalent(src.gpt, dst, same_size=False, resized={2, 3}, moved={3, 4})
+    check_resized(src.gpt, dst, 512, {2: "ext4", 3: "ntfs"})
+    src_parts, dst_parts = partition_nodes(src.gpt), partition_nodes(dst)
+    for number, fstype in ((2, "ext4"), (3, "ntfs")):
+        assert fs_size(dst_parts[number], fstype) < fs_size(src_parts[number], fstype)
+    src.loops.detach(dst)
