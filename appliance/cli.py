@@ -105,6 +105,19 @@ def build_parser() -> Parser:
     p = sub.add_parser("gc", help="remove chunks that no complete image uses")
     p.add_argument("--repo", required=True)
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("delete", help="delete an image (then gc frees its chunks)")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--yes", action="store_true", help="do not ask before deleting")
+    p.add_argument("--gc", action="store_true",
+                   help="remove the chunks no other image uses right away")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("info", help="show an image: its disk, partitions, proofs and log")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--json", action="store_true")
     return parser
 
 
@@ -129,6 +142,14 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "tui":  # its own program: appliance/ never imports textual or tui
         flags = ["--demo"] if args.demo else []
         os.execv(sys.executable, [sys.executable, "-m", "tui", *flags])
+    if args.command == "delete":
+        from appliance.commands import delete
+
+        return delete.run_delete(args)
+    if args.command == "info":
+        from appliance.commands import info
+
+        return info.run_info(args)
     from appliance.commands import catalog, jobs
 
     if args.command == "save":
