@@ -45,7 +45,8 @@ def build_parser() -> Parser:
 
     def progress_opt(p: argparse.ArgumentParser) -> None:
         p.add_argument("--progress", choices=["auto", "json", "none"], default="auto",
-                       help="progress on the terminal (auto), as JSON lines on stdout, or none")
+                       help="progress on the terminal (auto), as JSON lines on stdout (the "
+                       "result too, as with --json), or none")
 
     def target_opts(p: argparse.ArgumentParser) -> None:
         """What every job that overwrites a disk takes."""
@@ -126,6 +127,8 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    if getattr(args, "progress", None) == "json" and hasattr(args, "json"):
+        args.json = True  # stdout holds JSON lines only: the result is one too
     # Imported here so that `appliance --help` works even when a dependency is missing.
     if args.command == "disks":
         from appliance.commands import disks

@@ -107,6 +107,7 @@ def clone(plan: ClonePlan, *, progress: Progress | None = None,
         outside = plan.regions[0]
         used = outside.used if fitp.identity else [
             (s, min(n, head_end - s)) for s, n in outside.used if s < head_end]
+        progress.adjust_total(sum(n for _, n in used) - outside.region.used_bytes)
         copy_ranges(src_fd, 0, dst_fd, 0, used, src.size, sector=src.logical_sector,
                     progress=progress, cancel=cancel, workers=workers)
         flush(dst_fd)
@@ -123,7 +124,9 @@ def clone(plan: ClonePlan, *, progress: Progress | None = None,
                         progress=progress, cancel=cancel, workers=workers)
         if shrunk is not None:
             shrink_and_copy(fitp, _view_args(plan), dst_fd, sector=src.logical_sector,
-                            progress=progress, cancel=cancel)
+                            progress=progress, cancel=cancel, counted=next(
+                                r.region.used_bytes for r in plan.regions
+                                if r.region.partition == shrunk))
         flush(dst_fd)
     finally:
         os.close(src_fd)
@@ -133,5 +136,5 @@ def clone(plan: ClonePlan, *, progress: Progress | None = None,
                                for r in plan.regions[1:] if r.region.partition is not None],
            progress)
     progress.set_phase("done", f"{src.node} cloned onto {target.node} "
-                       f"({human_size(plan.total)} of used data)")
+                       f"({human_size(progress.done)} of used data)")
 

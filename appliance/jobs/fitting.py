@@ -74,14 +74,20 @@ def check_min_size(plan: FitPlan, view_args: dict[str, Any]) -> None:
 
 
 def shrink_and_copy(plan: FitPlan, view_args: dict[str, Any], dst_fd: int, *, sector: int,
-                    progress: Progress, cancel: threading.Event | None) -> None:
-    """Shrink the resized partition's filesystem on a view, then copy it to the target."""
+                    progress: Progress, cancel: threading.Event | None,
+                    counted: int | None = None) -> None:
+    """Shrink the resized partition's filesystem on a view, then copy it to the target.
+
+    `counted` is what the job's progress total counted for this partition (the source's used
+    bytes); the shrunk filesystem's used bytes replace it, so the total stays right."""
     assert plan.resize is not None
     part = plan.part(plan.resize)
     with CowView(part.old_size, **view_args) as view:
         progress.set_phase("resize", f"shrinking partition {part.number} ({part.fstype})")
         fsresize.shrink(view.path, part.fstype, part.new_size)
         umap = used_map(view.path, part.fstype, part.new_size, align=sector)
+        if counted is not None:
+            progress.adjust_total(sum(length for _, length in umap.ranges) - counted)
         progress.set_phase("copy", f"copying the shrunk partition {part.number}")
         fd = os.open(view.path, os.O_RDONLY | os.O_CLOEXEC)
         try:

@@ -196,7 +196,7 @@ def restore(plan: RestorePlan, *, progress: Progress | None = None,
         # 3. a partition that must shrink: on a copy-on-write view of the image
         for region in plan.shrunk_regions():
             shrink_and_copy(plan.fit, _view_args(plan, region), fd, sector=sector,
-                            progress=progress, cancel=cancel)
+                            progress=progress, cancel=cancel, counted=region.used_bytes)
         flush(fd)
     finally:
         os.close(fd)
