@@ -7,8 +7,9 @@ import sys
 import threading
 import time
 
-from appliance.commands.output import make_progress, print_json, rate
+from appliance.commands.output import fit80, make_progress, print_json, rate
 from appliance.errors import SafetyRefusal
+from appliance.fsprobe import whole_disk_filesystem
 from appliance.jobs.clone import clone, plan_clone
 from appliance.jobs.restore import RestorePlan, plan_restore, restore
 from appliance.jobs.save import save
@@ -27,10 +28,10 @@ def run_save(args: argparse.Namespace, cancel: threading.Event) -> int:
         print_json({"command": "save", "image": manifest.name, "seconds": round(seconds, 3),
                     **stats})
     else:
-        print(f"Saved {manifest.disk.get('model') or manifest.disk['name']} as image "
-              f"{manifest.name}: {rate(int(stats['used_bytes']), seconds)}; "
-              f"{stats['new_chunks']} new chunks ({human_size(int(stats['new_bytes']))}), "
-              f"{stats['reused_chunks']} already stored.")
+        print(fit80(f"Saved {manifest.disk.get('model') or manifest.disk['name']} as image "
+                    f"{manifest.name}: {rate(int(stats['used_bytes']), seconds)}; "
+                    f"{stats['new_chunks']} new chunks ({human_size(int(stats['new_bytes']))}),"
+                    f" {stats['reused_chunks']} already stored."))
         if stats.get("read_errors"):
             print(f"Warning: {len(stats['read_errors'])} unreadable areas were saved as zeros; "
                   "see the image's log.txt.")
@@ -38,8 +39,12 @@ def run_save(args: argparse.Namespace, cancel: threading.Event) -> int:
 
 
 def describe_target(target: Disk) -> list[str]:
-    lines = [f"Target {target.describe()} will be ERASED. It now holds:"]
-    if not target.partitions:
+    lines = [f"Target {target.describe()}", "will be ERASED. It now holds:"]
+    whole = whole_disk_filesystem(target.node, target.table)
+    if whole is not None:
+        lines.append(f"  a filesystem on the whole disk (no partition table): {whole.type} "
+                     f"{whole.label or ''}".rstrip())
+    elif not target.partitions:
         lines.append("  no partitions")
     for part in target.partitions:
         lines.append(f"  partition {part.number}: {human_size(part.size)} "
@@ -54,7 +59,7 @@ def describe_plan(plan: RestorePlan) -> str:
              f"{human_size(int(manifest.disk['size']))}), {human_size(manifest.used_bytes)} used.",
              *describe_target(plan.target), "It will hold:"]
     lines += [f"  {line}" for line in plan.describe()]
-    return "\n".join(lines)
+    return fit80("\n".join(lines))
 
 
 def plan_json(plan: RestorePlan) -> dict[str, object]:
@@ -92,15 +97,15 @@ def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
     if args.json:
         print_json({**plan_json(plan), "seconds": round(seconds, 3)})
     else:
-        print(f"Restored image {plan.image.manifest.name} onto {plan.target.node}: "
-              f"{rate(plan.total, seconds)}; every chunk was checked.")
+        print(fit80(f"Restored image {plan.image.manifest.name} onto {plan.target.node}: "
+                    f"{rate(plan.total, seconds)}; every chunk was checked."))
     return 0
 
 
 def run_clone(args: argparse.Namespace, cancel: threading.Event) -> int:
     progress = make_progress(args.progress)
     plan = plan_clone(args.source, args.target, grow=args.grow, progress=progress)
-    description = "\n".join([*describe_target(plan.target), *plan.describe()])
+    description = fit80("\n".join([*describe_target(plan.target), *plan.describe()]))
     if args.dry_run:
         if args.json:
             print_json(plan.to_json())
@@ -115,7 +120,8 @@ def run_clone(args: argparse.Namespace, cancel: threading.Event) -> int:
     if args.json:
         print_json({**plan.to_json(), "seconds": round(seconds, 3)})
     else:
-        print(f"Cloned {plan.source.node} onto {plan.target.node}: {rate(plan.total, seconds)}.")
+        print(fit80(f"Cloned {plan.source.node} onto {plan.target.node}: "
+                    f"{rate(plan.total, seconds)}."))
     return 0
 
 
