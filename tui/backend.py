@@ -223,10 +223,14 @@ class EngineBackend:
                 result = verify_image(request.repo, request.image, progress=progress,
                                       cancel=cancel)
                 what = f"Image {request.image} is intact: {result.chunks} chunks re-hashed"
+            if result.skipped:
+                what += " in every part that was compared; not everything was"
             took = time.monotonic() - started
             lines = [f"{what} ({rate_text(result.bytes_checked, took)})."]
-            lines += [f"Not compared: {skipped}." for skipped in result.skipped]
-            return JobSummary(tuple(lines), "Verified.")
+            lines += [f"{check.line()}." for check in result.checks]
+            # "Verified." is said only of a job that compared everything it holds
+            return JobSummary(tuple(lines), "Compared where shown; see what was not."
+                              if result.skipped else "Verified.")
 
         against = f" against /dev/{request.disk}" if request.disk else ""
         return JobSpec("verify", f"Verify image {request.image}{against}", run)

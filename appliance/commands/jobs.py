@@ -132,6 +132,8 @@ def run_verify(args: argparse.Namespace, cancel: threading.Event) -> int:
         result = verify_against(args.repo, args.image, args.against, progress=progress,
                                 cancel=cancel)
         what = f"{args.against} holds the same data as image {args.image}"
+        if result.skipped:
+            what += " in every part that was compared; not everything was"
     else:
         result = verify_image(args.repo, args.image, progress=progress, cancel=cancel)
         what = f"Image {args.image} is intact: {result.chunks} chunks checked"
@@ -139,9 +141,11 @@ def run_verify(args: argparse.Namespace, cancel: threading.Event) -> int:
     if args.json:
         print_json({"command": "verify", "image": args.image, "against": args.against,
                     "ok": True, "chunks": result.chunks, "bytes": result.bytes_checked,
-                    "skipped": result.skipped, "seconds": round(seconds, 3)})
+                    "skipped": result.skipped, "seconds": round(seconds, 3),
+                    "compared_all": not result.skipped,
+                    "checks": [check.to_json() for check in result.checks]})
     else:
-        print(f"{what} ({rate(result.bytes_checked, seconds)}).")
-        for skipped in result.skipped:
-            print(f"Not compared: {skipped}.")
+        print(fit80(f"{what} ({rate(result.bytes_checked, seconds)})."))
+        for check in result.checks:  # verify --against: how each region was compared
+            print(fit80(f"  {check.line()}."))
     return 0
