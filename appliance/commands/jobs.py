@@ -28,10 +28,10 @@ def run_save(args: argparse.Namespace, cancel: threading.Event) -> int:
         print_json({"command": "save", "image": manifest.name, "seconds": round(seconds, 3),
                     **stats})
     else:
-        print(fit80(f"Saved {manifest.disk.get('model') or manifest.disk['name']} as image "
-                    f"{manifest.name}: {rate(int(stats['used_bytes']), seconds)}; "
-                    f"{stats['new_chunks']} new chunks ({human_size(int(stats['new_bytes']))}),"
-                    f" {stats['reused_chunks']} already stored."))
+        print(f"Saved {manifest.disk.get('model') or manifest.disk['name']} as image "
+              f"{manifest.name}: {rate(int(stats['used_bytes']), seconds)}; "
+              f"{stats['new_chunks']} new chunks ({human_size(int(stats['new_bytes']))}), "
+              f"{stats['reused_chunks']} already stored.")
         if stats.get("read_errors"):
             print(f"Warning: {len(stats['read_errors'])} unreadable areas were saved as zeros; "
                   "see the image's log.txt.")
@@ -97,8 +97,8 @@ def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
     if args.json:
         print_json({**plan_json(plan), "seconds": round(seconds, 3)})
     else:
-        print(fit80(f"Restored image {plan.image.manifest.name} onto {plan.target.node}: "
-                    f"{rate(plan.total, seconds)}; every chunk was checked."))
+        print(f"Restored image {plan.image.manifest.name} onto {plan.target.node}: "
+              f"{rate(plan.total, seconds)}; every chunk was checked.")
     return 0
 
 
@@ -120,8 +120,7 @@ def run_clone(args: argparse.Namespace, cancel: threading.Event) -> int:
     if args.json:
         print_json({**plan.to_json(), "seconds": round(seconds, 3)})
     else:
-        print(fit80(f"Cloned {plan.source.node} onto {plan.target.node}: "
-                    f"{rate(plan.total, seconds)}."))
+        print(f"Cloned {plan.source.node} onto {plan.target.node}: {rate(plan.total, seconds)}.")
     return 0
 
 
