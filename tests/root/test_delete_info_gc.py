@@ -159,3 +159,28 @@ def test_gc_refuses_when_nothing_of_an_image_can_be_read(repo: Path) -> None:
     assert "gc removed" in out
     assert chunk_files(repo) == image_chunks(repo, "base")
     appliance("verify", "--repo", str(repo), "--image", "base")
+
+
+def test_delete_waits_for_no_writer(repo: Path) -> None:
+    import os
+    import socket
+
+    start = Path(f"/proc/{os.getpid()}/stat").read_text()
+    start = start[start.rfind(")") + 2 :].split()[19]
+    (repo / "lock").write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "start": start,
+                "command": "save sdz",
+                "since": "now",
+            }
+        )
+    )
+    refused(
+        appliance("delete", "--repo", str(repo), "--image", "second", "--yes", check=False),
+        7,
+        "in use",
+    )
+    assert (repo / "images" / "second" / "manifest.json").exists()

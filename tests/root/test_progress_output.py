@@ -94,3 +94,20 @@ def test_verify_and_save_keep_stdout_to_json(saved: tuple[Loops, str, Path, Path
     proc = appliance("verify", "--repo", str(repo), "--image", "img", "--progress=json")
     for line in proc.stdout.splitlines():
         json.loads(line)
+
+
+def test_json_alone_keeps_stdout_to_json(
+    saved: tuple[Loops, str, Path, Path], tmp_path: Path
+) -> None:
+    """--json with the terminal progress: the progress goes to stderr, stdout is the result."""
+    loops, source, repo, _ = saved
+    target = loops.attach(sparse_file(tmp_path, "same.img", 500 * MiB))
+    for args in (
+        ["restore", "--repo", str(repo), "--image", "img", target, "--dry-run"],
+        ["restore", "--repo", str(repo), "--image", "img", target, "--yes"],
+        ["clone", source, target, "--yes"],
+        ["verify", "--repo", str(repo), "--image", "img", "--against", target],
+    ):
+        [result] = json_only(appliance(*args, "--json"))
+        assert result["command"] == args[0]
+    loops.detach(target)
