@@ -90,7 +90,8 @@ def mounted_read_only(node: str, fstype: str) -> Iterator[Path]:
         if options is None:
             run(["ntfs-3g", "-o", f"ro,{SAFE}", node, str(where)], timeout=120)
         else:
-            run(["mount", "-t", fstype, "-o", f"{options},{SAFE}", node, str(where)], timeout=120)
+            kind = "ext4" if fstype.startswith("ext") else fstype  # ext4's driver has noload
+            run(["mount", "-t", kind, "-o", f"{options},{SAFE}", node, str(where)], timeout=120)
     except ApplianceError as exc:
         with contextlib.suppress(OSError):
             where.rmdir()

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 from cli import appliance, file_digest, refused, result_json
 from conftest import Loops
-from diskbuild import GPT_DISK_SIZE, MiB, build_gpt_disk, sparse_file
+from diskbuild import (
+    GPT_DISK_SIZE,
+    MBR_DISK_SIZE,
+    MiB,
+    build_gpt_disk,
+    build_mbr_disk,
+    sparse_file,
+)
 from diskcompare import mounted, partition_nodes
 
 pytestmark = pytest.mark.root
@@ -114,3 +121,22 @@ def test_same_size_disk_is_compared_byte_for_byte(
     text = verify(repo, target).stdout
     assert text.startswith(f"{target} holds the same data as image img (")
     loops.detach(target)
+
+
+def test_grown_btrfs_on_an_mbr_disk_is_compared_by_files(tmp_path: Path) -> None:
+    """btrfs (mounted with nologreplay) and xfs (untouched, byte for byte) on logicals."""
+    loops = Loops(tmp_path)
+    try:
+        source = build_mbr_disk(loops, tmp_path / "mbr.img")
+        repo = tmp_path / "repo"
+        appliance("save", source, "--repo", str(repo), "--image", "img")
+        path = sparse_file(tmp_path, "target.img", MBR_DISK_SIZE * 3 // 2)
+        target = loops.attach(path)
+        appliance("restore", "--repo", str(repo), "--image", "img", target, "--yes")
+        before = file_digest(path)
+        data = result_json(verify(repo, target, "--json"))
+        how = {c["region"]: c["how"] for c in data["checks"]}
+        assert how["p6"] == "files" and how["p5"] == "bytes" and how["p1"] == "bytes"
+        assert file_digest(path) == before, "verify wrote to the disk"
+    finally:
+        loops.cleanup()
