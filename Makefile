@@ -1,4 +1,4 @@
-# The README's two commands: `sudo make demo` (the TUI on demo disks) and `sudo make check`.
+# The README's two commands: `make demo` (the TUI on demo disks) and `make check`, as root.
 PY := .venv/bin/python
 .PHONY: setup test check lint types demo clean
 

@@ -45,7 +45,8 @@ def build_parser() -> Parser:
 
     def progress_opt(p: argparse.ArgumentParser) -> None:
         p.add_argument("--progress", choices=["auto", "json", "none"], default="auto",
-                       help="progress on the terminal (auto), as JSON lines on stdout, or none")
+                       help="progress on the terminal (auto), as JSON lines on stdout (the "
+                       "result too, as with --json), or none")
 
     def target_opts(p: argparse.ArgumentParser) -> None:
         """What every job that overwrites a disk takes."""
@@ -111,6 +112,19 @@ def build_parser() -> Parser:
     p = sub.add_parser("gc", help="remove chunks that no complete image uses")
     p.add_argument("--repo", required=True)
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("delete", help="delete an image (then gc frees its chunks)")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--yes", action="store_true", help="do not ask before deleting")
+    p.add_argument("--gc", action="store_true",
+                   help="remove the chunks no other image uses right away")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("info", help="show an image: its disk, partitions, proofs and log")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--json", action="store_true")
     return parser
 
 
@@ -119,6 +133,8 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    if getattr(args, "progress", None) == "json" and hasattr(args, "json"):
+        args.json = True  # stdout holds JSON lines only: the result is one too
     # Imported here so that `appliance --help` works even when a dependency is missing.
     if args.command == "disks":
         from appliance.commands import disks
@@ -135,6 +151,14 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "tui":  # its own program: appliance/ never imports textual or tui
         flags = ["--demo"] if args.demo else []
         os.execv(sys.executable, [sys.executable, "-m", "tui", *flags])
+    if args.command == "delete":
+        from appliance.commands import delete
+
+        return delete.run_delete(args)
+    if args.command == "info":
+        from appliance.commands import info
+
+        return info.run_info(args)
     from appliance.commands import catalog, jobs
 
     if args.command == "save":

@@ -105,7 +105,7 @@ def demo_disks() -> Iterator[DemoDisks]:
     """A laptop disk with Windows-like GPT layout and real filesystems, a blank larger SSD,
     and a USB stick whose filesystem holds the repository (mounted)."""
     if os.geteuid() != 0:
-        raise DeviceError("The demo makes loop devices, which needs root; run it with sudo.")
+        raise DeviceError("The demo makes loop devices, which needs root; run it as root.")
     base = Path(os.environ.get("APPLIANCE_DEMO_DIR", "/var/tmp"))
     demo = DemoDisks(Path(tempfile.mkdtemp(prefix="appliance-demo-", dir=base)))
     try:

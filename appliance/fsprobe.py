@@ -23,11 +23,11 @@ _FOUND, _NOTHING, _AMBIVALENT = 0, 2, 8
 
 @dataclass(frozen=True)
 class FsInfo:
-    type: str | None = None      # blkid TYPE: ext4, xfs, vfat, ntfs, swap, ...
-    version: str | None = None   # blkid VERSION: "1.0", "FAT32"
+    type: str | None = None  # blkid TYPE: ext4, xfs, vfat, ntfs, swap, ...
+    version: str | None = None  # blkid VERSION: "1.0", "FAT32"
     label: str | None = None
     uuid: str | None = None
-    usage: str | None = None     # blkid USAGE: "filesystem", "other" (swap), "raid", "crypto"
+    usage: str | None = None  # blkid USAGE: "filesystem", "other" (swap), "raid", "crypto"
 
 
 def _unescape(value: str) -> str:
@@ -60,9 +60,13 @@ def fsinfo_from_export(values: dict[str, str]) -> FsInfo:
     """The filesystem fields of a parsed blkid export; all None when blkid found no TYPE."""
     if not values.get("TYPE"):
         return FsInfo()
-    return FsInfo(type=values["TYPE"], version=values.get("VERSION") or None,
-                  label=values.get("LABEL") or None, uuid=values.get("UUID") or None,
-                  usage=values.get("USAGE") or None)
+    return FsInfo(
+        type=values["TYPE"],
+        version=values.get("VERSION") or None,
+        label=values.get("LABEL") or None,
+        uuid=values.get("UUID") or None,
+        usage=values.get("USAGE") or None,
+    )
 
 
 def probe_filesystem(node: str) -> FsInfo:
@@ -79,3 +83,15 @@ def probe_filesystem(node: str) -> FsInfo:
         reason = detail[-1] if detail else f"exit code {proc.returncode}"
         raise DeviceError(f"The filesystem on {node} cannot be identified: {reason}")
     return fsinfo_from_export(parse_export(proc.stdout))
+
+
+def whole_disk_filesystem(node: str, table: str | None) -> FsInfo | None:
+    """The filesystem made on a whole disk without a partition table (`mkfs.ext4 /dev/sdX`),
+    or None: the disk has a table, holds nothing blkid knows, or cannot be read."""
+    if table is not None:
+        return None
+    try:
+        info = probe_filesystem(node)
+    except DeviceError:
+        return None
+    return info if info.type else None

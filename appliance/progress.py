@@ -17,13 +17,13 @@ from typing import TextIO
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    phase: str            # "map", "save", "restore", "verify", "table", "done"
-    done: int             # bytes of used data done
-    total: int            # bytes of used data in the whole job
-    rate: float           # bytes per second since the job started moving data
-    eta: float | None     # seconds left, None while unknown
-    elapsed: float        # seconds since the job started
-    message: str = ""     # what is happening, for people
+    phase: str  # "map", "save", "restore", "verify", "table", "done"
+    done: int  # bytes of used data done
+    total: int  # bytes of used data in the whole job (>= done; 0 while unknown)
+    rate: float  # bytes per second since the job started moving data
+    eta: float | None  # seconds left, None while unknown
+    elapsed: float  # seconds since the job started
+    message: str = ""  # what is happening, for people
 
 
 Listener = Callable[[ProgressEvent], None]
@@ -47,6 +47,12 @@ class Progress:
         with self._lock:
             self._done += nbytes
 
+    def adjust_total(self, delta: int) -> None:
+        """Correct the total once a step knows its real size (a shrunk partition copies the
+        shrunk filesystem's used bytes, not the source's)."""
+        with self._lock:
+            self.total = max(self.total + delta, self._done)
+
     @property
     def done(self) -> int:
         return self._done
@@ -64,9 +70,12 @@ class Progress:
         rate = 0.0
         if self._moving_since is not None and now > self._moving_since:
             rate = (self._done - self._moving_base) / (now - self._moving_since)
-        eta = (self.total - self._done) / rate if rate > 0 and self.total >= self._done else None
-        return ProgressEvent(self.phase, self._done, self.total, rate, eta,
-                             now - self._started, self.message)
+        # Never more done than the total: an estimate that fell short grows to what is done.
+        total = max(self.total, self._done)
+        eta = (total - self._done) / rate if rate > 0 and total else None
+        return ProgressEvent(
+            self.phase, self._done, total, rate, eta, now - self._started, self.message
+        )
 
     def tick(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -95,9 +104,11 @@ def terminal_listener(stream: TextIO = sys.stderr) -> Listener:
     state = {"last": 0.0}
 
     def show(ev: ProgressEvent) -> None:
-        pct = f"{100 * ev.done / ev.total:5.1f}%" if ev.total else "  -  "
-        line = (f"{ev.phase:8} {pct} {_mb(ev.done)} of {_mb(ev.total)}  "
-                f"{ev.rate / 1e6:6.1f} MB/s  ETA {clock(ev.eta)}  {ev.message}")
+        pct = f"{min(100.0, 100 * ev.done / ev.total):5.1f}%" if ev.total else "  -  "
+        line = (
+            f"{ev.phase:8} {pct} {_mb(ev.done)} of {_mb(ev.total)}  "
+            f"{ev.rate / 1e6:6.1f} MB/s  ETA {clock(ev.eta)}  {ev.message}"
+        )
         if is_tty:
             end = "\n" if ev.phase == "done" else ""
             stream.write("\r\033[K" + line[:200] + end)

@@ -78,6 +78,7 @@ class ApplianceApp(App[int]):
         self.repo = RepoState(path=repo)
         self.disks: Scan = Scan((), ())
         self.usage: dict[tuple[Any, ...], list[Usage]] = {}
+        self.whole_fs: dict[str, str] = {}  # disk name -> a filesystem on the whole disk
         self.job_running = False
         self.disks_changed: Signal[Scan] = Signal(self, "disks-changed")
         self.usage_changed: Signal[str] = Signal(self, "usage-changed")
@@ -167,7 +168,28 @@ class ApplianceApp(App[int]):
                         exit_on_error=False)
 
     def _scan(self) -> Scan:
-        return self.backend.scan()
+        scan = self.backend.scan()
+        whole: dict[str, str] = {}
+        for disk in scan.disks:
+            if disk.table is None and not disk.partitions:
+                try:
+                    found = self.backend.whole_filesystem(disk)
+                except ApplianceError as exc:
+                    log.info("cannot probe %s: %s", disk.node, exc)
+                    found = None
+                if found:
+                    whole[disk.name] = found
+        self.whole_fs = whole
+        return scan
+
+    def disk_notes(self, scan: Scan) -> dict[str, str]:
+        """What the Note column says of a disk: it holds the repository, or a filesystem
+        on the whole disk (no partition table), which is not an empty disk."""
+        repo = self.repo_disks()
+        notes = {d.name: f"{self.whole_fs[d.name].split(' ')[0]}, no table"
+                 for d in scan.disks if d.name in self.whole_fs}
+        notes.update({d.name: "repository" for d in scan.disks if d.name in repo})
+        return notes
 
     @staticmethod
     def usage_key(disk: Disk) -> tuple[Any, ...]:

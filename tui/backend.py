@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from appliance import identity
 from appliance.devices import Problem, Scan, probe_disk, scan_disks
 from appliance.errors import ApplianceError
+from appliance.fsprobe import whole_disk_filesystem
 from appliance.jobs.catalog import ImageSummary, list_images
 from appliance.model import Disk, human_size
 from appliance.preflight import Preflight, Usage, free_space, measure_disk, preflight_save
@@ -46,17 +47,28 @@ class Backend(Protocol):
     def today(self) -> str: ...
     def free(self, path: str) -> int | None: ...
     def repo_disks(self, path: str) -> set[str]: ...
+    def whole_filesystem(self, disk: Disk) -> str | None: ...
 
 
 def restore_layout(plan: Any) -> tuple[str, ...]:
     """The layout a RestorePlan writes, a line per partition (grown, shrunk or moved by the
     engine's fit when the target's size differs)."""
     manifest = plan.image.manifest
-    table = (manifest.table or {}).get("type")
-    fitted = getattr(plan, "fit", None)
+    return layout_lines((manifest.table or {}).get("type"), manifest.regions,
+                        getattr(plan, "fit", None), plan.target.size)
+
+
+def clone_layout(plan: Any) -> tuple[str, ...]:
+    """The layout a ClonePlan writes, in the same words and sizes as a restore's."""
+    return layout_lines(plan.source.table, [r.region for r in plan.regions],
+                        getattr(plan, "fit", None), plan.target.size)
+
+
+def layout_lines(table: str | None, regions: Sequence[Any], fitted: Any,
+                 target_size: int) -> tuple[str, ...]:
     lines = [f"{(table or 'no').upper()} partition table"]
     end = 0
-    for region in manifest.regions:
+    for region in regions:
         if region.partition is None:
             continue
         label = f" {region.label}" if region.label else ""
@@ -72,7 +84,7 @@ def restore_layout(plan: Any) -> tuple[str, ...]:
         end = max(end, start + size)
         lines.append(f"partition {region.partition}: {human_size(size)} "
                      f"{region.fstype or 'unformatted'}{label} ({region.method}{change})")
-    spare = plan.target.size - end - 1024 * 1024
+    spare = target_size - end - 1024 * 1024
     if end and spare > 0:
         lines.append(f"{human_size(spare)} at the end stay unallocated")
     return tuple(lines)
@@ -124,7 +136,8 @@ class EngineBackend:
 
         plan = plan_restore(repo, image, target)
         return WritePlan("restore", plan.target, image_source(plan.image.manifest),
-                         restore_layout(plan), plan.total, plan, repo, image)
+                         restore_layout(plan), plan.total, plan, repo, image,
+                         target_fs=self.whole_filesystem(plan.target))
 
     def _clone_module(self) -> Any:
         try:
@@ -141,7 +154,14 @@ class EngineBackend:
             raise ApplianceError(CLONE_MISSING)
         plan = module.plan_clone(source, target)
         return WritePlan("clone", plan.target, f"a copy of {plan.source.describe()}",
-                         tuple(line.strip() for line in plan.describe()), int(plan.total), plan)
+                         clone_layout(plan), int(plan.total), plan,
+                         target_fs=self.whole_filesystem(plan.target))
+
+    def whole_filesystem(self, disk: Disk) -> str | None:
+        fs = whole_disk_filesystem(disk.node, disk.table)
+        if fs is None:
+            return None
+        return f"{fs.type}{' ' + fs.label if fs.label else ''}"
 
     def volumes(self, disks: Sequence[Disk]) -> list[Volume]:
         return volumes(disks)
@@ -222,10 +242,14 @@ class EngineBackend:
                 result = verify_image(request.repo, request.image, progress=progress,
                                       cancel=cancel)
                 what = f"Image {request.image} is intact: {result.chunks} chunks re-hashed"
+            if result.skipped:
+                what += " in every part that was compared; not everything was"
             took = time.monotonic() - started
             lines = [f"{what} ({rate_text(result.bytes_checked, took)})."]
-            lines += [f"Not compared: {skipped}." for skipped in result.skipped]
-            return JobSummary(tuple(lines), "Verified.")
+            lines += [f"{check.line()}." for check in result.checks]
+            # "Verified." is said only of a job that compared everything it holds
+            return JobSummary(tuple(lines), "Compared where shown; see what was not."
+                              if result.skipped else "Verified.")
 
         against = f" against /dev/{request.disk}" if request.disk else ""
         return JobSpec("verify", f"Verify image {request.image}{against}", run)

@@ -28,6 +28,7 @@ class WritePlan:
     engine_plan: object = None       # RestorePlan / ClonePlan, handed back to run it
     repo: str = ""                   # restore: the repository and image, for a verify after
     image: str = ""
+    target_fs: str | None = None     # a filesystem on the whole target (no table): "ext4 DATA"
 
 
 @dataclass(frozen=True)

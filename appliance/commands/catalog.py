@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 from appliance.commands.output import print_json
 from appliance.jobs.catalog import gc, list_images
@@ -17,15 +18,28 @@ def run_images(args: argparse.Namespace) -> int:
     if not images:
         print(f"The repository {args.repo} holds no images.")
         return 0
-    print(f"{'NAME':24} {'SAVED':20} {'SOURCE DISK':32} {'SIZE':>9} {'USED':>9} {'STORED':>9}"
-          "  STATE")
+    print(f"{'NAME':17} {'SAVED':16}  {'SIZE':>8}  {'USED':>8}  {'STORED':>8}  STATE")
     for img in images:
         source = f"{img.disk.get('model') or '?'} {img.disk.get('serial') or ''}".strip()
         state = "complete" if img.complete and not img.problem else (
-            img.problem or "INCOMPLETE (not restorable)")
-        print(f"{img.name:24} {(img.finished or img.created)[:19]:20} {source[:32]:32} "
-              f"{human_size(int(img.disk.get('size') or 0)):>9} {human_size(img.used_bytes):>9} "
-              f"{human_size(img.stored_bytes):>9}  {state}")
+            "DAMAGED" if img.problem else "INCOMPLETE")
+        name = img.name
+        if len(name) > 17:  # a long name gets its own line; the figures stay in columns
+            print(name)
+            name = ""
+        saved = (img.finished or img.created)[:16].replace("T", " ")
+        sizes = [human_size(n) if img.disk else "-" for n in (
+            int(img.disk.get("size") or 0), img.used_bytes, img.stored_bytes)]
+        print(f"{name:17} {saved or '-':16}  {sizes[0]:>8}  {sizes[1]:>8}  {sizes[2]:>8}  "
+              f"{state}")
+        notes = [f"from {source}"] if img.disk else []
+        if img.problem:
+            notes.append(img.problem)
+        elif not img.complete:
+            notes.append("the save did not finish: not restorable (resume it with --resume)")
+        for note in notes:
+            print("\n".join(textwrap.wrap(note, 80, initial_indent=" " * 18,
+                                           subsequent_indent=" " * 20)))
     return 0
 
 
@@ -33,8 +47,11 @@ def run_gc(args: argparse.Namespace) -> int:
     result = gc(args.repo)
     if args.json:
         print_json({"command": "gc", "removed_chunks": result.removed_chunks,
-                    "removed_bytes": result.removed_bytes, "kept_chunks": result.kept_chunks})
-    else:
-        print(f"Removed {result.removed_chunks} unused chunks ({human_size(result.removed_bytes)});"
-              f" {result.kept_chunks} chunks are in use.")
+                    "removed_bytes": result.removed_bytes, "kept_chunks": result.kept_chunks,
+                    "skipped": result.skipped_json()})
+        return 0
+    print(f"Removed {result.removed_chunks} unused chunks ({human_size(result.removed_bytes)});"
+          f" {result.kept_chunks} chunks are in use.")
+    for name, reason in result.skipped:
+        print(f"Image {name} is damaged: {reason}.")
     return 0

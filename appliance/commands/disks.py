@@ -8,6 +8,8 @@ null where unknown)::
         "size": int, "logical_sector": int, "physical_sector": int,
         "removable": bool, "readonly": bool, "is_loop": bool, "backing_file": str|null,
         "table": "gpt"|"dos"|null,
+        "filesystem": {"type": str, "version": str|null, "label": str|null, "uuid": str|null,
+                       "usage": str|null}|null,   # a filesystem on the whole disk (no table)
         "table_id": str|null,          # GPT disk GUID (lower case) or MBR id "0x1234abcd"
         "incomplete": str|null,        # "incomplete restore of IMAGE, started TIME": a
                                        # restore or clone onto this disk stopped halfway
@@ -29,9 +31,12 @@ null where unknown)::
 from __future__ import annotations
 
 import json
+import textwrap
+from dataclasses import asdict
 from typing import Any, TextIO
 
 from appliance.devices import Problem, scan_disks
+from appliance.fsprobe import FsInfo, whole_disk_filesystem
 from appliance.model import Disk, Partition, human_size
 
 GPT_TYPES = {
@@ -96,7 +101,7 @@ def partition_json(part: Partition) -> dict[str, Any]:
     }
 
 
-def disk_json(disk: Disk) -> dict[str, Any]:
+def disk_json(disk: Disk, whole_fs: FsInfo | None = None) -> dict[str, Any]:
     return {
         "name": disk.name,
         "node": disk.node,
@@ -111,6 +116,7 @@ def disk_json(disk: Disk) -> dict[str, Any]:
         "backing_file": disk.backing_file,
         "table": disk.table,
         "table_id": disk.table_id,
+        "filesystem": asdict(whole_fs) if whole_fs else None,
         "incomplete": disk.incomplete,
         "partitions": [partition_json(part) for part in disk.partitions],
     }
@@ -130,6 +136,9 @@ def _filesystem(part: Partition) -> str:
     return part.fstype
 
 
+WIDTH = 80  # the console of the live system
+
+
 def _table_lines(disk: Disk) -> list[str]:
     header = ("#", "start", "size", "type", "filesystem", "label", "UUID")
     rows = [header]
@@ -146,19 +155,36 @@ def _table_lines(disk: Disk) -> list[str]:
             )
         )
     widths = [max(len(row[col]) for row in rows) for col in range(len(header))]
+    # Too wide for the console: the UUID goes on a line of its own under its partition.
+    split = 4 + sum(widths) + 2 * (len(widths) - 1) > WIDTH
+    if split:
+        widths = widths[:-1]
     right = {0, 1, 2}  # numbers line up on the right
     lines = []
     for row in rows:
         cells = [
             cell.rjust(widths[col]) if col in right else cell.ljust(widths[col])
-            for col, cell in enumerate(row)
+            for col, cell in enumerate(row[: len(widths)])
         ]
-        lines.append("    " + "  ".join(cells).rstrip())
+        lines.append(("    " + "  ".join(cells).rstrip())[:WIDTH])
+        if split and row is not header and row[-1] != "-":
+            lines.append(f"    {'':{widths[0]}}  UUID {row[-1]}"[:WIDTH])
     return lines
 
 
-def disk_lines(disk: Disk) -> list[str]:
-    """The human-readable block for one disk."""
+def _whole_disk_line(fs: FsInfo) -> str:
+    what = f"{fs.type} {fs.version}" if fs.type == "vfat" and fs.version else str(fs.type)
+    label = f' "{fs.label}"' if fs.label else ""
+    uuid = f", UUID {fs.uuid}" if fs.uuid else ""
+    return f"  no partition table: the whole disk holds a filesystem, {what}{label}{uuid}"
+
+
+def _wrap(line: str) -> list[str]:
+    return textwrap.wrap(line, WIDTH, subsequent_indent="    ", break_on_hyphens=False)
+
+
+def disk_lines(disk: Disk, whole_fs: FsInfo | None = None) -> list[str]:
+    """The human-readable block for one disk, in lines that fit 80 columns."""
     serial = f"serial {disk.serial}" if disk.serial else "no serial"
     lines = [f"{disk.name}  {disk.model or 'Unknown model'}, {serial}"]
     facts = [
@@ -170,11 +196,15 @@ def disk_lines(disk: Disk) -> list[str]:
         facts.append("removable")
     if disk.readonly:
         facts.append("read-only")
+    lines += _wrap("  " + ", ".join(facts))
     if disk.is_loop:
-        facts.append(f"file {disk.backing_file}")
-    lines.append("  " + ", ".join(facts))
+        lines += _wrap(f"  file {disk.backing_file}")
     if disk.incomplete:
-        lines.append(f"  {disk.incomplete}: no valid partition table; run it again to finish it")
+        lines += _wrap(
+            f"  {disk.incomplete}: no valid partition table; run it again to finish it"
+        )
+    if whole_fs is not None:
+        return lines + _wrap(_whole_disk_line(whole_fs))
     if disk.table is None:
         lines.append("  no partition table")
         return lines
@@ -189,9 +219,10 @@ def disk_lines(disk: Disk) -> list[str]:
 def run_disks(all_disks: bool, as_json: bool, out: TextIO) -> int:
     """Print the disks (loop devices too with `all_disks`); exit code 0."""
     scan = scan_disks(include_loop=all_disks)
+    whole = {disk.node: whole_disk_filesystem(disk.node, disk.table) for disk in scan.disks}
     if as_json:
         data = {
-            "disks": [disk_json(disk) for disk in scan.disks],
+            "disks": [disk_json(disk, whole[disk.node]) for disk in scan.disks],
             "problems": [problem_json(problem) for problem in scan.problems],
         }
         out.write(json.dumps(data, indent=2) + "\n")
@@ -199,11 +230,11 @@ def run_disks(all_disks: bool, as_json: bool, out: TextIO) -> int:
     if not scan.disks and not scan.problems:
         hint = "" if all_disks else " (--all lists loop devices too)"
         out.write(f"No disks found{hint}.\n")
-    blocks = ["\n".join(disk_lines(disk)) for disk in scan.disks]
+    blocks = ["\n".join(disk_lines(disk, whole[disk.node])) for disk in scan.disks]
     out.write("\n\n".join(blocks) + ("\n" if blocks else ""))
     if scan.problems:
         out.write("\n" if blocks else "")
         out.write("Disks that cannot be read:\n")
         for problem in scan.problems:
-            out.write(f"  {problem.name}: {problem.error}\n")
+            out.write("\n".join(_wrap(f"  {problem.name}: {problem.error}")) + "\n")
     return 0

@@ -7,8 +7,9 @@ import sys
 import threading
 import time
 
-from appliance.commands.output import make_progress, print_json, rate
+from appliance.commands.output import fit80, make_progress, print_json, rate
 from appliance.errors import WARNINGS_EXIT, SafetyRefusal
+from appliance.fsprobe import whole_disk_filesystem
 from appliance.jobs.clone import clone, clone_steps, plan_clone
 from appliance.jobs.restore import RestorePlan, plan_restore, restore, restore_steps
 from appliance.jobs.save import save
@@ -50,10 +51,14 @@ def print_warnings(warnings: list[str]) -> None:
 
 
 def describe_target(target: Disk) -> list[str]:
-    lines = [f"Target {target.describe()} will be ERASED. It now holds:"]
+    lines = [f"Target {target.describe()}", "will be ERASED. It now holds:"]
+    whole = whole_disk_filesystem(target.node, target.table)
     if target.incomplete:
         lines.append(f"  an {target.incomplete} (this job writes it again from the start)")
-    if not target.partitions:
+    if whole is not None:
+        lines.append(f"  a filesystem on the whole disk (no partition table): {whole.type} "
+                     f"{whole.label or ''}".rstrip())
+    elif not target.partitions and not target.incomplete:
         lines.append("  no partitions")
     for part in target.partitions:
         lines.append(f"  partition {part.number}: {human_size(part.size)} "
@@ -68,7 +73,7 @@ def describe_plan(plan: RestorePlan) -> str:
              f"{human_size(int(manifest.disk['size']))}), {human_size(manifest.used_bytes)} used.",
              *describe_target(plan.target), "It will hold:"]
     lines += [f"  {line}" for line in plan.describe()]
-    return "\n".join(lines)
+    return fit80("\n".join(lines))
 
 
 def plan_json(plan: RestorePlan) -> dict[str, object]:
@@ -115,7 +120,7 @@ def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
 def run_clone(args: argparse.Namespace, cancel: threading.Event) -> int:
     progress = make_progress(args.progress)
     plan = plan_clone(args.source, args.target, grow=args.grow, progress=progress)
-    description = "\n".join([*describe_target(plan.target), *plan.describe()])
+    description = fit80("\n".join([*describe_target(plan.target), *plan.describe()]))
     if args.dry_run:
         steps = clone_steps(plan)
         if args.json:
@@ -142,6 +147,8 @@ def run_verify(args: argparse.Namespace, cancel: threading.Event) -> int:
         result = verify_against(args.repo, args.image, args.against, progress=progress,
                                 cancel=cancel)
         what = f"{args.against} holds the same data as image {args.image}"
+        if result.skipped:
+            what += " in every part that was compared; not everything was"
     else:
         result = verify_image(args.repo, args.image, progress=progress, cancel=cancel)
         what = f"Image {args.image} is intact: {result.chunks} chunks checked"
@@ -149,9 +156,11 @@ def run_verify(args: argparse.Namespace, cancel: threading.Event) -> int:
     if args.json:
         print_json({"command": "verify", "image": args.image, "against": args.against,
                     "ok": True, "chunks": result.chunks, "bytes": result.bytes_checked,
-                    "skipped": result.skipped, "seconds": round(seconds, 3)})
+                    "skipped": result.skipped, "seconds": round(seconds, 3),
+                    "compared_all": not result.skipped,
+                    "checks": [check.to_json() for check in result.checks]})
     else:
-        print(f"{what} ({rate(result.bytes_checked, seconds)}).")
-        for skipped in result.skipped:
-            print(f"Not compared: {skipped}.")
+        print(fit80(f"{what} ({rate(result.bytes_checked, seconds)})."))
+        for check in result.checks:  # verify --against: how each region was compared
+            print(fit80(f"  {check.line()}."))
     return 0

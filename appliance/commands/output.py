@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from typing import Any
 
 from appliance.model import human_size
@@ -26,3 +27,17 @@ def print_json(data: dict[str, Any]) -> None:
 def rate(nbytes: int, seconds: float) -> str:
     per = nbytes / seconds if seconds > 0 else 0.0
     return f"{human_size(nbytes)} in {seconds:.1f} s ({per / 1e6:.1f} MB/s)"
+
+
+WIDTH = 80  # the console of the live system
+
+
+def fit80(text: str) -> str:
+    """Each line wrapped to 80 columns; a continuation is indented 4 more than its line."""
+    out: list[str] = []
+    for line in text.splitlines():
+        indent = line[: len(line) - len(line.lstrip())]
+        out += textwrap.wrap(
+            line, WIDTH, subsequent_indent=indent + "    ", break_on_hyphens=False
+        ) or [""]
+    return "\n".join(out)

@@ -1,13 +1,20 @@
-"""images and gc: what a repository holds, and removing chunks no complete image uses."""
+"""images, delete and gc: what a repository holds, removing an image, and removing the chunks
+that no complete image uses."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, CorruptData, ImageError
 from appliance.jobs.imageread import load_image, load_manifest
-from appliance.repo import Repository
+from appliance.manifest import Index
+from appliance.repo import Repository, fsync_dir, storage_error
+
+DELETING = ".deleting-"  # an image folder being deleted (hidden from image_names)
 
 
 @dataclass
@@ -51,28 +58,123 @@ class GcResult:
     removed_bytes: int
     kept_chunks: int
     removed_tmp: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (image, what gc did about it)
+    dry_run: bool = False
+
+    def skipped_json(self) -> list[dict[str, str]]:
+        return [{"image": name, "reason": reason} for name, reason in self.skipped]
 
 
-def gc(repo_path: str) -> GcResult:
+def _readable_indexes(folder: Path) -> list[Index]:
+    """The indexes in an image folder that still decode, whatever its manifest says."""
+    out: list[Index] = []
+    for path in sorted(folder.glob("*.idx")):
+        try:
+            out.append(Index.decode(path.read_bytes(), str(path)))
+        except (OSError, CorruptData):
+            continue
+    return out
+
+
+def _chunks_in_use(repo: Repository, skipped: list[tuple[str, str]]) -> set[str]:
+    """Every chunk a complete image names, and every chunk a damaged image might still use.
+
+    A damaged image (manifest or index unreadable) keeps every chunk that one of its readable
+    indexes names. When nothing of it can be read, no one can say which chunks it uses: gc
+    refuses rather than guess, and says how to go on.
+    """
+    keep: set[str] = set()
+    for name in repo.image_names():
+        folder = repo.image_dir(name)
+        try:
+            manifest = load_manifest(repo, name)
+        except (ApplianceError, ValueError) as exc:  # ValueError: a manifest not in UTF-8
+            indexes = _readable_indexes(folder)
+            if not indexes:
+                raise ImageError(
+                    f"gc removed nothing: the manifest of image {name} cannot be read and "
+                    "none of its indexes either, so the chunks it uses are unknown; "
+                    f"delete it with `appliance delete --repo {repo.root} --image {name}` and "
+                    "run gc again.") from exc
+            for index in indexes:
+                keep.update(c for c in index.chunks if c is not None)
+            skipped.append((name, f"its manifest is damaged; the chunks named by its "
+                                  f"{len(indexes)} readable indexes were kept"))
+            continue
+        if not manifest.complete:
+            continue  # an unfinished save: never restorable, its chunks are not kept
+        try:
+            loaded = load_image(repo, name)
+        except ApplianceError:
+            indexes = _readable_indexes(folder)
+            for index in indexes:
+                keep.update(c for c in index.chunks if c is not None)
+            skipped.append((name, f"an index is damaged; the chunks named by its "
+                                  f"{len(indexes)} readable indexes of "
+                                  f"{len(manifest.regions)} were kept"))
+            continue
+        for index in loaded.indexes.values():
+            keep.update(c for c in index.chunks if c is not None)
+    return keep
+
+
+def _collect(repo: Repository, *, dry_run: bool) -> GcResult:
+    """gc's work, under the repository lock that the caller holds."""
+    skipped: list[tuple[str, str]] = []
+    keep = _chunks_in_use(repo, skipped)
+    removed = removed_bytes = kept = 0
+    for path in repo.iter_chunks():
+        if path.name in keep:
+            kept += 1
+            continue
+        size = path.stat().st_size
+        if not dry_run:
+            path.unlink()
+        removed += 1
+        removed_bytes += size
+    tmp = 0
+    if not dry_run:
+        tmp = repo.remove_tmp_files()
+        for leftover in (repo.root / "images").glob(f"{DELETING}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        repo.sync()
+    return GcResult(removed, removed_bytes, kept, tmp, skipped, dry_run)
+
+
+def gc(repo_path: str, *, dry_run: bool = False) -> GcResult:
+    """Remove the chunks no complete image uses (with dry_run: only count them)."""
     repo = Repository.open(repo_path)
     with repo.lock("gc"):
-        keep: set[str] = set()
-        for name in repo.image_names():
-            # A damaged image stops gc (load_* raise): deleting its chunks could lose data.
-            if not load_manifest(repo, name).complete:
-                continue
-            loaded = load_image(repo, name)
-            for index in loaded.indexes.values():
-                keep.update(c for c in index.chunks if c is not None)
-        removed = removed_bytes = kept = 0
-        for path in repo.iter_chunks():
-            if path.name in keep:
-                kept += 1
-                continue
-            size = path.stat().st_size
-            path.unlink()
-            removed += 1
-            removed_bytes += size
-        tmp = repo.remove_tmp_files()
-        repo.sync()
-        return GcResult(removed, removed_bytes, kept, tmp)
+        return _collect(repo, dry_run=dry_run)
+
+
+@dataclass
+class DeleteResult:
+    image: str
+    gc: GcResult | None          # what gc removed (run_gc) or would remove
+    gc_refused: str | None = None  # why gc cannot run yet (another image is unreadable)
+
+
+def delete_image(repo_path: str, name: str, *, run_gc: bool = False) -> DeleteResult:
+    """Remove an image's folder under the repository lock; then run gc or count what it frees.
+
+    The folder is first renamed to a hidden name (one atomic step), so a delete that is
+    stopped half-way leaves no half image behind; gc removes such leftovers.
+    """
+    repo = Repository.open(repo_path)
+    folder = repo.image_dir(name)
+    if not folder.is_dir():
+        known = ", ".join(repo.image_names()) or "none"
+        raise ImageError(f"There is no image named {name} in {repo.root} (images: {known}).")
+    with repo.lock("delete"):
+        doomed = folder.with_name(f"{DELETING}{name}")
+        try:
+            os.replace(folder, doomed)
+            fsync_dir(folder.parent)
+        except OSError as exc:
+            raise storage_error(repo.root, exc) from exc
+        shutil.rmtree(doomed, ignore_errors=True)
+        try:
+            return DeleteResult(name, _collect(repo, dry_run=not run_gc))
+        except ImageError as exc:
+            return DeleteResult(name, None, str(exc))

@@ -139,6 +139,8 @@ class DiskRegion(Step):
                     if fitp.identity
                     else [(s, min(n, head_end - s)) for s, n in rplan.used if s < head_end]
                 )
+                # onto another size only the boot area is copied: the total counted it all
+                ctx.progress.adjust_total(sum(n for _, n in used) - rplan.region.used_bytes)
                 copy_held(ctx, fd, 0, 0, used, src.size)
             else:
                 copy_held(
@@ -180,7 +182,10 @@ def clone_steps(plan: ClonePlan, target: Disk | None = None) -> list[Step]:
         for index, rplan in enumerate(plan.regions)
         if index and rplan.region.partition not in fitp.shrunk
     ]
-    steps += [ShrinkCopy(fitp, number, _view_args(src, number)) for number in fitp.shrunk]
+    used = {r.region.partition: r.region.used_bytes for r in plan.regions}
+    steps += [
+        ShrinkCopy(fitp, number, _view_args(src, number), used[number]) for number in fitp.shrunk
+    ]
     steps += finishing_steps(
         fitp,
         [
@@ -210,5 +215,5 @@ def clone(
     steps = clone_steps(plan, target)
     execute(steps, target, progress=progress, cancel=cancel, workers=workers, table=src.table)
     progress.set_phase(
-        "done", f"{src.node} cloned onto {target.node} ({human_size(plan.total)} of used data)"
+        "done", f"{src.node} cloned onto {target.node} ({human_size(progress.done)} of used data)"
     )

@@ -116,6 +116,7 @@ class ShrinkCopy(Step):
     plan: FitPlan = field(repr=False)
     number: int
     view_args: dict[str, Any] = field(repr=False)
+    counted: int = 0  # what the job's progress total counted for it: the source's used bytes
 
     def describe(self) -> str:
         part = self.plan.part(self.number)
@@ -130,6 +131,8 @@ class ShrinkCopy(Step):
             ctx.progress.set_phase("resize", f"shrinking partition {part.number} ({part.fstype})")
             fsresize.shrink(view.path, part.fstype, part.new_size)
             umap = used_map(view.path, part.fstype, part.new_size, align=ctx.sector)
+            # the shrunk filesystem's used bytes are what is copied: the total follows them
+            ctx.progress.adjust_total(umap.used_bytes - self.counted)
             ctx.progress.set_phase("copy", f"copying the shrunk partition {part.number}")
             fd = os.open(view.path, os.O_RDONLY | os.O_CLOEXEC)
             try:

@@ -247,7 +247,7 @@ def restore_steps(plan: RestorePlan, target: Disk | None = None) -> list[Step]:
     shrunk = {r.name for r in plan.shrunk_regions()}
     steps += [ImageRegion(plan, r.name) for r in manifest.regions
               if r.partition is not None and r.name not in shrunk]
-    steps += [ShrinkCopy(plan.fit, r.partition, _view_args(plan, r))
+    steps += [ShrinkCopy(plan.fit, r.partition, _view_args(plan, r), r.used_bytes)
               for r in plan.shrunk_regions() if r.partition is not None]
     steps += finishing_steps(plan.fit, [PartInfo(r.partition, r.fstype, r.label, r.uuid,
                                                  r.method)

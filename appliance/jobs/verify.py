@@ -1,21 +1,33 @@
 """verify: prove an image is intact (every index and chunk re-hashed), or that a disk holds
-the same used data as the image."""
+the same data as the image: byte for byte where the layout allows, by files for a partition
+whose filesystem was resized, and "not compared" said, with why, of anything else."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from appliance.blockio import open_direct
 from appliance.chunkfmt import Decoder, content_hash
+from appliance.cowview import CowView
 from appliance.devices import probe_disk
 from appliance.errors import CorruptData, VerifyMismatch
+from appliance.filecompare import (
+    can_compare,
+    compare_trees,
+    mounted_read_only,
+    read_only_loop,
+    why_not,
+)
+from appliance.fit import GROWABLE_FS
 from appliance.jobs.imageread import LoadedImage, load_image
 from appliance.manifest import Region, window_ranges
-from appliance.model import Disk
+from appliance.model import Disk, human_size
 from appliance.pipeline import Stage, Window, read_windows, workers_default
 from appliance.progress import Progress
 from appliance.repo import Repository
@@ -26,12 +38,18 @@ class VerifyResult:
     image: str
     chunks: int = 0
     bytes_checked: int = 0
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # what was not compared, and why
+    checks: list[RegionCheck] = field(default_factory=list)  # verify --against: each region
 
 
-def verify_image(repo_path: str, image: str, *, progress: Progress | None = None,
-                 cancel: threading.Event | None = None,
-                 workers: int | None = None) -> VerifyResult:
+def verify_image(
+    repo_path: str,
+    image: str,
+    *,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+) -> VerifyResult:
     """Re-hash every index (load_image) and every distinct chunk the image uses."""
     progress = progress or Progress()
     repo = Repository.open(repo_path)
@@ -64,8 +82,9 @@ def verify_image(repo_path: str, image: str, *, progress: Progress | None = None
             try:
                 decoder.decode(repo.get_chunk(name), name, length)
             except CorruptData as exc:
-                raise CorruptData(f"{exc} It holds data of {region.describe()}; the image "
-                                  f"{image} is damaged.") from exc
+                raise CorruptData(
+                    f"{exc} It holds data of {region.describe()}; the image {image} is damaged."
+                ) from exc
             progress.add(length)
 
     for number in range(nworkers):
@@ -76,47 +95,173 @@ def verify_image(repo_path: str, image: str, *, progress: Progress | None = None
     return result
 
 
-def _windows(loaded: LoadedImage, disk: Disk, skipped: list[str]) -> Iterator[Window]:
-    """The image's windows at the places the disk now holds them: a partition may have moved
-    (a restore onto another size); one that was resized cannot be compared byte for byte."""
+@dataclass
+class RegionCheck:
+    """How one region of the image was checked against the disk."""
+
+    region: str  # "outside", "p1", ...
+    what: str  # "partition 2 (ext4, root)"
+    how: str  # "bytes", "files", "nothing" (swap) or "none" (not compared)
+    detail: str = ""  # files: what was compared; nothing, none: why
+
+    def line(self) -> str:
+        if self.how == "bytes":
+            return f"{self.what}: compared byte for byte"
+        if self.how == "files":
+            return f"{self.what}: compared by files (resized){self.detail}"
+        if self.how == "nothing":
+            return f"{self.what}: nothing to compare ({self.detail})"
+        return f"{self.what}: not compared: {self.detail}"
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "region": self.region,
+            "what": self.what,
+            "how": self.how,
+            "detail": self.detail.removeprefix(", "),
+        }
+
+
+def _plan_checks(
+    loaded: LoadedImage, disk: Disk, checks: list[RegionCheck]
+) -> tuple[list[Window], list[tuple[Region, int, int]]]:
+    """The image's windows at the places the disk now holds them (a partition may have moved
+    on a disk of another size), and the resized partitions to compare by files instead."""
     same_size = disk.size == int(loaded.manifest.disk["size"])
+    windows: list[Window] = []
+    by_files: list[tuple[Region, int, int]] = []
     for number, region in enumerate(loaded.manifest.regions):
+        what = region.describe()
         if region.method == "swap":
+            checks.append(
+                RegionCheck(
+                    region.name,
+                    what,
+                    "nothing",
+                    "swap holds no data to keep; a restore recreates it",
+                )
+            )
             continue
         start = region.start
         if region.partition is None:
             if not same_size:
-                skipped.append("the partition table (the disk's size differs from the "
-                               "image's)")
+                checks.append(
+                    RegionCheck(
+                        region.name,
+                        what,
+                        "none",
+                        "the disk's size differs from the image's, so its "
+                        "table was rewritten to fit",
+                    )
+                )
                 continue
         else:
             part = disk.partition(region.partition)
             if part is None:
-                raise VerifyMismatch(f"{disk.node} has no partition {region.partition}, which "
-                                     f"image {loaded.manifest.name} holds.")
-            if part.size != region.size:
-                skipped.append(f"{region.describe()}, which was resized to fit this disk")
+                raise VerifyMismatch(
+                    f"{disk.node} has no partition {region.partition}, which "
+                    f"image {loaded.manifest.name} holds."
+                )
+            untouched = part.size > region.size and region.fstype not in GROWABLE_FS
+            if part.size != region.size and not untouched:
+                if can_compare(region.fstype):
+                    by_files.append((region, part.start, part.size))
+                    checks.append(RegionCheck(region.name, what, "files"))
+                else:
+                    checks.append(
+                        RegionCheck(
+                            region.name,
+                            what,
+                            "none",
+                            f"it was resized, and {why_not(region.fstype)}",
+                        )
+                    )
                 continue
             start = part.start
+        checks.append(RegionCheck(region.name, what, "bytes"))
         index = loaded.indexes[region.name]
         by_window = window_ranges(index.used, index.window, region.size)
         for win in sorted(by_window):
-            yield Window(number, win, start + win * index.window,
-                         min(index.window, region.size - win * index.window),
-                         tuple(by_window[win]))
+            windows.append(
+                Window(
+                    number,
+                    win,
+                    start + win * index.window,
+                    min(index.window, region.size - win * index.window),
+                    tuple(by_window[win]),
+                )
+            )
+    return windows, by_files
 
 
-def verify_against(repo_path: str, image: str, disk_name: str, *,
-                   progress: Progress | None = None, cancel: threading.Event | None = None,
-                   workers: int | None = None) -> VerifyResult:
-    """Read the disk's bytes at the image's used ranges and compare their hashes."""
+def _compare_files(
+    loaded: LoadedImage,
+    disk: Disk,
+    region: Region,
+    start: int,
+    size: int,
+    check: RegionCheck,
+    progress: Progress,
+    cancel: threading.Event | None,
+) -> None:
+    """The image's region (on a copy-on-write view) and the disk's partition, both mounted
+    read-only, compared by their files."""
+    fstype = str(region.fstype)
+    name = loaded.manifest.name
+
+    @contextlib.contextmanager
+    def image_side() -> Iterator[Path]:
+        with (
+            CowView(
+                region.size, repo=str(loaded.repo.root), image=name, region=region.name
+            ) as view,
+            read_only_loop(view.path) as node,
+            mounted_read_only(node, fstype) as root,
+        ):
+            yield root
+
+    @contextlib.contextmanager
+    def disk_side() -> Iterator[Path]:
+        with (
+            read_only_loop(disk.node, start, size) as node,
+            mounted_read_only(node, fstype) as root,
+        ):
+            yield root
+
+    progress.set_phase("verify", f"comparing the files of {check.what} (resized)")
+    diff = compare_trees(image_side, disk_side, progress.add, cancel)
+    if not diff.same:
+        raise VerifyMismatch(
+            f"{disk.node} differs from image {name} in {check.what}, "
+            f"compared by files: {diff.differences[0]}"
+            + (f" (and {len(diff.differences) - 1} more)" if len(diff.differences) > 1 else "")
+            + "."
+        )
+    check.detail = f", {diff.files} names, {human_size(diff.nbytes)} of file data"
+
+
+def verify_against(
+    repo_path: str,
+    image: str,
+    disk_name: str,
+    *,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+) -> VerifyResult:
+    """Read the disk's bytes at the image's used ranges and compare their hashes; compare a
+    resized partition by its files; say of every region how it was checked, or why not."""
     progress = progress or Progress()
     repo = Repository.open(repo_path)
     loaded = load_image(repo, image)
     disk = probe_disk(disk_name)
     result = VerifyResult(image)
-    windows = list(_windows(loaded, disk, result.skipped))
-    progress.total = sum(w.used_bytes for w in windows)
+    windows, by_files = _plan_checks(loaded, disk, result.checks)
+    result.skipped = [f"{c.what} ({c.detail})" for c in result.checks if c.how == "none"]
+    # both trees of a resized partition are read: about twice its used bytes
+    progress.total = sum(w.used_bytes for w in windows) + sum(
+        2 * r.used_bytes for r, _, _ in by_files
+    )
     zero: dict[int, str] = {}
     mismatches: list[str] = []
     lock = threading.Lock()
@@ -130,20 +275,36 @@ def verify_against(repo_path: str, image: str, disk_name: str, *,
             expected = zero[win.length]
         if content_hash(data) != expected:
             with lock:
-                mismatches.append(f"{region.describe()} at byte "
-                                  f"{win.number * loaded.indexes[region.name].window}")
+                mismatches.append(
+                    f"{region.describe()} at byte {win.number * loaded.indexes[region.name].window}"
+                )
 
     fd = open_direct(disk.node)
     try:
         progress.set_phase("verify", f"comparing {disk.node} with {image}")
-        read_windows(fd, iter(windows), work, sector=disk.logical_sector, progress=progress,
-                     cancel=cancel, workers=workers)
+        read_windows(
+            fd,
+            iter(windows),
+            work,
+            sector=disk.logical_sector,
+            progress=progress,
+            cancel=cancel,
+            workers=workers,
+        )
     finally:
         os.close(fd)
     if mismatches:
         first = sorted(mismatches)[0]
-        raise VerifyMismatch(f"{disk.node} differs from image {image} in {len(mismatches)} "
-                             f"places, first in {first}.")
-    result.bytes_checked = progress.total
-    progress.set_phase("done", f"{disk.node} matches image {image}")
+        raise VerifyMismatch(
+            f"{disk.node} differs from image {image} in {len(mismatches)} places, first in {first}."
+        )
+    files = {c.region: c for c in result.checks if c.how == "files"}
+    for region, start, size in by_files:
+        _compare_files(loaded, disk, region, start, size, files[region.name], progress, cancel)
+    progress.adjust_total(progress.done - progress.total)  # the file data was an estimate
+    result.bytes_checked = progress.done
+    progress.set_phase(
+        "done",
+        f"{disk.node} matches image {image}" + ("" if not result.skipped else " where compared"),
+    )
     return result

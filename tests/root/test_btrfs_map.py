@@ -145,7 +145,9 @@ def source(
         node = build_btrfs_disk(loops, folder / "source.img", VARIANTS[name])
         repo = folder / "repo"
         before = file_digest(folder / "source.img")
-        stats = result_json(appliance("save", node, "--repo", str(repo), "--image", name, "--json"))
+        stats = result_json(
+            appliance("save", "--create", node, "--repo", str(repo), "--image", name, "--json")
+        )
         assert file_digest(folder / "source.img") == before, "save wrote to its source"
         assert 0 < stats["used_bytes"] < DISK_SIZE // 2
         yield Source(

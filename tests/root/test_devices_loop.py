@@ -250,7 +250,8 @@ def test_disks_command_json_and_text(attached: Attached) -> None:
     ours = next(d for d in data["disks"] if d["node"] == node)
     assert set(ours) == {"name", "node", "model", "serial", "size", "logical_sector",
                          "physical_sector", "removable", "readonly", "is_loop",
-                         "backing_file", "table", "table_id", "incomplete", "partitions"}
+                         "backing_file", "table", "table_id", "filesystem", "incomplete",
+                         "partitions"}
     assert ours["incomplete"] is None
     row = sfdisk(node)["partitions"][0]
     part = ours["partitions"][0]

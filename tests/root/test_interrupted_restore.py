@@ -58,7 +58,7 @@ def src(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Source]:
     try:
         node = build_gpt_disk(loops, folder / "gpt.img")
         repo = folder / "repo"
-        appliance("save", node, "--repo", str(repo), "--image", "gpt")
+        appliance("save", "--create", node, "--repo", str(repo), "--image", "gpt")
         yield Source(loops, folder, node, repo)
     finally:
         loops.cleanup()
@@ -250,7 +250,7 @@ def test_killed_restore_of_mbr_and_4k_disks(kind: str, tmp_path: Path) -> None:
     try:
         node = build(loops, tmp_path / "src.img")
         repo = tmp_path / "repo"
-        appliance("save", node, "--repo", str(repo), "--image", kind)
+        appliance("save", "--create", node, "--repo", str(repo), "--image", kind)
         target = loops.attach(sparse_file(tmp_path, "t.img", size * 3 // 2), sector)
         args = ["restore", "--repo", str(repo), "--image", kind, target, "--yes"]
         assert kill_after(start(*args), target, 0.1)
@@ -274,7 +274,7 @@ def test_whole_disk_filesystem_is_hidden_until_the_end(loops: Loops, tmp_path: P
         for number in range(50):
             (Path(where) / f"f{number}").write_bytes(os.urandom(64 * 1024))
     repo = tmp_path / "repo"
-    appliance("save", node, "--repo", str(repo), "--image", "whole")
+    appliance("save", "--create", node, "--repo", str(repo), "--image", "whole")
     target = loops.attach(sparse_file(tmp_path, "t.img", 64 * MiB))
     args = ["restore", "--repo", str(repo), "--image", "whole", target, "--yes"]
     appliance(*args)  # the target holds the filesystem: a killed restore must hide it

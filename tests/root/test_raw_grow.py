@@ -71,7 +71,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Saved]:
         sh("mkfs.ntfs", "-q", "-Q", "-F", "-L", "dirty", parts[2])
         set_dirty(parts[2])
         repo = folder / "repo"
-        appliance("save", node, "--repo", str(repo), "--image", "raw")
+        appliance("save", "--create", node, "--repo", str(repo), "--image", "raw")
         yield Saved(loops, node, repo)
     finally:
         loops.cleanup()

@@ -81,6 +81,7 @@ class FakeBackend:
     fail: BaseException | None = None         # jobs raise it
     ran: list[str] = field(default_factory=list)
     mounted: list[str] = field(default_factory=list)
+    whole: dict[str, str] = field(default_factory=dict)  # disk -> "ext4 LABEL" (no table)
 
     def scan(self) -> Scan:
         return Scan(tuple(self.disks), tuple(self.problems))
@@ -128,7 +129,8 @@ class FakeBackend:
                   "500.1 GB at the end stay unallocated")
         return WritePlan("restore", disk, f"image {image}, saved 2024-04-02 09:12 from Samsung "
                          "SSD 860 EVO 500GB, serial S3Z2NB0K123456A (500.1 GB), 61.2 GB of data",
-                         layout, 61_204_557_824, None, repo, image)
+                         layout, 61_204_557_824, None, repo, image,
+                         target_fs=self.whole.get(disk.name))
 
     def clone_available(self) -> bool:
         return self.clone
@@ -138,10 +140,12 @@ class FakeBackend:
             raise ApplianceError(CLONE_MISSING)
         src = next(d for d in self.disks if d.name == source)
         dst = next(d for d in self.disks if d.name == target)
-        layout = ("partition 1: 104.9 MB, copied as it is", "partition 2: 16.8 MB, copied",
-                  "partition 3: 523.2 GB -> 1.0 TB, grown to fill the disk",
-                  "partition 4: 629.1 MB, moved to the end")
-        return WritePlan("clone", dst, f"a copy of {src.describe()}", layout, 61_204_557_824)
+        layout = ("GPT partition table", "partition 1: 104.9 MB vfat SYSTEM (partclone)",
+                  "partition 2: 16.8 MB unformatted (raw)",
+                  "partition 3: 998.3 GB ntfs Windows (partclone, grown from 523.2 GB)",
+                  "partition 4: 629.1 MB ntfs Recovery (partclone, moved)")
+        return WritePlan("clone", dst, f"a copy of {src.describe()}", layout, 61_204_557_824,
+                         target_fs=self.whole.get(dst.name))
 
     def volumes(self, disks: Sequence[Disk]) -> list[Volume]:
         return [Volume("/dev/sdc1", "sdc", STICK.describe(), 1, STICK.partitions[0].size,
@@ -164,6 +168,9 @@ class FakeBackend:
 
     def repo_disks(self, path: str) -> set[str]:
         return {"sdc"} if path.startswith("/media/images") else set()
+
+    def whole_filesystem(self, disk: Disk) -> str | None:
+        return self.whole.get(disk.name)
 
     # -- jobs -----------------------------------------------------------------------------
     def _runner(self, kind: str, total: int, summary: JobSummary):  # type: ignore[no-untyped-def]

@@ -50,7 +50,7 @@ async def wait(pilot: Pilot[int], check: Callable[[], bool], tries: int = 200) -
 def disks_listed(pilot: Pilot[int]) -> Callable[[], bool]:
     def check() -> bool:
         tables = pilot.app.screen.query(DiskTable)
-        return bool(tables) and all(len(t.keys) >= 3 for t in tables)
+        return bool(tables) and all(len(t.disks) >= 3 for t in tables)
     return check
 
 
@@ -77,7 +77,7 @@ async def restore(pilot: Pilot[int]) -> None:
     await wait(pilot, lambda: bool(pilot.app.screen.query(ImageTable))
                and len(pilot.app.screen.query_one(ImageTable).keys) == 2)
     await wait(pilot, disks_listed(pilot))
-    await pilot.press("enter", "down")
+    await pilot.press("enter", "down", "down")  # the target's first row chooses no disk
 
 
 async def confirm(pilot: Pilot[int]) -> None:
@@ -91,7 +91,7 @@ async def clone(pilot: Pilot[int]) -> None:
     await home(pilot)
     await pilot.press("c")
     await wait(pilot, disks_listed(pilot))
-    await pilot.press("enter", "down")
+    await pilot.press("enter", "down", "down")
 
 
 async def verify(pilot: Pilot[int]) -> None:

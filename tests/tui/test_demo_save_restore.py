@@ -120,7 +120,7 @@ def test_save_then_restore_in_demo_mode(tmp_path: Path,
             await until(pilot, lambda: len(restore.query_one(ImageTable).keys) == 1)
             await pilot.press("enter")
             await until(pilot, lambda: restore.image is not None)
-            await until(pilot, lambda: len(restore.query_one(DiskTable).keys) == 3)
+            await until(pilot, lambda: len(restore.query_one(DiskTable).disks) == 3)
             await pick(pilot, restore.query_one(DiskTable), ssd)
             await pilot.press("enter")
             await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 60, "the plan")

@@ -41,7 +41,7 @@ def test_enter_spam_on_the_confirmation_never_erases() -> None:
 
     async def scenario(pilot: Pilot[int]) -> None:
         await until(pilot, lambda: len(app.screen.query_one(DiskTable).keys) == 3)
-        for key in ("r", "enter", "down", "enter"):
+        for key in ("r", "enter", "down", "down", "enter"):
             await pilot.press(key)
             await pilot.pause(0.1)
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
@@ -78,7 +78,7 @@ def test_enter_on_the_stop_question_goes_on() -> None:
 
     async def scenario(pilot: Pilot[int]) -> None:
         await until(pilot, lambda: len(app.screen.query_one(DiskTable).keys) == 3)
-        for key in ("r", "enter", "down", "enter"):
+        for key in ("r", "enter", "down", "down", "enter"):
             await pilot.press(key)
             await pilot.pause(0.1)
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))

@@ -82,7 +82,7 @@ def test_an_engine_error_is_its_own_sentence() -> None:
 
     async def scenario(pilot: Pilot[int]) -> None:
         await until(pilot, lambda: len(app.screen.query_one(DiskTable).keys) == 3)
-        for keys in (["r"], ["enter", "down", "enter"], ["s", "d", "b", "enter"]):
+        for keys in (["r"], ["enter", "down", "down", "enter"], ["s", "d", "b", "enter"]):
             await pilot.press(*keys)
             await pilot.pause(0.2)
         await until(pilot, lambda: isinstance(app.screen, JobScreen))

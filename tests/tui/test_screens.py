@@ -120,7 +120,7 @@ async def _to_restore_target(pilot: Pilot[int], app: object, target_row: int) ->
     await until(pilot, lambda: len(screen.query_one(ImageTable).keys) == 2)
     await pilot.press("enter")
     await until(pilot, lambda: screen.image is not None)
-    for _ in range(target_row):
+    for _ in range(target_row + 1):  # the first row chooses no disk: move to one
         await pilot.press("down")
     await pilot.press("enter")
     return screen
@@ -229,10 +229,12 @@ def test_clone_plans_then_asks_the_same_question() -> None:
         await pilot.press("c")
         await until(pilot, lambda: isinstance(app.screen, CloneScreen))
         await pilot.press("enter")          # source: sda (the highlighted disk)
-        await pilot.press("down", "enter")  # target: sdb
+        await pilot.press("down", "down", "enter")  # target: sdb (below "no disk")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         assert "Clone will ERASE this disk" in screen_text(app)
-        assert "grown to fill the disk" in screen_text(app)
+        # the same words and sizes as a restore's confirmation
+        assert "partition 3: 998.3 GB ntfs Windows (partclone, grown from 523.2 GB)" in \
+            screen_text(app)
         await pilot.press("s", "d", "b", "enter")
         await until(pilot, lambda: isinstance(app.screen, JobScreen))
         await until(pilot, lambda: not app.screen.running)  # type: ignore[attr-defined]

@@ -98,7 +98,7 @@ def test_save_and_restore_typed_in_a_terminal(session: Path) -> None:
     keys("r")
     wait_for("ready")
     keys("Enter")
-    keys(*["Down"] * names.index("new SSD"))
+    keys(*["Down"] * (names.index("new SSD") + 1))  # below "(choose a disk)"
     keys("Enter")
     shown = wait_for("To erase it, type", 60)
     assert f"type {ssd} (its kernel name)" in shown and "Restore will ERASE" in shown

@@ -13,7 +13,7 @@ from appliance.model import Disk
 from tui.backend import CLONE_MISSING
 from tui.jobspec import WritePlan
 from tui.screens.flow import FlowScreen
-from tui.widgets.disktable import DiskTable
+from tui.widgets.disktable import CHOOSE_TARGET, DiskTable
 from tui.widgets.errorline import ErrorLine
 from tui.widgets.topbar import TopBar
 
@@ -33,7 +33,7 @@ class CloneScreen(FlowScreen):
             yield DiskTable(id="source")
             yield Static("2. The disk to ERASE and copy onto: arrows, then Enter", id="step2",
                          classes="step")
-            yield DiskTable(id="target")
+            yield DiskTable(id="target", none_row=CHOOSE_TARGET, none_column=1)
             yield ErrorLine()
             yield Static("The last partition is grown or shrunk to fit the target. Nothing is "
                          "written until you type the target's name.", classes="hint")

@@ -43,8 +43,7 @@ class FlowScreen(Screen[None]):
     def disks_changed(self, scan: Scan) -> None:
         """Refill every disk table of the screen (disks come and go while it is open)."""
         app = self.appliance
-        repo = app.repo_disks()
-        notes = {d.name: "repository" for d in scan.disks if d.name in repo}
+        notes = app.disk_notes(scan)
         for table in self.query(DiskTable):
             table.show(scan.disks, app.backend.labels, notes)
 

@@ -73,10 +73,8 @@ class HomeScreen(Screen[None]):
 
     def _show(self, scan: Scan) -> None:
         app = self.appliance
-        repo = app.repo_disks()
-        notes = {d.name: "repository" for d in scan.disks if d.name in repo}
         table = self.query_one(DiskTable)
-        table.show(scan.disks, app.backend.labels, notes)
+        table.show(scan.disks, app.backend.labels, app.disk_notes(scan))
         problems = self.query_one("#problems", Static)
         if scan.problems:
             problems.update("\n".join(f"{p.node}: {p.error}" for p in scan.problems))
@@ -103,7 +101,8 @@ class HomeScreen(Screen[None]):
         if label:
             text.append(f" - {label}")
         title.update(text)
-        self.query_one(PartitionTable).show(disk, self.appliance.usage_of(disk))
+        self.query_one(PartitionTable).show(disk, self.appliance.usage_of(disk),
+                                            self.appliance.whole_fs.get(disk.name))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "disks":

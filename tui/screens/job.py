@@ -80,6 +80,7 @@ class JobScreen(Screen[None]):
         self.summary: JobSummary | None = None
         self.last: ProgressEvent | None = None
         self.started = time.monotonic()
+        self.stop_dialog: AskScreen | None = None  # open while the user decides
 
     @property
     def appliance(self) -> ApplianceApp:
@@ -157,6 +158,9 @@ class JobScreen(Screen[None]):
                                                               WorkerState.ERROR):
             return
         self.running = False
+        if self.stop_dialog is not None and self.stop_dialog in self.app.screen_stack:
+            self.stop_dialog.dismiss(False)  # the job ended: nothing is left to stop
+        self.stop_dialog = None
         state = self.query_one("#state", Static)
         if event.state == WorkerState.SUCCESS:
             assert isinstance(event.worker.result, JobSummary)
@@ -211,11 +215,13 @@ class JobScreen(Screen[None]):
         if self.spec.kind in ("restore", "clone") and self.spec.target is not None:
             what = (f"{self.spec.target.describe()} will be left partly written and will not "
                     "start until a restore or clone finishes.")
-        self.app.push_screen(AskScreen(f"Stop the {self.spec.kind}?",
-                                       f"Stop the {self.spec.kind} now? {what}",
-                                       yes="Stop it", no="Go on"), self._stop_answer)
+        self.stop_dialog = AskScreen(f"Stop the {self.spec.kind}?",
+                                     f"Stop the {self.spec.kind} now? {what}",
+                                     yes="Stop it", no="Go on")
+        self.app.push_screen(self.stop_dialog, self._stop_answer)
 
     def _stop_answer(self, yes: bool | None) -> None:
+        self.stop_dialog = None
         if yes and self.running:
             self.stopping = True
             self.cancel.set()
@@ -236,9 +242,22 @@ class JobScreen(Screen[None]):
     def action_reboot(self) -> None:
         from tui.app import EXIT_REBOOT
 
-        self.appliance.power(EXIT_REBOOT)
+        self._ask_power(EXIT_REBOOT, "Restart", "restart the computer")
 
     def action_poweroff(self) -> None:
         from tui.app import EXIT_POWEROFF
 
-        self.appliance.power(EXIT_POWEROFF)
+        self._ask_power(EXIT_POWEROFF, "Power off", "power the computer off")
+
+    def _ask_power(self, code: int, title: str, what: str) -> None:
+        """One question, then the app leaves with `code` (the console script acts on it)."""
+        if self.running or isinstance(self.app.screen, AskScreen):
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.appliance.power(code)
+
+        self.app.push_screen(AskScreen(f"{title}?", f"{title} now: {what}? Remove the "
+                                       "appliance's USB stick first if it should not start "
+                                       "again.", yes=title, no="Stay"), answered)

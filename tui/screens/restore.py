@@ -13,7 +13,7 @@ from appliance.jobs.catalog import ImageSummary
 from appliance.model import Disk
 from tui.jobspec import WritePlan
 from tui.screens.flow import FlowScreen
-from tui.widgets.disktable import DiskTable
+from tui.widgets.disktable import CHOOSE_TARGET, DiskTable
 from tui.widgets.errorline import ErrorLine
 from tui.widgets.imagetable import ImageTable, restorable
 from tui.widgets.topbar import TopBar
@@ -32,7 +32,7 @@ class RestoreScreen(FlowScreen):
             yield ImageTable(id="images")
             yield Static("2. The disk to ERASE and restore onto: arrows, then Enter",
                          id="step2", classes="step")
-            yield DiskTable(id="target")
+            yield DiskTable(id="target", none_row=CHOOSE_TARGET, none_column=1)
             yield ErrorLine()
             yield Static("Nothing is written until you type the disk's name on the next "
                          "screen.", classes="hint")

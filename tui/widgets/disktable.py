@@ -10,6 +10,9 @@ from appliance.model import Disk, human_size
 from tui.widgets.keyedtable import Cell, KeyedTable
 
 NONE_KEY = "-"
+# The first row of a table of disks to erase: the cursor starts there, never on a disk, so
+# the target is always chosen by the user (not whatever was highlighted before).
+CHOOSE_TARGET = "(choose a disk)"
 
 
 def fit(text: str, width: int) -> str:
@@ -29,11 +32,12 @@ def table_name(disk: Disk) -> str:
 class DiskTable(KeyedTable):
     """Disks with their identity. `none_row` adds a first row that stands for "no disk"."""
 
-    def __init__(self, *, none_row: str | None = None, id: str | None = None,
-                 classes: str | None = None) -> None:
+    def __init__(self, *, none_row: str | None = None, none_column: int = 0,
+                 id: str | None = None, classes: str | None = None) -> None:
         super().__init__(("Disk", "Model", "Serial", "Size", "Table", "Note"),
                          id=id, classes=classes)
         self.none_row = none_row
+        self.none_column = none_column  # where its words go (1: the wide Model column)
         self.disks: dict[str, Disk] = {}
         self._last: tuple[list[Disk], dict[str, str], dict[str, str]] = ([], {}, {})
         self._width = 0
@@ -45,7 +49,11 @@ class DiskTable(KeyedTable):
         self._last = (list(disks), dict(labels), dict(notes))
         rows: list[tuple[str, list[Cell]]] = []
         if self.none_row:
-            rows.append((NONE_KEY, [Text(self.none_row, style="italic"), "", "", "", "", ""]))
+            cells: list[Cell] = ["-" if self.none_column else "", "", "", "", "", ""]
+            words = self.none_row if not self.none_column else fit(self.none_row,
+                                                                   self.model_width())
+            cells[self.none_column] = Text(words, style="italic")
+            rows.append((NONE_KEY, cells))
         self.disks = {}
         for disk in self._last[0]:
             self.disks[disk.name] = disk

@@ -41,7 +41,9 @@ class PartitionTable(KeyedTable):
         width = self.size.width or (self.app.size.width - 2)
         return max(10, min(24, width - 66 - 2))
 
-    def show(self, disk: Disk | None, usage: Sequence[Usage] | None) -> None:
+    def show(self, disk: Disk | None, usage: Sequence[Usage] | None,
+             whole_fs: str | None = None) -> None:
+        """`whole_fs`: a filesystem made on the whole disk (no table), e.g. "ext4 DATA"."""
         rows: list[tuple[str, list[Cell]]] = []
         if disk is not None:
             by_number = {u.partition: u for u in usage or () if u.partition is not None}
@@ -55,7 +57,12 @@ class PartitionTable(KeyedTable):
                     "" if part.kind == "extended"
                     else used_text(by_number.get(part.number), usage is None),
                     fit(type_name(disk.table, part.type), self.type_width())]))
-            if not disk.partitions:
+            if not disk.partitions and whole_fs:
+                rows.append(("whole", [Text("disk", style="italic"), whole_fs.split(" ")[0],
+                                       fit(whole_fs.partition(" ")[2], 16),
+                                       human_size(disk.size), "",
+                                       Text("whole disk, no partition table", style="italic")]))
+            elif not disk.partitions:
                 text = "no partition table" if disk.table is None else "no partitions"
                 rows.append(("none", [Text(text, style="italic"), "", "", "", "", ""]))
         self.replace_rows(rows)

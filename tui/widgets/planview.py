@@ -16,7 +16,10 @@ def render_plan(plan: WritePlan) -> Text:
     text.append(f"  {target.model or 'Unknown model'}", style="bold")
     text.append(f"  serial {target.serial or '(none)'}  {human_size(target.size)}  "
                 f"{target.node}\n")
-    if not target.partitions:
+    if plan.target_fs:
+        text.append(f"  now: a filesystem on the whole disk (no partition table), "
+                    f"{plan.target_fs}\n")
+    elif not target.partitions:
         text.append("  it holds no partitions now\n")
     for part in target.partitions:
         label = f" {part.label}" if part.label else ""
