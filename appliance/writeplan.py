@@ -51,8 +51,11 @@ class Context:
     def sector(self) -> int:
         return self.target.logical_sector
 
-    def keep(self, offset: int, data: bytes | memoryview) -> None:
-        """Keep bytes meant for held-back sectors, to be written by the last step."""
+    def keep(self, offset: int, data: bytes | memoryview, *, count: bool = False) -> None:
+        """Keep bytes meant for held-back sectors, to be written by the last step; `count`:
+        they are used data of the job's total (progress counts them now)."""
+        if count:
+            self.progress.add(len(data))
         sector = self.sector
         pos = 0
         while pos < len(data):

@@ -157,7 +157,7 @@ def copy_held(
         try:
             view = memoryview(buf)
             os.preadv(src_fd, [view], src_base + start)
-            ctx.keep(dst_base + start, bytes(view))
+            ctx.keep(dst_base + start, bytes(view), count=True)
             view.release()
         finally:
             buf.close()

@@ -195,7 +195,7 @@ class ImageRegion(Step):
                 now, held = ctx.split(place.offset, place.used)
                 if held and place.chunk is None:
                     for start, length in held:
-                        ctx.keep(place.offset + start, bytes(length))
+                        ctx.keep(place.offset + start, bytes(length), count=True)
                 elif held:
                     later[place.offset] = held
                 yield replace(place, used=tuple(now))
@@ -203,7 +203,7 @@ class ImageRegion(Step):
         def decode(place: Placement, blob: bytes) -> bytes:
             data = reader.decode(place, blob)
             for start, length in later.get(place.offset, ()):
-                ctx.keep(place.offset + start, data[start:start + length])
+                ctx.keep(place.offset + start, data[start:start + length], count=True)
             return data
 
         ctx.progress.set_phase("restore", f"restoring {self.plan.image.manifest.name} onto "
