@@ -6,7 +6,7 @@ The kernel here has no device-mapper (the live ISO's has, but one mechanism is e
 prove than two), so the view is a FUSE file served by this module in a child process:
 
     python -m appliance.cowview --mount DIR --overlay FILE --size N
-        (--device PATH --offset N | --repo DIR --image NAME --region NAME)
+        (--device PATH --offset N | --repo DIR (--image NAME --region NAME | --index FILE))
 
 `CowView` starts it, waits for DIR/disk to appear, and unmounts it when done.
 """
@@ -53,16 +53,28 @@ class DeviceBase:
 
 
 class ImageBase:
-    """A region of a saved image, decoded (and hash-checked) chunk by chunk."""
+    """A region of a saved image, decoded (and hash-checked) chunk by chunk.
 
-    def __init__(self, repo: str, image: str, region: str) -> None:
+    The region is named in a complete image (`image` and `region`), or given by the file of
+    its index (`index_file`): a save proves a region before its image is complete.
+    """
+
+    def __init__(self, repo: str, image: str | None = None, region: str | None = None, *,
+                 index_file: str | None = None) -> None:
         from appliance.chunkfmt import Decoder
         from appliance.jobs.imageread import load_image
+        from appliance.manifest import Index
         from appliance.repo import Repository
 
-        loaded = load_image(Repository.open(repo), image)
-        self.repo = loaded.repo
-        self.index = loaded.indexes[region]
+        if index_file is not None:
+            self.repo = Repository.open(repo)
+            with open(index_file, "rb") as handle:
+                self.index = Index.decode(handle.read(), index_file)
+        else:
+            assert image is not None and region is not None
+            loaded = load_image(Repository.open(repo), image)
+            self.repo = loaded.repo
+            self.index = loaded.indexes[region]
         self.size = self.index.size
         self.decoder = Decoder()
         self.cache: OrderedDict[int, bytes] = OrderedDict()
@@ -174,8 +186,10 @@ class CowView:
 
     def __init__(self, size: int, *, device: str | None = None, offset: int = 0,
                  repo: str | None = None, image: str | None = None,
-                 region: str | None = None, workdir: str | None = None) -> None:
+                 region: str | None = None, index_file: str | None = None,
+                 workdir: str | None = None, purpose: str = "for resizing") -> None:
         self.size = size
+        self.purpose = purpose
         self.folder = Path(tempfile.mkdtemp(prefix="appliance-cow-",
                                             dir=workdir or os.environ.get("APPLIANCE_TMP",
                                                                           "/var/tmp")))
@@ -186,6 +200,9 @@ class CowView:
                 "--overlay", str(self.folder / "overlay"), "--size", str(size)]
         if device is not None:
             args += ["--device", device, "--offset", str(offset)]
+        elif index_file is not None:
+            assert repo is not None
+            args += ["--repo", repo, "--index", index_file]
         else:
             assert repo is not None and image is not None and region is not None
             args += ["--repo", repo, "--image", image, "--region", region]
@@ -200,7 +217,7 @@ class CowView:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 err = (self.proc.stderr.read() if self.proc.stderr else b"").decode().strip()
                 self.close()
-                raise DeviceError("A copy-on-write view for resizing could not be made"
+                raise DeviceError(f"A copy-on-write view {self.purpose} could not be made"
                                   f"{': ' + err.splitlines()[-1] if err else ''}.")
             time.sleep(0.05)
         return self
@@ -234,10 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo")
     parser.add_argument("--image")
     parser.add_argument("--region")
+    parser.add_argument("--index")
     args = parser.parse_args(argv)
     base: Base
     if args.device:
         base = DeviceBase(args.device, args.offset, args.size)
+    elif args.index:
+        base = ImageBase(args.repo, index_file=args.index)
     else:
         base = ImageBase(args.repo, args.image, args.region)
     serve(base, args.size, args.overlay, args.mount)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from appliance.blockio import open_direct
 from appliance.chunkfmt import Encoder, content_hash
 from appliance.devices import partition_node, probe_disk
 from appliance.errors import ImageError, ToolFailed
+from appliance.jobs import proof
 from appliance.jobs.imagelog import ImageLog
 from appliance.layout import disk_record, outside_ranges, regions, table_record
 from appliance.manifest import Index, Manifest, Region, index_hash, window_ranges
@@ -28,7 +29,7 @@ from appliance.progress import Progress
 from appliance.repo import Repository
 from appliance.safety import check_source
 from appliance.tablewrite import read_sfdisk_json
-from appliance.usedmap import UsedMap, used_map
+from appliance.usedmap import UsedMap, normalize_ranges, used_map
 
 _ZERO_HASHES: dict[int, str] = {}
 
@@ -69,8 +70,9 @@ def plan_regions(disk: Disk, progress: Progress) -> list[RegionPlan]:
     return plans
 
 
-def windows_of(plans: list[RegionPlan]) -> Iterator[Window]:
-    for number, plan in enumerate(plans):
+def windows_of(plans: list[RegionPlan], order: list[int] | None = None) -> Iterator[Window]:
+    for number in order if order is not None else range(len(plans)):
+        plan = plans[number]
         by_window = window_ranges(plan.used, WINDOW, plan.region.size)
         for win in sorted(by_window):
             offset = win * WINDOW
@@ -89,7 +91,7 @@ class SaveStats:
 
 def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: bool = False,
          progress: Progress | None = None, cancel: threading.Event | None = None,
-         workers: int | None = None) -> Manifest:
+         workers: int | None = None, check: bool = True) -> Manifest:
     progress = progress or Progress()
     started = time.monotonic()
     disk = probe_disk(source)
@@ -128,10 +130,21 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
         progress.total = sum(plan.region.used_bytes for plan in plans)
         stats = SaveStats()
         bad: list[tuple[int, int]] = []
-        _move(disk, repo, plans, stats, bad, level, progress, cancel, workers)
-
-        progress.set_phase("sync", "making the image durable")
-        repo.sync()
+        prover = _start_proofs(disk, repo, plans, log) if check else None
+        if prover is None:
+            proof.skip_all(manifest.regions)
+        try:
+            _move(disk, repo, plans, stats, bad, level, progress, cancel, workers,
+                  proof.move_order(manifest.regions), prover)
+            progress.set_phase("sync", "making the image durable")
+            repo.sync()
+        except BaseException:
+            if prover is not None:
+                prover.abort()
+            raise
+        if prover is not None:
+            _finish_proofs(disk, repo, plans, prover, stats, bad, level, progress, cancel,
+                           workers, log)
         for plan in plans:
             index = Index(plan.region.name, WINDOW, plan.region.size, plan.used, plan.chunks)
             blob = index.encode()
@@ -141,7 +154,7 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
             repo.write_file(folder / plan.region.index, blob)
         if bad:
             log.write(f"{len(bad)} unreadable ranges were saved as zeros: {bad[:20]}")
-        manifest.stats = {"used_bytes": progress.total, "new_bytes": stats.new_bytes,
+        manifest.stats = {"used_bytes": manifest.used_bytes, "new_bytes": stats.new_bytes,
                           "new_chunks": stats.new_chunks, "reused_chunks": stats.reused_chunks,
                           "zero_windows": stats.zero_windows,
                           "seconds": round(time.monotonic() - started, 3),
@@ -149,15 +162,48 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
         manifest.complete = True
         manifest.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         repo.write_file(manifest_path, manifest.to_json().encode())
-        log.write(f"save complete: {progress.total} bytes used, {stats.new_chunks} new chunks "
+        log.write(f"save complete: {manifest.used_bytes} bytes used, {stats.new_chunks} new chunks "
                   f"({stats.new_bytes} bytes), {stats.reused_chunks} already stored")
         progress.set_phase("done", f"image {image} saved")
         return manifest
 
 
+def _start_proofs(disk: Disk, repo: Repository, plans: list[RegionPlan],
+                  log: ImageLog) -> proof.Prover:
+    """A prover that checks each mapped region on the image once its windows are stored."""
+    regions = [plan.region for plan in plans]
+    nodes = {number: partition_node(disk, region.partition)
+             for number, region in enumerate(regions)
+             if region.partition is not None and proof.proven_kind(region)}
+    return proof.Prover(repo, regions, nodes, log.write)
+
+
+def _finish_proofs(disk: Disk, repo: Repository, plans: list[RegionPlan],
+                   prover: proof.Prover, stats: SaveStats, bad: list[tuple[int, int]],
+                   level: int, progress: Progress, cancel: threading.Event | None,
+                   workers: int | None, log: ImageLog) -> None:
+    """Wait for the proofs; save every region whose image failed its check again, whole."""
+    progress.set_phase("proof", "checking the saved filesystems on the image")
+    failed = [plans[number] for number in prover.finish()]
+    if not failed:
+        return
+    for plan in failed:
+        region = plan.region
+        log.write(f"{region.name}: {region.note}; saving {region.describe()} again whole")
+        plan.used = list(normalize_ranges([(0, region.size)], region.size, disk.logical_sector))
+        plan.chunks = [None] * len(plan.chunks)
+        region.method = "raw"
+        region.used_bytes = region.size
+        progress.total += region.size  # the bytes already moved stay counted as done
+    _move(disk, repo, failed, stats, bad, level, progress, cancel, workers)
+    progress.set_phase("sync", "making the image durable")
+    repo.sync()
+
+
 def _move(disk: Disk, repo: Repository, plans: list[RegionPlan], stats: SaveStats,
           bad: list[tuple[int, int]], level: int, progress: Progress,
-          cancel: threading.Event | None, workers: int | None) -> None:
+          cancel: threading.Event | None, workers: int | None,
+          order: list[int] | None = None, prover: proof.Prover | None = None) -> None:
     local = threading.local()
     seen: set[str] = set()
 
@@ -184,10 +230,18 @@ def _move(disk: Disk, repo: Repository, plans: list[RegionPlan], stats: SaveStat
             stats.new_chunks += 1
             stats.new_bytes += len(blob)
 
+    step: Callable[[Window, memoryview], None] = work
+    if prover is not None:
+        counts = {number: len(window_ranges(plan.used, WINDOW, plan.region.size))
+                  for number, plan in enumerate(plans)}
+        counter = proof.WindowCounter(
+            counts, lambda number: prover.submit(number, plans[number].used,
+                                                 plans[number].chunks))
+        step = counter.wrap(work)
     fd = open_direct(disk.node)
     try:
         progress.set_phase("save", f"saving {disk.describe()}")
-        read_windows(fd, windows_of(plans), work, sector=disk.logical_sector,
+        read_windows(fd, windows_of(plans, order), step, sector=disk.logical_sector,
                      progress=progress, cancel=cancel, workers=workers or workers_default(),
                      bad=bad)
     finally:

@@ -1,0 +1,213 @@
+"""Proving a save: each partition saved through a used-block map is checked on the image.
+
+As soon as the last window of such a region is stored, a thread serves the region as stored
+(its chunks, through a read-only copy-on-write view, appliance.cowview) and runs the
+filesystem's own checker on it, read-only (appliance.fscheck), while the next region's bytes
+move. A wrong used-block map (a tool that misses metadata) fails the check here, at save
+time, instead of breaking a restored disk later.
+
+When the image of a region fails, the same checker runs on the source partition: if the
+source passes, the map was wrong; if it fails too, the source filesystem was already
+damaged. Either way the save copies that partition again whole, byte for byte (always
+faithful), and the region's `proof` and `note` say why.
+
+Region.proof (manifest.json): {"tool": "e2fsck -fn", "result": "passed" | "failed" |
+"skipped", "seconds": float, "detail": str | null, and after a failure "source": "passed" |
+"failed" | "skipped"}. Regions copied whole or not copied (raw, swap, the table) have none.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from appliance import fscheck
+from appliance.cowview import CowView
+from appliance.errors import ApplianceError
+from appliance.manifest import Index, Region
+from appliance.pipeline import WINDOW, Window
+from appliance.repo import Repository
+
+NO_CHECK = "not checked (--no-check)"
+
+
+def proven_kind(region: Region) -> bool:
+    """Regions whose image depends on a used-block map, and so are proven."""
+    return region.method == "partclone"
+
+
+def move_order(regions: Sequence[Region]) -> list[int]:
+    """The order to move regions in: mapped ones, largest first, then the others.
+
+    The largest mapped region's proof then overlaps the moving of every later region, and
+    the last proof (the only one nothing overlaps) is of the smallest.
+    """
+    mapped = sorted(
+        (i for i, r in enumerate(regions) if proven_kind(r)), key=lambda i: -regions[i].used_bytes
+    )
+    return mapped + [i for i, r in enumerate(regions) if not proven_kind(r)]
+
+
+def skip_all(regions: Sequence[Region], why: str = NO_CHECK) -> None:
+    for region in regions:
+        if proven_kind(region):
+            checker = fscheck.checker_for(region.fstype)
+            region.proof = fscheck.CheckResult(
+                checker.name if checker else "-", "skipped", 0.0, why
+            ).to_json()
+
+
+class WindowCounter:
+    """Calls `done(region)` once the last window of a region has been through `work`."""
+
+    def __init__(self, counts: dict[int, int], done: Callable[[int], None]) -> None:
+        self.left = dict(counts)
+        self.done = done
+        self.lock = threading.Lock()
+        for region, count in counts.items():
+            if count == 0:
+                done(region)
+
+    def wrap(
+        self, work: Callable[[Window, memoryview], None]
+    ) -> Callable[[Window, memoryview], None]:
+        def counted(win: Window, data: memoryview) -> None:
+            work(win, data)
+            with self.lock:
+                self.left[win.region] -= 1
+                last = self.left[win.region] == 0
+            if last:
+                self.done(win.region)
+
+        return counted
+
+
+class Prover:
+    """Proves regions on a thread of its own, in the order they are handed over."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        regions: Sequence[Region],
+        nodes: dict[int, str],
+        log: Callable[[str], None],
+    ) -> None:
+        self.repo = repo
+        self.regions = regions
+        self.nodes = nodes  # region number -> source partition node
+        self.log = log
+        self.todo: queue.Queue[tuple[int, list[tuple[int, int]], list[str | None]] | None] = (
+            queue.Queue()
+        )
+        self.stop = threading.Event()
+        self.failed: list[int] = []  # regions to save again whole
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="prover", daemon=True)
+        self.thread.start()
+
+    def submit(self, number: int, used: list[tuple[int, int]], chunks: list[str | None]) -> None:
+        if proven_kind(self.regions[number]):
+            self.todo.put((number, list(used), list(chunks)))
+
+    def finish(self) -> list[int]:
+        """Wait for every proof handed over; the regions whose proof failed."""
+        self.todo.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.failed
+
+    def abort(self) -> None:
+        """Stop after the proof in progress (its view is unmounted when it ends)."""
+        self.stop.set()
+        self.todo.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                item = self.todo.get()
+                if item is None:
+                    return
+                self._prove(*item)
+        except BaseException as exc:  # handed to the save's thread by finish()
+            self.error = exc
+
+    def _wait_stored(self, chunks: list[str | None]) -> bool:
+        """Wait until every chunk of the region is in the repository: a window whose
+        content another worker was still storing counts as done before its file exists."""
+        names = {name for name in chunks if name is not None}
+        while names and not self.stop.is_set():
+            names = {name for name in names if not self.repo.chunk_path(name).exists()}
+            if names:
+                time.sleep(0.02)
+        return not self.stop.is_set()
+
+    def _prove(self, number: int, used: list[tuple[int, int]], chunks: list[str | None]) -> None:
+        region = self.regions[number]
+        if not self._wait_stored(chunks):
+            return
+        result = prove_stored(self.repo, region, used, chunks)
+        region.proof = result.to_json()
+        self.log(
+            f"{region.name}: {result.tool} on the image: {result.result} in "
+            f"{result.seconds:.1f} s" + (f" ({result.detail})" if result.detail else "")
+        )
+        if result.result != "failed" or self.stop.is_set():
+            return
+        source = fscheck.check(self.nodes[number], region.fstype, is_file=False)
+        region.proof["source"] = source.result
+        self.log(
+            f"{region.name}: {source.tool} on the source partition: {source.result}"
+            + (f" ({source.detail})" if source.detail else "")
+        )
+        if source.result == "failed":
+            region.note = (
+                f"copied whole: the source filesystem has errors ({source.tool}: "
+                f"{source.detail}); the image is a faithful copy"
+            )
+        else:
+            region.note = (
+                f"copied whole: its image failed {result.tool} ({result.detail}) "
+                "while the source passed: the used-block map was wrong"
+            )
+        self.failed.append(number)
+
+
+def prove_stored(
+    repo: Repository, region: Region, used: list[tuple[int, int]], chunks: list[str | None]
+) -> fscheck.CheckResult:
+    """Run the region's checker on a read-only view of its stored chunks."""
+    checker = fscheck.checker_for(region.fstype)
+    if checker is None:
+        return fscheck.CheckResult(
+            "-", "skipped", 0.0, f"no checker is known for {region.fstype or 'it'}"
+        )
+    workdir = os.environ.get("APPLIANCE_TMP", "/var/tmp")
+    blob = Index(region.name, WINDOW, region.size, used, chunks).encode()
+    started = time.monotonic()
+    with tempfile.NamedTemporaryFile(
+        prefix="appliance-proof-", suffix=".idx", dir=workdir
+    ) as index_file:
+        index_file.write(blob)
+        index_file.flush()
+        try:
+            with CowView(
+                region.size,
+                repo=str(repo.root),
+                index_file=index_file.name,
+                workdir=workdir,
+                purpose="for checking the image",
+            ) as view:
+                result = fscheck.check(view.path, region.fstype, is_file=True)
+        except ApplianceError as exc:  # no FUSE: nothing was proven, nothing is wrong
+            return fscheck.CheckResult(
+                checker.name, "skipped", time.monotonic() - started, str(exc)
+            )
+    return fscheck.CheckResult(
+        result.tool, result.result, time.monotonic() - started, result.detail
+    )
