@@ -68,6 +68,8 @@ def build_parser() -> Parser:
     p.add_argument("--level", type=int, default=3, choices=range(1, 20), metavar="N",
                    help="zstd level 1-19 (default 3)")
     p.add_argument("--resume", action="store_true", help="continue an unfinished image")
+    p.add_argument("--no-check", action="store_true",
+                   help="do not check each saved filesystem on the image (faster, unproven)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     progress_opt(p)
 

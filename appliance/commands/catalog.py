@@ -21,7 +21,7 @@ def run_images(args: argparse.Namespace) -> int:
           "  STATE")
     for img in images:
         source = f"{img.disk.get('model') or '?'} {img.disk.get('serial') or ''}".strip()
-        state = "complete" if img.complete and not img.problem else (
+        state = img.proof if img.complete and not img.problem else (
             img.problem or "INCOMPLETE (not restorable)")
         print(f"{img.name:24} {(img.finished or img.created)[:19]:20} {source[:32]:32} "
               f"{human_size(int(img.disk.get('size') or 0)):>9} {human_size(img.used_bytes):>9} "

@@ -10,9 +10,11 @@ import time
 from appliance.commands.output import make_progress, print_json, rate
 from appliance.errors import SafetyRefusal
 from appliance.jobs.clone import clone, plan_clone
+from appliance.jobs.proof import NO_CHECK
 from appliance.jobs.restore import RestorePlan, plan_restore, restore
 from appliance.jobs.save import save
 from appliance.jobs.verify import verify_against, verify_image
+from appliance.manifest import Region
 from appliance.model import Disk, human_size
 
 
@@ -20,12 +22,15 @@ def run_save(args: argparse.Namespace, cancel: threading.Event) -> int:
     progress = make_progress(args.progress)
     started = time.monotonic()
     manifest = save(args.source, args.repo, args.image, level=args.level, resume=args.resume,
-                    progress=progress, cancel=cancel)
+                    progress=progress, cancel=cancel, check=not args.no_check)
     seconds = time.monotonic() - started
     stats = manifest.stats
+    for line in proof_warnings(manifest.regions):
+        print(f"Warning: {line}", file=sys.stderr)
     if args.json:
         print_json({"command": "save", "image": manifest.name, "seconds": round(seconds, 3),
-                    **stats})
+                    **stats, "proofs": {r.name: r.proof for r in manifest.regions
+                                        if r.proof is not None}})
     else:
         print(f"Saved {manifest.disk.get('model') or manifest.disk['name']} as image "
               f"{manifest.name}: {rate(int(stats['used_bytes']), seconds)}; "
@@ -35,6 +40,24 @@ def run_save(args: argparse.Namespace, cancel: threading.Event) -> int:
             print(f"Warning: {len(stats['read_errors'])} unreadable areas were saved as zeros; "
                   "see the image's log.txt.")
     return 0
+
+
+def proof_warnings(regions: list[Region]) -> list[str]:
+    """One line per partition whose image was not proven, or failed its check."""
+    lines: list[str] = []
+    for region in regions:
+        found = region.proof or {}
+        what = f"{region.describe()}: {found.get('tool')}"
+        if found.get("result") == "failed" and found.get("source") == "failed":
+            lines.append(f"{what} finds errors on the source disk too; the partition was "
+                         "saved whole, a faithful copy (repair it before relying on it).")
+        elif found.get("result") == "failed":
+            lines.append(f"{what} failed on the image, as its used-block map was wrong; "
+                         "the partition was saved again whole.")
+        elif found.get("result") == "skipped" and found.get("detail") != NO_CHECK:
+            lines.append(f"{what} could not run, the image is unproven: "
+                         f"{found.get('detail')}")
+    return lines
 
 
 def describe_target(target: Disk) -> list[str]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.errors import ApplianceError
 from appliance.jobs.imageread import load_image, load_manifest
+from appliance.manifest import Region
 from appliance.repo import Repository
 
 
@@ -20,6 +21,9 @@ class ImageSummary:
     used_bytes: int
     stored_bytes: int
     problem: str | None = None
+    proof: str = "unproven"                   # proof_word() of its regions
+    proofs: dict[str, Any] = field(default_factory=dict)  # region name -> its proof
+
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "created": self.created, "finished": self.finished,
@@ -27,7 +31,7 @@ class ImageSummary:
                 "disk": {k: self.disk.get(k) for k in ("model", "serial", "size",
                                                        "logical_sector", "name")},
                 "used_bytes": self.used_bytes, "stored_bytes": self.stored_bytes,
-                "problem": self.problem}
+                "problem": self.problem, "proof": self.proof, "proofs": self.proofs}
 
 
 def list_images(repo_path: str) -> list[ImageSummary]:
@@ -41,8 +45,24 @@ def list_images(repo_path: str) -> list[ImageSummary]:
             continue
         out.append(ImageSummary(name, manifest.created, manifest.finished, manifest.complete,
                                 manifest.disk, manifest.used_bytes,
-                                int(manifest.stats.get("new_bytes", 0))))
+                                int(manifest.stats.get("new_bytes", 0)),
+                                proof=proof_word(manifest.regions),
+                                proofs={r.name: r.proof for r in manifest.regions
+                                        if r.proof is not None}))
     return out
+
+
+def proof_word(regions: list[Region]) -> str:
+    """"proven": every partition saved through a used-block map passed its checker on the
+    image (the others are byte-for-byte copies); "fs errors": a source filesystem failed
+    its own checker (saved whole); "unproven": not checked (--no-check, no checker, an
+    image older than proofs)."""
+    if any((r.proof or {}).get("source") == "failed" for r in regions):
+        return "fs errors"
+    if any(r.method == "partclone" and (r.proof or {}).get("result") != "passed"
+           for r in regions):
+        return "unproven"
+    return "proven"
 
 
 @dataclass
