@@ -19,7 +19,6 @@ Region.proof (manifest.json): {"tool": "e2fsck -fn", "result": "passed" | "faile
 from __future__ import annotations
 
 import os
-import queue
 import tempfile
 import threading
 import time
@@ -87,7 +86,8 @@ class WindowCounter:
 
 
 class Prover:
-    """Proves regions on a thread of its own, in the order they are handed over."""
+    """Proves each region handed over on a thread of its own: proofs of regions whose copy
+    ends close together run side by side (the copy leaves cores idle at its end)."""
 
     def __init__(
         self,
@@ -100,42 +100,45 @@ class Prover:
         self.regions = regions
         self.nodes = nodes  # region number -> source partition node
         self.log = log
-        self.todo: queue.Queue[tuple[int, list[tuple[int, int]], list[str | None]] | None] = (
-            queue.Queue()
-        )
         self.stop = threading.Event()
         self.failed: list[int] = []  # regions to save again whole
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="prover", daemon=True)
-        self.thread.start()
+        self.errors: list[BaseException] = []
+        self.threads: list[threading.Thread] = []
+        self.lock = threading.Lock()
 
     def submit(self, number: int, used: list[tuple[int, int]], chunks: list[str | None]) -> None:
-        if proven_kind(self.regions[number]):
-            self.todo.put((number, list(used), list(chunks)))
+        if not proven_kind(self.regions[number]) or self.stop.is_set():
+            return
+        thread = threading.Thread(
+            target=self._run,
+            args=(number, list(used), list(chunks)),
+            name=f"proof-{self.regions[number].name}",
+            daemon=True,
+        )
+        with self.lock:
+            self.threads.append(thread)
+        thread.start()
 
     def finish(self) -> list[int]:
         """Wait for every proof handed over; the regions whose proof failed."""
-        self.todo.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-        return self.failed
+        for thread in list(self.threads):
+            thread.join()
+        if self.errors:
+            raise self.errors[0]
+        return sorted(self.failed)
 
     def abort(self) -> None:
-        """Stop after the proof in progress (its view is unmounted when it ends)."""
+        """Stop: proofs in progress end with their checker (their views are unmounted)."""
         self.stop.set()
-        self.todo.put(None)
-        self.thread.join()
+        for thread in list(self.threads):
+            thread.join()
 
-    def _run(self) -> None:
+    def _run(self, number: int, used: list[tuple[int, int]], chunks: list[str | None]) -> None:
         try:
-            while not self.stop.is_set():
-                item = self.todo.get()
-                if item is None:
-                    return
-                self._prove(*item)
+            self._prove(number, used, chunks)
         except BaseException as exc:  # handed to the save's thread by finish()
-            self.error = exc
+            with self.lock:
+                self.errors.append(exc)
 
     def _wait_stored(self, chunks: list[str | None]) -> bool:
         """Wait until every chunk of the region is in the repository: a window whose
@@ -175,7 +178,8 @@ class Prover:
                 f"copied whole: its image failed {result.tool} ({result.detail}) "
                 "while the source passed: the used-block map was wrong"
             )
-        self.failed.append(number)
+        with self.lock:
+            self.failed.append(number)
 
 
 def prove_stored(
