@@ -26,12 +26,16 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.errors import DeviceError
 
+if TYPE_CHECKING:
+    from appliance.manifest import Index
+
 GRANULE = 4096
 NAME = "disk"
+INDEX_WAIT = 600.0  # seconds a read of a save's view waits for the region's index file
 
 
 class Base(Protocol):
@@ -56,28 +60,45 @@ class ImageBase:
     """A region of a saved image, decoded (and hash-checked) chunk by chunk.
 
     The region is named in a complete image (`image` and `region`), or given by the file of
-    its index (`index_file`): a save proves a region before its image is complete.
+    its index (`index_file`, `size` bytes): a save proves a region before its image is
+    complete, and mounts the view while the region's bytes still move, so the index file is
+    read at the first read of the view, once it exists.
     """
 
     def __init__(self, repo: str, image: str | None = None, region: str | None = None, *,
-                 index_file: str | None = None) -> None:
+                 index_file: str | None = None, size: int = 0) -> None:
         from appliance.chunkfmt import Decoder
         from appliance.jobs.imageread import load_image
-        from appliance.manifest import Index
         from appliance.repo import Repository
 
+        self.index_file = index_file
+        self._index: Index | None = None
         if index_file is not None:
             self.repo = Repository.open(repo)
-            with open(index_file, "rb") as handle:
-                self.index = Index.decode(handle.read(), index_file)
+            self.size = size
         else:
             assert image is not None and region is not None
             loaded = load_image(Repository.open(repo), image)
             self.repo = loaded.repo
-            self.index = loaded.indexes[region]
-        self.size = self.index.size
+            self._index = loaded.indexes[region]
+            self.size = self._index.size
         self.decoder = Decoder()
         self.cache: OrderedDict[int, bytes] = OrderedDict()
+
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            from appliance.manifest import Index
+
+            assert self.index_file is not None
+            deadline = time.monotonic() + INDEX_WAIT
+            while not os.path.exists(self.index_file):
+                if time.monotonic() > deadline:
+                    raise OSError(errno.EIO, f"no index at {self.index_file}")
+                time.sleep(0.01)
+            with open(self.index_file, "rb") as handle:
+                self._index = Index.decode(handle.read(), self.index_file)
+        return self._index
 
     def window(self, number: int) -> bytes:
         if number in self.cache:
@@ -257,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device:
         base = DeviceBase(args.device, args.offset, args.size)
     elif args.index:
-        base = ImageBase(args.repo, index_file=args.index)
+        base = ImageBase(args.repo, index_file=args.index, size=args.size)
     else:
         base = ImageBase(args.repo, args.image, args.region)
     serve(base, args.size, args.overlay, args.mount)

@@ -19,10 +19,12 @@ Region.proof (manifest.json): {"tool": "e2fsck -fn", "result": "passed" | "faile
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from appliance import fscheck
 from appliance.cowview import CowView
@@ -85,9 +87,47 @@ class WindowCounter:
         return counted
 
 
+class PreparedView:
+    """A read-only view of a region, mounted while the region's bytes still move (its child
+    process starts and mounts off the save's critical path); it reads the region's index
+    from a file written once the region is stored (`publish`)."""
+
+    def __init__(self, repo: Repository, region: Region, workdir: str) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="appliance-proof-", dir=workdir))
+        self.index_file = self.folder / f"{region.name}.idx"
+        self.view = CowView(
+            region.size,
+            repo=str(repo.root),
+            index_file=str(self.index_file),
+            workdir=workdir,
+            purpose="for checking the image",
+        )
+        self.error: ApplianceError | None = None
+        self.mounted = threading.Thread(target=self._mount, name=f"view-{region.name}")
+        self.mounted.start()
+
+    def _mount(self) -> None:
+        try:
+            self.view.__enter__()
+        except ApplianceError as exc:  # no FUSE: nothing can be proven, nothing is wrong
+            self.error = exc
+
+    def publish(self, index: Index) -> None:
+        """Write the region's index where the view looks for it (whole, or not at all)."""
+        tmp = self.folder / ".index.tmp"
+        tmp.write_bytes(index.encode())
+        os.replace(tmp, self.index_file)
+
+    def close(self) -> None:
+        self.mounted.join()
+        self.view.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 class Prover:
     """Proves each region handed over on a thread of its own: proofs of regions whose copy
-    ends close together run side by side (the copy leaves cores idle at its end)."""
+    ends close together run side by side (the copy leaves cores idle at its end). The view
+    of the next region in `order` is mounted while the region before it moves."""
 
     def __init__(
         self,
@@ -95,20 +135,39 @@ class Prover:
         regions: Sequence[Region],
         nodes: dict[int, str],
         log: Callable[[str], None],
+        order: Sequence[int],
     ) -> None:
         self.repo = repo
         self.regions = regions
         self.nodes = nodes  # region number -> source partition node
         self.log = log
+        self.order = [
+            number
+            for number in order
+            if proven_kind(regions[number]) and fscheck.checker_for(regions[number].fstype)
+        ]
+        self.workdir = os.environ.get("APPLIANCE_TMP", "/var/tmp")
+        self.views: dict[int, PreparedView] = {}
         self.stop = threading.Event()
         self.failed: list[int] = []  # regions to save again whole
         self.errors: list[BaseException] = []
         self.threads: list[threading.Thread] = []
         self.lock = threading.Lock()
+        if self.order:
+            self._prepare(self.order[0])
+
+    def _prepare(self, number: int) -> PreparedView:
+        with self.lock:
+            if number not in self.views:
+                self.views[number] = PreparedView(self.repo, self.regions[number], self.workdir)
+            return self.views[number]
 
     def submit(self, number: int, used: list[tuple[int, int]], chunks: list[str | None]) -> None:
         if not proven_kind(self.regions[number]) or self.stop.is_set():
             return
+        at = self.order.index(number) if number in self.order else len(self.order)
+        if at + 1 < len(self.order):
+            self._prepare(self.order[at + 1])
         thread = threading.Thread(
             target=self._run,
             args=(number, list(used), list(chunks)),
@@ -123,15 +182,23 @@ class Prover:
         """Wait for every proof handed over; the regions whose proof failed."""
         for thread in list(self.threads):
             thread.join()
+        self._close_views()
         if self.errors:
             raise self.errors[0]
         return sorted(self.failed)
 
     def abort(self) -> None:
-        """Stop: proofs in progress end with their checker (their views are unmounted)."""
+        """Stop: proofs in progress end with their checker; every view is unmounted."""
         self.stop.set()
         for thread in list(self.threads):
             thread.join()
+        self._close_views()
+
+    def _close_views(self) -> None:
+        with self.lock:
+            views, self.views = list(self.views.values()), {}
+        for view in views:
+            view.close()
 
     def _run(self, number: int, used: list[tuple[int, int]], chunks: list[str | None]) -> None:
         try:
@@ -154,7 +221,19 @@ class Prover:
         region = self.regions[number]
         if not self._wait_stored(chunks):
             return
-        result = prove_stored(self.repo, region, used, chunks)
+        if fscheck.checker_for(region.fstype) is None:
+            result = fscheck.CheckResult(
+                "-", "skipped", 0.0, f"no checker is known for {region.fstype or 'it'}"
+            )
+        else:
+            view = self._prepare(number)
+            try:
+                index = Index(region.name, WINDOW, region.size, used, chunks)
+                result = prove_stored(view, region, index)
+            finally:
+                with self.lock:
+                    self.views.pop(number, None)
+                view.close()
         region.proof = result.to_json()
         self.log(
             f"{region.name}: {result.tool} on the image: {result.result} in "
@@ -182,36 +261,18 @@ class Prover:
             self.failed.append(number)
 
 
-def prove_stored(
-    repo: Repository, region: Region, used: list[tuple[int, int]], chunks: list[str | None]
-) -> fscheck.CheckResult:
-    """Run the region's checker on a read-only view of its stored chunks."""
+def prove_stored(view: PreparedView, region: Region, index: Index) -> fscheck.CheckResult:
+    """Run the region's checker on its view, once the view reads `index`."""
     checker = fscheck.checker_for(region.fstype)
-    if checker is None:
-        return fscheck.CheckResult(
-            "-", "skipped", 0.0, f"no checker is known for {region.fstype or 'it'}"
-        )
-    workdir = os.environ.get("APPLIANCE_TMP", "/var/tmp")
-    blob = Index(region.name, WINDOW, region.size, used, chunks).encode()
+    assert checker is not None
     started = time.monotonic()
-    with tempfile.NamedTemporaryFile(
-        prefix="appliance-proof-", suffix=".idx", dir=workdir
-    ) as index_file:
-        index_file.write(blob)
-        index_file.flush()
-        try:
-            with CowView(
-                region.size,
-                repo=str(repo.root),
-                index_file=index_file.name,
-                workdir=workdir,
-                purpose="for checking the image",
-            ) as view:
-                result = fscheck.check(view.path, region.fstype, is_file=True)
-        except ApplianceError as exc:  # no FUSE: nothing was proven, nothing is wrong
-            return fscheck.CheckResult(
-                checker.name, "skipped", time.monotonic() - started, str(exc)
-            )
+    view.publish(index)
+    view.mounted.join()
+    if view.error is not None:
+        return fscheck.CheckResult(
+            checker.name, "skipped", time.monotonic() - started, str(view.error)
+        )
+    result = fscheck.check(view.view.path, region.fstype, is_file=True)
     return fscheck.CheckResult(
         result.tool, result.result, time.monotonic() - started, result.detail
     )
