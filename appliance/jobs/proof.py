@@ -18,6 +18,7 @@ Region.proof (manifest.json): {"tool": "e2fsck -fn", "result": "passed" | "faile
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -34,6 +35,7 @@ from appliance.pipeline import WINDOW, Window
 from appliance.repo import Repository
 
 NO_CHECK = "not checked (--no-check)"
+PROOF_NICE = 10
 
 
 def proven_kind(region: Region) -> bool:
@@ -60,6 +62,16 @@ def skip_all(regions: Sequence[Region], why: str = NO_CHECK) -> None:
             region.proof = fscheck.CheckResult(
                 checker.name if checker else "-", "skipped", 0.0, why
             ).to_json()
+
+
+def idle_priority() -> None:
+    """Lower the calling thread, and the processes it starts (the view, the checker), to
+    nice PROOF_NICE: a proof runs on the CPU time the save's copy leaves idle and does not
+    slow the copy it overlaps; once the copy ends it has the machine to itself. (Linux: a
+    thread's nice value is its own and children inherit it. Not SCHED_IDLE: on a busy
+    machine that starves a proof for minutes.)"""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PROOF_NICE)
 
 
 class WindowCounter:
@@ -107,6 +119,7 @@ class PreparedView:
         self.mounted.start()
 
     def _mount(self) -> None:
+        idle_priority()
         try:
             self.view.__enter__()
         except ApplianceError as exc:  # no FUSE: nothing can be proven, nothing is wrong
@@ -201,6 +214,7 @@ class Prover:
             view.close()
 
     def _run(self, number: int, used: list[tuple[int, int]], chunks: list[str | None]) -> None:
+        idle_priority()
         try:
             self._prove(number, used, chunks)
         except BaseException as exc:  # handed to the save's thread by finish()
