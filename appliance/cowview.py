@@ -6,7 +6,9 @@ The kernel here has no device-mapper (the live ISO's has, but one mechanism is e
 prove than two), so the view is a FUSE file served by this module in a child process:
 
     python -m appliance.cowview --mount DIR --overlay FILE --size N
-        (--device PATH --offset N | --repo DIR (--image NAME --region NAME | --index FILE))
+        (--device PATH --offset N | --repo DIR --image NAME --region NAME)
+    python -m appliance.cowview --mount DIR --overlay FILE --size 0 --repo DIR --index-dir D
+        (a save's proofs: DIR/REGION reads the region of each index file D/REGION.idx)
 
 `CowView` starts it, waits for DIR/disk to appear, and unmounts it when done.
 """
@@ -24,18 +26,15 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from appliance.errors import DeviceError
 
-if TYPE_CHECKING:
-    from appliance.manifest import Index
-
 GRANULE = 4096
 NAME = "disk"
-INDEX_WAIT = 600.0  # seconds a read of a save's view waits for the region's index file
 
 
 class Base(Protocol):
@@ -60,45 +59,30 @@ class ImageBase:
     """A region of a saved image, decoded (and hash-checked) chunk by chunk.
 
     The region is named in a complete image (`image` and `region`), or given by the file of
-    its index (`index_file`, `size` bytes): a save proves a region before its image is
-    complete, and mounts the view while the region's bytes still move, so the index file is
-    read at the first read of the view, once it exists.
+    its index (`index_file`): a save proves a region before its image is complete.
     """
 
     def __init__(self, repo: str, image: str | None = None, region: str | None = None, *,
-                 index_file: str | None = None, size: int = 0) -> None:
+                 index_file: str | None = None, cache: int = 8) -> None:
         from appliance.chunkfmt import Decoder
         from appliance.jobs.imageread import load_image
+        from appliance.manifest import Index
         from appliance.repo import Repository
 
-        self.index_file = index_file
-        self._index: Index | None = None
+        self.index: Index
         if index_file is not None:
             self.repo = Repository.open(repo)
-            self.size = size
+            with open(index_file, "rb") as handle:
+                self.index = Index.decode(handle.read(), index_file)
         else:
             assert image is not None and region is not None
             loaded = load_image(Repository.open(repo), image)
             self.repo = loaded.repo
-            self._index = loaded.indexes[region]
-            self.size = self._index.size
+            self.index = loaded.indexes[region]
+        self.size = self.index.size
         self.decoder = Decoder()
         self.cache: OrderedDict[int, bytes] = OrderedDict()
-
-    @property
-    def index(self) -> Index:
-        if self._index is None:
-            from appliance.manifest import Index
-
-            assert self.index_file is not None
-            deadline = time.monotonic() + INDEX_WAIT
-            while not os.path.exists(self.index_file):
-                if time.monotonic() > deadline:
-                    raise OSError(errno.EIO, f"no index at {self.index_file}")
-                time.sleep(0.01)
-            with open(self.index_file, "rb") as handle:
-                self._index = Index.decode(handle.read(), self.index_file)
-        return self._index
+        self.cache_windows = cache
 
     def window(self, number: int) -> bytes:
         if number in self.cache:
@@ -110,7 +94,7 @@ class ImageBase:
         data = bytes(length) if name is None else self.decoder.decode(
             self.repo.get_chunk(name), name, length)
         self.cache[number] = data
-        if len(self.cache) > 8:
+        if len(self.cache) > self.cache_windows:
             self.cache.popitem(last=False)
         return data
 
@@ -128,30 +112,114 @@ class ImageBase:
         return bytes(out)
 
 
-def serve(base: Base, size: int, overlay_path: str, mountpoint: str) -> None:
-    """Serve DIR/disk until unmounted (blocks)."""
+class CowFile:
+    """One file of a view: it reads as its base until a 4 KiB granule is written; written
+    granules live in a sparse overlay file (made at the first write)."""
+
+    def __init__(self, base: Base, size: int, overlay_path: str) -> None:
+        self.base = base
+        self.size = size
+        self.overlay_path = overlay_path
+        self.overlay: int | None = None
+        self.written = bytearray((size + GRANULE - 1) // GRANULE)
+        self.lock = threading.Lock()
+
+    def read(self, offset: int, length: int) -> bytes:
+        length = max(0, min(length, self.size - offset))
+        written = self.written
+        out = bytearray()
+        pos, end = offset, offset + length
+        with self.lock:
+            while pos < end:
+                state = written[pos // GRANULE]
+                stop = pos
+                while stop < end and written[stop // GRANULE] == state:
+                    stop = (stop // GRANULE + 1) * GRANULE
+                stop = min(stop, end)
+                if state and self.overlay is not None:
+                    out += os.pread(self.overlay, stop - pos, pos)
+                else:
+                    out += self.base.read(pos, stop - pos)
+                pos = stop
+        return bytes(out)
+
+    def write(self, data: bytes, offset: int) -> int:
+        """Bytes written, or -1 past the end."""
+        size = self.size
+        end = min(offset + len(data), size)
+        if offset >= size:
+            return -1
+        with self.lock:
+            if self.overlay is None:
+                self.overlay = os.open(self.overlay_path,
+                                       os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+                os.ftruncate(self.overlay, size)
+            for granule in range(offset // GRANULE, (end - 1) // GRANULE + 1):
+                if self.written[granule]:
+                    continue
+                g_start = granule * GRANULE
+                g_end = min(g_start + GRANULE, size)
+                if offset > g_start or end < g_end:  # partly covered: copy the rest first
+                    os.pwrite(self.overlay, self.base.read(g_start, g_end - g_start), g_start)
+                self.written[granule] = 1
+            os.pwrite(self.overlay, data[:end - offset], offset)
+        return end - offset
+
+
+class IndexFolder:
+    """The files of a save's proof view: one per index file (REGION.idx) in a folder, which
+    the save writes once that region is stored, and removes once it is proven."""
+
+    def __init__(self, repo: str, folder: str, overlay: str) -> None:
+        self.repo = repo
+        self.folder = Path(folder)
+        self.overlay = overlay
+        self.files: dict[str, CowFile] = {}
+        self.lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return sorted(path.stem for path in self.folder.glob("*.idx"))
+
+    def file(self, name: str) -> CowFile | None:
+        with self.lock:
+            for gone in [n for n in self.files if not (self.folder / f"{n}.idx").exists()]:
+                del self.files[gone]  # proven: free its cache
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{self.overlay}.{gone}")
+            found = self.files.get(name)
+            index = self.folder / f"{name}.idx"
+            if found is None and "/" not in name and index.exists():
+                base = ImageBase(self.repo, index_file=str(index), cache=4)
+                found = self.files[name] = CowFile(base, base.size, f"{self.overlay}.{name}")
+            return found
+
+
+def serve(file: Callable[[str], CowFile | None], names: Callable[[], list[str]],
+          mountpoint: str) -> None:
+    """Serve DIR/NAME for each name of `names` until unmounted (blocks)."""
     import fuse  # fusepy; imported here so the engine imports without libfuse
 
-    overlay = os.open(overlay_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    os.ftruncate(overlay, size)
-    written = bytearray((size + GRANULE - 1) // GRANULE)
-    lock = threading.Lock()
     now = time.time()
 
-    class CowFile(fuse.Operations):  # type: ignore[misc]
+    def found(path: str) -> CowFile:
+        cow = file(path.lstrip("/"))
+        if cow is None:
+            raise fuse.FuseOSError(errno.ENOENT)
+        return cow
+
+    class Operations(fuse.Operations):  # type: ignore[misc]
         def getattr(self, path: str, fh: Any = None) -> dict[str, Any]:
             if path == "/":
                 return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2, "st_size": 0,
                         "st_mtime": now, "st_ctime": now, "st_atime": now}
-            if path == f"/{NAME}":
-                return {"st_mode": stat.S_IFREG | 0o600, "st_nlink": 1, "st_size": size,
-                        "st_mtime": now, "st_ctime": now, "st_atime": now}
-            raise fuse.FuseOSError(errno.ENOENT)
+            return {"st_mode": stat.S_IFREG | 0o600, "st_nlink": 1, "st_size": found(path).size,
+                    "st_mtime": now, "st_ctime": now, "st_atime": now}
 
         def readdir(self, path: str, fh: Any) -> list[str]:
-            return [".", "..", NAME]
+            return [".", "..", *names()]
 
         def open(self, path: str, flags: int) -> int:
+            found(path)
             return 0
 
         def truncate(self, path: str, length: int, fh: Any = None) -> int:
@@ -164,41 +232,15 @@ def serve(base: Base, size: int, overlay_path: str, mountpoint: str) -> None:
             return 0
 
         def read(self, path: str, length: int, offset: int, fh: Any) -> bytes:
-            length = max(0, min(length, size - offset))
-            out = bytearray()
-            pos, end = offset, offset + length
-            with lock:
-                while pos < end:
-                    granule = pos // GRANULE
-                    state = written[granule]
-                    stop = pos
-                    while stop < end and written[stop // GRANULE] == state:
-                        stop = (stop // GRANULE + 1) * GRANULE
-                    stop = min(stop, end)
-                    if state:
-                        out += os.pread(overlay, stop - pos, pos)
-                    else:
-                        out += base.read(pos, stop - pos)
-                    pos = stop
-            return bytes(out)
+            return found(path).read(offset, length)
 
         def write(self, path: str, data: bytes, offset: int, fh: Any) -> int:
-            end = min(offset + len(data), size)
-            if offset >= size:
+            done = found(path).write(data, offset)
+            if done < 0:
                 raise fuse.FuseOSError(errno.ENOSPC)
-            with lock:
-                for granule in range(offset // GRANULE, (end - 1) // GRANULE + 1):
-                    if written[granule]:
-                        continue
-                    g_start = granule * GRANULE
-                    g_end = min(g_start + GRANULE, size)
-                    if offset > g_start or end < g_end:  # partly covered: copy the rest first
-                        os.pwrite(overlay, base.read(g_start, g_end - g_start), g_start)
-                    written[granule] = 1
-                os.pwrite(overlay, data[:end - offset], offset)
-            return end - offset
+            return done
 
-    fuse.FUSE(CowFile(), mountpoint, foreground=True, nothreads=False, big_writes=True,
+    fuse.FUSE(Operations(), mountpoint, foreground=True, nothreads=False, big_writes=True,
               max_read=131072, fsname="appliance-cow")
 
 
@@ -207,7 +249,7 @@ class CowView:
 
     def __init__(self, size: int, *, device: str | None = None, offset: int = 0,
                  repo: str | None = None, image: str | None = None,
-                 region: str | None = None, index_file: str | None = None,
+                 region: str | None = None, index_dir: str | None = None,
                  workdir: str | None = None, purpose: str = "for resizing") -> None:
         self.size = size
         self.purpose = purpose
@@ -221,9 +263,10 @@ class CowView:
                 "--overlay", str(self.folder / "overlay"), "--size", str(size)]
         if device is not None:
             args += ["--device", device, "--offset", str(offset)]
-        elif index_file is not None:
+        elif index_dir is not None:  # a save's proofs: DIR/REGION for each REGION.idx
             assert repo is not None
-            args += ["--repo", repo, "--index", index_file]
+            args += ["--repo", repo, "--index-dir", index_dir]
+            self.path = str(self.mountpoint)
         else:
             assert repo is not None and image is not None and region is not None
             args += ["--repo", repo, "--image", image, "--region", region]
@@ -234,7 +277,8 @@ class CowView:
         self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         deadline = time.monotonic() + 20
-        while not os.path.exists(self.path):
+        while not (os.path.ismount(self.mountpoint) if self.path == str(self.mountpoint)
+                   else os.path.exists(self.path)):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 err = (self.proc.stderr.read() if self.proc.stderr else b"").decode().strip()
                 self.close()
@@ -253,7 +297,7 @@ class CowView:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
-        for path in (self.folder / "overlay", self.mountpoint, self.folder):
+        for path in (*self.folder.glob("overlay*"), self.mountpoint, self.folder):
             with contextlib.suppress(OSError):
                 path.rmdir() if path.is_dir() else path.unlink()
 
@@ -272,16 +316,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo")
     parser.add_argument("--image")
     parser.add_argument("--region")
-    parser.add_argument("--index")
+    parser.add_argument("--index-dir")
     args = parser.parse_args(argv)
+    if args.index_dir:
+        folder = IndexFolder(args.repo, args.index_dir, args.overlay)
+        serve(folder.file, folder.names, args.mount)
+        return 0
     base: Base
     if args.device:
         base = DeviceBase(args.device, args.offset, args.size)
-    elif args.index:
-        base = ImageBase(args.repo, index_file=args.index, size=args.size)
     else:
         base = ImageBase(args.repo, args.image, args.region)
-    serve(base, args.size, args.overlay, args.mount)
+    one = CowFile(base, args.size, args.overlay)
+    serve(lambda name: one if name == NAME else None, lambda: [NAME], args.mount)
     return 0
 
 

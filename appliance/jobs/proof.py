@@ -99,23 +99,22 @@ class WindowCounter:
         return counted
 
 
-class PreparedView:
-    """A read-only view of a region, mounted while the region's bytes still move (its child
-    process starts and mounts off the save's critical path); it reads the region's index
-    from a file written once the region is stored (`publish`)."""
+class ProofView:
+    """One read-only view for all of a save's proofs, mounted while the first region moves
+    (one child process for the whole save): REGION.idx, written once that region is stored,
+    makes the file VIEW/REGION appear; removing it frees that file's cache."""
 
-    def __init__(self, repo: Repository, region: Region, workdir: str) -> None:
+    def __init__(self, repo: Repository, workdir: str) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="appliance-proof-", dir=workdir))
-        self.index_file = self.folder / f"{region.name}.idx"
         self.view = CowView(
-            region.size,
+            0,
             repo=str(repo.root),
-            index_file=str(self.index_file),
+            index_dir=str(self.folder),
             workdir=workdir,
             purpose="for checking the image",
         )
         self.error: ApplianceError | None = None
-        self.mounted = threading.Thread(target=self._mount, name=f"view-{region.name}")
+        self.mounted = threading.Thread(target=self._mount, name="proof-view")
         self.mounted.start()
 
     def _mount(self) -> None:
@@ -125,11 +124,16 @@ class PreparedView:
         except ApplianceError as exc:  # no FUSE: nothing can be proven, nothing is wrong
             self.error = exc
 
-    def publish(self, index: Index) -> None:
-        """Write the region's index where the view looks for it (whole, or not at all)."""
-        tmp = self.folder / ".index.tmp"
+    def publish(self, index: Index) -> str:
+        """Write a region's index (whole, or not at all); the path of its file in the view."""
+        tmp = self.folder / f".{index.region}.tmp"
         tmp.write_bytes(index.encode())
-        os.replace(tmp, self.index_file)
+        os.replace(tmp, self.folder / f"{index.region}.idx")
+        return os.path.join(self.view.path, index.region)
+
+    def withdraw(self, region: Region) -> None:
+        with contextlib.suppress(OSError):
+            (self.folder / f"{region.name}.idx").unlink()
 
     def close(self) -> None:
         self.mounted.join()
@@ -139,8 +143,7 @@ class PreparedView:
 
 class Prover:
     """Proves each region handed over on a thread of its own: proofs of regions whose copy
-    ends close together run side by side (the copy leaves cores idle at its end). The view
-    of the next region in `order` is mounted while the region before it moves."""
+    ends close together run side by side (the copy leaves cores idle at its end)."""
 
     def __init__(
         self,
@@ -148,39 +151,23 @@ class Prover:
         regions: Sequence[Region],
         nodes: dict[int, str],
         log: Callable[[str], None],
-        order: Sequence[int],
     ) -> None:
         self.repo = repo
         self.regions = regions
         self.nodes = nodes  # region number -> source partition node
         self.log = log
-        self.order = [
-            number
-            for number in order
-            if proven_kind(regions[number]) and fscheck.checker_for(regions[number].fstype)
-        ]
-        self.workdir = os.environ.get("APPLIANCE_TMP", "/var/tmp")
-        self.views: dict[int, PreparedView] = {}
         self.stop = threading.Event()
         self.failed: list[int] = []  # regions to save again whole
         self.errors: list[BaseException] = []
         self.threads: list[threading.Thread] = []
         self.lock = threading.Lock()
-        if self.order:
-            self._prepare(self.order[0])
-
-    def _prepare(self, number: int) -> PreparedView:
-        with self.lock:
-            if number not in self.views:
-                self.views[number] = PreparedView(self.repo, self.regions[number], self.workdir)
-            return self.views[number]
+        workdir = os.environ.get("APPLIANCE_TMP", "/var/tmp")
+        checked = [r for r in regions if proven_kind(r) and fscheck.checker_for(r.fstype)]
+        self.view = ProofView(repo, workdir) if checked else None
 
     def submit(self, number: int, used: list[tuple[int, int]], chunks: list[str | None]) -> None:
         if not proven_kind(self.regions[number]) or self.stop.is_set():
             return
-        at = self.order.index(number) if number in self.order else len(self.order)
-        if at + 1 < len(self.order):
-            self._prepare(self.order[at + 1])
         thread = threading.Thread(
             target=self._run,
             args=(number, list(used), list(chunks)),
@@ -195,23 +182,19 @@ class Prover:
         """Wait for every proof handed over; the regions whose proof failed."""
         for thread in list(self.threads):
             thread.join()
-        self._close_views()
+        if self.view is not None:
+            self.view.close()
         if self.errors:
             raise self.errors[0]
         return sorted(self.failed)
 
     def abort(self) -> None:
-        """Stop: proofs in progress end with their checker; every view is unmounted."""
+        """Stop: proofs in progress end with their checker; the view is unmounted."""
         self.stop.set()
         for thread in list(self.threads):
             thread.join()
-        self._close_views()
-
-    def _close_views(self) -> None:
-        with self.lock:
-            views, self.views = list(self.views.values()), {}
-        for view in views:
-            view.close()
+        if self.view is not None:
+            self.view.close()
 
     def _run(self, number: int, used: list[tuple[int, int]], chunks: list[str | None]) -> None:
         idle_priority()
@@ -240,14 +223,12 @@ class Prover:
                 "-", "skipped", 0.0, f"no checker is known for {region.fstype or 'it'}"
             )
         else:
-            view = self._prepare(number)
+            assert self.view is not None
             try:
                 index = Index(region.name, WINDOW, region.size, used, chunks)
-                result = prove_stored(view, region, index)
+                result = prove_stored(self.view, region, index)
             finally:
-                with self.lock:
-                    self.views.pop(number, None)
-                view.close()
+                self.view.withdraw(region)
         region.proof = result.to_json()
         self.log(
             f"{region.name}: {result.tool} on the image: {result.result} in "
@@ -275,18 +256,18 @@ class Prover:
             self.failed.append(number)
 
 
-def prove_stored(view: PreparedView, region: Region, index: Index) -> fscheck.CheckResult:
-    """Run the region's checker on its view, once the view reads `index`."""
+def prove_stored(view: ProofView, region: Region, index: Index) -> fscheck.CheckResult:
+    """Run the region's checker on its file in the view, once the view reads `index`."""
     checker = fscheck.checker_for(region.fstype)
     assert checker is not None
     started = time.monotonic()
-    view.publish(index)
+    path = view.publish(index)
     view.mounted.join()
     if view.error is not None:
         return fscheck.CheckResult(
             checker.name, "skipped", time.monotonic() - started, str(view.error)
         )
-    result = fscheck.check(view.view.path, region.fstype, is_file=True)
+    result = fscheck.check(path, region.fstype, is_file=True)
     return fscheck.CheckResult(
         result.tool, result.result, time.monotonic() - started, result.detail
     )

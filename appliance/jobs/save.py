@@ -175,7 +175,7 @@ def _start_proofs(disk: Disk, repo: Repository, plans: list[RegionPlan],
     nodes = {number: partition_node(disk, region.partition)
              for number, region in enumerate(regions)
              if region.partition is not None and proof.proven_kind(region)}
-    return proof.Prover(repo, regions, nodes, log.write, proof.move_order(regions))
+    return proof.Prover(repo, regions, nodes, log.write)
 
 
 def _finish_proofs(disk: Disk, repo: Repository, plans: list[RegionPlan],
