@@ -1,10 +1,13 @@
 """Proving a save: each partition saved through a used-block map is checked on the image.
 
-As soon as the last window of such a region is stored, a thread serves the region as stored
-(its chunks, through a read-only copy-on-write view, appliance.cowview) and runs the
-filesystem's own checker on it, read-only (appliance.fscheck), while the next region's bytes
-move. A wrong used-block map (a tool that misses metadata) fails the check here, at save
-time, instead of breaking a restored disk later.
+As soon as the last window of such a region is stored, its index goes to the save's view
+(one copy-on-write view process for the whole save, appliance.cowview), which then serves
+the region as stored, from its chunks; a thread runs the filesystem's own checker on it,
+read-only (appliance.fscheck), while the next region's bytes move. Mapped regions move
+largest first, so the last proof, the one nothing overlaps, is of the smallest; proofs run
+at a lower priority, on the CPU time the copy leaves idle. A wrong used-block map (a tool
+that misses metadata) fails the check here, at save time, instead of breaking a restored
+disk later.
 
 When the image of a region fails, the same checker runs on the source partition: if the
 source passes, the map was wrong; if it fails too, the source filesystem was already
