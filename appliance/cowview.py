@@ -307,7 +307,7 @@ class CowView:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="appliance.cowview")
+    parser = argparse.ArgumentParser(prog="appliance.cowview", allow_abbrev=False)
     parser.add_argument("--mount", required=True)
     parser.add_argument("--overlay", required=True)
     parser.add_argument("--size", type=int, required=True)
