@@ -24,7 +24,6 @@ class ImageSummary:
     proof: str = "unproven"                   # proof_word() of its regions
     proofs: dict[str, Any] = field(default_factory=dict)  # region name -> its proof
 
-
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "created": self.created, "finished": self.finished,
                 "complete": self.complete, "restorable": self.complete and not self.problem,
