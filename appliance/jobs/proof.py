@@ -3,11 +3,13 @@
 As soon as the last window of such a region is stored, its index goes to the save's view
 (one copy-on-write view process for the whole save, appliance.cowview), which then serves
 the region as stored, from its chunks; a thread runs the filesystem's own checker on it,
-read-only (appliance.fscheck), while the next region's bytes move. Mapped regions move
-largest first, so the last proof, the one nothing overlaps, is of the smallest; proofs run
-at a lower priority, on the CPU time the copy leaves idle. A wrong used-block map (a tool
-that misses metadata) fails the check here, at save time, instead of breaking a restored
-disk later.
+read-only (appliance.fscheck), while the next region's bytes move; only the last region's
+proof is left when the copy ends, and it overlaps the sync. Proofs run at a lower
+priority, on the CPU time the copy leaves idle. A wrong used-block map (a tool that misses
+metadata) fails the check here, at save time, instead of breaking a restored disk later.
+(Moving the largest mapped region first was measured and dropped: the small regions' proofs
+then piled up at the end; in disk order the reads stay sequential and the tail was as
+short or shorter.)
 
 When the image of a region fails, the same checker runs on the source partition: if the
 source passes, the map was wrong; if it fails too, the source filesystem was already
@@ -44,18 +46,6 @@ PROOF_NICE = 10
 def proven_kind(region: Region) -> bool:
     """Regions whose image depends on a used-block map, and so are proven."""
     return region.method == "partclone"
-
-
-def move_order(regions: Sequence[Region]) -> list[int]:
-    """The order to move regions in: mapped ones, largest first, then the others.
-
-    The largest mapped region's proof then overlaps the moving of every later region, and
-    the last proof (the only one nothing overlaps) is of the smallest.
-    """
-    mapped = sorted(
-        (i for i, r in enumerate(regions) if proven_kind(r)), key=lambda i: -regions[i].used_bytes
-    )
-    return mapped + [i for i, r in enumerate(regions) if not proven_kind(r)]
 
 
 def skip_all(regions: Sequence[Region], why: str = NO_CHECK) -> None:

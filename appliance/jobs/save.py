@@ -70,9 +70,8 @@ def plan_regions(disk: Disk, progress: Progress) -> list[RegionPlan]:
     return plans
 
 
-def windows_of(plans: list[RegionPlan], order: list[int] | None = None) -> Iterator[Window]:
-    for number in order if order is not None else range(len(plans)):
-        plan = plans[number]
+def windows_of(plans: list[RegionPlan]) -> Iterator[Window]:
+    for number, plan in enumerate(plans):
         by_window = window_ranges(plan.used, WINDOW, plan.region.size)
         for win in sorted(by_window):
             offset = win * WINDOW
@@ -134,8 +133,7 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
         if prover is None:
             proof.skip_all(manifest.regions)
         try:
-            _move(disk, repo, plans, stats, bad, level, progress, cancel, workers,
-                  proof.move_order(manifest.regions), prover)
+            _move(disk, repo, plans, stats, bad, level, progress, cancel, workers, prover)
             progress.set_phase("sync", "making the image durable")
             repo.sync()
         except BaseException:
@@ -203,7 +201,7 @@ def _finish_proofs(disk: Disk, repo: Repository, plans: list[RegionPlan],
 def _move(disk: Disk, repo: Repository, plans: list[RegionPlan], stats: SaveStats,
           bad: list[tuple[int, int]], level: int, progress: Progress,
           cancel: threading.Event | None, workers: int | None,
-          order: list[int] | None = None, prover: proof.Prover | None = None) -> None:
+          prover: proof.Prover | None = None) -> None:
     local = threading.local()
     seen: set[str] = set()
 
@@ -241,7 +239,7 @@ def _move(disk: Disk, repo: Repository, plans: list[RegionPlan], stats: SaveStat
     fd = open_direct(disk.node)
     try:
         progress.set_phase("save", f"saving {disk.describe()}")
-        read_windows(fd, windows_of(plans, order), step, sector=disk.logical_sector,
+        read_windows(fd, windows_of(plans), step, sector=disk.logical_sector,
                      progress=progress, cancel=cancel, workers=workers or workers_default(),
                      bad=bad)
     finally:

@@ -1,4 +1,4 @@
-"""The parts of a save's proof that need no disk: order, window counting, verdict words,
+"""The parts of a save's proof that need no disk: window counting, verdict words,
 warning lines, and manifests written before proofs existed."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from appliance.commands.jobs import proof_warnings
 from appliance.jobs.catalog import proof_word
-from appliance.jobs.proof import NO_CHECK, WindowCounter, move_order, skip_all
+from appliance.jobs.proof import NO_CHECK, WindowCounter, skip_all
 from appliance.manifest import Manifest, Region
 from appliance.pipeline import Window
 
@@ -18,18 +18,6 @@ from appliance.pipeline import Window
 def region(name: str, method: str, used: int, fstype: str | None = "ext4") -> Region:
     number = None if name == "outside" else int(name[1:])
     return Region(name, number, 0, 1 << 30, method, fstype=fstype, used_bytes=used)
-
-
-def test_mapped_regions_move_largest_first_then_the_others_in_disk_order() -> None:
-    regions = [
-        region("outside", "table", 1 << 20, None),
-        region("p1", "partclone", 10 << 20, "vfat"),
-        region("p2", "partclone", 900 << 20),
-        region("p3", "raw", 300 << 20, None),
-        region("p4", "partclone", 500 << 20, "ntfs"),
-        region("p5", "swap", 0, "swap"),
-    ]
-    assert move_order(regions) == [2, 4, 1, 0, 3, 5]
 
 
 def window(region: int, number: int) -> Window:
