@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import errno
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -259,7 +260,8 @@ class CowView:
         self.mountpoint = self.folder / "view"
         self.mountpoint.mkdir()
         self.path = str(self.mountpoint / NAME)
-        args = [sys.executable, "-m", "appliance.cowview", "--mount", str(self.mountpoint),
+        args = [sys.executable, "-m", "appliance.cowview", "--parent", str(os.getpid()),
+                "--mount", str(self.mountpoint),
                 "--overlay", str(self.folder / "overlay"), "--size", str(size)]
         if device is not None:
             args += ["--device", device, "--offset", str(offset)]
@@ -306,6 +308,34 @@ class CowView:
         self.close()
 
 
+def unmount_with_parent(parent: int, mountpoint: str) -> None:
+    """Unmount the view once the job that started it is gone (then serve() returns): a job
+    killed with SIGKILL cannot unmount its views, and nothing else would. A checker still
+    reading the view keeps it busy until it ends."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        while True:  # until the process ends: it may still be mounting
+            if os.path.ismount(mountpoint):
+                subprocess.run(["umount", mountpoint], capture_output=True, check=False)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def remove_leftovers(args: argparse.Namespace) -> None:
+    """The files of a view whose job is gone: its overlays, index folder and folders."""
+    for path in Path(args.overlay).parent.glob(Path(args.overlay).name + "*"):
+        with contextlib.suppress(OSError):
+            path.unlink()
+    if args.index_dir:
+        shutil.rmtree(args.index_dir, ignore_errors=True)
+    for folder in (args.mount, os.path.dirname(args.mount)):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)  # only when empty
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="appliance.cowview", allow_abbrev=False)
     parser.add_argument("--mount", required=True)
@@ -317,19 +347,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image")
     parser.add_argument("--region")
     parser.add_argument("--index-dir")
+    parser.add_argument("--parent", type=int, help="the job's pid: unmount when it is gone")
     args = parser.parse_args(argv)
-    if args.index_dir:
-        folder = IndexFolder(args.repo, args.index_dir, args.overlay)
-        serve(folder.file, folder.names, args.mount)
+    parent = args.parent or os.getppid()
+    unmount_with_parent(parent, args.mount)
+    try:
+        if args.index_dir:
+            folder = IndexFolder(args.repo, args.index_dir, args.overlay)
+            serve(folder.file, folder.names, args.mount)
+            return 0
+        base: Base
+        if args.device:
+            base = DeviceBase(args.device, args.offset, args.size)
+        else:
+            base = ImageBase(args.repo, args.image, args.region)
+        one = CowFile(base, args.size, args.overlay)
+        serve(lambda name: one if name == NAME else None, lambda: [NAME], args.mount)
         return 0
-    base: Base
-    if args.device:
-        base = DeviceBase(args.device, args.offset, args.size)
-    else:
-        base = ImageBase(args.repo, args.image, args.region)
-    one = CowFile(base, args.size, args.overlay)
-    serve(lambda name: one if name == NAME else None, lambda: [NAME], args.mount)
-    return 0
+    finally:
+        if os.getppid() != parent:
+            remove_leftovers(args)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,11 @@ is saved again whole; `--no-check` records that nothing was proven.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -181,3 +185,54 @@ def test_a_damaged_source_is_saved_whole_and_said_so(loops: Loops, tmp_path: Pat
     assert region["proof"]["result"] == "failed" and region["proof"]["source"] == "failed"
     assert region["method"] == "raw" and "source filesystem has errors" in region["note"]
     assert images_json(repo)["damaged"]["proof"] == "fs errors"
+
+
+def mounts_under(folder: Path) -> list[str]:
+    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    return [point for point in points if point.startswith(f"{folder}/")]
+
+
+def test_a_killed_save_leaves_no_view_behind(loops: Loops, tmp_path: Path) -> None:
+    """The proof's view process unmounts itself and removes its files when its save dies."""
+    source = build_gpt_disk(loops, tmp_path / "source.img")
+    views = tmp_path / "views"
+    views.mkdir()
+    argv = [
+        sys.executable,
+        "-m",
+        "appliance.cli",
+        "save",
+        source,
+        "--repo",
+        str(tmp_path / "repo"),
+        "--image",
+        "killed",
+        "--level",
+        "19",
+        "--progress",
+        "none",
+    ]
+    proc = subprocess.Popen(
+        argv,
+        env={**os.environ, "APPLIANCE_TMP": str(views)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not mounts_under(views):
+            assert proc.poll() is None, "the save ended before its view was mounted"
+            assert time.monotonic() < deadline, "no view was mounted"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while (mounts_under(views) or list(views.iterdir())) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not mounts_under(views)
+        assert not list(views.iterdir())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for point in mounts_under(views):
+            subprocess.run(["umount", point], check=False)
