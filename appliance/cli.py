@@ -73,6 +73,8 @@ def build_parser() -> Parser:
                    help="make the repository if the folder does not hold one yet")
     p.add_argument("--allow-ram", action="store_true",
                    help="allow a repository in memory (tmpfs), lost at power off")
+    p.add_argument("--no-check", action="store_true",
+                   help="do not check each saved filesystem on the image (faster, unproven)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     progress_opt(p)
 

@@ -6,7 +6,8 @@ manifest.json (JSON, stable):
   table {type, id, first_lba, last_lba, partitions: [{number, start, size, type, kind, guid,
          name, flags}]}            (null when the disk has no partition table)
   regions [{name, partition, start, size, fstype, fsversion, label, uuid, method, used_bytes,
-            stored_windows, index, index_hash}]
+            stored_windows, index, index_hash, tail_start, note,
+            proof {tool, result, seconds, detail[, source]} or null (absent in older images)}]
   stats {used_bytes, new_bytes, new_chunks, reused_chunks, zero_windows, seconds,
          read_errors: [[offset, length], ...], repaired_chunks, warnings: [line, ...]}
   manifest_hash  blake3 of the canonical JSON (sorted keys, no spaces) of every other field;
@@ -49,6 +50,7 @@ class Region:
     index_hash: str = ""
     tail_start: int | None = None  # "outside" of a GPT disk: where the backup table begins
     note: str | None = None        # why a filesystem was copied raw, for the log and the UI
+    proof: dict[str, Any] | None = None  # its checker's verdict on the image (jobs/proof.py)
 
     def describe(self) -> str:
         if self.partition is None:

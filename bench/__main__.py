@@ -163,7 +163,9 @@ def bench(args: argparse.Namespace, loops: Loops, res: dict[str, Any]) -> None:
     expected = window_digests(src.node, src.windows)
 
     runs: dict[str, list[Run]] = {k: [] for k in (
-        "raw_read", "dd", "cz_save", "our_save", "our_incremental", "cz_restore", "our_restore")}
+        "raw_read", "dd", "cz_save", "our_save", "our_save_nocheck", "our_incremental",
+        "cz_restore", "our_restore")}
+    proofs: list[dict[str, Any]] = []
     sizes_ours: list[int] = []
     sizes_cz: list[int] = []
     incr: list[dict[str, Any]] = []
@@ -186,6 +188,13 @@ def bench(args: argparse.Namespace, loops: Loops, res: dict[str, Any]) -> None:
         phases.append({**first["phases"], "end": r.seconds,
                        "move_busy": move_phase_busy(r, first, cores)})
         sizes_ours.append(tree_bytes(repo))
+        proofs.append(first.get("proofs") or {})
+        # the same save without its proof: what proving every partition costs
+        unchecked = work / f"repo-nocheck-{number}"
+        r, _ = our_save(src, unchecked, "base", work, f"appliance save --no-check {number}",
+                        "--no-check")
+        runs["our_save_nocheck"].append(r)
+        shutil.rmtree(unchecked)
         r, second = our_save(changed, repo, "changed", work, f"appliance incremental {number}")
         runs["our_incremental"].append(r)
         chunks = int(second["new_chunks"]) + int(second["reused_chunks"])
@@ -257,6 +266,7 @@ def bench(args: argparse.Namespace, loops: Loops, res: dict[str, Any]) -> None:
         (work / "target-8g.img").unlink()
 
     rates_of = {"raw_read": used, "dd": base.size, "cz_save": used, "our_save": used,
+                "our_save_nocheck": used,
                 "our_incremental": used_changed, "cz_restore": used, "our_restore": used}
     figures: dict[str, Any] = {}
     for key, rs in runs.items():
@@ -277,7 +287,15 @@ def bench(args: argparse.Namespace, loops: Loops, res: dict[str, Any]) -> None:
         "incremental_vs_raw": report.ratios([used_changed / s for s in t["our_incremental"]],
                                             rate_raw),
         "save_vs_raw": report.ratios([used / s for s in t["our_save"]], rate_raw),
+        "save_nocheck_speedup": report.ratios(t["cz_save"], t["our_save_nocheck"]),
+        "proof_cost": report.ratios(t["our_save"], t["our_save_nocheck"]),
     }
+    res["proof"] = {
+        "extra_seconds": report.summary([a - b for a, b in zip(
+            t["our_save"], t["our_save_nocheck"], strict=True)]),
+        "partitions": {name: {"tool": runs_[0]["tool"], "results": [p["result"] for p in runs_],
+                              "seconds": report.summary([p["seconds"] for p in runs_])}
+                       for name, runs_ in proof_runs(proofs).items()}}
     if incr_big:
         rate_big = [big_runs["changed_used_bytes"] / r.seconds for r in big_incr_runs]
         res["comparisons"]["incremental_vs_raw_8g"] = report.ratios(rate_big, rate_raw)
@@ -297,6 +315,15 @@ def bench(args: argparse.Namespace, loops: Loops, res: dict[str, Any]) -> None:
     res["save_phases"] = phases
     busy = [p["move_busy"] for p in phases if p["move_busy"] is not None]
     res["save_move_busy"] = report.summary(busy) if busy else None
+
+
+def proof_runs(proofs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Region name -> its proof in each round."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for found in proofs:
+        for name, proof in found.items():
+            out.setdefault(name, []).append(proof)
+    return out
 
 
 def evaluate(res: dict[str, Any]) -> list[report.Target]:
@@ -368,6 +395,17 @@ def evaluate(res: dict[str, Any]) -> list[report.Target]:
         out.append(report.Target("CPU busy during appliance save, while it moves bytes", "",
                                  report.fmt(res["save_move_busy"], 0, 100, " %"), None,
                                  f"median phase times: {spans}"))
+    proof = res["proof"]
+    out.append(report.Target(
+        "cost of the proof (save vs save --no-check)", "",
+        f"{report.fmt(proof['extra_seconds'], 2, unit=' s')}, "
+        f"{report.fmt(c['proof_cost'], 2, unit='x')}", None,
+        "checker seconds per partition, overlapping the next one's copy: " + ", ".join(
+            f"{name} {p['tool']} {report.fmt(p['seconds'], 2, unit=' s')}"
+            f"{'' if set(p['results']) == {'passed'} else ' ' + '/'.join(p['results'])}"
+            for name, p in proof["partitions"].items())))
+    out.append(report.Target("save --no-check vs Clonezilla's pipeline", "",
+                             report.fmt(c["save_nocheck_speedup"], 2, unit="x"), None))
     out.append(report.Target("whole benchmark", "<= 15 min",
                              f"{res['total_seconds'] / 60:.1f} min",
                              res["total_seconds"] <= 15 * 60))

@@ -121,12 +121,13 @@ def result_of(run_: Run) -> dict[str, Any]:
     raise BenchError(f"{run_.label} printed no JSON result: {run_.stdout[-500:]!r}")
 
 
-def our_save(disk: Disk, repo: Path, image: str, work: Path, label: str) -> tuple[Run, dict[
-        str, Any]]:
-    """One `appliance save`; its result, with the moments its phases began (`phases`: name ->
-    seconds since the process started, from the JSON progress lines)."""
+def our_save(disk: Disk, repo: Path, image: str, work: Path, label: str,
+             *extra: str) -> tuple[Run, dict[str, Any]]:
+    """One `appliance save` (`extra`: more options, e.g. --no-check); its result, with the
+    moments its phases began (`phases`: name -> seconds since the process started, from the
+    JSON progress lines), and each partition's proof (`proofs`: region -> proof)."""
     r = timed(label, appliance("save", disk.node, "--repo", str(repo), "--image", image,
-                               "--create", "--progress", "json", "--json"),
+                               "--create", "--progress", "json", "--json", *extra),
               cwd=_engine, env=appliance_env(work))
     result = result_of(r)
     # progress "elapsed" counts from the job's start; the process started earlier (imports)

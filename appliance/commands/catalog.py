@@ -21,7 +21,7 @@ def run_images(args: argparse.Namespace) -> int:
     print(f"{'NAME':17} {'SAVED':16}  {'SIZE':>8}  {'USED':>8}  {'STORED':>8}  STATE")
     for img in images:
         source = f"{img.disk.get('model') or '?'} {img.disk.get('serial') or ''}".strip()
-        state = "complete" if img.complete and not img.problem else (
+        state = img.proof if img.complete and not img.problem else (
             "DAMAGED" if img.problem else "INCOMPLETE")
         name = img.name
         if len(name) > 17:  # a long name gets its own line; the figures stay in columns

@@ -25,13 +25,15 @@ def run_save(args: argparse.Namespace, cancel: threading.Event) -> int:
     started = time.monotonic()
     manifest = save(args.source, args.repo, args.image, level=args.level, resume=args.resume,
                     progress=progress, cancel=cancel, create=args.create,
-                    allow_ram=args.allow_ram)
+                    allow_ram=args.allow_ram, check=not args.no_check)
     seconds = time.monotonic() - started
     stats = manifest.stats
     warnings = [str(w) for w in stats.get("warnings", [])]
     if args.json:
         print_json({"command": "save", "image": manifest.name, "seconds": round(seconds, 3),
-                    **stats, "warnings": warnings})
+                    **stats, "warnings": warnings,
+                    "proofs": {r.name: r.proof for r in manifest.regions
+                               if r.proof is not None}})
     else:
         print(f"Saved {manifest.disk.get('model') or manifest.disk['name']} as image "
               f"{manifest.name}: {rate(int(stats['used_bytes']), seconds)}; "

@@ -11,7 +11,7 @@ from typing import Any
 
 from appliance.errors import ApplianceError, CorruptData, ImageError
 from appliance.jobs.imageread import load_image, load_manifest
-from appliance.manifest import Index
+from appliance.manifest import Index, Region
 from appliance.repo import Repository, fsync_dir, storage_error
 
 DELETING = ".deleting-"  # an image folder being deleted (hidden from image_names)
@@ -27,6 +27,8 @@ class ImageSummary:
     used_bytes: int
     stored_bytes: int
     problem: str | None = None
+    proof: str = "unproven"                   # proof_word() of its regions
+    proofs: dict[str, Any] = field(default_factory=dict)  # region name -> its proof
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "created": self.created, "finished": self.finished,
@@ -34,7 +36,7 @@ class ImageSummary:
                 "disk": {k: self.disk.get(k) for k in ("model", "serial", "size",
                                                        "logical_sector", "name")},
                 "used_bytes": self.used_bytes, "stored_bytes": self.stored_bytes,
-                "problem": self.problem}
+                "problem": self.problem, "proof": self.proof, "proofs": self.proofs}
 
 
 def list_images(repo_path: str) -> list[ImageSummary]:
@@ -48,8 +50,24 @@ def list_images(repo_path: str) -> list[ImageSummary]:
             continue
         out.append(ImageSummary(name, manifest.created, manifest.finished, manifest.complete,
                                 manifest.disk, manifest.used_bytes,
-                                int(manifest.stats.get("new_bytes", 0))))
+                                int(manifest.stats.get("new_bytes", 0)),
+                                proof=proof_word(manifest.regions),
+                                proofs={r.name: r.proof for r in manifest.regions
+                                        if r.proof is not None}))
     return out
+
+
+def proof_word(regions: list[Region]) -> str:
+    """"proven": every partition saved through a used-block map passed its checker on the
+    image (the others are byte-for-byte copies); "fs errors": a source filesystem failed
+    its own checker (saved whole); "unproven": not checked (--no-check, no checker, an
+    image older than proofs)."""
+    if any((r.proof or {}).get("source") == "failed" for r in regions):
+        return "fs errors"
+    if any(r.method == "partclone" and (r.proof or {}).get("result") != "passed"
+           for r in regions):
+        return "unproven"
+    return "proven"
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from appliance.blockio import open_direct
 from appliance.chunkfmt import Encoder, content_hash
 from appliance.devices import partition_node, probe_disk
 from appliance.errors import ImageError, ToolFailed
+from appliance.jobs import proof
 from appliance.jobs.imagelog import ImageLog
 from appliance.jobs.imageread import load_manifest
 from appliance.jobs.savechecks import (
@@ -34,7 +35,7 @@ from appliance.progress import Progress
 from appliance.repo import ReadBack, Repository, check_save_place
 from appliance.safety import check_source, mounted_readonly
 from appliance.tablewrite import read_sfdisk_json
-from appliance.usedmap import UsedMap, used_map
+from appliance.usedmap import UsedMap, normalize_ranges, used_map
 
 _ZERO_HASHES: dict[int, str] = {}
 
@@ -97,10 +98,11 @@ class SaveStats:
 
 def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: bool = False,
          progress: Progress | None = None, cancel: threading.Event | None = None,
-         workers: int | None = None, create: bool = False, allow_ram: bool = False
-         ) -> Manifest:
+         workers: int | None = None, create: bool = False, allow_ram: bool = False,
+         check: bool = True) -> Manifest:
     """`create`: make the repository when the folder holds none (else a refusal);
-    `allow_ram`: accept a repository on tmpfs/ramfs."""
+    `allow_ram`: accept a repository on tmpfs/ramfs; `check`: prove each mapped filesystem
+    on the image (its own checker, read-only) before the image is called complete."""
     progress = progress or Progress()
     started = time.monotonic()
     disk = probe_disk(source)
@@ -143,10 +145,20 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
         progress.total = sum(plan.region.used_bytes for plan in plans)
         stats = SaveStats()
         bad: list[tuple[int, int]] = []
-        _move(disk, repo, plans, stats, bad, level, progress, cancel, workers)
-
-        progress.set_phase("sync", "making the image durable")
-        repo.sync()
+        prover = _start_proofs(disk, repo, plans, log) if check else None
+        if prover is None:
+            proof.skip_all(manifest.regions)
+        try:
+            _move(disk, repo, plans, stats, bad, level, progress, cancel, workers, prover)
+            progress.set_phase("sync", "making the image durable")
+            repo.sync()
+        except BaseException:
+            if prover is not None:
+                prover.abort()
+            raise
+        if prover is not None:
+            _finish_proofs(disk, repo, plans, prover, stats, bad, level, progress, cancel,
+                           workers, log)
         for plan in plans:
             index = Index(plan.region.name, WINDOW, plan.region.size, plan.used, plan.chunks)
             blob = index.encode()
@@ -157,6 +169,7 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
         if bad:
             log.write(f"{len(bad)} unreadable ranges were saved as zeros: {bad[:20]}")
         warnings = copied_whole_warnings(disk, manifest.regions)
+        warnings += proof.proof_warnings(manifest.regions)
         warnings += unreadable_warnings(disk, manifest.regions, bad, log.write)
         if stats.repaired_chunks:
             many = stats.repaired_chunks > 1
@@ -164,7 +177,7 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
                             f"repository {'were' if many else 'was'} rewritten")
         for warning in warnings:
             log.write(f"warning: {warning}")
-        manifest.stats = {"used_bytes": progress.total, "new_bytes": stats.new_bytes,
+        manifest.stats = {"used_bytes": manifest.used_bytes, "new_bytes": stats.new_bytes,
                           "new_chunks": stats.new_chunks, "reused_chunks": stats.reused_chunks,
                           "zero_windows": stats.zero_windows,
                           "seconds": round(time.monotonic() - started, 3),
@@ -173,7 +186,7 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
         manifest.complete = True
         manifest.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         repo.write_file(manifest_path, manifest.to_json().encode())
-        log.write(f"save complete: {progress.total} bytes used, {stats.new_chunks} new chunks "
+        log.write(f"save complete: {manifest.used_bytes} bytes used, {stats.new_chunks} new chunks "
                   f"({stats.new_bytes} bytes), {stats.reused_chunks} already stored")
         progress.set_phase("done", f"image {image} saved")
         return manifest
@@ -187,9 +200,42 @@ def _reader(local: threading.local) -> ReadBack:
     return reader
 
 
+def _start_proofs(disk: Disk, repo: Repository, plans: list[RegionPlan],
+                  log: ImageLog) -> proof.Prover:
+    """A prover that checks each mapped region on the image once its windows are stored."""
+    regions = [plan.region for plan in plans]
+    nodes = {number: partition_node(disk, region.partition)
+             for number, region in enumerate(regions)
+             if region.partition is not None and proof.proven_kind(region)}
+    return proof.Prover(repo, regions, nodes, log.write)
+
+
+def _finish_proofs(disk: Disk, repo: Repository, plans: list[RegionPlan],
+                   prover: proof.Prover, stats: SaveStats, bad: list[tuple[int, int]],
+                   level: int, progress: Progress, cancel: threading.Event | None,
+                   workers: int | None, log: ImageLog) -> None:
+    """Wait for the proofs; save every region whose image failed its check again, whole."""
+    progress.set_phase("proof", "checking the saved filesystems on the image")
+    failed = [plans[number] for number in prover.finish()]
+    if not failed:
+        return
+    for plan in failed:
+        region = plan.region
+        log.write(f"{region.name}: {region.note}; saving {region.describe()} again whole")
+        plan.used = list(normalize_ranges([(0, region.size)], region.size, disk.logical_sector))
+        plan.chunks = [None] * len(plan.chunks)
+        region.method = "raw"
+        region.used_bytes = region.size
+        progress.total += region.size  # the bytes already moved stay counted as done
+    _move(disk, repo, failed, stats, bad, level, progress, cancel, workers)
+    progress.set_phase("sync", "making the image durable")
+    repo.sync()
+
+
 def _move(disk: Disk, repo: Repository, plans: list[RegionPlan], stats: SaveStats,
           bad: list[tuple[int, int]], level: int, progress: Progress,
-          cancel: threading.Event | None, workers: int | None) -> None:
+          cancel: threading.Event | None, workers: int | None,
+          prover: proof.Prover | None = None) -> None:
     local = threading.local()
     seen: set[str] = set()
 
@@ -222,10 +268,18 @@ def _move(disk: Disk, repo: Repository, plans: list[RegionPlan], stats: SaveStat
             stats.new_bytes += len(blob)
             stats.repaired_chunks += 1 if stored == "damaged" else 0
 
+    step: Callable[[Window, memoryview], None] = work
+    if prover is not None:
+        counts = {number: len(window_ranges(plan.used, WINDOW, plan.region.size))
+                  for number, plan in enumerate(plans)}
+        counter = proof.WindowCounter(
+            counts, lambda number: prover.submit(number, plans[number].used,
+                                                 plans[number].chunks))
+        step = counter.wrap(work)
     fd = open_direct(disk.node)
     try:
         progress.set_phase("save", f"saving {disk.describe()}")
-        read_windows(fd, windows_of(plans), work, sector=disk.logical_sector,
+        read_windows(fd, windows_of(plans), step, sector=disk.logical_sector,
                      progress=progress, cancel=cancel, workers=workers or workers_default(),
                      bad=bad)
     finally:

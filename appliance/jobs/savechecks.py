@@ -105,6 +105,8 @@ def copied_whole_warnings(disk: Disk, regions: list[Region]) -> list[str]:
             continue
         if region.fstype not in PARTCLONE_PROGRAM:
             continue  # LUKS, BitLocker, unformatted: whole is the only way, preflight says so
+        if (region.proof or {}).get("result") == "failed":
+            continue  # saved again whole after its proof failed: proof_warnings says so
         if region.note:
             why = "map unreadable"
         elif region.fstype == "ntfs":

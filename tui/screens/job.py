@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 PHASES = {"start": "starting", "map": "reading which blocks are used",
           "save": "saving", "sync": "making the image durable",
+          "proof": "checking the saved filesystems",
           "table": "writing the partition table", "restore": "restoring",
           "clone": "cloning", "verify": "verifying", "done": "finished",
           "check": "checking the image before writing"}
