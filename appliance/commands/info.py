@@ -88,6 +88,8 @@ def info_lines(info: ImageInfo) -> list[str]:
     if seconds is not None:
         timing += f", {float(seconds):.1f} s"
     lines += wrap(f"{timing}; appliance {m.tool_version}")
+    lines += wrap(f"Verified (every chunk re-hashed): {info.verified}" if info.verified
+                  else "Never verified whole (appliance verify re-hashes every chunk)")
     lines += wrap(_disk_line(m.disk))
     lines += wrap(_table_line(m.table))
     lines.append(

@@ -11,6 +11,7 @@ from typing import Any
 
 from appliance.errors import ApplianceError, CorruptData, ImageError
 from appliance.jobs.imageread import load_image, load_manifest
+from appliance.jobs.verify import last_verified
 from appliance.manifest import Index, Region
 from appliance.repo import Repository, fsync_dir, storage_error
 
@@ -29,6 +30,7 @@ class ImageSummary:
     problem: str | None = None
     proof: str = "unproven"                   # proof_word() of its regions
     proofs: dict[str, Any] = field(default_factory=dict)  # region name -> its proof
+    verified: str | None = None               # when every chunk was last re-hashed
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "created": self.created, "finished": self.finished,
@@ -36,7 +38,8 @@ class ImageSummary:
                 "disk": {k: self.disk.get(k) for k in ("model", "serial", "size",
                                                        "logical_sector", "name")},
                 "used_bytes": self.used_bytes, "stored_bytes": self.stored_bytes,
-                "problem": self.problem, "proof": self.proof, "proofs": self.proofs}
+                "problem": self.problem, "proof": self.proof, "proofs": self.proofs,
+                "verified": self.verified}
 
 
 def list_images(repo_path: str) -> list[ImageSummary]:
@@ -53,7 +56,8 @@ def list_images(repo_path: str) -> list[ImageSummary]:
                                 int(manifest.stats.get("new_bytes", 0)),
                                 proof=proof_word(manifest.regions),
                                 proofs={r.name: r.proof for r in manifest.regions
-                                        if r.proof is not None}))
+                                        if r.proof is not None},
+                                verified=last_verified(repo, name)))
     return out
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from appliance.errors import CorruptData
 from appliance.jobs.imageread import load_manifest
+from appliance.jobs.verify import last_verified
 from appliance.manifest import Index, Manifest, Region, index_hash
 from appliance.repo import Repository
 
@@ -70,6 +71,7 @@ class ImageInfo:
     manifest: Manifest
     regions: list[RegionInfo]
     log_tail: list[str] = field(default_factory=list)
+    verified: str | None = None  # when every chunk was last re-hashed (None: no record)
 
     @property
     def read_errors(self) -> list[tuple[int, int]]:
@@ -108,6 +110,7 @@ class ImageInfo:
             "read_errors": [list(r) for r in self.read_errors],
             "warnings": self.warnings,
             "log_tail": self.log_tail,
+            "verified": self.verified,
         }
 
 
@@ -147,4 +150,4 @@ def image_info(repo_path: str, name: str) -> ImageInfo:
     for region in manifest.regions:
         problem = _check_index(repo, manifest, region)
         regions.append(RegionInfo(region, problem is None, problem, getattr(region, "proof", None)))
-    return ImageInfo(manifest, regions, log_tail(repo, name))
+    return ImageInfo(manifest, regions, log_tail(repo, name), last_verified(repo, name))

@@ -5,9 +5,11 @@ whose filesystem was resized, and "not compared" said, with why, of anything els
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +32,7 @@ from appliance.manifest import Region, window_ranges
 from appliance.model import Disk, human_size
 from appliance.pipeline import Stage, Window, read_windows, workers_default
 from appliance.progress import Progress
-from appliance.repo import Repository
+from appliance.repo import Repository, write_file_durably
 
 
 @dataclass
@@ -91,8 +93,31 @@ def verify_image(
         stage.spawn(f"verify-{number}", worker)
     stage.wait()
     result.bytes_checked = progress.done
+    record_verified(repo, image, result.chunks)
     progress.set_phase("done", f"image {image} is intact")
     return result
+
+
+VERIFIED = "verified.json"  # beside the manifest: when every chunk of the image was re-hashed
+
+
+def record_verified(repo: Repository, image: str, chunks: int) -> None:
+    """Remember that the image was verified whole, where the repository can be written (a
+    repository mounted read-only for a verify keeps no record: that image stays 'never
+    verified', and the interface re-hashes it before a restore, which is the safe side)."""
+    data = {"verified": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "chunks": chunks}
+    with contextlib.suppress(OSError):
+        write_file_durably(repo.image_dir(image) / VERIFIED, (json.dumps(data) + "\n").encode())
+
+
+def last_verified(repo: Repository, image: str) -> str | None:
+    """When the image was last verified whole, or None (never, or no record)."""
+    try:
+        data = json.loads((repo.image_dir(image) / VERIFIED).read_text())
+    except (OSError, ValueError):
+        return None
+    when = data.get("verified") if isinstance(data, dict) else None
+    return when if isinstance(when, str) else None
 
 
 @dataclass

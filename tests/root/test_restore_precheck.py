@@ -146,3 +146,32 @@ def test_verify_first_then_restore(setup: tuple[Path, str, Path]) -> None:
     assert "check" in phases and "restore" in phases
     assert phases.index("check") < phases.index("restore")
     assert "verify" not in phases and phases.count("done") <= 1
+
+
+def verified_of(repo: Path) -> str | None:
+    out = json.loads(appliance("images", "--repo", str(repo), "--json").stdout)
+    [image] = [i for i in out["images"] if i["name"] == "base"]
+    return image["verified"]  # type: ignore[no-any-return]
+
+
+def test_a_verify_is_remembered(setup: tuple[Path, str, Path]) -> None:
+    """`images` and `info` say whether an image was ever verified whole (the interface
+    re-hashes an image that never was before it restores it)."""
+    repo, node, path = setup
+    assert verified_of(repo) is None
+    assert "Never verified" in appliance("info", "--repo", str(repo), "--image", "base").stdout
+    appliance("verify", "--repo", str(repo), "--image", "base")
+    when = verified_of(repo)
+    assert when is not None and when[:4].isdigit()
+    assert f"Verified (every chunk re-hashed): {when}" in " ".join(
+        appliance("info", "--repo", str(repo), "--image", "base").stdout.split()
+    )
+    # a damaged chunk found by a later verify: the record is not renewed
+    name = region_chunks(repo, "p2")[0]
+    blob = bytearray(chunk_path(repo, name).read_bytes())
+    blob[-1] ^= 0xFF
+    chunk_path(repo, name).write_bytes(bytes(blob))
+    (repo / "images" / "base" / "verified.json").unlink()
+    proc = appliance("verify", "--repo", str(repo), "--image", "base", check=False)
+    assert proc.returncode == 9
+    assert verified_of(repo) is None
