@@ -137,7 +137,7 @@ def test_gc_keeps_what_a_damaged_manifest_image_may_use(repo: Path) -> None:
     (repo / "images" / "second" / "manifest.json").write_text("{ not json")
     listing = appliance("images", "--repo", str(repo)).stdout
     assert all(len(line) <= 80 for line in listing.splitlines()), listing
-    assert "DAMAGED" in listing and "complete" in listing
+    assert "DAMAGED" in listing and "proven" in listing  # base is whole and proven
     appliance("verify", "--repo", str(repo), "--image", "base")
 
 
