@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import sys
 import time
 import traceback
 from collections.abc import Iterator, Sequence
 
-from appliance.cli import log_path
 from appliance.errors import ApplianceError
+from appliance.logsetup import setup_logging
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -36,20 +35,6 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def setup_logging() -> str:
-    path = log_path()
-    handler: logging.Handler
-    try:
-        handler = logging.FileHandler(path, encoding="utf-8")
-    except OSError:
-        handler = logging.NullHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    return str(path)
-
-
 @contextlib.contextmanager
 def session(demo: bool) -> Iterator[tuple[str | None, dict[str, str]]]:
     if not demo:
@@ -64,7 +49,7 @@ def session(demo: bool) -> Iterator[tuple[str | None, dict[str, str]]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    where = setup_logging()
+    where = str(setup_logging())
     try:
         from tui.app import ApplianceApp
         from tui.backend import EngineBackend
