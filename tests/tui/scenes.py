@@ -56,7 +56,10 @@ def disks_listed(pilot: Pilot[int]) -> Callable[[], bool]:
 
 async def home(pilot: Pilot[int]) -> None:
     await wait(pilot, disks_listed(pilot))
-    await wait(pilot, lambda: pilot.app.usage_of(pilot.app.disks.disks[0]) is not None)  # type: ignore[attr-defined]
+    app = pilot.app
+    assert isinstance(app, ApplianceApp)
+    session = app.session
+    await wait(pilot, lambda: session.usage_of(session.disks.disks[0]) is not None)
 
 
 async def repository(pilot: Pilot[int]) -> None:

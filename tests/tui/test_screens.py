@@ -7,6 +7,7 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Input
 from tuihelp import drive, fake_app, screen_text, until
 
+from tui.messages import DisksChanged
 from tui.screens.clone import CloneScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.home import HomeScreen
@@ -47,7 +48,7 @@ def test_disks_appear_and_vanish_live() -> None:
         table = app.screen.query_one(DiskTable)
         await until(pilot, lambda: len(table.keys) == 3)
         backend.disks.remove(BLANK)
-        app.post_message(__import__("tui.app", fromlist=["DisksChanged"]).DisksChanged())
+        app.post_message(DisksChanged())
         await until(pilot, lambda: table.keys == ["sda", "sdc"], what="sdb to vanish")
         backend.disks.append(BLANK)
         app.refresh_disks()
@@ -289,15 +290,15 @@ def test_repository_folder_and_partition() -> None:
         await until(pilot, lambda: isinstance(app.screen, RepositoryScreen))
         await until(pilot, lambda: "/dev/sda3" in screen_text(app))
         await pilot.press("down", "enter")  # the NTFS partition: mounted read-only by the app
-        await until(pilot, lambda: app.repo.mount is not None)
+        await until(pilot, lambda: app.session.repo.mount is not None)
         assert backend.mounted == ["/dev/sda3"]
-        assert app.repo.path == "/run/appliance/repo-sda3/appliance-images"
+        assert app.session.repo.path == "/run/appliance/repo-sda3/appliance-images"
         assert "mounted by the appliance" in screen_text(app)
         await pilot.press("f8")
-        await until(pilot, lambda: app.repo.path is None)
+        await until(pilot, lambda: app.session.repo.path is None)
         await pilot.click("#folder")
         await pilot.press("end", "ctrl+u", *"/tmp", "enter")
-        await until(pilot, lambda: app.repo.path == "/tmp")
+        await until(pilot, lambda: app.session.repo.path == "/tmp")
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, HomeScreen))
         assert "Repository: /tmp" in screen_text(app)

@@ -60,9 +60,10 @@ class ConfirmScreen(ModalScreen[bool]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back: write nothing")]
 
-    def __init__(self, plan: WritePlan) -> None:
+    def __init__(self, plan: WritePlan, *, blink: bool = True) -> None:
         super().__init__()
         self.plan = plan
+        self.blink = blink
         self.attempts = 0
 
     def compose(self) -> ComposeResult:
@@ -80,7 +81,7 @@ class ConfirmScreen(ModalScreen[bool]):
     def on_mount(self) -> None:
         self.query_one("#dialog").border_title = f"Erase {self.plan.target.node}?"
         answer = self.query_one(Input)
-        answer.cursor_blink = getattr(self.app, "blink", True)
+        answer.cursor_blink = self.blink
         answer.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
