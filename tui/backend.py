@@ -207,9 +207,11 @@ class EngineBackend:
         def run(progress: Progress, cancel: threading.Event) -> JobSummary:
             started = time.monotonic()
             if plan.kind == "restore":
-                from appliance.jobs.restore import restore
+                from appliance.jobs.restore import RestorePlan, restore
 
-                restore(plan.engine_plan, progress=progress, cancel=cancel)  # type: ignore[arg-type]
+                engine_plan = plan.engine_plan
+                assert isinstance(engine_plan, RestorePlan)  # what plan_restore handed out
+                restore(engine_plan, progress=progress, cancel=cancel)
                 took = time.monotonic() - started
                 return JobSummary(
                     (f"Restored image {plan.image} onto {plan.target.describe()}: "
