@@ -54,19 +54,35 @@ class ApplianceApp(App[int]):
     ENABLE_COMMAND_PALETTE = False
     CSS = CSS
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True)
+    ]
 
-    def __init__(self, backend: Backend, *, look: Look | None = None, repo: str | None = None,
-                 demo: bool = False, watch: bool = True, log_path: str = "",
-                 blink: bool = True) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        look: Look | None = None,
+        repo: str | None = None,
+        demo: bool = False,
+        watch: bool = True,
+        log_path: str = "",
+        blink: bool = True,
+    ) -> None:
         self.look = look or Look(ascii=False, console=False)
         super().__init__(ansi_color=self.look.console)
         disks_changed: Signal[Scan] = Signal(self, "disks-changed")
         usage_changed: Signal[str] = Signal(self, "usage-changed")
         repo_changed: Signal[str | None] = Signal(self, "repo-changed")
-        self.session = Session(backend, repo=repo, demo=demo, log_path=log_path, blink=blink,
-                               disks_changed=disks_changed, usage_changed=usage_changed,
-                               repo_changed=repo_changed)
+        self.session = Session(
+            backend,
+            repo=repo,
+            demo=demo,
+            log_path=log_path,
+            blink=blink,
+            disks_changed=disks_changed,
+            usage_changed=usage_changed,
+            repo_changed=repo_changed,
+        )
         self._watch = watch
         self._watcher: DiskWatcher | None = None
         self._ascii = AsciiFilter()
@@ -132,14 +148,16 @@ class ApplianceApp(App[int]):
         super()._handle_exception(error)
         self._exit_renderables[:] = [
             f"The appliance's interface stopped on an internal error; the details are in "
-            f"{self.session.log_path}."]
+            f"{self.session.log_path}."
+        ]
 
     # -- disks -------------------------------------------------------------------------
     def refresh_disks(self) -> None:
         if self.session.job_running:
             return
-        self.run_worker(self.session.scan, thread=True, group="scan", exclusive=True,
-                        exit_on_error=False)
+        self.run_worker(
+            self.session.scan, thread=True, group="scan", exclusive=True, exit_on_error=False
+        )
 
     def _measure(self) -> None:
         session = self.session
@@ -154,8 +172,9 @@ class ApplianceApp(App[int]):
         if worker.group == "scan" and event.state == WorkerState.SUCCESS:
             assert isinstance(worker.result, Scan)
             self.session.set_disks(worker.result)
-            self.run_worker(self._measure, thread=True, group="usage", exclusive=True,
-                            exit_on_error=False)
+            self.run_worker(
+                self._measure, thread=True, group="usage", exclusive=True, exit_on_error=False
+            )
         elif worker.group in ("scan", "usage", "repo") and event.state == WorkerState.ERROR:
             assert worker.error is not None
             self.show_error(worker.error)
@@ -173,5 +192,6 @@ class ApplianceApp(App[int]):
         self.session.refresh_repo()
         mount = self.session.mount_to_make_readonly()
         if mount is not None:
-            self.run_worker(lambda: mount.ensure(False), thread=True, group="repo",
-                            exit_on_error=False)
+            self.run_worker(
+                lambda: mount.ensure(False), thread=True, group="repo", exit_on_error=False
+            )

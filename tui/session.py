@@ -70,11 +70,18 @@ class Session:
     """The interface's state. Methods that talk to disks (`scan`, `measure`, `prepare_repo`)
     run in worker threads; the others on the app's thread."""
 
-    def __init__(self, backend: Backend, *, repo: str | None = None, demo: bool = False,
-                 log_path: str = "", blink: bool = True,
-                 disks_changed: Channel[Scan] | None = None,
-                 usage_changed: Channel[str] | None = None,
-                 repo_changed: Channel[str | None] | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        repo: str | None = None,
+        demo: bool = False,
+        log_path: str = "",
+        blink: bool = True,
+        disks_changed: Channel[Scan] | None = None,
+        usage_changed: Channel[str] | None = None,
+        repo_changed: Channel[str | None] | None = None,
+    ) -> None:
         self.backend = backend
         self.demo = demo
         self.log_path = log_path or "the log"
@@ -140,8 +147,12 @@ class Session:
 
     @staticmethod
     def usage_key(disk: Disk) -> UsageKey:
-        return (disk.name, disk.size, disk.table_id,
-                tuple((p.number, p.start, p.size, p.fstype, p.uuid) for p in disk.partitions))
+        return (
+            disk.name,
+            disk.size,
+            disk.table_id,
+            tuple((p.number, p.start, p.size, p.fstype, p.uuid) for p in disk.partitions),
+        )
 
     def usage_of(self, disk: Disk) -> list[Usage] | None:
         return self.usage.get(self.usage_key(disk))
@@ -156,8 +167,11 @@ class Session:
         """What the Note column says of a disk: it holds the repository, or a filesystem
         on the whole disk (no partition table), which is not an empty disk."""
         repo = self.repo_disks()
-        notes = {d.name: f"{self.whole_fs[d.name].split(' ')[0]}, no table"
-                 for d in scan.disks if d.name in self.whole_fs}
+        notes = {
+            d.name: f"{self.whole_fs[d.name].split(' ')[0]}, no table"
+            for d in scan.disks
+            if d.name in self.whole_fs
+        }
         notes.update({d.name: "repository" for d in scan.disks if d.name in repo})
         return notes
 
@@ -189,8 +203,9 @@ class Session:
         with self.repo.lock:
             path = self.repo.path
             if not path:
-                raise ApplianceError("No repository is chosen yet: press P on the home screen "
-                                     "to choose one.")
+                raise ApplianceError(
+                    "No repository is chosen yet: press P on the home screen to choose one."
+                )
             mount = self.repo.mount
             if mount is not None:
                 check_not_on(mount.node, avoid, "saves or overwrites")

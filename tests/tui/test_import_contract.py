@@ -25,25 +25,33 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_engine_never_imports_the_interface() -> None:
-    names = sorted(m.name for m in pkgutil.walk_packages(appliance.__path__, "appliance.")
-                   if not m.name.endswith("__main__"))
-    code = ("import importlib, sys\n"
-            f"for name in {names!r}:\n"
-            "    try:\n        importlib.import_module(name)\n"
-            "    except ImportError:\n        pass\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'tui')))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout.strip()
+    names = sorted(
+        m.name
+        for m in pkgutil.walk_packages(appliance.__path__, "appliance.")
+        if not m.name.endswith("__main__")
+    )
+    code = (
+        "import importlib, sys\n"
+        f"for name in {names!r}:\n"
+        "    try:\n        importlib.import_module(name)\n"
+        "    except ImportError:\n        pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'tui')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]"
 
 
 def test_appliance_tui_help_runs_without_a_terminal() -> None:
-    proc = subprocess.run([sys.executable, "-m", "tui", "--help"], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0 and "--demo" in proc.stdout
 
 
 # -- the interface's own rules, from the source ------------------------------------------------
+
 
 def module_name(path: Path, root: Path = ROOT) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
@@ -65,7 +73,7 @@ def imported(path: Path, root: Path = ROOT) -> Iterator[tuple[int, str]]:
             base = node.module or ""
             if node.level:
                 anchor = package.split(".")
-                anchor = anchor[:len(anchor) - (node.level - 1)]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, *([base] if base else [])])
             yield node.lineno, base
             for alias in node.names:
@@ -89,8 +97,7 @@ def broken_rules(root: Path = ROOT) -> list[str]:
             why = None
             if is_or_under(target, "appliance.cli"):
                 why = "imports the command line (appliance.cli)"
-            elif name.startswith(("tui.screens", "tui.widgets")) and is_or_under(target,
-                                                                                 "tui.app"):
+            elif name.startswith(("tui.screens", "tui.widgets")) and is_or_under(target, "tui.app"):
                 why = "imports the app (tui.app)"
             elif name == "tui.session" and is_or_under(target, "textual"):
                 why = "the session imports textual"
@@ -102,8 +109,10 @@ def broken_rules(root: Path = ROOT) -> list[str]:
 def cycles(root: Path = ROOT) -> list[list[str]]:
     """The import cycles among the modules of tui/ (each once, as a path that closes)."""
     modules = tui_modules(root)
-    graph = {name: sorted({t for _, t in imported(path, root) if t in modules and t != name})
-             for name, path in modules.items()}
+    graph = {
+        name: sorted({t for _, t in imported(path, root) if t in modules and t != name})
+        for name, path in modules.items()
+    }
     found: list[list[str]] = []
     seen: set[frozenset[str]] = set()
     state: dict[str, int] = {}  # 1 on the path, 2 done
@@ -112,7 +121,7 @@ def cycles(root: Path = ROOT) -> list[list[str]]:
         state[name] = 1
         for nxt in graph[name]:
             if state.get(nxt) == 1:
-                loop = [*path[path.index(nxt):], nxt]
+                loop = [*path[path.index(nxt) :], nxt]
                 if frozenset(loop) not in seen:
                     seen.add(frozenset(loop))
                     found.append(loop)
@@ -142,14 +151,19 @@ def test_the_rules_catch_an_upward_import_and_a_cycle(tmp_path: Path) -> None:
         copy.parent.mkdir(parents=True, exist_ok=True)
         copy.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     topbar = tmp_path / "tui" / "widgets" / "topbar.py"
-    topbar.write_text(topbar.read_text(encoding="utf-8")
-                      + "\n\ndef _app() -> object:\n    from tui.app import ApplianceApp\n\n"
-                        "    return ApplianceApp\n", encoding="utf-8")
+    topbar.write_text(
+        topbar.read_text(encoding="utf-8")
+        + "\n\ndef _app() -> object:\n    from tui.app import ApplianceApp\n\n"
+        "    return ApplianceApp\n",
+        encoding="utf-8",
+    )
     main = tmp_path / "tui" / "__main__.py"
-    main.write_text(main.read_text(encoding="utf-8") + "\nfrom appliance import cli\n",
-                    encoding="utf-8")
+    main.write_text(
+        main.read_text(encoding="utf-8") + "\nfrom appliance import cli\n", encoding="utf-8"
+    )
     broken = broken_rules(tmp_path)
-    assert any(b.startswith("tui/widgets/topbar.py:") and "imports the app" in b
-               for b in broken), broken
+    assert any(b.startswith("tui/widgets/topbar.py:") and "imports the app" in b for b in broken), (
+        broken
+    )
     assert any(b.startswith("tui/__main__.py:") and "appliance.cli" in b for b in broken), broken
     assert any("tui.app" in loop and "tui.widgets.topbar" in loop for loop in cycles(tmp_path))

@@ -20,10 +20,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_session_imports_no_textual() -> None:
-    code = ("import sys, tui.session\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'textual'))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = (
+        "import sys, tui.session\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'textual'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]"
 
 
@@ -31,8 +34,9 @@ def test_scan_notes_a_whole_disk_filesystem_and_the_repository() -> None:
     backend = FakeBackend(whole={"sdb": "ext4 BACKUP"})
     session = Session(backend, repo="/media/images/appliance")
     heard: list[tuple[str, ...]] = []
-    session.disks_changed.subscribe(None, lambda scan: heard.append(
-        tuple(d.name for d in scan.disks)))
+    session.disks_changed.subscribe(
+        None, lambda scan: heard.append(tuple(d.name for d in scan.disks))
+    )
     session.set_disks(session.scan())
     assert heard == [("sda", "sdb", "sdc")]
     assert session.disk("sdb") == BLANK
@@ -58,7 +62,8 @@ def test_measure_stops_when_a_job_starts_and_the_usage_is_forgotten_after() -> N
 
 
 def test_prepare_repo_needs_a_repository_and_keeps_off_the_jobs_disks(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     session = Session(FakeBackend())
     with pytest.raises(ApplianceError, match="No repository is chosen yet"):
         session.prepare_repo(writable=False)

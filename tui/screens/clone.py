@@ -28,15 +28,18 @@ class CloneScreen(FlowScreen):
     def compose(self) -> ComposeResult:
         yield TopBar("Clone a disk onto another", self.session)
         with VerticalScroll():
-            yield Static("1. The disk to copy from: arrows, then Enter", id="step1",
-                         classes="step")
+            yield Static("1. The disk to copy from: arrows, then Enter", id="step1", classes="step")
             yield DiskTable(id="source")
-            yield Static("2. The disk to ERASE and copy onto: arrows, then Enter", id="step2",
-                         classes="step")
+            yield Static(
+                "2. The disk to ERASE and copy onto: arrows, then Enter", id="step2", classes="step"
+            )
             yield DiskTable(id="target", none_row=CHOOSE_TARGET, none_column=1)
             yield ErrorLine()
-            yield Static("The last partition is grown or shrunk to fit the target. Nothing is "
-                         "written until you type the target's name.", classes="hint")
+            yield Static(
+                "The last partition is grown or shrunk to fit the target. Nothing is "
+                "written until you type the target's name.",
+                classes="hint",
+            )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -54,8 +57,7 @@ class CloneScreen(FlowScreen):
         return Planned(self.session.backend.plan_clone(source.name, target.name))
 
     def on_planned(self, message: Planned) -> None:
-        self.confirm_then_start(message.plan,
-                                avoid=[self.source.name] if self.source else [])
+        self.confirm_then_start(message.plan, avoid=[self.source.name] if self.source else [])
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if not self.available:

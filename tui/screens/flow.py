@@ -61,8 +61,7 @@ class FlowScreen(Screen[None]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker of this screen ended: post its result (a WorkerResult message) to the
         screen's handler for it, or show its sentence."""
-        if event.state == WorkerState.SUCCESS and isinstance(event.worker.result,
-                                                             WorkerResult):
+        if event.state == WorkerState.SUCCESS and isinstance(event.worker.result, WorkerResult):
             self.post_message(event.worker.result)
         elif event.state == WorkerState.ERROR and event.worker.error is not None:
             self.say(event.worker.error)
@@ -89,6 +88,7 @@ class FlowScreen(Screen[None]):
 
     def confirm_then_start(self, plan: WritePlan, avoid: Sequence[str] = ()) -> None:
         """Ask for the target's name (ConfirmScreen); start the job only if it was typed."""
+
         def answered(yes: bool | None) -> None:
             if not yes:
                 self.say(f"Nothing was written to {plan.target.node}.")

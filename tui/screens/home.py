@@ -64,7 +64,8 @@ class HomeScreen(Screen[None]):
             yield Static(
                 "Save copies a whole disk into an image. Restore and Clone ERASE the disk you "
                 "choose, after you type its name. Nothing is written until then.",
-                classes="hint")
+                classes="hint",
+            )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -105,8 +106,9 @@ class HomeScreen(Screen[None]):
         if label:
             text.append(f" - {label}")
         title.update(text)
-        self.query_one(PartitionTable).show(disk, self.session.usage_of(disk),
-                                            self.session.whole_fs.get(disk.name))
+        self.query_one(PartitionTable).show(
+            disk, self.session.usage_of(disk), self.session.whole_fs.get(disk.name)
+        )
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "disks":

@@ -34,11 +34,18 @@ from tui.widgets.errorline import ErrorLine
 from tui.widgets.jobbar import JobBar
 from tui.widgets.topbar import TopBar
 
-PHASES = {"start": "starting", "map": "reading which blocks are used",
-          "save": "saving", "sync": "making the image durable",
-          "table": "writing the partition table", "restore": "restoring",
-          "clone": "cloning", "verify": "verifying", "done": "finished",
-          "check": "checking the image before writing"}
+PHASES = {
+    "start": "starting",
+    "map": "reading which blocks are used",
+    "save": "saving",
+    "sync": "making the image durable",
+    "table": "writing the partition table",
+    "restore": "restoring",
+    "clone": "cloning",
+    "verify": "verifying",
+    "done": "finished",
+    "check": "checking the image before writing",
+}
 
 
 class JobScreen(Screen[None]):
@@ -66,8 +73,9 @@ class JobScreen(Screen[None]):
         Binding("o", "poweroff", "Power off"),
     ]
 
-    def __init__(self, session: Session, spec: JobSpec,
-                 prepare: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self, session: Session, spec: JobSpec, prepare: Callable[[], object] | None = None
+    ) -> None:
         super().__init__()
         self.session = session
         self.spec = spec
@@ -98,8 +106,9 @@ class JobScreen(Screen[None]):
     def on_mount(self) -> None:
         self.session.job_started()
         self.app.post_message(JobStarted())
-        self.run_worker(self._run, thread=True, exit_on_error=False, group="job",
-                        name=self.spec.kind)
+        self.run_worker(
+            self._run, thread=True, exit_on_error=False, group="job", name=self.spec.kind
+        )
         self.set_interval(1.0, self._tick)
 
     def on_unmount(self) -> None:
@@ -128,8 +137,10 @@ class JobScreen(Screen[None]):
         if self.running:
             phase = PHASES.get(ev.phase, ev.phase)
             self.query_one("#phase", Static).update(
-                Text.assemble(("Now: ", "bold"), phase + (" (stopping...)" if self.stopping
-                                                           else "")))
+                Text.assemble(
+                    ("Now: ", "bold"), phase + (" (stopping...)" if self.stopping else "")
+                )
+            )
             self.query_one("#message", Static).update(ev.message)
         self._figures()
 
@@ -143,15 +154,18 @@ class JobScreen(Screen[None]):
         total = human_size(ev.total) if ev.total else "?"
         self.query_one("#figures", Static).update(
             f"{human_size(ev.done)} of {total}   {ev.rate / 1e6:.1f} MB/s   "
-            f"elapsed {clock(elapsed if self.running else ev.elapsed)}   left {left}")
+            f"elapsed {clock(elapsed if self.running else ev.elapsed)}   left {left}"
+        )
 
     def _tick(self) -> None:
         if self.running:
             self._figures()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "job" or event.state not in (WorkerState.SUCCESS,
-                                                              WorkerState.ERROR):
+        if event.worker.group != "job" or event.state not in (
+            WorkerState.SUCCESS,
+            WorkerState.ERROR,
+        ):
             return
         self.running = False
         if self.stop_dialog is not None and self.stop_dialog in self.app.screen_stack:
@@ -166,8 +180,7 @@ class JobScreen(Screen[None]):
             state.add_class("-ok")
             lines = [*self.summary.lines, "", self.summary.verified]
             self.query_one("#summary", Static).update("\n".join(lines))
-            self.query_one("#phase", Static).update(Text.assemble(("Now: ", "bold"),
-                                                                  "finished"))
+            self.query_one("#phase", Static).update(Text.assemble(("Now: ", "bold"), "finished"))
         else:
             error = event.worker.error
             assert error is not None
@@ -178,15 +191,15 @@ class JobScreen(Screen[None]):
                 state.update(f"Failed: the {self.spec.kind} did not finish.")
                 self.query_one(ErrorLine).say(self.session.sentence(error))
             self.query_one("#summary", Static).update(
-                f"{self.spec.stopped(self.phases)}\nThe log is {self.session.log_path}.")
-            self.query_one("#phase", Static).update(Text.assemble(("Now: ", "bold"),
-                                                                  "stopped"))
+                f"{self.spec.stopped(self.phases)}\nThe log is {self.session.log_path}."
+            )
+            self.query_one("#phase", Static).update(Text.assemble(("Now: ", "bold"), "stopped"))
         self._figures()
         self.query_one("#message", Static).update("")
         verify = "V verify, " if self.summary and self.summary.follow_up else ""
         self.query_one("#next", Static).update(
-            f"What next: H (or Enter) another job, {verify}B restart the computer, "
-            "O power off.")
+            f"What next: H (or Enter) another job, {verify}B restart the computer, O power off."
+        )
         self.session.job_finished()
         self.app.post_message(JobFinished())
         self.refresh_bindings()
@@ -195,8 +208,9 @@ class JobScreen(Screen[None]):
         if action == "stop":
             return self.running
         if action == "verify":
-            return not self.running and self.summary is not None \
-                and self.summary.follow_up is not None
+            return (
+                not self.running and self.summary is not None and self.summary.follow_up is not None
+            )
         if action in ("home", "reboot", "poweroff"):
             return not self.running
         return True
@@ -210,11 +224,16 @@ class JobScreen(Screen[None]):
             return
         what = self.spec.stopped({"restore", "clone", "table"})
         if self.spec.kind in ("restore", "clone") and self.spec.target is not None:
-            what = (f"{self.spec.target.describe()} will be left partly written and will not "
-                    "start until a restore or clone finishes.")
-        self.stop_dialog = AskScreen(f"Stop the {self.spec.kind}?",
-                                     f"Stop the {self.spec.kind} now? {what}",
-                                     yes="Stop it", no="Go on")
+            what = (
+                f"{self.spec.target.describe()} will be left partly written and will not "
+                "start until a restore or clone finishes."
+            )
+        self.stop_dialog = AskScreen(
+            f"Stop the {self.spec.kind}?",
+            f"Stop the {self.spec.kind} now? {what}",
+            yes="Stop it",
+            no="Go on",
+        )
         self.app.push_screen(self.stop_dialog, self._stop_answer)
 
     def _stop_answer(self, yes: bool | None) -> None:
@@ -222,8 +241,9 @@ class JobScreen(Screen[None]):
         if yes and self.running:
             self.stopping = True
             self.cancel.set()
-            self.query_one("#phase", Static).update(Text("Stopping at the next safe point...",
-                                                         style="bold"))
+            self.query_one("#phase", Static).update(
+                Text("Stopping at the next safe point...", style="bold")
+            )
 
     def action_home(self) -> None:
         if not self.running:
@@ -234,8 +254,9 @@ class JobScreen(Screen[None]):
             return
         session = self.session
         spec = session.backend.verify_job(self.summary.follow_up)
-        self.app.switch_screen(JobScreen(session, spec,
-                                         lambda: session.prepare_repo(writable=False)))
+        self.app.switch_screen(
+            JobScreen(session, spec, lambda: session.prepare_repo(writable=False))
+        )
 
     def action_reboot(self) -> None:
         self._ask_power(EXIT_REBOOT, "Restart", "restart the computer")
@@ -252,6 +273,14 @@ class JobScreen(Screen[None]):
             if yes:
                 self.app.post_message(PowerRequest(code))
 
-        self.app.push_screen(AskScreen(f"{title}?", f"{title} now: {what}? Remove the "
-                                       "appliance's USB stick first if it should not start "
-                                       "again.", yes=title, no="Stay"), answered)
+        self.app.push_screen(
+            AskScreen(
+                f"{title}?",
+                f"{title} now: {what}? Remove the "
+                "appliance's USB stick first if it should not start "
+                "again.",
+                yes=title,
+                no="Stay",
+            ),
+            answered,
+        )

@@ -36,11 +36,16 @@ class RepositoryScreen(FlowScreen):
         yield TopBar("Choose the repository", self.session)
         with VerticalScroll():
             yield Static("", id="current")
-            yield Static("A folder that is already mounted (a share, a disk): type it, "
-                         "then Enter", classes="step")
+            yield Static(
+                "A folder that is already mounted (a share, a disk): type it, then Enter",
+                classes="step",
+            )
             yield Input(placeholder="/mnt/images", id="folder")
-            yield Static("Or a filesystem on another disk: arrows, then Enter mounts it "
-                         "read-only and looks for images", classes="step")
+            yield Static(
+                "Or a filesystem on another disk: arrows, then Enter mounts it "
+                "read-only and looks for images",
+                classes="step",
+            )
             yield VolumeTable(id="volumes")
             yield ErrorLine()
             with Horizontal(classes="buttons"):
@@ -65,8 +70,10 @@ class RepositoryScreen(FlowScreen):
             free = f", {human_size(repo.free)} free" if repo.free is not None else ""
             text = f"In use: {repo.path}{free}"
             if repo.mount is not None and repo.mount.owned:
-                text += (f"\nOn {repo.mount.node}, mounted by the appliance at "
-                         f"{repo.mount.mountpoint} (read-write only while a save runs).")
+                text += (
+                    f"\nOn {repo.mount.node}, mounted by the appliance at "
+                    f"{repo.mount.mountpoint} (read-write only while a save runs)."
+                )
         self.query_one("#current", Static).update(text)
 
     def disks_changed(self, scan: Scan) -> None:
@@ -96,8 +103,11 @@ class RepositoryScreen(FlowScreen):
         self.use(str(path), message.mount)
         found = (path / "repo.json").exists()
         self.query_one(Input).value = str(path)
-        state = "a repository was found there" if found else "no repository yet; the first " \
-            "save makes it"
+        state = (
+            "a repository was found there"
+            if found
+            else "no repository yet; the first save makes it"
+        )
         self.query_one(ErrorLine).note(f"Using {path}: {state}.")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

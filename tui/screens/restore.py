@@ -30,12 +30,17 @@ class RestoreScreen(FlowScreen):
         with VerticalScroll():
             yield Static("1. The image: arrows, then Enter", id="step1", classes="step")
             yield ImageTable(id="images")
-            yield Static("2. The disk to ERASE and restore onto: arrows, then Enter",
-                         id="step2", classes="step")
+            yield Static(
+                "2. The disk to ERASE and restore onto: arrows, then Enter",
+                id="step2",
+                classes="step",
+            )
             yield DiskTable(id="target", none_row=CHOOSE_TARGET, none_column=1)
             yield ErrorLine()
-            yield Static("Nothing is written until you type the disk's name on the next "
-                         "screen.", classes="hint")
+            yield Static(
+                "Nothing is written until you type the disk's name on the next screen.",
+                classes="hint",
+            )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -69,8 +74,10 @@ class RestoreScreen(FlowScreen):
             if image is None:
                 return
             if not restorable(image):
-                why = image.problem or ("its save did not finish, so it is never restored; "
-                                        "save again with the same name to resume it")
+                why = image.problem or (
+                    "its save did not finish, so it is never restored; "
+                    "save again with the same name to resume it"
+                )
                 self.say(f"The image {image.name} cannot be restored: {why}")
                 return
             self.image = image

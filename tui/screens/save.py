@@ -49,15 +49,22 @@ class SaveScreen(FlowScreen):
         with VerticalScroll():
             yield Static("1. The disk to save: arrows, then Enter", id="step1", classes="step")
             yield DiskTable(id="source")
-            yield Static("2. The image's name: Enter (or F2) starts the save", id="step2",
-                         classes="step")
-            yield Input(placeholder="choose the disk first", id="name", max_length=100,
-                        disabled=True)
+            yield Static(
+                "2. The image's name: Enter (or F2) starts the save", id="step2", classes="step"
+            )
+            yield Input(
+                placeholder="choose the disk first", id="name", max_length=100, disabled=True
+            )
             yield FindingList()
             yield ErrorLine()
             with Horizontal(classes="buttons"):
-                yield Button("Start the save (F2)", id="start", variant="primary",
-                             compact=True, disabled=True)
+                yield Button(
+                    "Start the save (F2)",
+                    id="start",
+                    variant="primary",
+                    compact=True,
+                    disabled=True,
+                )
                 yield Button("Back (Esc)", id="back", compact=True)
         yield Footer()
 
@@ -68,8 +75,9 @@ class SaveScreen(FlowScreen):
         if self.preselect:
             table.select_key(self.preselect)
         table.focus()
-        self.query_one(FindingList).show(None, "Choose a disk: the checks run before "
-                                               "anything is saved.")
+        self.query_one(FindingList).show(
+            None, "Choose a disk: the checks run before anything is saved."
+        )
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         disk = self.query_one(DiskTable).current_disk()
@@ -79,8 +87,9 @@ class SaveScreen(FlowScreen):
         self.disk = disk
         self.preflight = None
         self.query_one("#start", Button).disabled = True
-        self.query_one(FindingList).show(None, f"Checking {disk.describe()}: measuring the "
-                                               "used space of each partition...")
+        self.query_one(FindingList).show(
+            None, f"Checking {disk.describe()}: measuring the used space of each partition..."
+        )
         name = self.query_one(Input)
         name.disabled = False
         backend = self.session.backend

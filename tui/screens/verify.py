@@ -31,8 +31,11 @@ class VerifyScreen(FlowScreen):
         with VerticalScroll():
             yield Static("1. The image: arrows, then Enter", id="step1", classes="step")
             yield ImageTable(id="images")
-            yield Static("2. Check the image alone, or compare a disk with it: Enter starts",
-                         id="step2", classes="step")
+            yield Static(
+                "2. Check the image alone, or compare a disk with it: Enter starts",
+                id="step2",
+                classes="step",
+            )
             yield DiskTable(id="against", none_row=ONLY_IMAGE)
             yield ErrorLine()
             yield Static("Verifying only reads: nothing is written anywhere.", classes="hint")
@@ -62,8 +65,10 @@ class VerifyScreen(FlowScreen):
             if image is None:
                 return
             if not restorable(image):
-                self.say(f"The image {image.name} is incomplete or damaged, so there is "
-                         "nothing whole to verify; save it again.")
+                self.say(
+                    f"The image {image.name} is incomplete or damaged, so there is "
+                    "nothing whole to verify; save it again."
+                )
                 return
             self.image = image
             self.mark_step("step1", True)

@@ -37,7 +37,7 @@ class TopBar(Static):
         width = max(self.size.width - 2, 40)
         room = width - text.cell_len - 2
         if len(right) > room > 10:
-            right = "\u2026" + right[-(room - 1):]
+            right = "\u2026" + right[-(room - 1) :]
         text.append(" " * max(room - len(right), 1) + "  ")
         text.append(right)
         self.update(text)
