@@ -20,16 +20,9 @@ from typing import NoReturn
 
 from appliance import __version__
 from appliance.errors import ApplianceError, UsageError
+from appliance.logsetup import log_path
 
 CANCEL = threading.Event()
-
-
-def log_path() -> Path:
-    env = os.environ.get("APPLIANCE_LOG")
-    if env:
-        return Path(env)
-    var = Path("/var/log")
-    return var / "appliance.log" if os.access(var, os.W_OK) else Path("/tmp/appliance.log")
 
 
 class Parser(argparse.ArgumentParser):

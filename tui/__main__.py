@@ -10,44 +10,42 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import sys
 import time
 import traceback
 from collections.abc import Iterator, Sequence
 
-from appliance.cli import log_path
 from appliance.errors import ApplianceError
+from appliance.logsetup import setup_logging
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="appliance tui",
-                                     description="The appliance's full-screen interface.")
-    parser.add_argument("--demo", action="store_true",
-                        help="make demo disks (loop devices) and use them; no real disk is "
-                             "touched; they are removed on exit")
+    parser = argparse.ArgumentParser(
+        prog="appliance tui", description="The appliance's full-screen interface."
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="make demo disks (loop devices) and use them; no real disk is "
+        "touched; they are removed on exit",
+    )
     parser.add_argument("--repo", metavar="DIR", help="the repository folder to start with")
-    parser.add_argument("--ascii", action="store_true", default=None,
-                        help="only ASCII characters on screen (automatic on TERM=linux)")
-    parser.add_argument("--console", action="store_true", default=None,
-                        help="16 ANSI colours (automatic on TERM=linux)")
-    parser.add_argument("--all", action="store_true",
-                        help="list loop devices too (always with --demo)")
+    parser.add_argument(
+        "--ascii",
+        action="store_true",
+        default=None,
+        help="only ASCII characters on screen (automatic on TERM=linux)",
+    )
+    parser.add_argument(
+        "--console",
+        action="store_true",
+        default=None,
+        help="16 ANSI colours (automatic on TERM=linux)",
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="list loop devices too (always with --demo)"
+    )
     return parser.parse_args(argv)
-
-
-def setup_logging() -> str:
-    path = log_path()
-    handler: logging.Handler
-    try:
-        handler = logging.FileHandler(path, encoding="utf-8")
-    except OSError:
-        handler = logging.NullHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    return str(path)
 
 
 @contextlib.contextmanager
@@ -64,7 +62,7 @@ def session(demo: bool) -> Iterator[tuple[str | None, dict[str, str]]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    where = setup_logging()
+    where = str(setup_logging())
     try:
         from tui.app import ApplianceApp
         from tui.backend import EngineBackend
@@ -72,10 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         look = detect(ascii=args.ascii, console=args.console)
         with session(args.demo) as (demo_repo, labels):
-            backend = EngineBackend(include_loop=args.demo or args.all, labels=labels,
-                                    only=set(labels) if args.demo else None)
-            app = ApplianceApp(backend, look=look, repo=args.repo or demo_repo,
-                               demo=args.demo, log_path=where)
+            backend = EngineBackend(
+                include_loop=args.demo or args.all,
+                labels=labels,
+                only=set(labels) if args.demo else None,
+            )
+            app = ApplianceApp(
+                backend, look=look, repo=args.repo or demo_repo, demo=args.demo, log_path=where
+            )
             app.run()
             code = app.return_code or 0
         if code == 80:
@@ -89,8 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         if exc.name is None or exc.name.split(".")[0] != "textual":
             return internal_error(where)
-        print("appliance: The interface needs the Python package textual (8.2.8); install it, "
-              "or use the command line (appliance --help).", file=sys.stderr)
+        print(
+            "appliance: The interface needs the Python package textual (8.2.8); install it, "
+            "or use the command line (appliance --help).",
+            file=sys.stderr,
+        )
         return 3
     except KeyboardInterrupt:
         return 130
@@ -101,12 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def internal_error(where: str) -> int:
     try:
         with open(where, "a", encoding="utf-8") as handle:
-            handle.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} tui\n"
-                         f"{traceback.format_exc()}\n")
+            handle.write(
+                f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} tui\n{traceback.format_exc()}\n"
+            )
     except OSError:
         where = "(no log could be written)"
-    print(f"appliance: An internal error stopped the interface; the details are in {where}.",
-          file=sys.stderr)
+    print(
+        f"appliance: An internal error stopped the interface; the details are in {where}.",
+        file=sys.stderr,
+    )
     return 70
 
 

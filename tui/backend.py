@@ -30,7 +30,7 @@ CLONE_MISSING = "Clone is not available in this build."
 
 class Backend(Protocol):
     include_loop: bool
-    labels: dict[str, str]           # kernel name -> what the demo calls the disk
+    labels: dict[str, str]  # kernel name -> what the demo calls the disk
 
     def scan(self) -> Scan: ...
     def measure(self, disk: Disk) -> list[Usage]: ...
@@ -54,18 +54,27 @@ def restore_layout(plan: Any) -> tuple[str, ...]:
     """The layout a RestorePlan writes, a line per partition (grown, shrunk or moved by the
     engine's fit when the target's size differs)."""
     manifest = plan.image.manifest
-    return layout_lines((manifest.table or {}).get("type"), manifest.regions,
-                        getattr(plan, "fit", None), plan.target.size)
+    return layout_lines(
+        (manifest.table or {}).get("type"),
+        manifest.regions,
+        getattr(plan, "fit", None),
+        plan.target.size,
+    )
 
 
 def clone_layout(plan: Any) -> tuple[str, ...]:
     """The layout a ClonePlan writes, in the same words and sizes as a restore's."""
-    return layout_lines(plan.source.table, [r.region for r in plan.regions],
-                        getattr(plan, "fit", None), plan.target.size)
+    return layout_lines(
+        plan.source.table,
+        [r.region for r in plan.regions],
+        getattr(plan, "fit", None),
+        plan.target.size,
+    )
 
 
-def layout_lines(table: str | None, regions: Sequence[Any], fitted: Any,
-                 target_size: int) -> tuple[str, ...]:
+def layout_lines(
+    table: str | None, regions: Sequence[Any], fitted: Any, target_size: int
+) -> tuple[str, ...]:
     lines = [f"{(table or 'no').upper()} partition table"]
     end = 0
     for region in regions:
@@ -82,8 +91,10 @@ def layout_lines(table: str | None, regions: Sequence[Any], fitted: Any,
             elif part.new_start != part.old_start:
                 change = ", moved"
         end = max(end, start + size)
-        lines.append(f"partition {region.partition}: {human_size(size)} "
-                     f"{region.fstype or 'unformatted'}{label} ({region.method}{change})")
+        lines.append(
+            f"partition {region.partition}: {human_size(size)} "
+            f"{region.fstype or 'unformatted'}{label} ({region.method}{change})"
+        )
     spare = target_size - end - 1024 * 1024
     if end and spare > 0:
         lines.append(f"{human_size(spare)} at the end stay unallocated")
@@ -93,19 +104,25 @@ def layout_lines(table: str | None, regions: Sequence[Any], fitted: Any,
 def image_source(manifest: Any) -> str:
     disk = manifest.disk
     serial = f", serial {disk.get('serial')}" if disk.get("serial") else ""
-    return (f"image {manifest.name}, saved {manifest.created[:16].replace('T', ' ')} from "
-            f"{disk.get('model') or disk.get('name')}{serial} "
-            f"({human_size(int(disk['size']))}), {human_size(manifest.used_bytes)} of data")
+    return (
+        f"image {manifest.name}, saved {manifest.created[:16].replace('T', ' ')} from "
+        f"{disk.get('model') or disk.get('name')}{serial} "
+        f"({human_size(int(disk['size']))}), {human_size(manifest.used_bytes)} of data"
+    )
 
 
 class EngineBackend:
     """The real engine."""
 
-    def __init__(self, include_loop: bool = False, labels: dict[str, str] | None = None,
-                 only: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        include_loop: bool = False,
+        labels: dict[str, str] | None = None,
+        only: set[str] | None = None,
+    ) -> None:
         self.include_loop = include_loop
         self.labels = labels or {}
-        self.only = only   # the demo shows its own disks and no other
+        self.only = only  # the demo shows its own disks and no other
 
     def scan(self) -> Scan:
         if self.only is None:
@@ -135,9 +152,17 @@ class EngineBackend:
         from appliance.jobs.restore import plan_restore
 
         plan = plan_restore(repo, image, target)
-        return WritePlan("restore", plan.target, image_source(plan.image.manifest),
-                         restore_layout(plan), plan.total, plan, repo, image,
-                         target_fs=self.whole_filesystem(plan.target))
+        return WritePlan(
+            "restore",
+            plan.target,
+            image_source(plan.image.manifest),
+            restore_layout(plan),
+            plan.total,
+            plan,
+            repo,
+            image,
+            target_fs=self.whole_filesystem(plan.target),
+        )
 
     def _clone_module(self) -> Any:
         try:
@@ -153,9 +178,15 @@ class EngineBackend:
         if module is None:
             raise ApplianceError(CLONE_MISSING)
         plan = module.plan_clone(source, target)
-        return WritePlan("clone", plan.target, f"a copy of {plan.source.describe()}",
-                         clone_layout(plan), int(plan.total), plan,
-                         target_fs=self.whole_filesystem(plan.target))
+        return WritePlan(
+            "clone",
+            plan.target,
+            f"a copy of {plan.source.describe()}",
+            clone_layout(plan),
+            int(plan.total),
+            plan,
+            target_fs=self.whole_filesystem(plan.target),
+        )
 
     def whole_filesystem(self, disk: Disk) -> str | None:
         fs = whole_disk_filesystem(disk.node, disk.table)
@@ -187,18 +218,24 @@ class EngineBackend:
             from appliance.jobs.save import save
 
             started = time.monotonic()
-            manifest = save(disk.node, repo, image, resume=resume, progress=progress,
-                            cancel=cancel, create=True)
+            manifest = save(
+                disk.node, repo, image, resume=resume, progress=progress, cancel=cancel, create=True
+            )
             stats = manifest.stats
-            lines = [f"Saved {disk.describe()} as image {image}: "
-                     f"{rate_text(int(stats['used_bytes']), time.monotonic() - started)}.",
-                     f"{human_size(int(stats['new_bytes']))} stored in {stats['new_chunks']} "
-                     f"new chunks; {stats['reused_chunks']} chunks were already in the "
-                     "repository."]
+            lines = [
+                f"Saved {disk.describe()} as image {image}: "
+                f"{rate_text(int(stats['used_bytes']), time.monotonic() - started)}.",
+                f"{human_size(int(stats['new_bytes']))} stored in {stats['new_chunks']} "
+                f"new chunks; {stats['reused_chunks']} chunks were already in the "
+                "repository.",
+            ]
             # copied whole, unreadable areas and the files they hit (all of it in log.txt)
             lines += [f"Warning: {warning}" for warning in stats.get("warnings", [])]
-            return JobSummary(tuple(lines), "Not verified yet: press V to re-read and check "
-                              "every chunk of the image.", VerifyRequest(repo, image))
+            return JobSummary(
+                tuple(lines),
+                "Not verified yet: press V to re-read and check every chunk of the image.",
+                VerifyRequest(repo, image),
+            )
 
         verb = "Resume saving" if resume else "Save"
         return JobSpec("save", f"{verb} {disk.describe()} as image {image}", run, image=image)
@@ -207,27 +244,41 @@ class EngineBackend:
         def run(progress: Progress, cancel: threading.Event) -> JobSummary:
             started = time.monotonic()
             if plan.kind == "restore":
-                from appliance.jobs.restore import restore
+                from appliance.jobs.restore import RestorePlan, restore
 
-                restore(plan.engine_plan, progress=progress, cancel=cancel)  # type: ignore[arg-type]
+                engine_plan = plan.engine_plan
+                assert isinstance(engine_plan, RestorePlan)  # what plan_restore handed out
+                restore(engine_plan, progress=progress, cancel=cancel)
                 took = time.monotonic() - started
                 return JobSummary(
-                    (f"Restored image {plan.image} onto {plan.target.describe()}: "
-                     f"{rate_text(plan.total, took)}.",),
+                    (
+                        f"Restored image {plan.image} onto {plan.target.describe()}: "
+                        f"{rate_text(plan.total, took)}.",
+                    ),
                     "Every chunk was re-hashed as it was read. Press V to compare the whole "
-                    "disk with the image.", VerifyRequest(plan.repo, plan.image, plan.target.name))
+                    "disk with the image.",
+                    VerifyRequest(plan.repo, plan.image, plan.target.name),
+                )
             module = self._clone_module()
             if module is None:
                 raise ApplianceError(CLONE_MISSING)
             module.clone(plan.engine_plan, progress=progress, cancel=cancel)
             took = time.monotonic() - started
-            return JobSummary((f"Cloned {plan.source} onto {plan.target.describe()}: "
-                               f"{rate_text(plan.total, took)}.",),
-                              "The copy was not compared with the source afterwards.")
+            return JobSummary(
+                (
+                    f"Cloned {plan.source} onto {plan.target.describe()}: "
+                    f"{rate_text(plan.total, took)}.",
+                ),
+                "The copy was not compared with the source afterwards.",
+            )
 
         verb = "Restore" if plan.kind == "restore" else "Clone"
-        return JobSpec(plan.kind, f"{verb} {plan.source} onto {plan.target.describe()}", run,
-                       target=plan.target)
+        return JobSpec(
+            plan.kind,
+            f"{verb} {plan.source} onto {plan.target.describe()}",
+            run,
+            target=plan.target,
+        )
 
     def verify_job(self, request: VerifyRequest) -> JobSpec:
         def run(progress: Progress, cancel: threading.Event) -> JobSummary:
@@ -235,12 +286,12 @@ class EngineBackend:
 
             started = time.monotonic()
             if request.disk:
-                result = verify_against(request.repo, request.image, request.disk,
-                                        progress=progress, cancel=cancel)
+                result = verify_against(
+                    request.repo, request.image, request.disk, progress=progress, cancel=cancel
+                )
                 what = f"/dev/{request.disk} holds the same data as image {request.image}"
             else:
-                result = verify_image(request.repo, request.image, progress=progress,
-                                      cancel=cancel)
+                result = verify_image(request.repo, request.image, progress=progress, cancel=cancel)
                 what = f"Image {request.image} is intact: {result.chunks} chunks re-hashed"
             if result.skipped:
                 what += " in every part that was compared; not everything was"
@@ -248,8 +299,10 @@ class EngineBackend:
             lines = [f"{what} ({rate_text(result.bytes_checked, took)})."]
             lines += [f"{check.line()}." for check in result.checks]
             # "Verified." is said only of a job that compared everything it holds
-            return JobSummary(tuple(lines), "Compared where shown; see what was not."
-                              if result.skipped else "Verified.")
+            return JobSummary(
+                tuple(lines),
+                "Compared where shown; see what was not." if result.skipped else "Verified.",
+            )
 
         against = f" against /dev/{request.disk}" if request.disk else ""
         return JobSpec("verify", f"Verify image {request.image}{against}", run)

@@ -32,10 +32,10 @@ Steps = Callable[[Pilot[int]], Awaitable[None]]
 @dataclass(frozen=True)
 class Scene:
     name: str
-    doc: str                          # the caption in docs/tui.md
+    doc: str  # the caption in docs/tui.md
     steps: Steps
-    console: bool = False             # the bare Linux console look (16 colours, ASCII)
-    hold_jobs: bool = False           # jobs stay at 42% until the app closes
+    console: bool = False  # the bare Linux console look (16 colours, ASCII)
+    hold_jobs: bool = False  # jobs stay at 42% until the app closes
 
 
 async def wait(pilot: Pilot[int], check: Callable[[], bool], tries: int = 200) -> None:
@@ -51,12 +51,16 @@ def disks_listed(pilot: Pilot[int]) -> Callable[[], bool]:
     def check() -> bool:
         tables = pilot.app.screen.query(DiskTable)
         return bool(tables) and all(len(t.disks) >= 3 for t in tables)
+
     return check
 
 
 async def home(pilot: Pilot[int]) -> None:
     await wait(pilot, disks_listed(pilot))
-    await wait(pilot, lambda: pilot.app.usage_of(pilot.app.disks.disks[0]) is not None)  # type: ignore[attr-defined]
+    app = pilot.app
+    assert isinstance(app, ApplianceApp)
+    session = app.session
+    await wait(pilot, lambda: session.usage_of(session.disks.disks[0]) is not None)
 
 
 async def repository(pilot: Pilot[int]) -> None:
@@ -74,8 +78,13 @@ async def save(pilot: Pilot[int]) -> None:
 async def restore(pilot: Pilot[int]) -> None:
     await home(pilot)
     await pilot.press("r")
-    await wait(pilot, lambda: bool(pilot.app.screen.query(ImageTable))
-               and len(pilot.app.screen.query_one(ImageTable).keys) == 2)
+    await wait(
+        pilot,
+        lambda: (
+            bool(pilot.app.screen.query(ImageTable))
+            and len(pilot.app.screen.query_one(ImageTable).keys) == 2
+        ),
+    )
     await wait(pilot, disks_listed(pilot))
     await pilot.press("enter", "down", "down")  # the target's first row chooses no disk
 
@@ -97,8 +106,13 @@ async def clone(pilot: Pilot[int]) -> None:
 async def verify(pilot: Pilot[int]) -> None:
     await home(pilot)
     await pilot.press("v")
-    await wait(pilot, lambda: bool(pilot.app.screen.query(ImageTable))
-               and len(pilot.app.screen.query_one(ImageTable).keys) == 2)
+    await wait(
+        pilot,
+        lambda: (
+            bool(pilot.app.screen.query(ImageTable))
+            and len(pilot.app.screen.query_one(ImageTable).keys) == 2
+        ),
+    )
     await wait(pilot, disks_listed(pilot))
     await pilot.press("enter")
 
@@ -106,8 +120,9 @@ async def verify(pilot: Pilot[int]) -> None:
 async def job_running(pilot: Pilot[int]) -> None:
     await confirm(pilot)
     await pilot.press("b", "enter")
-    await wait(pilot, lambda: isinstance(pilot.app.screen, JobScreen)
-               and pilot.app.screen.last is not None)
+    await wait(
+        pilot, lambda: isinstance(pilot.app.screen, JobScreen) and pilot.app.screen.last is not None
+    )
 
 
 async def job_stop(pilot: Pilot[int]) -> None:
@@ -119,8 +134,9 @@ async def job_stop(pilot: Pilot[int]) -> None:
 async def job_done(pilot: Pilot[int]) -> None:
     await confirm(pilot)
     await pilot.press("b", "enter")
-    await wait(pilot, lambda: isinstance(pilot.app.screen, JobScreen)
-               and not pilot.app.screen.running)
+    await wait(
+        pilot, lambda: isinstance(pilot.app.screen, JobScreen) and not pilot.app.screen.running
+    )
 
 
 def _text(pilot: Pilot[int]) -> str:
@@ -128,23 +144,47 @@ def _text(pilot: Pilot[int]) -> str:
 
 
 SCENES = [
-    Scene("home", "Home: the disks, the partitions of the highlighted one with their used "
-          "space, the repository in use, and the jobs.", home),
-    Scene("repository", "Repository: a mounted folder, or a filesystem on another disk that "
-          "the app mounts read-only (read-write only while saving).", repository),
+    Scene(
+        "home",
+        "Home: the disks, the partitions of the highlighted one with their used "
+        "space, the repository in use, and the jobs.",
+        home,
+    ),
+    Scene(
+        "repository",
+        "Repository: a mounted folder, or a filesystem on another disk that "
+        "the app mounts read-only (read-write only while saving).",
+        repository,
+    ),
     Scene("save", "Save: the disk, the image's name, and the preflight.", save),
     Scene("restore", "Restore: the image, then the disk to overwrite.", restore),
-    Scene("confirm", "The confirmation: what will be destroyed, what will be written, and "
-          "the disk's name to type.", confirm),
+    Scene(
+        "confirm",
+        "The confirmation: what will be destroyed, what will be written, and "
+        "the disk's name to type.",
+        confirm,
+    ),
     Scene("clone", "Clone: the disk to copy, then the disk to overwrite.", clone),
     Scene("verify", "Verify: an image alone, or an image against a disk.", verify),
-    Scene("job", "A job: one bar by bytes, phase, rate, elapsed and time left.", job_running,
-          hold_jobs=True),
-    Scene("stop", "Stopping a job asks once, and says what the disk is left like.", job_stop,
-          hold_jobs=True),
+    Scene(
+        "job",
+        "A job: one bar by bytes, phase, rate, elapsed and time left.",
+        job_running,
+        hold_jobs=True,
+    ),
+    Scene(
+        "stop",
+        "Stopping a job asks once, and says what the disk is left like.",
+        job_stop,
+        hold_jobs=True,
+    ),
     Scene("done", "The end of a job: a summary and what to do next.", job_done),
-    Scene("console", "Home on a bare Linux console (TERM=linux): 16 colours, ASCII only.", home,
-          console=True),
+    Scene(
+        "console",
+        "Home on a bare Linux console (TERM=linux): 16 colours, ASCII only.",
+        home,
+        console=True,
+    ),
 ]
 
 
@@ -153,8 +193,14 @@ def scene_app(scene: Scene) -> ApplianceApp:
     if scene.hold_jobs:
         backend.gate = threading.Event()
     look = Look(ascii=True, console=True) if scene.console else Look(ascii=False, console=False)
-    return ApplianceApp(backend, look=look, repo="/media/images/appliance", watch=False,
-                        log_path="/var/log/appliance.log", blink=False)
+    return ApplianceApp(
+        backend,
+        look=look,
+        repo="/media/images/appliance",
+        watch=False,
+        log_path="/var/log/appliance.log",
+        blink=False,
+    )
 
 
 _SPAN = re.compile(r'x="([\d.]+)" (y="[\d.]+") textLength="([\d.]+)"([^>]*)>((?:&#160;)+)')
@@ -163,14 +209,18 @@ _SPAN = re.compile(r'x="([\d.]+)" (y="[\d.]+") textLength="([\d.]+)"([^>]*)>((?:
 def _keep_leading_spaces(svg: str) -> str:
     """rsvg-convert drops the spaces that start a text span (and stretches the rest): move the
     span right by as many cells instead."""
+
     def shift(match: re.Match[str]) -> str:
         x, y, length, rest, spaces = match.groups()
         cells = spaces.count("&#160;")
         text_end = svg.index("</text>", match.end())
-        total = cells + len(html.unescape(svg[match.end():text_end]))
+        total = cells + len(html.unescape(svg[match.end() : text_end]))
         cell = float(length) / total if total else 0.0
-        return (f'x="{float(x) + cells * cell:.1f}" {y} '
-                f'textLength="{float(length) - cells * cell:.1f}"{rest}>')
+        return (
+            f'x="{float(x) + cells * cell:.1f}" {y} '
+            f'textLength="{float(length) - cells * cell:.1f}"{rest}>'
+        )
+
     return _SPAN.sub(shift, svg)
 
 

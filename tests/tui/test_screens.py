@@ -7,6 +7,7 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Input
 from tuihelp import drive, fake_app, screen_text, until
 
+from tui.messages import DisksChanged
 from tui.screens.clone import CloneScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.home import HomeScreen
@@ -28,9 +29,18 @@ def test_home_shows_disks_partitions_and_used_space() -> None:
         await until(pilot, lambda: len(app.screen.query_one(DiskTable).keys) == 3)
         await until(pilot, lambda: "61.0 GB" in screen_text(app), what="the used space")
         text = screen_text(app)
-        for expected in ("Samsung SSD 860 EVO 500GB", "0K123456A", "500.1 GB", "sda",
-                         "WDC WD10EZEX", "repository", "Windows", "ntfs",
-                         "vfat FAT32", "all (raw)"):
+        for expected in (
+            "Samsung SSD 860 EVO 500GB",
+            "0K123456A",
+            "500.1 GB",
+            "sda",
+            "WDC WD10EZEX",
+            "repository",
+            "Windows",
+            "ntfs",
+            "vfat FAT32",
+            "all (raw)",
+        ):
             assert expected in text, expected
         assert isinstance(app.screen, HomeScreen)
         await pilot.press("down")
@@ -47,7 +57,7 @@ def test_disks_appear_and_vanish_live() -> None:
         table = app.screen.query_one(DiskTable)
         await until(pilot, lambda: len(table.keys) == 3)
         backend.disks.remove(BLANK)
-        app.post_message(__import__("tui.app", fromlist=["DisksChanged"]).DisksChanged())
+        app.post_message(DisksChanged())
         await until(pilot, lambda: table.keys == ["sda", "sdc"], what="sdb to vanish")
         backend.disks.append(BLANK)
         app.refresh_disks()
@@ -135,9 +145,16 @@ def test_restore_asks_for_the_kernel_name() -> None:
         await _to_restore_target(pilot, app, 1)
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         text = screen_text(app)
-        for expected in ("Restore will ERASE this disk", "WDC WD10EZEX-08WN4A0",
-                         "WD-WCC6Y3KX4571", "1.0 TB", "/dev/sdb", "type sdb", "4571",
-                         "partition 3: 523.2 GB ntfs Windows"):
+        for expected in (
+            "Restore will ERASE this disk",
+            "WDC WD10EZEX-08WN4A0",
+            "WD-WCC6Y3KX4571",
+            "1.0 TB",
+            "/dev/sdb",
+            "type sdb",
+            "4571",
+            "partition 3: 523.2 GB ntfs Windows",
+        ):
             assert expected in text, expected
         await pilot.press("s", "d", "a", "enter")  # the wrong disk
         assert isinstance(app.screen, ConfirmScreen)
@@ -228,13 +245,14 @@ def test_clone_plans_then_asks_the_same_question() -> None:
         await until(pilot, lambda: len(app.screen.query_one(DiskTable).keys) == 3)
         await pilot.press("c")
         await until(pilot, lambda: isinstance(app.screen, CloneScreen))
-        await pilot.press("enter")          # source: sda (the highlighted disk)
+        await pilot.press("enter")  # source: sda (the highlighted disk)
         await pilot.press("down", "down", "enter")  # target: sdb (below "no disk")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         assert "Clone will ERASE this disk" in screen_text(app)
         # the same words and sizes as a restore's confirmation
-        assert "partition 3: 998.3 GB ntfs Windows (partclone, grown from 523.2 GB)" in \
-            screen_text(app)
+        assert "partition 3: 998.3 GB ntfs Windows (partclone, grown from 523.2 GB)" in screen_text(
+            app
+        )
         await pilot.press("s", "d", "b", "enter")
         await until(pilot, lambda: isinstance(app.screen, JobScreen))
         await until(pilot, lambda: not app.screen.running)  # type: ignore[attr-defined]
@@ -289,15 +307,15 @@ def test_repository_folder_and_partition() -> None:
         await until(pilot, lambda: isinstance(app.screen, RepositoryScreen))
         await until(pilot, lambda: "/dev/sda3" in screen_text(app))
         await pilot.press("down", "enter")  # the NTFS partition: mounted read-only by the app
-        await until(pilot, lambda: app.repo.mount is not None)
+        await until(pilot, lambda: app.session.repo.mount is not None)
         assert backend.mounted == ["/dev/sda3"]
-        assert app.repo.path == "/run/appliance/repo-sda3/appliance-images"
+        assert app.session.repo.path == "/run/appliance/repo-sda3/appliance-images"
         assert "mounted by the appliance" in screen_text(app)
         await pilot.press("f8")
-        await until(pilot, lambda: app.repo.path is None)
+        await until(pilot, lambda: app.session.repo.path is None)
         await pilot.click("#folder")
         await pilot.press("end", "ctrl+u", *"/tmp", "enter")
-        await until(pilot, lambda: app.repo.path == "/tmp")
+        await until(pilot, lambda: app.session.repo.path == "/tmp")
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, HomeScreen))
         assert "Repository: /tmp" in screen_text(app)

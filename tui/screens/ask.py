@@ -43,8 +43,7 @@ class AskScreen(ModalScreen[bool]):
             yield Static(self.question, id="question")
             with Horizontal():
                 yield Button(f"{self.no_label} (N)", id="no", compact=True, variant="primary")
-                yield Button(f"{self.yes_label} (Y)", id="yes",
-                             compact=True, variant="error")
+                yield Button(f"{self.yes_label} (Y)", id="yes", compact=True, variant="error")
 
     def on_mount(self) -> None:
         self.query_one("#dialog").border_title = self.title_text

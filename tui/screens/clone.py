@@ -7,36 +7,39 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
-from textual.worker import Worker, WorkerState
 
 from appliance.model import Disk
 from tui.backend import CLONE_MISSING
-from tui.jobspec import WritePlan
+from tui.messages import Planned
 from tui.screens.flow import FlowScreen
+from tui.session import Session
 from tui.widgets.disktable import CHOOSE_TARGET, DiskTable
 from tui.widgets.errorline import ErrorLine
 from tui.widgets.topbar import TopBar
 
 
 class CloneScreen(FlowScreen):
-    def __init__(self, preselect: str | None = None) -> None:
-        super().__init__()
+    def __init__(self, session: Session, preselect: str | None = None) -> None:
+        super().__init__(session)
         self.preselect = preselect
         self.source: Disk | None = None
         self.available = True
 
     def compose(self) -> ComposeResult:
-        yield TopBar("Clone a disk onto another")
+        yield TopBar("Clone a disk onto another", self.session)
         with VerticalScroll():
-            yield Static("1. The disk to copy from: arrows, then Enter", id="step1",
-                         classes="step")
+            yield Static("1. The disk to copy from: arrows, then Enter", id="step1", classes="step")
             yield DiskTable(id="source")
-            yield Static("2. The disk to ERASE and copy onto: arrows, then Enter", id="step2",
-                         classes="step")
+            yield Static(
+                "2. The disk to ERASE and copy onto: arrows, then Enter", id="step2", classes="step"
+            )
             yield DiskTable(id="target", none_row=CHOOSE_TARGET, none_column=1)
             yield ErrorLine()
-            yield Static("The last partition is grown or shrunk to fit the target. Nothing is "
-                         "written until you type the target's name.", classes="hint")
+            yield Static(
+                "The last partition is grown or shrunk to fit the target. Nothing is "
+                "written until you type the target's name.",
+                classes="hint",
+            )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -45,22 +48,16 @@ class CloneScreen(FlowScreen):
         if self.preselect:
             source.select_key(self.preselect)
         source.focus()
-        self.available = self.appliance.backend.clone_available()
+        self.available = self.session.backend.clone_available()
         if not self.available:
             self.say(CLONE_MISSING)
 
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
-    def make_plan(self, source: Disk, target: Disk) -> WritePlan:
-        return self.appliance.backend.plan_clone(source.name, target.name)
+    def make_plan(self, source: Disk, target: Disk) -> Planned:
+        return Planned(self.session.backend.plan_clone(source.name, target.name))
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "plan" or self.worker_failed(event):
-            return
-        if event.state != WorkerState.SUCCESS:
-            return
-        plan = event.worker.result
-        assert isinstance(plan, WritePlan)
-        self.confirm_then_start(plan, avoid=[self.source.name] if self.source else [])
+    def on_planned(self, message: Planned) -> None:
+        self.confirm_then_start(message.plan, avoid=[self.source.name] if self.source else [])
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if not self.available:

@@ -37,10 +37,14 @@ def confirms(disk: Disk, typed: str) -> bool:
 def prompt(disk: Disk) -> str:
     serial = (disk.serial or "").strip()
     if len(serial) >= 4:
-        return (f"To erase it, type {disk.name} (its kernel name) or {serial[-4:]} (the last "
-                "4 characters of its serial), then Enter. Esc goes back; nothing is written.")
-    return (f"To erase it, type {disk.name} (its kernel name), then Enter. Esc goes back; "
-            "nothing is written.")
+        return (
+            f"To erase it, type {disk.name} (its kernel name) or {serial[-4:]} (the last "
+            "4 characters of its serial), then Enter. Esc goes back; nothing is written."
+        )
+    return (
+        f"To erase it, type {disk.name} (its kernel name), then Enter. Esc goes back; "
+        "nothing is written."
+    )
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -60,9 +64,10 @@ class ConfirmScreen(ModalScreen[bool]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back: write nothing")]
 
-    def __init__(self, plan: WritePlan) -> None:
+    def __init__(self, plan: WritePlan, *, blink: bool = True) -> None:
         super().__init__()
         self.plan = plan
+        self.blink = blink
         self.attempts = 0
 
     def compose(self) -> ComposeResult:
@@ -73,14 +78,19 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Input(id="answer", max_length=64)  # no placeholder: it would look typed
             yield ErrorLine()
             with Horizontal():
-                yield Button(f"Erase {disk.name} and {self.plan.kind}", id="erase",
-                             variant="error", compact=True, disabled=True)
+                yield Button(
+                    f"Erase {disk.name} and {self.plan.kind}",
+                    id="erase",
+                    variant="error",
+                    compact=True,
+                    disabled=True,
+                )
                 yield Button("Back (Esc)", id="back", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#dialog").border_title = f"Erase {self.plan.target.node}?"
         answer = self.query_one(Input)
-        answer.cursor_blink = getattr(self.app, "blink", True)
+        answer.cursor_blink = self.blink
         answer.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -95,14 +105,12 @@ class ConfirmScreen(ModalScreen[bool]):
         self.attempts += 1
         typed = event.value.strip()
         said = f"You typed {typed!r}, which is not" if typed else "Nothing was typed; type"
-        self.query_one(ErrorLine).say(f"{said} {' or '.join(answers(disk))}: nothing "
-                                      "is written.")
+        self.query_one(ErrorLine).say(f"{said} {' or '.join(answers(disk))}: nothing is written.")
         event.input.value = ""
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        if event.button.id == "erase" and confirms(self.plan.target,
-                                                   self.query_one(Input).value):
+        if event.button.id == "erase" and confirms(self.plan.target, self.query_one(Input).value):
             self.dismiss(True)
         elif event.button.id == "back":
             self.dismiss(False)

@@ -4,7 +4,7 @@ go back, the live disk list, an error line, and starting a job."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -12,13 +12,13 @@ from textual.worker import Worker, WorkerState
 
 from appliance.devices import Scan
 from appliance.model import Disk
-from tui.jobspec import JobSpec
+from tui.jobspec import JobSpec, WritePlan
+from tui.messages import WorkerResult
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.job import JobScreen
+from tui.session import Session
 from tui.widgets.disktable import DiskTable
 from tui.widgets.errorline import ErrorLine
-
-if TYPE_CHECKING:
-    from tui.app import ApplianceApp
-    from tui.jobspec import WritePlan
 
 
 class FlowScreen(Screen[None]):
@@ -32,38 +32,43 @@ class FlowScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back")]
 
-    @property
-    def appliance(self) -> ApplianceApp:
-        return self.app  # type: ignore[return-value]
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
 
     def on_mount(self) -> None:
-        self.appliance.disks_changed.subscribe(self, self.disks_changed)
-        self.disks_changed(self.appliance.disks)
+        self.session.disks_changed.subscribe(self, self.disks_changed)
+        self.disks_changed(self.session.disks)
 
     def disks_changed(self, scan: Scan) -> None:
         """Refill every disk table of the screen (disks come and go while it is open)."""
-        app = self.appliance
-        notes = app.disk_notes(scan)
+        session = self.session
+        notes = session.disk_notes(scan)
         for table in self.query(DiskTable):
-            table.show(scan.disks, app.backend.labels, notes)
+            table.show(scan.disks, session.backend.labels, notes)
 
     def action_back(self) -> None:
         self.app.pop_screen()
 
     # -- errors --------------------------------------------------------------------------
     def say(self, error: BaseException | str) -> None:
-        text = error if isinstance(error, str) else self.appliance.sentence(error)
+        text = error if isinstance(error, str) else self.session.sentence(error)
         self.query_one(ErrorLine).say(text)
 
     def unsay(self) -> None:
         self.query_one(ErrorLine).clear()
 
-    def worker_failed(self, event: Worker.StateChanged) -> bool:
-        """Show a failed worker's sentence; True when it failed."""
-        if event.state == WorkerState.ERROR and event.worker.error is not None:
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker of this screen ended: post its result (a WorkerResult message) to the
+        screen's handler for it, or show its sentence."""
+        if event.state == WorkerState.SUCCESS and isinstance(event.worker.result, WorkerResult):
+            self.post_message(event.worker.result)
+        elif event.state == WorkerState.ERROR and event.worker.error is not None:
             self.say(event.worker.error)
-            return True
-        return False
+            self.worker_failed(event.worker.group)
+
+    def worker_failed(self, group: str) -> None:
+        """What else to show when the worker of `group` failed (its sentence is shown)."""
 
     # -- helpers -----------------------------------------------------------------------
     def disk_or_say(self, table_id: str, what: str) -> Disk | None:
@@ -74,27 +79,24 @@ class FlowScreen(Screen[None]):
 
     def start_job(self, spec: JobSpec, *, writable: bool, avoid: Sequence[str]) -> None:
         """Replace this screen with the job's screen (Home stays underneath)."""
-        from tui.screens.job import JobScreen
-
-        app = self.appliance
+        session = self.session
 
         def prepare() -> str:
-            return app.prepare_repo(writable=writable, avoid=avoid)
+            return session.prepare_repo(writable=writable, avoid=avoid)
 
-        self.app.switch_screen(JobScreen(spec, prepare))
+        self.app.switch_screen(JobScreen(session, spec, prepare))
 
     def confirm_then_start(self, plan: WritePlan, avoid: Sequence[str] = ()) -> None:
         """Ask for the target's name (ConfirmScreen); start the job only if it was typed."""
-        from tui.screens.confirm import ConfirmScreen
 
         def answered(yes: bool | None) -> None:
             if not yes:
                 self.say(f"Nothing was written to {plan.target.node}.")
                 return
-            spec = self.appliance.backend.write_job(plan)
+            spec = self.session.backend.write_job(plan)
             self.start_job(spec, writable=False, avoid=[plan.target.name, *avoid])
 
-        self.app.push_screen(ConfirmScreen(plan), answered)
+        self.app.push_screen(ConfirmScreen(plan, blink=self.session.blink), answered)
 
     def mark_step(self, step_id: str, done: bool) -> None:
         self.query_one(f"#{step_id}").set_class(done, "-done")

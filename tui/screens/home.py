@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,12 +12,16 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Static
 
 from appliance.devices import Scan
+from tui.messages import DisksChanged
+from tui.screens.clone import CloneScreen
+from tui.screens.repository import RepositoryScreen
+from tui.screens.restore import RestoreScreen
+from tui.screens.save import SaveScreen
+from tui.screens.verify import VerifyScreen
+from tui.session import Session
 from tui.widgets.disktable import DiskTable
 from tui.widgets.parttable import PartitionTable
 from tui.widgets.topbar import TopBar
-
-if TYPE_CHECKING:
-    from tui.app import ApplianceApp
 
 
 class HomeScreen(Screen[None]):
@@ -38,12 +42,12 @@ class HomeScreen(Screen[None]):
         Binding("q", "app.quit", "Quit"),
     ]
 
-    @property
-    def appliance(self) -> ApplianceApp:
-        return self.app  # type: ignore[return-value]
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
 
     def compose(self) -> ComposeResult:
-        yield TopBar("Home")
+        yield TopBar("Home", self.session)
         with VerticalScroll():
             yield Static("Disks", classes="section")
             yield DiskTable(id="disks")
@@ -60,21 +64,22 @@ class HomeScreen(Screen[None]):
             yield Static(
                 "Save copies a whole disk into an image. Restore and Clone ERASE the disk you "
                 "choose, after you type its name. Nothing is written until then.",
-                classes="hint")
+                classes="hint",
+            )
         yield Footer()
 
     def on_mount(self) -> None:
-        app = self.appliance
-        app.disks_changed.subscribe(self, self._show)
-        app.usage_changed.subscribe(self, self._usage)
-        app.repo_changed.subscribe(self, lambda _: self._show(app.disks))
-        self._show(app.disks)
+        session = self.session
+        session.disks_changed.subscribe(self, self._show)
+        session.usage_changed.subscribe(self, self._usage)
+        session.repo_changed.subscribe(self, lambda _: self._show(session.disks))
+        self._show(session.disks)
         self.query_one(DiskTable).focus()
 
     def _show(self, scan: Scan) -> None:
-        app = self.appliance
+        session = self.session
         table = self.query_one(DiskTable)
-        table.show(scan.disks, app.backend.labels, app.disk_notes(scan))
+        table.show(scan.disks, session.backend.labels, session.disk_notes(scan))
         problems = self.query_one("#problems", Static)
         if scan.problems:
             problems.update("\n".join(f"{p.node}: {p.error}" for p in scan.problems))
@@ -96,13 +101,14 @@ class HomeScreen(Screen[None]):
         if disk is None:
             self.query_one(PartitionTable).show(None, None)
             return
-        label = self.appliance.label(disk)
+        label = self.session.label(disk)
         text = Text(f"Partitions of {disk.describe()}")
         if label:
             text.append(f" - {label}")
         title.update(text)
-        self.query_one(PartitionTable).show(disk, self.appliance.usage_of(disk),
-                                            self.appliance.whole_fs.get(disk.name))
+        self.query_one(PartitionTable).show(
+            disk, self.session.usage_of(disk), self.session.whole_fs.get(disk.name)
+        )
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "disks":
@@ -111,7 +117,7 @@ class HomeScreen(Screen[None]):
     async def on_button_pressed(self, event: Button.Pressed) -> None:
         action = event.button.id or ""
         if action == "quit":
-            await self.appliance.action_quit()
+            await self.run_action("app.quit")
             return
         getattr(self, f"action_{action}")()
 
@@ -119,32 +125,22 @@ class HomeScreen(Screen[None]):
         return self.query_one(DiskTable).current_disk()
 
     def action_save(self) -> None:
-        from tui.screens.save import SaveScreen
-
         disk = self._selected()
-        self.app.push_screen(SaveScreen(disk.name if disk else None))
+        self.app.push_screen(SaveScreen(self.session, disk.name if disk else None))
 
     def action_restore(self) -> None:
-        from tui.screens.restore import RestoreScreen
-
-        self.app.push_screen(RestoreScreen())
+        self.app.push_screen(RestoreScreen(self.session))
 
     def action_clone(self) -> None:
-        from tui.screens.clone import CloneScreen
-
         disk = self._selected()
-        self.app.push_screen(CloneScreen(disk.name if disk else None))
+        self.app.push_screen(CloneScreen(self.session, disk.name if disk else None))
 
     def action_verify(self) -> None:
-        from tui.screens.verify import VerifyScreen
-
-        self.app.push_screen(VerifyScreen())
+        self.app.push_screen(VerifyScreen(self.session))
 
     def action_repository(self) -> None:
-        from tui.screens.repository import RepositoryScreen
-
-        self.app.push_screen(RepositoryScreen())
+        self.app.push_screen(RepositoryScreen(self.session))
 
     def action_rescan(self) -> None:
-        self.appliance.refresh_disks()
+        self.app.post_message(DisksChanged())
         self.notify("Looking for disks again.", timeout=2)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
@@ -21,28 +20,35 @@ from appliance.errors import Cancelled
 from appliance.model import human_size
 from appliance.progress import Progress, ProgressEvent, clock
 from tui.jobspec import JobSpec, JobSummary
+from tui.messages import (
+    EXIT_POWEROFF,
+    EXIT_REBOOT,
+    JobFinished,
+    JobProgress,
+    JobStarted,
+    PowerRequest,
+)
 from tui.screens.ask import AskScreen
+from tui.session import Session
 from tui.widgets.errorline import ErrorLine
 from tui.widgets.jobbar import JobBar
 from tui.widgets.topbar import TopBar
 
-if TYPE_CHECKING:
-    from tui.app import ApplianceApp
-
-PHASES = {"start": "starting", "map": "reading which blocks are used",
-          "save": "saving", "sync": "making the image durable",
-          "proof": "checking the saved filesystems",
-          "table": "writing the partition table", "restore": "restoring",
-          "clone": "cloning", "verify": "verifying", "done": "finished",
-          "check": "checking the image before writing"}
-
-
-class JobUpdate(Message):
-    """A progress event, posted from the job's thread."""
-
-    def __init__(self, event: ProgressEvent) -> None:
-        super().__init__()
-        self.event = event
+PHASES = {
+    "start": "starting",
+    "map": "reading which blocks are used",
+    "save": "saving",
+    "sync": "making the image durable",
+    "proof": "checking the saved filesystems",
+    "table": "writing the partition table",
+    "restore": "restoring",
+    "clone": "cloning",
+    "verify": "verifying",
+    "done": "finished",
+    "check": "checking the image before writing",
+    "resize": "resizing a filesystem",
+    "copy": "copying",
+}
 
 
 class JobScreen(Screen[None]):
@@ -70,8 +76,11 @@ class JobScreen(Screen[None]):
         Binding("o", "poweroff", "Power off"),
     ]
 
-    def __init__(self, spec: JobSpec, prepare: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self, session: Session, spec: JobSpec, prepare: Callable[[], object] | None = None
+    ) -> None:
         super().__init__()
+        self.session = session
         self.spec = spec
         self.prepare = prepare
         self.cancel = threading.Event()
@@ -83,12 +92,8 @@ class JobScreen(Screen[None]):
         self.started = time.monotonic()
         self.stop_dialog: AskScreen | None = None  # open while the user decides
 
-    @property
-    def appliance(self) -> ApplianceApp:
-        return self.app  # type: ignore[return-value]
-
     def compose(self) -> ComposeResult:
-        yield TopBar(self.spec.kind.capitalize())
+        yield TopBar(self.spec.kind.capitalize(), self.session)
         with VerticalScroll():
             yield Static(self.spec.title, id="title")
             yield Static("Starting.", id="phase")
@@ -102,9 +107,11 @@ class JobScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.appliance.job_started()
-        self.run_worker(self._run, thread=True, exit_on_error=False, group="job",
-                        name=self.spec.kind)
+        self.session.job_started()
+        self.app.post_message(JobStarted())
+        self.run_worker(
+            self._run, thread=True, exit_on_error=False, group="job", name=self.spec.kind
+        )
         self.set_interval(1.0, self._tick)
 
     def on_unmount(self) -> None:
@@ -120,10 +127,10 @@ class JobScreen(Screen[None]):
 
     def _listen(self, event: ProgressEvent) -> None:
         # Called on the engine's threads: post_message is thread-safe and never blocks them.
-        self.post_message(JobUpdate(event))
+        self.post_message(JobProgress(event))
 
     # -- showing it ------------------------------------------------------------------
-    def on_job_update(self, message: JobUpdate) -> None:
+    def on_job_progress(self, message: JobProgress) -> None:
         ev = message.event
         self.last = ev
         self.phases.add(ev.phase)
@@ -133,8 +140,10 @@ class JobScreen(Screen[None]):
         if self.running:
             phase = PHASES.get(ev.phase, ev.phase)
             self.query_one("#phase", Static).update(
-                Text.assemble(("Now: ", "bold"), phase + (" (stopping...)" if self.stopping
-                                                           else "")))
+                Text.assemble(
+                    ("Now: ", "bold"), phase + (" (stopping...)" if self.stopping else "")
+                )
+            )
             self.query_one("#message", Static).update(ev.message)
         self._figures()
 
@@ -148,15 +157,18 @@ class JobScreen(Screen[None]):
         total = human_size(ev.total) if ev.total else "?"
         self.query_one("#figures", Static).update(
             f"{human_size(ev.done)} of {total}   {ev.rate / 1e6:.1f} MB/s   "
-            f"elapsed {clock(elapsed if self.running else ev.elapsed)}   left {left}")
+            f"elapsed {clock(elapsed if self.running else ev.elapsed)}   left {left}"
+        )
 
     def _tick(self) -> None:
         if self.running:
             self._figures()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "job" or event.state not in (WorkerState.SUCCESS,
-                                                              WorkerState.ERROR):
+        if event.worker.group != "job" or event.state not in (
+            WorkerState.SUCCESS,
+            WorkerState.ERROR,
+        ):
             return
         self.running = False
         if self.stop_dialog is not None and self.stop_dialog in self.app.screen_stack:
@@ -171,8 +183,7 @@ class JobScreen(Screen[None]):
             state.add_class("-ok")
             lines = [*self.summary.lines, "", self.summary.verified]
             self.query_one("#summary", Static).update("\n".join(lines))
-            self.query_one("#phase", Static).update(Text.assemble(("Now: ", "bold"),
-                                                                  "finished"))
+            self.query_one("#phase", Static).update(Text.assemble(("Now: ", "bold"), "finished"))
         else:
             error = event.worker.error
             assert error is not None
@@ -181,26 +192,28 @@ class JobScreen(Screen[None]):
                 state.update(f"Stopped: you stopped the {self.spec.kind}.")
             else:
                 state.update(f"Failed: the {self.spec.kind} did not finish.")
-                self.query_one(ErrorLine).say(self.appliance.sentence(error))
+                self.query_one(ErrorLine).say(self.session.sentence(error))
             self.query_one("#summary", Static).update(
-                f"{self.spec.stopped(self.phases)}\nThe log is {self.appliance.log_path}.")
-            self.query_one("#phase", Static).update(Text.assemble(("Now: ", "bold"),
-                                                                  "stopped"))
+                f"{self.spec.stopped(self.phases)}\nThe log is {self.session.log_path}."
+            )
+            self.query_one("#phase", Static).update(Text.assemble(("Now: ", "bold"), "stopped"))
         self._figures()
         self.query_one("#message", Static).update("")
         verify = "V verify, " if self.summary and self.summary.follow_up else ""
         self.query_one("#next", Static).update(
-            f"What next: H (or Enter) another job, {verify}B restart the computer, "
-            "O power off.")
-        self.appliance.job_finished()
+            f"What next: H (or Enter) another job, {verify}B restart the computer, O power off."
+        )
+        self.session.job_finished()
+        self.app.post_message(JobFinished())
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
             return self.running
         if action == "verify":
-            return not self.running and self.summary is not None \
-                and self.summary.follow_up is not None
+            return (
+                not self.running and self.summary is not None and self.summary.follow_up is not None
+            )
         if action in ("home", "reboot", "poweroff"):
             return not self.running
         return True
@@ -214,11 +227,16 @@ class JobScreen(Screen[None]):
             return
         what = self.spec.stopped({"restore", "clone", "table"})
         if self.spec.kind in ("restore", "clone") and self.spec.target is not None:
-            what = (f"{self.spec.target.describe()} will be left partly written and will not "
-                    "start until a restore or clone finishes.")
-        self.stop_dialog = AskScreen(f"Stop the {self.spec.kind}?",
-                                     f"Stop the {self.spec.kind} now? {what}",
-                                     yes="Stop it", no="Go on")
+            what = (
+                f"{self.spec.target.describe()} will be left partly written and will not "
+                "start until a restore or clone finishes."
+            )
+        self.stop_dialog = AskScreen(
+            f"Stop the {self.spec.kind}?",
+            f"Stop the {self.spec.kind} now? {what}",
+            yes="Stop it",
+            no="Go on",
+        )
         self.app.push_screen(self.stop_dialog, self._stop_answer)
 
     def _stop_answer(self, yes: bool | None) -> None:
@@ -226,8 +244,9 @@ class JobScreen(Screen[None]):
         if yes and self.running:
             self.stopping = True
             self.cancel.set()
-            self.query_one("#phase", Static).update(Text("Stopping at the next safe point...",
-                                                         style="bold"))
+            self.query_one("#phase", Static).update(
+                Text("Stopping at the next safe point...", style="bold")
+            )
 
     def action_home(self) -> None:
         if not self.running:
@@ -236,18 +255,16 @@ class JobScreen(Screen[None]):
     def action_verify(self) -> None:
         if self.running or self.summary is None or self.summary.follow_up is None:
             return
-        spec = self.appliance.backend.verify_job(self.summary.follow_up)
-        self.app.switch_screen(JobScreen(spec, lambda: self.appliance.prepare_repo(
-            writable=False)))
+        session = self.session
+        spec = session.backend.verify_job(self.summary.follow_up)
+        self.app.switch_screen(
+            JobScreen(session, spec, lambda: session.prepare_repo(writable=False))
+        )
 
     def action_reboot(self) -> None:
-        from tui.app import EXIT_REBOOT
-
         self._ask_power(EXIT_REBOOT, "Restart", "restart the computer")
 
     def action_poweroff(self) -> None:
-        from tui.app import EXIT_POWEROFF
-
         self._ask_power(EXIT_POWEROFF, "Power off", "power the computer off")
 
     def _ask_power(self, code: int, title: str, what: str) -> None:
@@ -257,8 +274,16 @@ class JobScreen(Screen[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.appliance.power(code)
+                self.app.post_message(PowerRequest(code))
 
-        self.app.push_screen(AskScreen(f"{title}?", f"{title} now: {what}? Remove the "
-                                       "appliance's USB stick first if it should not start "
-                                       "again.", yes=title, no="Stay"), answered)
+        self.app.push_screen(
+            AskScreen(
+                f"{title}?",
+                f"{title} now: {what}? Remove the "
+                "appliance's USB stick first if it should not start "
+                "again.",
+                yes=title,
+                no="Stay",
+            ),
+            answered,
+        )

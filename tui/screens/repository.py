@@ -11,11 +11,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Footer, Input, Static
-from textual.worker import Worker, WorkerState
 
 from appliance.devices import Scan
 from appliance.model import human_size
 from appliance.repomount import RepoMount, Volume
+from tui.messages import VolumeMounted, VolumesListed
 from tui.screens.flow import FlowScreen
 from tui.widgets.errorline import ErrorLine
 from tui.widgets.topbar import TopBar
@@ -33,14 +33,19 @@ class RepositoryScreen(FlowScreen):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("f8", "unmount", "Unmount")]
 
     def compose(self) -> ComposeResult:
-        yield TopBar("Choose the repository")
+        yield TopBar("Choose the repository", self.session)
         with VerticalScroll():
             yield Static("", id="current")
-            yield Static("A folder that is already mounted (a share, a disk): type it, "
-                         "then Enter", classes="step")
+            yield Static(
+                "A folder that is already mounted (a share, a disk): type it, then Enter",
+                classes="step",
+            )
             yield Input(placeholder="/mnt/images", id="folder")
-            yield Static("Or a filesystem on another disk: arrows, then Enter mounts it "
-                         "read-only and looks for images", classes="step")
+            yield Static(
+                "Or a filesystem on another disk: arrows, then Enter mounts it "
+                "read-only and looks for images",
+                classes="step",
+            )
             yield VolumeTable(id="volumes")
             yield ErrorLine()
             with Horizontal(classes="buttons"):
@@ -51,22 +56,24 @@ class RepositoryScreen(FlowScreen):
     def on_mount(self) -> None:
         super().on_mount()
         folder = self.query_one(Input)
-        folder.cursor_blink = self.appliance.blink
-        folder.value = self.appliance.repo.path or ""
-        self.appliance.repo_changed.subscribe(self, lambda _: self._current())
+        folder.cursor_blink = self.session.blink
+        folder.value = self.session.repo.path or ""
+        self.session.repo_changed.subscribe(self, lambda _: self._current())
         self._current()
         self.query_one(VolumeTable).focus()
 
     def _current(self) -> None:
-        repo = self.appliance.repo
+        repo = self.session.repo
         if not repo.path:
             text = "No repository is chosen yet."
         else:
             free = f", {human_size(repo.free)} free" if repo.free is not None else ""
             text = f"In use: {repo.path}{free}"
             if repo.mount is not None and repo.mount.owned:
-                text += (f"\nOn {repo.mount.node}, mounted by the appliance at "
-                         f"{repo.mount.mountpoint} (read-write only while a save runs).")
+                text += (
+                    f"\nOn {repo.mount.node}, mounted by the appliance at "
+                    f"{repo.mount.mountpoint} (read-write only while a save runs)."
+                )
         self.query_one("#current", Static).update(text)
 
     def disks_changed(self, scan: Scan) -> None:
@@ -74,31 +81,33 @@ class RepositoryScreen(FlowScreen):
         self.list_volumes(scan)
 
     @work(thread=True, exclusive=True, group="volumes", exit_on_error=False)
-    def list_volumes(self, scan: Scan) -> list[Volume]:
-        return self.appliance.backend.volumes(scan.disks)
+    def list_volumes(self, scan: Scan) -> VolumesListed:
+        return VolumesListed(self.session.backend.volumes(scan.disks))
 
     @work(thread=True, exclusive=True, group="mount", exit_on_error=False)
-    def mount_volume(self, volume: Volume) -> tuple[RepoMount, Path]:
-        mount = self.appliance.backend.mount(volume.node, writable=False)
-        return mount, mount.default_repository()
+    def mount_volume(self, volume: Volume) -> VolumeMounted:
+        mount = self.session.backend.mount(volume.node, writable=False)
+        return VolumeMounted(mount, mount.default_repository())
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        group = event.worker.group
-        if group not in ("volumes", "mount") or self.worker_failed(event):
-            return
-        if event.state != WorkerState.SUCCESS:
-            return
-        if group == "volumes":
-            volumes = event.worker.result
-            assert isinstance(volumes, list)
-            self.query_one(VolumeTable).show(volumes)
-            return
-        mount, path = event.worker.result  # type: ignore[misc]
-        self.appliance.set_repo(str(path), mount)
+    def on_volumes_listed(self, message: VolumesListed) -> None:
+        self.query_one(VolumeTable).show(message.volumes)
+
+    def use(self, path: str | None, mount: RepoMount | None) -> None:
+        """Make `path` the repository in use (the screens redraw on the session's news)."""
+        failed = self.session.set_repo(path, mount)
+        if failed is not None:
+            self.notify(self.session.sentence(failed), severity="error", timeout=10)
+
+    def on_volume_mounted(self, message: VolumeMounted) -> None:
+        path = message.path
+        self.use(str(path), message.mount)
         found = (path / "repo.json").exists()
         self.query_one(Input).value = str(path)
-        state = "a repository was found there" if found else "no repository yet; the first " \
-            "save makes it"
+        state = (
+            "a repository was found there"
+            if found
+            else "no repository yet; the first save makes it"
+        )
         self.query_one(ErrorLine).note(f"Using {path}: {state}.")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -121,7 +130,7 @@ class RepositoryScreen(FlowScreen):
         if path.exists() and not path.is_dir():
             self.say(f"{path} is a file, not a folder.")
             return
-        self.appliance.set_repo(str(path), None)
+        self.use(str(path), None)
         state = "a repository" if (path / "repo.json").exists() else "no repository yet"
         self.query_one(ErrorLine).note(f"Using {path} ({state}).")
 
@@ -132,10 +141,10 @@ class RepositoryScreen(FlowScreen):
             self.action_back()
 
     def action_unmount(self) -> None:
-        mount = self.appliance.repo.mount
+        mount = self.session.repo.mount
         if mount is None or not mount.owned:
             self.say("The appliance has mounted nothing here; there is nothing to unmount.")
             return
-        self.appliance.set_repo(None, None)
+        self.use(None, None)
         self.query_one(ErrorLine).note(f"{mount.node} is unmounted; it can be unplugged.")
-        self.list_volumes(self.appliance.disks)
+        self.list_volumes(self.session.disks)

@@ -7,12 +7,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
-from textual.worker import Worker, WorkerState
 
 from appliance.jobs.catalog import ImageSummary
 from appliance.model import Disk
-from tui.jobspec import WritePlan
+from tui.messages import ImagesLoaded, Planned
 from tui.screens.flow import FlowScreen
+from tui.session import Session
 from tui.widgets.disktable import CHOOSE_TARGET, DiskTable
 from tui.widgets.errorline import ErrorLine
 from tui.widgets.imagetable import ImageTable, restorable
@@ -20,22 +20,27 @@ from tui.widgets.topbar import TopBar
 
 
 class RestoreScreen(FlowScreen):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, session: Session) -> None:
+        super().__init__(session)
         self.image: ImageSummary | None = None
         self.repo: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield TopBar("Restore an image onto a disk")
+        yield TopBar("Restore an image onto a disk", self.session)
         with VerticalScroll():
             yield Static("1. The image: arrows, then Enter", id="step1", classes="step")
             yield ImageTable(id="images")
-            yield Static("2. The disk to ERASE and restore onto: arrows, then Enter",
-                         id="step2", classes="step")
+            yield Static(
+                "2. The disk to ERASE and restore onto: arrows, then Enter",
+                id="step2",
+                classes="step",
+            )
             yield DiskTable(id="target", none_row=CHOOSE_TARGET, none_column=1)
             yield ErrorLine()
-            yield Static("Nothing is written until you type the disk's name on the next "
-                         "screen.", classes="hint")
+            yield Static(
+                "Nothing is written until you type the disk's name on the next screen.",
+                classes="hint",
+            )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -44,30 +49,23 @@ class RestoreScreen(FlowScreen):
         self.load_images()
 
     @work(thread=True, exclusive=True, group="images", exit_on_error=False)
-    def load_images(self) -> tuple[str, list[ImageSummary]]:
-        app = self.appliance
-        repo = app.prepare_repo(writable=False)
-        return repo, app.backend.images(repo)
+    def load_images(self) -> ImagesLoaded:
+        session = self.session
+        repo = session.prepare_repo(writable=False)
+        return ImagesLoaded(repo, session.backend.images(repo))
 
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
-    def make_plan(self, repo: str, image: str, target: Disk) -> WritePlan:
-        return self.appliance.backend.plan_restore(repo, image, target.name)
+    def make_plan(self, repo: str, image: str, target: Disk) -> Planned:
+        return Planned(self.session.backend.plan_restore(repo, image, target.name))
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        group = event.worker.group
-        if group not in ("images", "plan") or self.worker_failed(event):
-            return
-        if event.state != WorkerState.SUCCESS:
-            return
-        if group == "images":
-            self.repo, images = event.worker.result  # type: ignore[misc]
-            self.query_one(ImageTable).show(images)
-            if not images:
-                self.say(f"The repository {self.repo} holds no images yet.")
-            return
-        plan = event.worker.result
-        assert isinstance(plan, WritePlan)
-        self.confirm_then_start(plan)
+    def on_images_loaded(self, message: ImagesLoaded) -> None:
+        self.repo = message.repo
+        self.query_one(ImageTable).show(message.images)
+        if not message.images:
+            self.say(f"The repository {self.repo} holds no images yet.")
+
+    def on_planned(self, message: Planned) -> None:
+        self.confirm_then_start(message.plan)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.unsay()
@@ -76,8 +74,10 @@ class RestoreScreen(FlowScreen):
             if image is None:
                 return
             if not restorable(image):
-                why = image.problem or ("its save did not finish, so it is never restored; "
-                                        "save again with the same name to resume it")
+                why = image.problem or (
+                    "its save did not finish, so it is never restored; "
+                    "save again with the same name to resume it"
+                )
                 self.say(f"The image {image.name} cannot be restored: {why}")
                 return
             self.image = image

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Footer, Input, Static
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import get_current_worker
 
 from appliance.errors import ApplianceError, RepositoryError
 from appliance.jobs.catalog import ImageSummary
@@ -18,7 +18,9 @@ from appliance.model import Disk
 from appliance.preflight import Preflight
 from appliance.repo import check_image_name
 from tui.jobspec import default_image_name, unique_name
+from tui.messages import Checked
 from tui.screens.flow import FlowScreen
+from tui.session import Session
 from tui.widgets.disktable import DiskTable
 from tui.widgets.errorline import ErrorLine
 from tui.widgets.findings import FindingList
@@ -35,39 +37,47 @@ class SaveScreen(FlowScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("f2", "start", "Start the save")]
 
-    def __init__(self, preselect: str | None = None) -> None:
-        super().__init__()
+    def __init__(self, session: Session, preselect: str | None = None) -> None:
+        super().__init__(session)
         self.preselect = preselect
         self.disk: Disk | None = None
         self.preflight: Preflight | None = None
         self.images: dict[str, ImageSummary] = {}
 
     def compose(self) -> ComposeResult:
-        yield TopBar("Save a disk into an image")
+        yield TopBar("Save a disk into an image", self.session)
         with VerticalScroll():
             yield Static("1. The disk to save: arrows, then Enter", id="step1", classes="step")
             yield DiskTable(id="source")
-            yield Static("2. The image's name: Enter (or F2) starts the save", id="step2",
-                         classes="step")
-            yield Input(placeholder="choose the disk first", id="name", max_length=100,
-                        disabled=True)
+            yield Static(
+                "2. The image's name: Enter (or F2) starts the save", id="step2", classes="step"
+            )
+            yield Input(
+                placeholder="choose the disk first", id="name", max_length=100, disabled=True
+            )
             yield FindingList()
             yield ErrorLine()
             with Horizontal(classes="buttons"):
-                yield Button("Start the save (F2)", id="start", variant="primary",
-                             compact=True, disabled=True)
+                yield Button(
+                    "Start the save (F2)",
+                    id="start",
+                    variant="primary",
+                    compact=True,
+                    disabled=True,
+                )
                 yield Button("Back (Esc)", id="back", compact=True)
         yield Footer()
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one(Input).cursor_blink = self.appliance.blink
+        self.query_one(Input).cursor_blink = self.session.blink
         table = self.query_one(DiskTable)
         if self.preselect:
             table.select_key(self.preselect)
         table.focus()
-        self.query_one(FindingList).show(None, "Choose a disk: the checks run before "
-                                               "anything is saved.")
+        self.query_one(FindingList).show(
+            None, "Choose a disk: the checks run before anything is saved."
+        )
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         disk = self.query_one(DiskTable).current_disk()
@@ -77,42 +87,41 @@ class SaveScreen(FlowScreen):
         self.disk = disk
         self.preflight = None
         self.query_one("#start", Button).disabled = True
-        self.query_one(FindingList).show(None, f"Checking {disk.describe()}: measuring the "
-                                               "used space of each partition...")
+        self.query_one(FindingList).show(
+            None, f"Checking {disk.describe()}: measuring the used space of each partition..."
+        )
         name = self.query_one(Input)
         name.disabled = False
-        name.value = default_image_name(disk, self.appliance.backend.today(),
-                                        self.appliance.backend.labels.get(disk.name))
+        backend = self.session.backend
+        name.value = default_image_name(disk, backend.today(), backend.labels.get(disk.name))
         name.focus()
         self.mark_step("step1", True)
         self._check(disk)
 
     @work(thread=True, exclusive=True, group="preflight", exit_on_error=False)
-    def _check(self, disk: Disk) -> tuple[Disk, Preflight, dict[str, ImageSummary]]:
-        app = self.appliance
-        repo = app.prepare_repo(writable=False, avoid=[disk.name])
+    def _check(self, disk: Disk) -> Checked:
+        session = self.session
+        repo = session.prepare_repo(writable=False, avoid=[disk.name])
         images: dict[str, ImageSummary] = {}
         try:
-            images = {i.name: i for i in app.backend.images(repo)}
+            images = {i.name: i for i in session.backend.images(repo)}
         except RepositoryError:
             if (Path(repo) / "repo.json").exists():
                 raise  # a damaged repository; a missing one is made by the save
-        preflight = app.backend.preflight(disk, repo)
+        preflight = session.backend.preflight(disk, repo)
         if get_current_worker().is_cancelled:
             raise ApplianceError("The check was replaced by a newer one.")
-        return disk, preflight, images
+        return Checked(disk, preflight, images)
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "preflight":
-            return
-        if self.worker_failed(event):
+    def worker_failed(self, group: str) -> None:
+        if group == "preflight":
             self.query_one(FindingList).show(None, "The checks could not run.")
+
+    def on_checked(self, message: Checked) -> None:
+        if self.disk is None or message.disk.name != self.disk.name:
             return
-        if event.state != WorkerState.SUCCESS:
-            return
-        disk, preflight, images = event.worker.result  # type: ignore[misc]
-        if self.disk is None or disk.name != self.disk.name:
-            return
+        preflight = message.preflight
+        images = message.images
         self.preflight = preflight
         self.images = images
         name = self.query_one(Input)
@@ -154,5 +163,5 @@ class SaveScreen(FlowScreen):
             self.say(f"An image named {name} already exists; choose another name.")
             return
         resume = existing is not None
-        spec = self.appliance.backend.save_job(disk, self.preflight.repo, name, resume=resume)
+        spec = self.session.backend.save_job(disk, self.preflight.repo, name, resume=resume)
         self.start_job(spec, writable=True, avoid=[disk.name])

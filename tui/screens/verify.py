@@ -6,11 +6,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
-from textual.worker import Worker, WorkerState
 
 from appliance.jobs.catalog import ImageSummary
 from tui.jobspec import VerifyRequest
+from tui.messages import ImagesLoaded
 from tui.screens.flow import FlowScreen
+from tui.session import Session
 from tui.widgets.disktable import DiskTable
 from tui.widgets.errorline import ErrorLine
 from tui.widgets.imagetable import ImageTable, restorable
@@ -20,18 +21,21 @@ ONLY_IMAGE = "Only the image: re-read and re-hash every chunk"
 
 
 class VerifyScreen(FlowScreen):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, session: Session) -> None:
+        super().__init__(session)
         self.image: ImageSummary | None = None
         self.repo: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield TopBar("Verify an image")
+        yield TopBar("Verify an image", self.session)
         with VerticalScroll():
             yield Static("1. The image: arrows, then Enter", id="step1", classes="step")
             yield ImageTable(id="images")
-            yield Static("2. Check the image alone, or compare a disk with it: Enter starts",
-                         id="step2", classes="step")
+            yield Static(
+                "2. Check the image alone, or compare a disk with it: Enter starts",
+                id="step2",
+                classes="step",
+            )
             yield DiskTable(id="against", none_row=ONLY_IMAGE)
             yield ErrorLine()
             yield Static("Verifying only reads: nothing is written anywhere.", classes="hint")
@@ -43,19 +47,16 @@ class VerifyScreen(FlowScreen):
         self.load_images()
 
     @work(thread=True, exclusive=True, group="images", exit_on_error=False)
-    def load_images(self) -> tuple[str, list[ImageSummary]]:
-        app = self.appliance
-        repo = app.prepare_repo(writable=False)
-        return repo, app.backend.images(repo)
+    def load_images(self) -> ImagesLoaded:
+        session = self.session
+        repo = session.prepare_repo(writable=False)
+        return ImagesLoaded(repo, session.backend.images(repo))
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "images" or self.worker_failed(event):
-            return
-        if event.state == WorkerState.SUCCESS:
-            self.repo, images = event.worker.result  # type: ignore[misc]
-            self.query_one(ImageTable).show(images)
-            if not images:
-                self.say(f"The repository {self.repo} holds no images yet.")
+    def on_images_loaded(self, message: ImagesLoaded) -> None:
+        self.repo = message.repo
+        self.query_one(ImageTable).show(message.images)
+        if not message.images:
+            self.say(f"The repository {self.repo} holds no images yet.")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.unsay()
@@ -64,8 +65,10 @@ class VerifyScreen(FlowScreen):
             if image is None:
                 return
             if not restorable(image):
-                self.say(f"The image {image.name} is incomplete or damaged, so there is "
-                         "nothing whole to verify; save it again.")
+                self.say(
+                    f"The image {image.name} is incomplete or damaged, so there is "
+                    "nothing whole to verify; save it again."
+                )
                 return
             self.image = image
             self.mark_step("step1", True)
@@ -78,5 +81,5 @@ class VerifyScreen(FlowScreen):
         table = self.query_one(DiskTable)
         disk = None if table.none_selected() else table.current_disk()
         request = VerifyRequest(self.repo, self.image.name, disk.name if disk else None)
-        spec = self.appliance.backend.verify_job(request)
+        spec = self.session.backend.verify_job(request)
         self.start_job(spec, writable=False, avoid=[])
