@@ -18,6 +18,7 @@ from appliance.devices import Problem, Scan, probe_disk, scan_disks
 from appliance.errors import ApplianceError
 from appliance.fsprobe import whole_disk_filesystem
 from appliance.jobs.catalog import ImageSummary, list_images
+from appliance.jobs.verify import last_verified
 from appliance.model import Disk, human_size
 from appliance.preflight import Preflight, Usage, free_space, measure_disk, preflight_save
 from appliance.progress import Progress
@@ -162,6 +163,7 @@ class EngineBackend:
             repo,
             image,
             target_fs=self.whole_filesystem(plan.target),
+            verify_first=last_verified(plan.image.repo, image) is None,
         )
 
     def _clone_module(self) -> Any:
@@ -248,7 +250,9 @@ class EngineBackend:
 
                 engine_plan = plan.engine_plan
                 assert isinstance(engine_plan, RestorePlan)  # what plan_restore handed out
-                restore(engine_plan, progress=progress, cancel=cancel)
+                restore(
+                    engine_plan, progress=progress, cancel=cancel, verify_first=plan.verify_first
+                )
                 took = time.monotonic() - started
                 return JobSummary(
                     (

@@ -29,6 +29,8 @@ class WritePlan:
     repo: str = ""                   # restore: the repository and image, for a verify after
     image: str = ""
     target_fs: str | None = None     # a filesystem on the whole target (no table): "ext4 DATA"
+    verify_first: bool = False       # restore: re-hash every chunk before the first write
+                                     # (the image was never verified whole)
 
 
 @dataclass(frozen=True)

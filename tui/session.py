@@ -172,6 +172,7 @@ class Session:
             for d in scan.disks
             if d.name in self.whole_fs
         }
+        notes.update({d.name: "INCOMPLETE" for d in scan.disks if d.incomplete})
         notes.update({d.name: "repository" for d in scan.disks if d.name in repo})
         return notes
 

@@ -16,6 +16,8 @@ def render_plan(plan: WritePlan) -> Text:
     text.append(f"  {target.model or 'Unknown model'}", style="bold")
     text.append(f"  serial {target.serial or '(none)'}  {human_size(target.size)}  "
                 f"{target.node}\n")
+    if target.incomplete:
+        text.append(f"  now: an {target.incomplete} (no valid partition table)\n")
     if plan.target_fs:
         text.append(f"  now: a filesystem on the whole disk (no partition table), "
                     f"{plan.target_fs}\n")
@@ -29,6 +31,9 @@ def render_plan(plan: WritePlan) -> Text:
     text.append(f"  {plan.source}\n")
     for line in plan.layout:
         text.append(f"  {line}\n")
+    if plan.verify_first:
+        text.append("  The image was never verified: every chunk is re-read and checked\n"
+                    "  before anything is written.\n")
     text.rstrip()
     return text
 
