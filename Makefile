@@ -7,6 +7,8 @@ setup:
 
 lint: setup
 	.venv/bin/ruff check appliance tui tests bench
+	.venv/bin/ruff format --check appliance tui tests bench
+	.venv/bin/lint-imports
 
 types: setup
 	.venv/bin/mypy

@@ -56,25 +56,35 @@ def which(program: str) -> str:
     found = shutil.which(program) or shutil.which(program, path=SBIN_PATH)
     if found is None:
         package = TOOLS.get(program, program)
-        raise ToolMissing(f"The program {program} is missing; install the Debian package "
-                          f"{package}.")
+        raise ToolMissing(
+            f"The program {program} is missing; install the Debian package {package}."
+        )
     return found
 
 
 def missing_tools(programs: Sequence[str] | None = None) -> list[str]:
     """Names of the declared programs (or of `programs`) that are not installed."""
     names = list(programs) if programs is not None else list(TOOLS)
-    return [name for name in names if shutil.which(name) is None
-            and shutil.which(name, path=SBIN_PATH) is None]
+    return [
+        name
+        for name in names
+        if shutil.which(name) is None and shutil.which(name, path=SBIN_PATH) is None
+    ]
 
 
-def run(args: Sequence[str], *, check: bool = True, timeout: float | None = 600,
-        input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    args: Sequence[str],
+    *,
+    check: bool = True,
+    timeout: float | None = 600,
+    input_text: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run a program and capture its text output; ToolFailed with its message when it fails."""
     argv = [which(args[0]), *args[1:]]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              input=input_text, check=False)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, input=input_text, check=False
+        )
     except subprocess.TimeoutExpired as exc:
         raise ToolFailed(f"{args[0]} did not finish within {timeout:.0f} seconds.") from exc
     if check and proc.returncode != 0:

@@ -51,8 +51,15 @@ LINUX_FS_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 MS_BASIC_DATA_TYPE = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"
 
 DEBOOTSTRAP_INCLUDE = (
-    "linux-image-amd64", "grub-efi-amd64-bin", "systemd-sysv", "openssh-server", "python3",
-    "locales", "man-db", "less", "vim-tiny",
+    "linux-image-amd64",
+    "grub-efi-amd64-bin",
+    "systemd-sysv",
+    "openssh-server",
+    "python3",
+    "locales",
+    "man-db",
+    "less",
+    "vim-tiny",
 )
 #: overall share of the disk in use, and how much of each filesystem's free space was
 #: written and deleted again
@@ -66,10 +73,10 @@ CHANGE_BYTES = 60 * 1000 * 1000
 @dataclass
 class PartSpec:
     number: int
-    fstype: str           # blkid name: vfat, ext4, ntfs
+    fstype: str  # blkid name: vfat, ext4, ntfs
     label: str
-    start: int            # bytes
-    size: int             # bytes
+    start: int  # bytes
+    size: int  # bytes
     type_guid: str
     name: str
 
@@ -82,7 +89,7 @@ class DiskImage:
     path: Path
     size: int
     parts: list[PartSpec]
-    content: dict[str, int] = field(default_factory=dict)   # kind -> bytes written
+    content: dict[str, int] = field(default_factory=dict)  # kind -> bytes written
     build_seconds: float = 0.0
     rootfs: str = ""
 
@@ -114,15 +121,22 @@ def layout(size: int) -> list[PartSpec]:
 
 def sfdisk_script(parts: list[PartSpec], seed: int) -> str:
     rng = random.Random(seed)
-    lines = ["label: gpt", f"label-id: {uuid.UUID(int=rng.getrandbits(128), version=4)}",
-             "first-lba: 2048", ""]
+    lines = [
+        "label: gpt",
+        f"label-id: {uuid.UUID(int=rng.getrandbits(128), version=4)}",
+        "first-lba: 2048",
+        "",
+    ]
     for p in parts:
-        lines.append(f"start={p.start // 512}, size={p.size // 512}, type={p.type_guid}, "
-                     f"uuid={uuid.UUID(int=rng.getrandbits(128), version=4)}, name=\"{p.name}\"")
+        lines.append(
+            f"start={p.start // 512}, size={p.size // 512}, type={p.type_guid}, "
+            f'uuid={uuid.UUID(int=rng.getrandbits(128), version=4)}, name="{p.name}"'
+        )
     return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------- content
+
 
 class Content:
     """File contents: text documents cut from a corpus of real text, deflate-compressed
@@ -141,7 +155,7 @@ class Content:
         while have < size:
             piece = self.rng.randint(4 * KiB, 96 * KiB)
             start = self.rng.randrange(0, len(self.corpus) - piece)
-            parts.append(self.corpus[start:start + piece])
+            parts.append(self.corpus[start : start + piece])
             have += piece
         return b"".join(parts)[:size]
 
@@ -175,8 +189,9 @@ class Content:
                 left -= step
         self.written[kind] = self.written.get(kind, 0) + size
 
-    def fill(self, root: Path, nbytes: int, mix: dict[str, tuple[str, float]],
-             prefix: str = "") -> None:
+    def fill(
+        self, root: Path, nbytes: int, mix: dict[str, tuple[str, float]], prefix: str = ""
+    ) -> None:
         """Write about `nbytes` of files under `root`: mix maps a folder to (kind, weight)."""
         folders = list(mix)
         weights = [mix[f][1] for f in folders]
@@ -249,6 +264,7 @@ def text_corpus(roots: list[Path], limit: int = 40 * MiB) -> bytes:
 
 # ---------------------------------------------------------------------- debootstrap tree
 
+
 def _suite() -> str:
     try:
         text = Path("/etc/os-release").read_text()
@@ -287,26 +303,40 @@ def rootfs_tarball(cache: Path) -> tuple[Path, str]:
         log(f"debootstrap {suite} from {mirror} (once; about 2 minutes)")
         started = time.monotonic()
         include = ",".join(DEBOOTSTRAP_INCLUDE)
-        proc = run(["debootstrap", "--variant=minbase", f"--include={include}", suite,
-                    str(tree), mirror], check=False, timeout=1800)
+        proc = run(
+            ["debootstrap", "--variant=minbase", f"--include={include}", suite, str(tree), mirror],
+            check=False,
+            timeout=1800,
+        )
         if proc.returncode == 0:
             run(["tar", "-C", str(tree), "--numeric-owner", "-cf", f"{tarball}.tmp", "."])
             os.replace(f"{tarball}.tmp", tarball)
             shutil.rmtree(tree)
             log(f"debootstrap done in {time.monotonic() - started:.0f} s")
             return tarball, f"debootstrap {suite} from {mirror}"
-        log(f"debootstrap failed ({proc.stderr.decode(errors='replace').strip()[-300:]}); "
-            "using a copy of this machine's /usr instead")
+        log(
+            f"debootstrap failed ({proc.stderr.decode(errors='replace').strip()[-300:]}); "
+            "using a copy of this machine's /usr instead"
+        )
         shutil.rmtree(tree, ignore_errors=True)
     else:
-        log("debootstrap is not installed (apt-get install debootstrap); "
-            "using a copy of this machine's /usr instead")
+        log(
+            "debootstrap is not installed (apt-get install debootstrap); "
+            "using a copy of this machine's /usr instead"
+        )
     host = cache / "rootfs-host-usr.tar"
     if not host.exists():
         members: list[str] = []
         total = 0
-        for top in ("usr/bin", "usr/sbin", "usr/lib/x86_64-linux-gnu", "usr/share/doc",
-                    "usr/lib/python3", "usr/share/locale", "usr/lib/modules"):
+        for top in (
+            "usr/bin",
+            "usr/sbin",
+            "usr/lib/x86_64-linux-gnu",
+            "usr/share/doc",
+            "usr/lib/python3",
+            "usr/share/locale",
+            "usr/lib/modules",
+        ):
             for dirpath, dirnames, filenames in os.walk(Path("/") / top):
                 dirnames.sort()
                 for fname in sorted(filenames):
@@ -326,6 +356,7 @@ def rootfs_tarball(cache: Path) -> tuple[Path, str]:
 
 
 # ---------------------------------------------------------------------------- building
+
 
 class Builder:
     def __init__(self, cache: Path, loops: Loops) -> None:
@@ -369,30 +400,57 @@ class Builder:
         image = DiskImage(name, path, size, parts, rootfs=rootfs)
         loop = self.loops.attach(tmp, direct_io=False)
         try:
-            run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", loop.node],
-                stdin=sfdisk_script(parts, seed).encode())
+            run(
+                ["sfdisk", "--no-reread", "--no-tell-kernel", "-q", loop.node],
+                stdin=sfdisk_script(parts, seed).encode(),
+            )
             self.loops.rescan(loop)
             nodes = {p.number: partition_node(loop.node, p.number) for p in parts}
             esp, root, data = parts
             run(["mkfs.fat", "-F", "32", "-n", esp.label, nodes[1]])
-            run(["mkfs.ext4", "-q", "-F", "-L", root.label,
-                 "-E", "lazy_itable_init=0,lazy_journal_init=0", nodes[2]])
+            run(
+                [
+                    "mkfs.ext4",
+                    "-q",
+                    "-F",
+                    "-L",
+                    root.label,
+                    "-E",
+                    "lazy_itable_init=0,lazy_journal_init=0",
+                    nodes[2],
+                ]
+            )
             run(["mkfs.ntfs", "-Q", "-F", "-q", "-L", data.label, nodes[3]])
             mnt = self.folder / f"mnt-{os.getpid()}"
-            with mounted(nodes[2], mnt / "root", "ext4") as rootdir, \
-                    mounted(nodes[3], mnt / "data", "ntfs") as datadir:
+            with (
+                mounted(nodes[2], mnt / "root", "ext4") as rootdir,
+                mounted(nodes[3], mnt / "data", "ntfs") as datadir,
+            ):
                 run(["tar", "-C", str(rootdir), "--numeric-owner", "-xpf", str(tarball)])
-                corpus = text_corpus([rootdir / "usr/share/doc", rootdir / "usr/lib/python3",
-                                      rootdir / "usr/lib/python3.11", rootdir / "usr/share/perl",
-                                      rootdir / "etc", Path("/usr/lib/python3")])
+                corpus = text_corpus(
+                    [
+                        rootdir / "usr/share/doc",
+                        rootdir / "usr/lib/python3",
+                        rootdir / "usr/lib/python3.11",
+                        rootdir / "usr/share/perl",
+                        rootdir / "etc",
+                        Path("/usr/lib/python3"),
+                    ]
+                )
                 content = Content(corpus, seed)
                 esp_used = self._esp(nodes[1], rootdir, content, esp.size)
                 # root: the Debian tree plus a home folder up to ROOT_USED
                 home = rootdir / "home/user"
                 fill = int(ROOT_USED * root.size) - used_bytes(rootdir)
-                content.fill(home, max(fill, 16 * MiB), {
-                    "Documents": ("text", 0.55), "Pictures": ("random", 0.25),
-                    "Downloads": ("compressed", 0.20)})
+                content.fill(
+                    home,
+                    max(fill, 16 * MiB),
+                    {
+                        "Documents": ("text", 0.55),
+                        "Pictures": ("random", 0.25),
+                        "Downloads": ("compressed", 0.20),
+                    },
+                )
                 stale(rootdir, content, int(STALE_SHARE * root.size))
                 root_used = used_bytes(rootdir)
                 # data: the downloaded packages, then documents, archives and random data
@@ -402,9 +460,16 @@ class Builder:
                     shutil.copyfile(deb, datadir / "Downloads" / deb.name)
                 content.written["deb"] = sum(d.stat().st_size for d in debs)
                 fill = int(TARGET_USED * size) - esp_used - root_used - used_bytes(datadir)
-                content.fill(datadir, max(fill, 64 * MiB), {
-                    "Documents": ("text", 0.35), "Archives": ("compressed", 0.25),
-                    "Photos": ("random", 0.25), "Backup": ("random", 0.15)})
+                content.fill(
+                    datadir,
+                    max(fill, 64 * MiB),
+                    {
+                        "Documents": ("text", 0.35),
+                        "Archives": ("compressed", 0.25),
+                        "Photos": ("random", 0.25),
+                        "Backup": ("random", 0.15),
+                    },
+                )
                 stale(datadir, content, int(STALE_SHARE * data.size))
             image.content = dict(content.written)
         finally:
@@ -440,8 +505,7 @@ class Builder:
         content.write(old, "random", int(size * STALE_SHARE))
         run(["mcopy", "-i", node, str(old), "::/OLDKERNEL.EFI"], env=MTOOLS_ENV)
         run(["mdel", "-i", node, "::/OLDKERNEL.EFI"], env=MTOOLS_ENV)
-        used = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file()) - \
-            old.stat().st_size
+        used = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file()) - old.stat().st_size
         shutil.rmtree(staging)
         return used
 
@@ -457,26 +521,39 @@ class Builder:
         floor = 0
         try:
             mnt = self.folder / f"mnt-{os.getpid()}"
-            with mounted(partition_node(loop.node, 2), mnt / "root", "ext4") as rootdir, \
-                    mounted(partition_node(loop.node, 3), mnt / "data", "ntfs") as datadir:
-                content = Content(text_corpus([rootdir / "usr/share/doc",
-                                               rootdir / "usr/lib/python3",
-                                               Path("/usr/lib/python3")]), seed=61)
+            with (
+                mounted(partition_node(loop.node, 2), mnt / "root", "ext4") as rootdir,
+                mounted(partition_node(loop.node, 3), mnt / "data", "ntfs") as datadir,
+            ):
+                content = Content(
+                    text_corpus(
+                        [
+                            rootdir / "usr/share/doc",
+                            rootdir / "usr/lib/python3",
+                            Path("/usr/lib/python3"),
+                        ]
+                    ),
+                    seed=61,
+                )
                 part = CHANGE_BYTES // 6 // 512 * 512
-                for number in range(2):   # root: 20 MB of documents, 10 MB of packages
-                    content.write(rootdir / f"home/user/Documents/new/report-{number}.txt",
-                                  "text", part)
-                content.write(rootdir / "var/cache/apt/archives/update_1.0_amd64.deb",
-                              "compressed", part)
+                for number in range(2):  # root: 20 MB of documents, 10 MB of packages
+                    content.write(
+                        rootdir / f"home/user/Documents/new/report-{number}.txt", "text", part
+                    )
+                content.write(
+                    rootdir / "var/cache/apt/archives/update_1.0_amd64.deb", "compressed", part
+                )
                 # data: 15 MB of documents, 15 MB of photos
                 content.write(datadir / "Documents/new/minutes.txt", "text", part)
                 content.write(datadir / "Documents/new/budget.csv", "text", part // 2)
                 content.write(datadir / "Photos/new/IMG_0001.jpg", "random", part)
                 content.write(datadir / "Photos/new/IMG_0002.jpg", "random", part // 2)
-                added = [*(rootdir / "home/user/Documents/new").iterdir(),
-                         rootdir / "var/cache/apt/archives/update_1.0_amd64.deb",
-                         *(datadir / "Documents/new").iterdir(),
-                         *(datadir / "Photos/new").iterdir()]
+                added = [
+                    *(rootdir / "home/user/Documents/new").iterdir(),
+                    rootdir / "var/cache/apt/archives/update_1.0_amd64.deb",
+                    *(datadir / "Documents/new").iterdir(),
+                    *(datadir / "Photos/new").iterdir(),
+                ]
                 floor = zstd3_size(added)
         finally:
             self.loops.detach(loop)
@@ -484,7 +561,14 @@ class Builder:
         os.replace(tmp, path)
         written = dict(content.written) if content else {}
         written["added_files_zstd3"] = floor
-        image = DiskImage(name, path, base.size, base.parts, content=written,
-                          build_seconds=round(time.monotonic() - started, 1), rootfs=base.rootfs)
+        image = DiskImage(
+            name,
+            path,
+            base.size,
+            base.parts,
+            content=written,
+            build_seconds=round(time.monotonic() - started, 1),
+            rootfs=base.rootfs,
+        )
         path.with_suffix(".json").write_text(image.to_json())
         return image

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.usedmap import PARTCLONE_PROGRAM, used_map
+from appliance.fs.usedmap import PARTCLONE_PROGRAM, used_map
 from bench.build import DiskImage
 from bench.measure import Run, timed
 from bench.rawread import UsedWindow, read_requests, used_windows
@@ -33,8 +33,8 @@ _engine = PROJECT
 def set_engine(folder: Path) -> None:
     """Run the appliance commands from another checkout (an engine change, before it lands)."""
     global _engine
-    if not (folder / "appliance" / "cli.py").is_file():
-        raise BenchError(f"{folder} holds no appliance/cli.py.")
+    if not any((folder / "appliance" / where).is_file() for where in ("cli.py", "cli/main.py")):
+        raise BenchError(f"{folder} holds no appliance command line.")
     _engine = folder.resolve()
 
 
@@ -49,7 +49,7 @@ class Part:
     fstype: str
     start: int
     size: int
-    used: list[tuple[int, int]]      # relative to the partition start (the engine's map)
+    used: list[tuple[int, int]]  # relative to the partition start (the engine's map)
 
 
 @dataclass
@@ -77,8 +77,9 @@ def attach(loops: Loops, image: DiskImage, *, read_only: bool = True) -> Disk:
     for spec in image.parts:
         node = partition_node(loop.node, spec.number)
         umap = used_map(node, spec.fstype, spec.size)
-        disk.parts.append(Part(spec.number, node, spec.fstype, spec.start, spec.size,
-                               list(umap.ranges)))
+        disk.parts.append(
+            Part(spec.number, node, spec.fstype, spec.start, spec.size, list(umap.ranges))
+        )
     disk.windows = used_windows([(p.start, p.size, p.used) for p in disk.parts])
     return disk
 
@@ -121,14 +122,30 @@ def result_of(run_: Run) -> dict[str, Any]:
     raise BenchError(f"{run_.label} printed no JSON result: {run_.stdout[-500:]!r}")
 
 
-def our_save(disk: Disk, repo: Path, image: str, work: Path, label: str,
-             *extra: str) -> tuple[Run, dict[str, Any]]:
+def our_save(
+    disk: Disk, repo: Path, image: str, work: Path, label: str, *extra: str
+) -> tuple[Run, dict[str, Any]]:
     """One `appliance save` (`extra`: more options, e.g. --no-check); its result, with the
     moments its phases began (`phases`: name -> seconds since the process started, from the
     JSON progress lines), and each partition's proof (`proofs`: region -> proof)."""
-    r = timed(label, appliance("save", disk.node, "--repo", str(repo), "--image", image,
-                               "--create", "--progress", "json", "--json", *extra),
-              cwd=_engine, env=appliance_env(work))
+    r = timed(
+        label,
+        appliance(
+            "save",
+            disk.node,
+            "--repo",
+            str(repo),
+            "--image",
+            image,
+            "--create",
+            "--progress",
+            "json",
+            "--json",
+            *extra,
+        ),
+        cwd=_engine,
+        env=appliance_env(work),
+    )
     result = result_of(r)
     # progress "elapsed" counts from the job's start; the process started earlier (imports)
     offset = max(0.0, r.seconds - float(result.get("seconds", r.seconds)))
@@ -154,9 +171,23 @@ def move_phase_busy(r: Run, result: dict[str, Any], cores: int) -> float | None:
 
 
 def our_restore(repo: Path, image: str, target: Loop, work: Path, label: str) -> Run:
-    r = timed(label, appliance("restore", "--repo", str(repo), "--image", image, target.node,
-                               "--yes", "--progress", "none", "--json"),
-              cwd=_engine, env=appliance_env(work))
+    r = timed(
+        label,
+        appliance(
+            "restore",
+            "--repo",
+            str(repo),
+            "--image",
+            image,
+            target.node,
+            "--yes",
+            "--progress",
+            "none",
+            "--json",
+        ),
+        cwd=_engine,
+        env=appliance_env(work),
+    )
     result_of(r)
     return r
 
@@ -174,8 +205,10 @@ def cz_save(disk: Disk, folder: Path, label: str) -> Run:
     lines = ["set -euo pipefail", f"sfdisk --dump {q(disk.node)} > {q(str(folder))}/sfdisk.dump"]
     for p in disk.parts:
         base = q(str(folder / f"p{p.number}"))
-        lines.append(f"{program(p.fstype)} -c -s {q(p.node)} -o - -L {base}.log 2>{base}.err "
-                     f"| zstd -T0 -3 -q > {base}.pc.zst")
+        lines.append(
+            f"{program(p.fstype)} -c -s {q(p.node)} -o - -L {base}.log 2>{base}.err "
+            f"| zstd -T0 -3 -q > {base}.pc.zst"
+        )
     lines.append("sync")
     return timed(label, ["bash", "-c", "\n".join(lines)])
 
@@ -183,16 +216,19 @@ def cz_save(disk: Disk, folder: Path, label: str) -> Run:
 def cz_restore(disk: Disk, folder: Path, target: Loop, label: str) -> Run:
     q = shlex.quote
     node = q(target.node)
-    lines = ["set -euo pipefail",
-             f"sfdisk --force --no-reread --no-tell-kernel -q {node} "
-             f"< {q(str(folder))}/sfdisk.dump",
-             f"partx --add {node}"]
+    lines = [
+        "set -euo pipefail",
+        f"sfdisk --force --no-reread --no-tell-kernel -q {node} < {q(str(folder))}/sfdisk.dump",
+        f"partx --add {node}",
+    ]
     for p in disk.parts:
         part = q(partition_node(target.node, p.number))
         base = q(str(folder / f"p{p.number}"))
         lines.append(f"for i in $(seq 250); do [ -b {part} ] && break; sleep 0.02; done")
-        lines.append(f"zstd -dc {base}.pc.zst | {program(p.fstype)} -r -s - -o {part} "
-                     f"-L {base}.restore.log 2>{base}.restore.err")
+        lines.append(
+            f"zstd -dc {base}.pc.zst | {program(p.fstype)} -r -s - -o {part} "
+            f"-L {base}.restore.log 2>{base}.restore.err"
+        )
     lines.append("sync")
     return timed(label, ["bash", "-c", "\n".join(lines)])
 
@@ -201,13 +237,18 @@ def raw_read(disk: Disk, work: Path, label: str) -> Run:
     ranges = work / f"ranges-{Path(disk.node).name}.json"
     if not ranges.exists():
         ranges.write_text(json.dumps(read_requests(disk.windows)))
-    return timed(label, [sys.executable, "-m", "bench.rawread", disk.node, str(ranges)],
-                 cwd=PROJECT, env=appliance_env(work, first=PROJECT))
+    return timed(
+        label,
+        [sys.executable, "-m", "bench.rawread", disk.node, str(ranges)],
+        cwd=PROJECT,
+        env=appliance_env(work, first=PROJECT),
+    )
 
 
 def dd_read(disk: Disk, label: str) -> Run:
-    return timed(label, ["dd", f"if={disk.node}", "of=/dev/null", "bs=4M", "iflag=direct",
-                         "status=none"])
+    return timed(
+        label, ["dd", f"if={disk.node}", "of=/dev/null", "bs=4M", "iflag=direct", "status=none"]
+    )
 
 
 def tree_bytes(folder: Path) -> int:

@@ -31,17 +31,18 @@ TICKS = os.sysconf("SC_CLK_TCK")
 class Run:
     label: str
     seconds: float
-    cpu_seconds: float        # user + system, the whole process tree
-    peak_rss: int             # bytes
+    cpu_seconds: float  # user + system, the whole process tree
+    peak_rss: int  # bytes
     returncode: int
     stdout: str
     stderr: str
-    others_cpu_seconds: float = 0.0   # CPU time the rest of the machine used meanwhile
+    others_cpu_seconds: float = 0.0  # CPU time the rest of the machine used meanwhile
     cpu_series: list[tuple[float, float]] = field(default_factory=list)
 
     def cpu_between(self, start: float, end: float) -> float:
         """CPU seconds the tree used between two moments (seconds since it started),
         interpolated from the 50 ms samples."""
+
         def at(t: float) -> float:
             points = self.cpu_series
             if not points:
@@ -52,6 +53,7 @@ class Run:
                 if t0 <= t <= t1:
                     return c0 + (c1 - c0) * ((t - t0) / (t1 - t0) if t1 > t0 else 0.0)
             return points[-1][1]
+
         return max(0.0, at(end) - at(start))
 
     def others_busy(self, cores: int) -> float:
@@ -72,7 +74,7 @@ class TreeSampler:
         self.peak = 0
         self.high_water = 0
         self.started = time.perf_counter()
-        self.series: list[tuple[float, float]] = []   # (seconds since start, CPU seconds)
+        self.series: list[tuple[float, float]] = []  # (seconds since start, CPU seconds)
         self.parents: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
@@ -90,7 +92,7 @@ class TreeSampler:
                 with open(f"/proc/{pid}/stat", "rb") as handle:
                     stat = handle.read()
                 # the command name is in parentheses and may hold spaces: split after it
-                self.parents[pid] = int(stat[stat.rindex(b")") + 2:].split()[1])
+                self.parents[pid] = int(stat[stat.rindex(b")") + 2 :].split()[1])
             except (OSError, ValueError, IndexError):
                 self.parents[pid] = -1
         return self.parents[pid]
@@ -108,9 +110,9 @@ class TreeSampler:
             try:
                 with open(f"/proc/{pid}/stat", "rb") as handle:
                     stat = handle.read()
-                fields = stat[stat.rindex(b")") + 2:].split()
+                fields = stat[stat.rindex(b")") + 2 :].split()
                 # utime, stime (and for the job itself, cutime, cstime of reaped children)
-                cpu += sum(int(x) for x in fields[11:15 if pid == self.root else 13])
+                cpu += sum(int(x) for x in fields[11 : 15 if pid == self.root else 13])
             except (OSError, ValueError, IndexError):
                 pass
             try:
@@ -141,17 +143,24 @@ def busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / TICKS
 
 
-def timed(label: str, args: Sequence[str], *, cwd: Path | None = None,
-          env: Mapping[str, str] | None = None, drop: bool = True,
-          check: bool = True) -> Run:
+def timed(
+    label: str,
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    drop: bool = True,
+    check: bool = True,
+) -> Run:
     """Drop the page cache (untimed), then run `args` and measure it."""
     if drop:
         drop_caches()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         machine_busy = busy_seconds()
         started = time.perf_counter()
-        proc = subprocess.Popen(list(args), stdout=out, stderr=err, cwd=cwd,
-                                env=dict(env) if env is not None else None)
+        proc = subprocess.Popen(
+            list(args), stdout=out, stderr=err, cwd=cwd, env=dict(env) if env is not None else None
+        )
         sampler = TreeSampler(proc.pid)
         sampler.started = started
         sampler.start()
@@ -168,12 +177,19 @@ def timed(label: str, args: Sequence[str], *, cwd: Path | None = None,
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        result = Run(label, seconds, usage.ru_utime + usage.ru_stime,
-                     max(sampler.peak, sampler.high_water), proc.returncode,
-                     out.read().decode(errors="replace"), err.read().decode(errors="replace"),
-                     max(0.0, machine_busy - (usage.ru_utime + usage.ru_stime)),
-                     sampler.series)
+        result = Run(
+            label,
+            seconds,
+            usage.ru_utime + usage.ru_stime,
+            max(sampler.peak, sampler.high_water),
+            proc.returncode,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+            max(0.0, machine_busy - (usage.ru_utime + usage.ru_stime)),
+            sampler.series,
+        )
     if check and result.returncode != 0:
-        raise BenchError(f"{label} failed (exit {result.returncode}): "
-                         f"{result.stderr.strip()[-1500:]}")
+        raise BenchError(
+            f"{label} failed (exit {result.returncode}): {result.stderr.strip()[-1500:]}"
+        )
     return result

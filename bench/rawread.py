@@ -19,16 +19,16 @@ from pathlib import Path
 
 import blake3
 
-from appliance.manifest import window_ranges
-from appliance.pipeline import WINDOW, spans
+from appliance.io.pipeline import WINDOW, spans
+from appliance.repo.manifest import window_ranges
 
 BUFFER = WINDOW
 
 
 @dataclass(frozen=True)
 class UsedWindow:
-    offset: int                          # disk offset of the window
-    used: tuple[tuple[int, int], ...]    # used ranges relative to the window
+    offset: int  # disk offset of the window
+    used: tuple[tuple[int, int], ...]  # used ranges relative to the window
 
 
 def used_windows(parts: list[tuple[int, int, list[tuple[int, int]]]]) -> list[UsedWindow]:

@@ -24,13 +24,18 @@ END = "<!-- bench:end -->"
 
 
 def summary(values: list[float]) -> dict[str, Any]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "values": values}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "values": values,
+    }
 
 
 def fmt(s: dict[str, Any], digits: int = 1, scale: float = 1.0, unit: str = "") -> str:
     def num(x: float) -> str:
         return f"{x * scale:.{digits}f}"
+
     if len(s["values"]) == 1 or s["min"] == s["max"]:
         return f"{num(s['median'])}{unit}"
     return f"{num(s['median'])}{unit} ({num(s['min'])}–{num(s['max'])})"
@@ -49,14 +54,15 @@ class Target:
     name: str
     wanted: str
     result: str
-    ok: bool | None           # None: reported, not a target
+    ok: bool | None  # None: reported, not a target
     note: str = ""
 
     def line(self) -> str:
         verdict = "INFO" if self.ok is None else "PASS" if self.ok else "MISS"
         wanted = f" (target {self.wanted})" if self.wanted else ""
-        return (f"{verdict}  {self.name}: {self.result}{wanted}"
-                f"{f'; {self.note}' if self.note else ''}")
+        return (
+            f"{verdict}  {self.name}: {self.result}{wanted}{f'; {self.note}' if self.note else ''}"
+        )
 
 
 def _first_line(args: list[str]) -> str:
@@ -84,19 +90,28 @@ def machine() -> dict[str, Any]:
     debian = "?"
     with contextlib.suppress(OSError):
         debian = Path("/etc/debian_version").read_text().strip()
-    return {"cpu": model, "cores": len(os.sched_getaffinity(0)), "ram_bytes": mem,
-            "ram": f"{mem / 1024 ** 3:.1f} GiB", "kernel": platform.release(),
-            "debian": debian, "python": platform.python_version(),
-            "partclone": _first_line(["partclone.extfs", "--version"]),
-            "zstd": _first_line(["zstd", "--version"]),
-            "load_average": Path("/proc/loadavg").read_text().split()[:3]}
+    return {
+        "cpu": model,
+        "cores": len(os.sched_getaffinity(0)),
+        "ram_bytes": mem,
+        "ram": f"{mem / 1024**3:.1f} GiB",
+        "kernel": platform.release(),
+        "debian": debian,
+        "python": platform.python_version(),
+        "partclone": _first_line(["partclone.extfs", "--version"]),
+        "zstd": _first_line(["zstd", "--version"]),
+        "load_average": Path("/proc/loadavg").read_text().split()[:3],
+    }
 
 
 def git_revision(project: Path) -> str:
     """The engine's commit, and whether appliance/ has changes not committed yet."""
+
     def git(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["git", "-C", str(project), *args], capture_output=True,
-                              text=True, check=False)
+        return subprocess.run(
+            ["git", "-C", str(project), *args], capture_output=True, text=True, check=False
+        )
+
     try:
         head = git("rev-parse", "--short", "HEAD")
         dirty = git("status", "--porcelain", "appliance").stdout.strip()
@@ -119,7 +134,7 @@ def markdown(res: dict[str, Any]) -> str:
         f"{res['rounds']} rounds; load average {' '.join(res['load_before'])} before, "
         f"{' '.join(res['load_after'])} after; the whole run took {res['total_seconds']:.0f} s.",
         "",
-        f"Disk: {d['size'] / 1024 ** 3:.0f} GiB GPT ({d['layout']}); "
+        f"Disk: {d['size'] / 1024**3:.0f} GiB GPT ({d['layout']}); "
         f"{d['used_bytes'] / 1e6:.0f} MB used ({d['used_share'] * 100:.0f} %) by the "
         f"partclone -D maps; root from {d['rootfs']}. Attached with direct I/O; page cache "
         "dropped before every run. Rates are MB/s (10^6 bytes) of used data. CPU busy: the "
@@ -129,19 +144,23 @@ def markdown(res: dict[str, Any]) -> str:
         "| run | seconds | MB/s | CPU busy | peak RSS | other processes' CPU |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for key, label in (("raw_read", "limit: O_DIRECT read of the used data"),
-                       ("dd", "limit: dd of the whole disk (MB/s of disk bytes)"),
-                       ("cz_save", "save: partclone -c \\| zstd -T0 -3 (Clonezilla)"),
-                       ("our_save", "save: appliance save (each partition proven)"),
-                       ("our_save_nocheck", "save: appliance save --no-check"),
-                       ("our_incremental", "incremental: appliance save, 2nd image"),
-                       ("cz_restore", "restore: zstd -dc \\| partclone -r (Clonezilla)"),
-                       ("our_restore", "restore: appliance restore")):
+    for key, label in (
+        ("raw_read", "limit: O_DIRECT read of the used data"),
+        ("dd", "limit: dd of the whole disk (MB/s of disk bytes)"),
+        ("cz_save", "save: partclone -c \\| zstd -T0 -3 (Clonezilla)"),
+        ("our_save", "save: appliance save (each partition proven)"),
+        ("our_save_nocheck", "save: appliance save --no-check"),
+        ("our_incremental", "incremental: appliance save, 2nd image"),
+        ("cz_restore", "restore: zstd -dc \\| partclone -r (Clonezilla)"),
+        ("our_restore", "restore: appliance restore"),
+    ):
         fig = f[key]
-        lines.append(f"| {label} | {fmt(fig['seconds'], 2)} | {fmt(fig['rate'], 0)} | "
-                     f"{fmt(fig['cpu_busy'], 0, 100, ' %')} | "
-                     f"{fmt(fig['peak_rss'], 0, 1 / MiB, ' MiB')} | "
-                     f"{fmt(fig['others_busy'], 0, 100, ' %')} |")
+        lines.append(
+            f"| {label} | {fmt(fig['seconds'], 2)} | {fmt(fig['rate'], 0)} | "
+            f"{fmt(fig['cpu_busy'], 0, 100, ' %')} | "
+            f"{fmt(fig['peak_rss'], 0, 1 / MiB, ' MiB')} | "
+            f"{fmt(fig['others_busy'], 0, 100, ' %')} |"
+        )
     lines += [
         "",
         "| comparison (median of per-pair ratios) | result |",
@@ -151,8 +170,7 @@ def markdown(res: dict[str, Any]) -> str:
         f"{fmt(c['save_nocheck_speedup'], 2, unit='x')} |",
         f"| save: the proof's cost (save / save --no-check) | "
         f"{fmt(c['proof_cost'], 2, unit='x')} |",
-        f"| restore: appliance vs partclone restore | "
-        f"{fmt(c['restore_speedup'], 2, unit='x')} |",
+        f"| restore: appliance vs partclone restore | {fmt(c['restore_speedup'], 2, unit='x')} |",
         f"| incremental save vs first save | {fmt(c['incremental_vs_first'], 2, unit='x')} |",
         f"| incremental save vs raw read of the used data | "
         f"{fmt(c['incremental_vs_raw'], 0, 100, ' %')} |",
@@ -173,11 +191,14 @@ def markdown(res: dict[str, Any]) -> str:
         "",
     ]
     r = res["rss"]
-    lines += ["| peak RSS (process tree) | " + " | ".join(r["sizes"]) + " |",
-              "| --- |" + " --- |" * len(r["sizes"])]
+    lines += [
+        "| peak RSS (process tree) | " + " | ".join(r["sizes"]) + " |",
+        "| --- |" + " --- |" * len(r["sizes"]),
+    ]
     for job in ("save", "restore"):
-        lines.append(f"| appliance {job} | "
-                     + " | ".join(f"{v / MiB:.0f} MiB" for v in r[job]) + " |")
+        lines.append(
+            f"| appliance {job} | " + " | ".join(f"{v / MiB:.0f} MiB" for v in r[job]) + " |"
+        )
     lines += ["", "Targets:", "", "```"]
     lines += [t["line"] for t in res["targets"]]
     lines += ["```"]
@@ -193,8 +214,12 @@ def update_docs(path: Path, table: str) -> None:
         _, tail = rest.split(END, 1)
         text = head + block + tail
     else:
-        text = (text.rstrip() + "\n\n" if text else "# Performance\n\n") + \
-            "## Latest run\n\n" + block + "\n"
+        text = (
+            (text.rstrip() + "\n\n" if text else "# Performance\n\n")
+            + "## Latest run\n\n"
+            + block
+            + "\n"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 

@@ -26,14 +26,26 @@ def log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
-def run(args: Sequence[str], *, stdin: bytes | None = None, check: bool = True,
-        env: Mapping[str, str] | None = None, cwd: Path | None = None,
-        timeout: float | None = 1800) -> subprocess.CompletedProcess[bytes]:
+def run(
+    args: Sequence[str],
+    *,
+    stdin: bytes | None = None,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = 1800,
+) -> subprocess.CompletedProcess[bytes]:
     """Run a tool, capture its output; BenchError with its stderr when it fails."""
     try:
-        proc = subprocess.run(list(args), input=stdin, capture_output=True, check=False,
-                              env=dict(env) if env is not None else None, cwd=cwd,
-                              timeout=timeout)
+        proc = subprocess.run(
+            list(args),
+            input=stdin,
+            capture_output=True,
+            check=False,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            timeout=timeout,
+        )
     except FileNotFoundError as exc:
         raise BenchError(f"{args[0]} is not installed.") from exc
     if check and proc.returncode != 0:
@@ -42,8 +54,9 @@ def run(args: Sequence[str], *, stdin: bytes | None = None, check: bool = True,
     return proc
 
 
-def out(args: Sequence[str], *, stdin: bytes | None = None,
-        env: Mapping[str, str] | None = None) -> str:
+def out(
+    args: Sequence[str], *, stdin: bytes | None = None, env: Mapping[str, str] | None = None
+) -> str:
     return run(args, stdin=stdin, env=env).stdout.decode(errors="replace")
 
 
@@ -77,8 +90,7 @@ class Loops:
         node = out([*args, str(path)]).strip()
         name = Path(node).name
         dio = Path(f"/sys/block/{name}/loop/dio")
-        loop = Loop(node, path.resolve(),
-                    direct_io=dio.exists() and dio.read_text().strip() == "1")
+        loop = Loop(node, path.resolve(), direct_io=dio.exists() and dio.read_text().strip() == "1")
         self.attached.append(loop)
         if direct_io and not loop.direct_io:
             log(f"warning: {node} did not switch to direct I/O; figures include the page cache")
@@ -131,8 +143,11 @@ def mounted(node: str, point: Path, fstype: str, read_only: bool = False) -> Ite
     fuse: subprocess.Popen[bytes] | None = None
     if fstype == "ntfs":
         opts = "no_detach," + ("ro" if read_only else "big_writes")
-        fuse = subprocess.Popen(["ntfs-3g", "-o", opts, node, str(point)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        fuse = subprocess.Popen(
+            ["ntfs-3g", "-o", opts, node, str(point)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 30
         while not os.path.ismount(point):
             if fuse.poll() is not None or time.monotonic() > deadline:

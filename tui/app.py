@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
-from appliance.devices import Scan
+from appliance.disk.probe import Scan
 from tui.backend import Backend
 from tui.hotplug import DiskWatcher
 from tui.look import APPLIANCE_THEME, CONSOLE_THEME, AsciiFilter, Look, key_label

@@ -13,17 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from appliance import identity
-from appliance.devices import Problem, Scan, probe_disk, scan_disks
+from appliance.disk import identity
+from appliance.disk.fsprobe import whole_disk_filesystem
+from appliance.disk.model import Disk, human_size
+from appliance.disk.probe import Problem, Scan, probe_disk, scan_disks
+from appliance.disk.usage import disks_of_path
 from appliance.errors import ApplianceError
-from appliance.fsprobe import whole_disk_filesystem
 from appliance.jobs.catalog import ImageSummary, list_images
 from appliance.jobs.verify import last_verified
-from appliance.model import Disk, human_size
-from appliance.preflight import Preflight, Usage, free_space, measure_disk, preflight_save
+from appliance.plan.preflight import Preflight, Usage, free_space, measure_disk, preflight_save
 from appliance.progress import Progress
-from appliance.repomount import RepoMount, Volume, mount_volume, volumes
-from appliance.safety import disks_of_path
+from appliance.repo.mount import RepoMount, Volume, mount_volume, volumes
 from tui.jobspec import JobSpec, JobSummary, VerifyRequest, WritePlan, rate_text
 
 CLONE_MISSING = "Clone is not available in this build."

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from appliance.demo import DemoDisks, demo_disks
+from appliance.jobs.demodisks import DemoDisks, demo_disks
 
 
 @dataclass
@@ -20,9 +20,11 @@ class DemoSession:
 
 def demo_labels(demo: DemoDisks) -> dict[str, str]:
     """Kernel name -> what the demo calls the disk (loop devices have no model or serial)."""
-    return {os.path.basename(demo.laptop): "laptop (demo)",
-            os.path.basename(demo.ssd): "new SSD (demo)",
-            os.path.basename(demo.stick): "USB stick (demo)"}
+    return {
+        os.path.basename(demo.laptop): "laptop (demo)",
+        os.path.basename(demo.ssd): "new SSD (demo)",
+        os.path.basename(demo.stick): "USB stick (demo)",
+    }
 
 
 @contextlib.contextmanager

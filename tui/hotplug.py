@@ -40,14 +40,24 @@ def sysfs_signature(sysfs: str = "/sys") -> Signature:
     for name in names:
         folder = os.path.join(block, name)
         try:
-            children = sorted(entry for entry in os.listdir(folder)
-                              if entry.startswith(name)
-                              and os.path.exists(os.path.join(folder, entry, "partition")))
+            children = sorted(
+                entry
+                for entry in os.listdir(folder)
+                if entry.startswith(name)
+                and os.path.exists(os.path.join(folder, entry, "partition"))
+            )
         except OSError:
             children = []
         parts = [f"{child}:{_read(os.path.join(folder, child, 'size'))}" for child in children]
-        out.append((name, _read(os.path.join(folder, "size")), _read(os.path.join(folder, "ro")),
-                    _read(os.path.join(folder, "loop", "backing_file")), *parts))
+        out.append(
+            (
+                name,
+                _read(os.path.join(folder, "size")),
+                _read(os.path.join(folder, "ro")),
+                _read(os.path.join(folder, "loop", "backing_file")),
+                *parts,
+            )
+        )
     return tuple(out)
 
 
@@ -58,8 +68,13 @@ def udev_running() -> bool:
 class DiskWatcher:
     """Calls `changed()` from its own thread when the machine's disks change."""
 
-    def __init__(self, changed: Callable[[], None], interval: float = 2.0,
-                 sysfs: str = "/sys", use_udev: bool | None = None) -> None:
+    def __init__(
+        self,
+        changed: Callable[[], None],
+        interval: float = 2.0,
+        sysfs: str = "/sys",
+        use_udev: bool | None = None,
+    ) -> None:
         self.changed = changed
         self.interval = interval
         self.sysfs = sysfs
@@ -93,8 +108,7 @@ class DiskWatcher:
                 if device.device_type in ("disk", "partition"):
                     self._heard.set()
 
-            self._observer = pyudev.MonitorObserver(monitor, callback=heard,
-                                                    name="udev-watcher")
+            self._observer = pyudev.MonitorObserver(monitor, callback=heard, name="udev-watcher")
             self._observer.daemon = True
             self._observer.start()
         except Exception as exc:  # no udev: the sysfs poll does the job

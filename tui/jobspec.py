@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from appliance.model import Disk, human_size
+from appliance.disk.model import Disk, human_size
 from appliance.progress import Progress, clock
 
 
@@ -20,30 +20,30 @@ from appliance.progress import Progress, clock
 class WritePlan:
     """A restore or clone, planned and checked by the engine; nothing written yet."""
 
-    kind: str                        # "restore" or "clone"
-    target: Disk                     # the disk that will be erased
-    source: str                      # what is copied onto it, in words
-    layout: tuple[str, ...]          # the layout that will be written, a line each
-    total: int                       # bytes that will be written
-    engine_plan: object = None       # RestorePlan / ClonePlan, handed back to run it
-    repo: str = ""                   # restore: the repository and image, for a verify after
+    kind: str  # "restore" or "clone"
+    target: Disk  # the disk that will be erased
+    source: str  # what is copied onto it, in words
+    layout: tuple[str, ...]  # the layout that will be written, a line each
+    total: int  # bytes that will be written
+    engine_plan: object = None  # RestorePlan / ClonePlan, handed back to run it
+    repo: str = ""  # restore: the repository and image, for a verify after
     image: str = ""
-    target_fs: str | None = None     # a filesystem on the whole target (no table): "ext4 DATA"
-    verify_first: bool = False       # restore: re-hash every chunk before the first write
-                                     # (the image was never verified whole)
+    target_fs: str | None = None  # a filesystem on the whole target (no table): "ext4 DATA"
+    verify_first: bool = False  # restore: re-hash every chunk before the first write
+    # (the image was never verified whole)
 
 
 @dataclass(frozen=True)
 class VerifyRequest:
     repo: str
     image: str
-    disk: str | None = None          # compare this disk's data with the image
+    disk: str | None = None  # compare this disk's data with the image
 
 
 @dataclass(frozen=True)
 class JobSummary:
-    lines: tuple[str, ...]           # what was done: bytes, time, rate
-    verified: str                    # a sentence: verified, or how to verify
+    lines: tuple[str, ...]  # what was done: bytes, time, rate
+    verified: str  # a sentence: verified, or how to verify
     follow_up: VerifyRequest | None = None
 
 
@@ -52,11 +52,11 @@ JobRunner = Callable[[Progress, threading.Event], JobSummary]
 
 @dataclass
 class JobSpec:
-    kind: str                        # save, restore, clone, verify
-    title: str                       # one line: what the job does
+    kind: str  # save, restore, clone, verify
+    title: str  # one line: what the job does
     run: JobRunner
-    target: Disk | None = None       # the disk the job overwrites (restore, clone)
-    image: str | None = None         # save: the image being written
+    target: Disk | None = None  # the disk the job overwrites (restore, clone)
+    image: str | None = None  # save: the image being written
     writes_from: tuple[str, ...] = field(default=("table", "restore", "clone"))
 
     def stopped(self, phases_seen: set[str]) -> str:
@@ -65,11 +65,15 @@ class JobSpec:
         if self.kind in ("restore", "clone") and self.target is not None:
             if not wrote:
                 return f"Nothing was written: {self.target.describe()} is as it was."
-            return (f"{self.target.describe()} was partly overwritten and will not start as it "
-                    f"is; run the {self.kind} again to finish it.")
+            return (
+                f"{self.target.describe()} was partly overwritten and will not start as it "
+                f"is; run the {self.kind} again to finish it."
+            )
         if self.kind == "save":
-            return (f"The image {self.image} is incomplete: it is never offered for restore; "
-                    "save again with the same name to resume it.")
+            return (
+                f"The image {self.image} is incomplete: it is never offered for restore; "
+                "save again with the same name to resume it."
+            )
         return "Nothing was changed; the check did not finish."
 
 
@@ -90,8 +94,6 @@ def default_image_name(disk: Disk, today: str, label: str | None = None) -> str:
 def rate_text(nbytes: int, seconds: float) -> str:
     per = nbytes / seconds if seconds > 0 else 0.0
     return f"{human_size(nbytes)} in {clock(seconds)} ({per / 1e6:.1f} MB/s)"
-
-
 
 
 def unique_name(name: str, taken: set[str]) -> str:

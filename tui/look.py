@@ -75,16 +75,17 @@ CONSOLE_THEME = Theme(
 class Look:
     """The terminal's abilities as the app uses them."""
 
-    ascii: bool       # only ASCII characters reach the terminal
-    console: bool     # 16 colours: the ANSI theme
+    ascii: bool  # only ASCII characters reach the terminal
+    console: bool  # 16 colours: the ANSI theme
 
     @property
     def theme(self) -> str:
         return CONSOLE_THEME.name if self.console else APPLIANCE_THEME.name
 
 
-def detect(environ: dict[str, str] | None = None, *, ascii: bool | None = None,
-           console: bool | None = None) -> Look:
+def detect(
+    environ: dict[str, str] | None = None, *, ascii: bool | None = None, console: bool | None = None
+) -> Look:
     """The look for this terminal; APPLIANCE_TUI_ASCII / APPLIANCE_TUI_CONSOLE = 1 or 0
     (or the arguments) override what TERM and the locale suggest."""
     env = dict(os.environ) if environ is None else environ
@@ -97,16 +98,42 @@ def detect(environ: dict[str, str] | None = None, *, ascii: bool | None = None,
         want_ascii = env["APPLIANCE_TUI_ASCII"] == "1"
     if env.get("APPLIANCE_TUI_CONSOLE") in ("0", "1"):
         is_console = env["APPLIANCE_TUI_CONSOLE"] == "1"
-    return Look(ascii=want_ascii if ascii is None else ascii,
-                console=is_console if console is None else console)
+    return Look(
+        ascii=want_ascii if ascii is None else ascii,
+        console=is_console if console is None else console,
+    )
 
 
 _FIXED = {
-    "\u2191": "^", "\u2193": "v", "\u2190": "<", "\u2192": ">", "\u25b2": "^", "\u25bc": "v",
-    "\u25b6": ">", "\u25c0": "<", "\u2026": ".", "\u2022": "*", "\u25cf": "*", "\u2713": "v",
-    "\u2717": "x", "\u00d7": "x", "\u00b7": ".", "\u2588": "#", "\u2014": "-", "\u2013": "-",
-    "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00a0": " ", "\u23ce": "~",
-    "\u2591": ".", "\u2592": ":", "\u2593": "#", "\u25a0": "#", "\u2b58": "o",
+    "\u2191": "^",
+    "\u2193": "v",
+    "\u2190": "<",
+    "\u2192": ">",
+    "\u25b2": "^",
+    "\u25bc": "v",
+    "\u25b6": ">",
+    "\u25c0": "<",
+    "\u2026": ".",
+    "\u2022": "*",
+    "\u25cf": "*",
+    "\u2713": "v",
+    "\u2717": "x",
+    "\u00d7": "x",
+    "\u00b7": ".",
+    "\u2588": "#",
+    "\u2014": "-",
+    "\u2013": "-",
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u00a0": " ",
+    "\u23ce": "~",
+    "\u2591": ".",
+    "\u2592": ":",
+    "\u2593": "#",
+    "\u25a0": "#",
+    "\u2b58": "o",
 }
 
 
@@ -134,14 +161,14 @@ def ascii_char(char: str) -> str:
             out = "-" if horizontal else "|"
         return out * width
     if name.startswith(("UPPER", "LOWER")) and "BLOCK" in name:
-        return " " * width      # thin edges of "tall" borders and scroll bars
+        return " " * width  # thin edges of "tall" borders and scroll bars
     if name.startswith(("LEFT", "RIGHT")) and "BLOCK" in name:
         return "|" * width
     if name.startswith("QUADRANT") or "BLOCK" in name:
         return "#" * width
     decomposed = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()
     if len(decomposed) == width and decomposed.isprintable():
-        return decomposed        # é -> e
+        return decomposed  # é -> e
     return "?" * width
 
 
@@ -166,8 +193,16 @@ class AsciiFilter(LineFilter):
 
 
 ASCII_KEYS = {
-    "up": "Up", "down": "Down", "left": "Left", "right": "Right", "enter": "Enter",
-    "escape": "Esc", "backspace": "BkSp", "tab": "Tab", "space": "Space", "delete": "Del",
+    "up": "Up",
+    "down": "Down",
+    "left": "Left",
+    "right": "Right",
+    "enter": "Enter",
+    "escape": "Esc",
+    "backspace": "BkSp",
+    "tab": "Tab",
+    "space": "Space",
+    "delete": "Del",
 }
 
 

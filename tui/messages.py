@@ -9,11 +9,11 @@ from pathlib import Path
 
 from textual.message import Message
 
+from appliance.disk.model import Disk
 from appliance.jobs.catalog import ImageSummary
-from appliance.model import Disk
-from appliance.preflight import Preflight
+from appliance.plan.preflight import Preflight
 from appliance.progress import ProgressEvent
-from appliance.repomount import RepoMount, Volume
+from appliance.repo.mount import RepoMount, Volume
 from tui.jobspec import WritePlan
 
 EXIT_REBOOT = 80

@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from appliance.devices import Scan
+from appliance.disk.model import Disk
+from appliance.disk.probe import Scan
 from appliance.errors import ApplianceError
-from appliance.model import Disk
-from appliance.preflight import Usage
-from appliance.repomount import RepoMount, check_not_on
+from appliance.plan.preflight import Usage
+from appliance.repo.mount import RepoMount, check_not_on
 from tui.backend import Backend
 
 log = logging.getLogger("tui")

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import ApplianceError, CorruptData, ImageError
-from appliance.jobs.imageread import load_image, load_manifest
 from appliance.jobs.verify import last_verified
-from appliance.manifest import Index, Region
-from appliance.repo import Repository, fsync_dir, storage_error
+from appliance.repo.image import load_image, load_manifest
+from appliance.repo.manifest import Index, Region
+from appliance.repo.repository import Repository, fsync_dir, storage_error
 
 DELETING = ".deleting-"  # an image folder being deleted (hidden from image_names)
 
@@ -28,18 +28,27 @@ class ImageSummary:
     used_bytes: int
     stored_bytes: int
     problem: str | None = None
-    proof: str = "unproven"                   # proof_word() of its regions
+    proof: str = "unproven"  # proof_word() of its regions
     proofs: dict[str, Any] = field(default_factory=dict)  # region name -> its proof
-    verified: str | None = None               # when every chunk was last re-hashed
+    verified: str | None = None  # when every chunk was last re-hashed
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "created": self.created, "finished": self.finished,
-                "complete": self.complete, "restorable": self.complete and not self.problem,
-                "disk": {k: self.disk.get(k) for k in ("model", "serial", "size",
-                                                       "logical_sector", "name")},
-                "used_bytes": self.used_bytes, "stored_bytes": self.stored_bytes,
-                "problem": self.problem, "proof": self.proof, "proofs": self.proofs,
-                "verified": self.verified}
+        return {
+            "name": self.name,
+            "created": self.created,
+            "finished": self.finished,
+            "complete": self.complete,
+            "restorable": self.complete and not self.problem,
+            "disk": {
+                k: self.disk.get(k) for k in ("model", "serial", "size", "logical_sector", "name")
+            },
+            "used_bytes": self.used_bytes,
+            "stored_bytes": self.stored_bytes,
+            "problem": self.problem,
+            "proof": self.proof,
+            "proofs": self.proofs,
+            "verified": self.verified,
+        }
 
 
 def list_images(repo_path: str) -> list[ImageSummary]:
@@ -51,25 +60,31 @@ def list_images(repo_path: str) -> list[ImageSummary]:
         except ApplianceError as exc:
             out.append(ImageSummary(name, "", None, False, {}, 0, 0, problem=str(exc)))
             continue
-        out.append(ImageSummary(name, manifest.created, manifest.finished, manifest.complete,
-                                manifest.disk, manifest.used_bytes,
-                                int(manifest.stats.get("new_bytes", 0)),
-                                proof=proof_word(manifest.regions),
-                                proofs={r.name: r.proof for r in manifest.regions
-                                        if r.proof is not None},
-                                verified=last_verified(repo, name)))
+        out.append(
+            ImageSummary(
+                name,
+                manifest.created,
+                manifest.finished,
+                manifest.complete,
+                manifest.disk,
+                manifest.used_bytes,
+                int(manifest.stats.get("new_bytes", 0)),
+                proof=proof_word(manifest.regions),
+                proofs={r.name: r.proof for r in manifest.regions if r.proof is not None},
+                verified=last_verified(repo, name),
+            )
+        )
     return out
 
 
 def proof_word(regions: list[Region]) -> str:
-    """"proven": every partition saved through a used-block map passed its checker on the
+    """ "proven": every partition saved through a used-block map passed its checker on the
     image (the others are byte-for-byte copies); "fs errors": a source filesystem failed
     its own checker (saved whole); "unproven": not checked (--no-check, no checker, an
     image older than proofs)."""
     if any((r.proof or {}).get("source") == "failed" for r in regions):
         return "fs errors"
-    if any(r.method == "partclone" and (r.proof or {}).get("result") != "passed"
-           for r in regions):
+    if any(r.method == "partclone" and (r.proof or {}).get("result") != "passed" for r in regions):
         return "unproven"
     return "proven"
 
@@ -117,11 +132,17 @@ def _chunks_in_use(repo: Repository, skipped: list[tuple[str, str]]) -> set[str]
                     f"gc removed nothing: the manifest of image {name} cannot be read and "
                     "none of its indexes either, so the chunks it uses are unknown; "
                     f"delete it with `appliance delete --repo {repo.root} --image {name}` and "
-                    "run gc again.") from exc
+                    "run gc again."
+                ) from exc
             for index in indexes:
                 keep.update(c for c in index.chunks if c is not None)
-            skipped.append((name, f"its manifest is damaged; the chunks named by its "
-                                  f"{len(indexes)} readable indexes were kept"))
+            skipped.append(
+                (
+                    name,
+                    f"its manifest is damaged; the chunks named by its "
+                    f"{len(indexes)} readable indexes were kept",
+                )
+            )
             continue
         if not manifest.complete:
             continue  # an unfinished save: never restorable, its chunks are not kept
@@ -131,9 +152,14 @@ def _chunks_in_use(repo: Repository, skipped: list[tuple[str, str]]) -> set[str]
             indexes = _readable_indexes(folder)
             for index in indexes:
                 keep.update(c for c in index.chunks if c is not None)
-            skipped.append((name, f"an index is damaged; the chunks named by its "
-                                  f"{len(indexes)} readable indexes of "
-                                  f"{len(manifest.regions)} were kept"))
+            skipped.append(
+                (
+                    name,
+                    f"an index is damaged; the chunks named by its "
+                    f"{len(indexes)} readable indexes of "
+                    f"{len(manifest.regions)} were kept",
+                )
+            )
             continue
         for index in loaded.indexes.values():
             keep.update(c for c in index.chunks if c is not None)
@@ -173,7 +199,7 @@ def gc(repo_path: str, *, dry_run: bool = False) -> GcResult:
 @dataclass
 class DeleteResult:
     image: str
-    gc: GcResult | None          # what gc removed (run_gc) or would remove
+    gc: GcResult | None  # what gc removed (run_gc) or would remove
     gc_refused: str | None = None  # why gc cannot run yet (another image is unreadable)
 
 

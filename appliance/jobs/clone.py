@@ -2,7 +2,7 @@
 onto a target of the same size, larger or smaller.
 
 The source is only ever read: a partition that must shrink is shrunk on a copy-on-write view
-of it (appliance.cowview), never in place.
+of it (appliance.io.cowview), never in place.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.blockio import open_direct
-from appliance.devices import probe_disk
-from appliance.fit import FitPlan, SourcePart, fit
+from appliance.disk.blockio import open_direct
+from appliance.disk.marker import Marker
+from appliance.disk.model import Disk, human_size
+from appliance.disk.probe import probe_disk
 from appliance.jobs.fitting import (
     PartInfo,
     ShrinkCopy,
@@ -26,12 +27,7 @@ from appliance.jobs.fitting import (
     with_min_sizes,
 )
 from appliance.jobs.save import RegionPlan, plan_regions
-from appliance.model import Disk, human_size
-from appliance.progress import Progress
-from appliance.restoremark import Marker
-from appliance.safety import check_not_in_use, check_source, check_target
-from appliance.tablewrite import read_sfdisk_json, table_sectors
-from appliance.writeplan import (
+from appliance.jobs.writeplan import (
     AddPartitions,
     Context,
     Flush,
@@ -44,6 +40,10 @@ from appliance.writeplan import (
     execute,
     now_utc,
 )
+from appliance.plan.fit import FitPlan, SourcePart, fit
+from appliance.plan.safety import check_not_in_use, check_source, check_target
+from appliance.plan.table import read_sfdisk_json, table_sectors
+from appliance.progress import Progress
 
 
 @dataclass

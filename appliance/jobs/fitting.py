@@ -10,12 +10,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from appliance import fsresize
-from appliance.blockio import aligned_buffer, write_from
-from appliance.cowview import CowView
-from appliance.devices import probe_disk
+from appliance.disk.blockio import aligned_buffer, write_from
+from appliance.disk.model import Disk, human_size
+from appliance.disk.probe import probe_disk
 from appliance.errors import ApplianceError, SafetyRefusal
-from appliance.fit import (
+from appliance.fs import resize as fsresize
+from appliance.fs.usedmap import used_map
+from appliance.io.cowview import CowView
+from appliance.io.pipeline import WINDOW, Window, read_windows, spans
+from appliance.jobs.writeplan import Context, RecreateSwap, Step
+from appliance.plan.fit import (
     FIXED_TYPES,
     GROWABLE_FS,
     SHRINKABLE_FS,
@@ -24,12 +28,8 @@ from appliance.fit import (
     SourcePart,
     usable_end,
 )
-from appliance.manifest import window_ranges
-from appliance.model import Disk, human_size
-from appliance.pipeline import WINDOW, Window, read_windows, spans
 from appliance.progress import Progress
-from appliance.usedmap import used_map
-from appliance.writeplan import Context, RecreateSwap, Step
+from appliance.repo.manifest import window_ranges
 
 
 @dataclass(frozen=True)

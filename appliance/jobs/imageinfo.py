@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.errors import CorruptData
-from appliance.jobs.imageread import load_manifest
 from appliance.jobs.verify import last_verified
-from appliance.manifest import Index, Manifest, Region, index_hash
-from appliance.repo import Repository
+from appliance.repo.image import load_manifest
+from appliance.repo.manifest import Index, Manifest, Region, index_hash
+from appliance.repo.repository import Repository
 
 LOG_TAIL = 15
 

@@ -18,11 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from appliance.chunkfmt import Decoder
 from appliance.errors import CorruptData
 from appliance.jobs.verify import verify_image
-from appliance.manifest import Region, window_ranges
 from appliance.progress import Progress, ProgressEvent
+from appliance.repo.chunk import Decoder
+from appliance.repo.manifest import Region, window_ranges
 from appliance.tools import run
 
 if TYPE_CHECKING:

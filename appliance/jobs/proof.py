@@ -1,9 +1,9 @@
 """Proving a save: each partition saved through a used-block map is checked on the image.
 
 As soon as the last window of such a region is stored, its index goes to the save's view
-(one copy-on-write view process for the whole save, appliance.cowview), which then serves
+(one copy-on-write view process for the whole save, appliance.io.cowview), which then serves
 the region as stored, from its chunks; a thread runs the filesystem's own checker on it,
-read-only (appliance.fscheck), while the next region's bytes move; only the last region's
+read-only (appliance.fs.check), while the next region's bytes move; only the last region's
 proof is left when the copy ends, and it overlaps the sync. Proofs run at a lower
 priority, on the CPU time the copy leaves idle. A wrong used-block map (a tool that misses
 metadata) fails the check here, at save time, instead of breaking a restored disk later.
@@ -32,12 +32,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from appliance import fscheck
-from appliance.cowview import CowView
 from appliance.errors import ApplianceError
-from appliance.manifest import Index, Region
-from appliance.pipeline import WINDOW, Window
-from appliance.repo import Repository
+from appliance.fs import check as fscheck
+from appliance.io.cowview import CowView
+from appliance.io.pipeline import WINDOW, Window
+from appliance.repo.manifest import Index, Region
+from appliance.repo.repository import Repository
 
 NO_CHECK = "not checked (--no-check)"
 PROOF_NICE = 10
@@ -273,8 +273,10 @@ def proof_warnings(regions: list[Region]) -> list[str]:
         found = region.proof or {}
         what = f"{region.describe()}: {found.get('tool')}"
         if found.get("result") == "failed" and found.get("source") == "failed":
-            lines.append(f"{what} finds errors on the source too; saved whole, a faithful "
-                         "copy (repair the source)")
+            lines.append(
+                f"{what} finds errors on the source too; saved whole, a faithful "
+                "copy (repair the source)"
+            )
         elif found.get("result") == "failed":
             lines.append(f"{what} failed on the image (wrong used-block map); saved again whole")
         elif found.get("result") == "skipped" and found.get("detail") != NO_CHECK:

@@ -1,7 +1,7 @@
 """restore: an image onto a disk of the same size, larger, or smaller when the data fits.
 
 Plan (image, target, fit: where each partition lands) and check everything first, shrink
-feasibility included; then build the write plan (appliance.writeplan) and run it: mark the
+feasibility included; then build the write plan (appliance.jobs.writeplan) and run it: mark the
 target incomplete, wipe old signatures, write the boot area and table sectors, tell the
 kernel the new partitions, write each partition's used ranges at its new place (every chunk
 re-hashed as it is read), shrink a partition on a copy-on-write view of the image when the
@@ -17,10 +17,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from appliance.chunkfmt import Decoder
-from appliance.devices import probe_disk
+from appliance.disk.marker import Marker
+from appliance.disk.model import Disk, human_size
+from appliance.disk.probe import probe_disk
 from appliance.errors import CorruptData, ImageError
-from appliance.fit import FitPlan, fit
+from appliance.io.pipeline import Placement, write_windows
 from appliance.jobs.fitting import (
     PartInfo,
     ShrinkCopy,
@@ -31,18 +32,8 @@ from appliance.jobs.fitting import (
     source_parts,
     with_min_sizes,
 )
-from appliance.jobs.imagelog import ImageLog
-from appliance.jobs.imageread import LoadedImage, load_image
 from appliance.jobs.precheck import precheck
-from appliance.manifest import Region, window_ranges
-from appliance.model import Disk, human_size
-from appliance.pipeline import Placement, write_windows
-from appliance.progress import Progress
-from appliance.repo import Repository
-from appliance.restoremark import Marker
-from appliance.safety import check_target
-from appliance.tablewrite import table_sectors
-from appliance.writeplan import (
+from appliance.jobs.writeplan import (
     AddPartitions,
     Context,
     Flush,
@@ -55,6 +46,15 @@ from appliance.writeplan import (
     execute,
     now_utc,
 )
+from appliance.plan.fit import FitPlan, fit
+from appliance.plan.safety import check_target
+from appliance.plan.table import table_sectors
+from appliance.progress import Progress
+from appliance.repo.chunk import Decoder
+from appliance.repo.image import LoadedImage, load_image
+from appliance.repo.imagelog import ImageLog
+from appliance.repo.manifest import Region, window_ranges
+from appliance.repo.repository import Repository
 
 
 @dataclass
@@ -70,16 +70,22 @@ class RestorePlan:
     @property
     def total(self) -> int:
         return sum(p.used_bytes for p in self.placements()) + sum(
-            r.used_bytes for r in self.shrunk_regions())
+            r.used_bytes for r in self.shrunk_regions()
+        )
 
     def shrunk_regions(self) -> list[Region]:
-        return [r for r in self.image.manifest.regions if r.partition is not None
-                and r.partition in self.fit.shrunk]
+        return [
+            r
+            for r in self.image.manifest.regions
+            if r.partition is not None and r.partition in self.fit.shrunk
+        ]
 
     def head_end(self) -> int:
         """Where the first partition starts: the table and boot area lie before it."""
-        return min((r.start for r in self.image.manifest.regions if r.partition is not None),
-                   default=int(self.image.manifest.disk["size"]))
+        return min(
+            (r.start for r in self.image.manifest.regions if r.partition is not None),
+            default=int(self.image.manifest.disk["size"]),
+        )
 
     def placements(self, only: str | None = None) -> Iterator[Placement]:
         """Every window to write from the repository, at its place on the target."""
@@ -100,9 +106,13 @@ class RestorePlan:
                     used = [(s, n) for s, n in used if offset + s < self.head_end()]
                     if not used:
                         continue
-                yield Placement(number, offset + shift,
-                                min(index.window, region.size - win * index.window),
-                                tuple(used), index.chunks[win])
+                yield Placement(
+                    number,
+                    offset + shift,
+                    min(index.window, region.size - win * index.window),
+                    tuple(used),
+                    index.chunks[win],
+                )
 
     def describe(self) -> list[str]:
         return self.fit.describe()
@@ -116,27 +126,41 @@ def _fit_for(loaded: LoadedImage, target: Disk, grow: int | None) -> FitPlan:
     sector = int(manifest.disk["logical_sector"])
     names = {r.partition: r.name for r in manifest.regions if r.partition is not None}
     if needs_shrink(parts, table["type"] if table else None, target.size, sector):
-        parts = with_min_sizes(parts, lambda p: {"repo": str(loaded.repo.root),
-                                                 "image": manifest.name,
-                                                 "region": names[p.number]}, grow=grow)
-    return fit(parts, table=table["type"] if table else None,
-               source_size=int(manifest.disk["size"]), target_size=target.size,
-               sector=int(manifest.disk["logical_sector"]), grow=grow)
+        parts = with_min_sizes(
+            parts,
+            lambda p: {
+                "repo": str(loaded.repo.root),
+                "image": manifest.name,
+                "region": names[p.number],
+            },
+            grow=grow,
+        )
+    return fit(
+        parts,
+        table=table["type"] if table else None,
+        source_size=int(manifest.disk["size"]),
+        target_size=target.size,
+        sector=int(manifest.disk["logical_sector"]),
+        grow=grow,
+    )
 
 
-def plan_restore(repo_path: str, image: str, target: str, grow: int | None = None
-                 ) -> RestorePlan:
+def plan_restore(repo_path: str, image: str, target: str, grow: int | None = None) -> RestorePlan:
     repo = Repository.open(repo_path)
     loaded = load_image(repo, image)
     disk = probe_disk(target)
-    check_target(disk, repo_path=Path(repo_path),
-                 sector=int(loaded.manifest.disk["logical_sector"]))
+    check_target(
+        disk, repo_path=Path(repo_path), sector=int(loaded.manifest.disk["logical_sector"])
+    )
     return RestorePlan(loaded, disk, _fit_for(loaded, disk, grow))
 
 
 def _view_args(plan: RestorePlan, region: Region) -> dict[str, Any]:
-    return {"repo": str(plan.image.repo.root), "image": plan.image.manifest.name,
-            "region": region.name}
+    return {
+        "repo": str(plan.image.repo.root),
+        "image": plan.image.manifest.name,
+        "region": region.name,
+    }
 
 
 class ChunkReader:
@@ -159,8 +183,9 @@ class ChunkReader:
         except CorruptData as exc:
             manifest = self.image.manifest
             region = manifest.regions[place.region]
-            raise CorruptData(f"{exc} It holds data of {region.describe()} of image "
-                              f"{manifest.name}.") from exc
+            raise CorruptData(
+                f"{exc} It holds data of {region.describe()} of image {manifest.name}."
+            ) from exc
 
 
 @dataclass
@@ -180,8 +205,7 @@ class ImageRegion(Step):
             what = "table and boot areas" if self.plan.fit.identity else "boot area"
             return f"write the image's {what} (LBA 0, 1 and last held back)"
         start = self.plan.fit.new_start(region.partition)
-        return (f"write {region.describe()}: {human_size(region.used_bytes)} used, "
-                f"at byte {start}")
+        return f"write {region.describe()}: {human_size(region.used_bytes)} used, at byte {start}"
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "region": self.region}
@@ -203,13 +227,21 @@ class ImageRegion(Step):
         def decode(place: Placement, blob: bytes) -> bytes:
             data = reader.decode(place, blob)
             for start, length in later.get(place.offset, ()):
-                ctx.keep(place.offset + start, data[start:start + length], count=True)
+                ctx.keep(place.offset + start, data[start : start + length], count=True)
             return data
 
-        ctx.progress.set_phase("restore", f"restoring {self.plan.image.manifest.name} onto "
-                               f"{ctx.target.node}")
-        write_windows(ctx.fd, held_back(), reader.fetch, decode, progress=ctx.progress,
-                      cancel=ctx.cancel, workers=ctx.workers)
+        ctx.progress.set_phase(
+            "restore", f"restoring {self.plan.image.manifest.name} onto {ctx.target.node}"
+        )
+        write_windows(
+            ctx.fd,
+            held_back(),
+            reader.fetch,
+            decode,
+            progress=ctx.progress,
+            cancel=ctx.cancel,
+            workers=ctx.workers,
+        )
 
 
 def _table_json(plan: RestorePlan) -> dict[str, Any]:
@@ -218,9 +250,11 @@ def _table_json(plan: RestorePlan) -> dict[str, Any]:
         return {}
     table: dict[str, Any] = manifest.table.get("sfdisk") or {}
     if not table:
-        raise ImageError(f"The image {manifest.name} does not record its partition table "
-                         "in a form that can be fitted; restore it onto a disk of the "
-                         "same size.")
+        raise ImageError(
+            f"The image {manifest.name} does not record its partition table "
+            "in a form that can be fitted; restore it onto a disk of the "
+            "same size."
+        )
     return table
 
 
@@ -230,46 +264,81 @@ def restore_steps(plan: RestorePlan, target: Disk | None = None) -> list[Step]:
     manifest = plan.image.manifest
     sector = int(manifest.disk["logical_sector"])
     source = manifest.disk.get("model") or manifest.disk.get("name")
-    marker = Marker("restore", manifest.name, str(plan.image.repo.root),
-                    str(source) if source else None, now_utc())
+    marker = Marker(
+        "restore",
+        manifest.name,
+        str(plan.image.repo.root),
+        str(source) if source else None,
+        now_utc(),
+    )
     steps: list[Step] = [
         MarkIncomplete(marker),
         WipeSignatures(tuple(p.node for p in target.partitions if p.kind != "extended")),
-        ImageRegion(plan, "outside")]
+        ImageRegion(plan, "outside"),
+    ]
     table_json = _table_json(plan)
     if table_json:
         fitp = plan.fit
-        steps.append(TableSectors(str(table_json.get("label", "")), lambda: table_sectors(
-            table_json, fitp, target.size, sector)))
+        steps.append(
+            TableSectors(
+                str(table_json.get("label", "")),
+                lambda: table_sectors(table_json, fitp, target.size, sector),
+            )
+        )
     parts = kernel_parts(plan.fit)
     if parts:
         steps.append(AddPartitions(parts))
     shrunk = {r.name for r in plan.shrunk_regions()}
-    steps += [ImageRegion(plan, r.name) for r in manifest.regions
-              if r.partition is not None and r.name not in shrunk]
-    steps += [ShrinkCopy(plan.fit, r.partition, _view_args(plan, r), r.used_bytes)
-              for r in plan.shrunk_regions() if r.partition is not None]
-    steps += finishing_steps(plan.fit, [PartInfo(r.partition, r.fstype, r.label, r.uuid,
-                                                 r.method)
-                                        for r in manifest.regions if r.partition is not None])
+    steps += [
+        ImageRegion(plan, r.name)
+        for r in manifest.regions
+        if r.partition is not None and r.name not in shrunk
+    ]
+    steps += [
+        ShrinkCopy(plan.fit, r.partition, _view_args(plan, r), r.used_bytes)
+        for r in plan.shrunk_regions()
+        if r.partition is not None
+    ]
+    steps += finishing_steps(
+        plan.fit,
+        [
+            PartInfo(r.partition, r.fstype, r.label, r.uuid, r.method)
+            for r in manifest.regions
+            if r.partition is not None
+        ],
+    )
     return [*steps, Flush(), WriteTableLast(), TellKernel()]
 
 
-def restore(plan: RestorePlan, *, progress: Progress | None = None,
-            cancel: threading.Event | None = None, workers: int | None = None,
-            verify_first: bool = False) -> None:
+def restore(
+    plan: RestorePlan,
+    *,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+    verify_first: bool = False,
+) -> None:
     progress = progress or Progress()
     # before the first write: every chunk there, the table as recorded (re-hashed if asked)
     precheck(plan, verify_first=verify_first, progress=progress, cancel=cancel)
     manifest = plan.image.manifest
     target = recheck_target(plan.target)  # the disk may have changed since the plan
-    check_target(target, repo_path=plan.image.repo.root,
-                 sector=int(manifest.disk["logical_sector"]))
+    check_target(
+        target, repo_path=plan.image.repo.root, sector=int(manifest.disk["logical_sector"])
+    )
     log = ImageLog(plan.image.repo.image_dir(manifest.name) / "log.txt")
     progress.total = plan.total
     steps = restore_steps(plan, target)
-    execute(steps, target, progress=progress, cancel=cancel, workers=workers,
-            table=manifest.table["type"] if manifest.table else None)
-    log.write(f"restored onto {target.describe()}"
-              + ("" if plan.fit.identity else f"; layout fitted: {'; '.join(plan.describe())}"))
+    execute(
+        steps,
+        target,
+        progress=progress,
+        cancel=cancel,
+        workers=workers,
+        table=manifest.table["type"] if manifest.table else None,
+    )
+    log.write(
+        f"restored onto {target.describe()}"
+        + ("" if plan.fit.identity else f"; layout fitted: {'; '.join(plan.describe())}")
+    )
     progress.set_phase("done", f"{manifest.name} restored onto {target.node}")

@@ -15,27 +15,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance import __version__
-from appliance.blockio import open_direct
-from appliance.chunkfmt import Encoder, content_hash
-from appliance.devices import partition_node, probe_disk
+from appliance.disk.blockio import open_direct
+from appliance.disk.model import Disk
+from appliance.disk.probe import partition_node, probe_disk
+from appliance.disk.usage import mounted_readonly
 from appliance.errors import ImageError, ToolFailed
+from appliance.fs.usedmap import UsedMap, normalize_ranges, used_map
+from appliance.io.pipeline import WINDOW, Window, read_windows, workers_default
 from appliance.jobs import proof
-from appliance.jobs.imagelog import ImageLog
-from appliance.jobs.imageread import load_manifest
 from appliance.jobs.savechecks import (
     check_free_space,
     copied_whole_warnings,
     unreadable_warnings,
 )
-from appliance.layout import disk_record, outside_ranges, regions, table_record
-from appliance.manifest import Index, Manifest, Region, index_hash, window_ranges
-from appliance.model import Disk
-from appliance.pipeline import WINDOW, Window, read_windows, workers_default
+from appliance.plan.regions import disk_record, outside_ranges, regions, table_record
+from appliance.plan.safety import check_source
+from appliance.plan.table import read_sfdisk_json
 from appliance.progress import Progress
-from appliance.repo import ReadBack, Repository, check_save_place
-from appliance.safety import check_source, mounted_readonly
-from appliance.tablewrite import read_sfdisk_json
-from appliance.usedmap import UsedMap, normalize_ranges, used_map
+from appliance.repo.chunk import Encoder, content_hash
+from appliance.repo.image import load_manifest
+from appliance.repo.imagelog import ImageLog
+from appliance.repo.manifest import Index, Manifest, Region, index_hash, window_ranges
+from appliance.repo.repository import ReadBack, Repository, check_save_place
 
 _ZERO_HASHES: dict[int, str] = {}
 
@@ -49,7 +50,7 @@ def zero_hash(length: int) -> str:
 @dataclass
 class RegionPlan:
     region: Region
-    used: list[tuple[int, int]]                      # relative to the region start
+    used: list[tuple[int, int]]  # relative to the region start
     chunks: list[str | None] = field(default_factory=list)
 
 
@@ -63,8 +64,13 @@ def plan_regions(disk: Disk, progress: Progress) -> list[RegionPlan]:
             progress.set_phase("map", f"reading the used-block map of {region.describe()}")
             node = partition_node(disk, region.partition)
             try:  # mounted read-only (a read-write mount was refused): map it all the same
-                umap = used_map(node, region.fstype, region.size, align=disk.logical_sector,
-                                force=mounted_readonly(node))
+                umap = used_map(
+                    node,
+                    region.fstype,
+                    region.size,
+                    align=disk.logical_sector,
+                    force=mounted_readonly(node),
+                )
             except ToolFailed as exc:
                 # A damaged or unclean filesystem: copy every byte rather than trust its map.
                 region.note = f"copied whole: {exc}"
@@ -82,8 +88,13 @@ def windows_of(plans: list[RegionPlan]) -> Iterator[Window]:
         by_window = window_ranges(plan.used, WINDOW, plan.region.size)
         for win in sorted(by_window):
             offset = win * WINDOW
-            yield Window(number, win, plan.region.start + offset,
-                         min(WINDOW, plan.region.size - offset), tuple(by_window[win]))
+            yield Window(
+                number,
+                win,
+                plan.region.start + offset,
+                min(WINDOW, plan.region.size - offset),
+                tuple(by_window[win]),
+            )
 
 
 @dataclass
@@ -92,14 +103,24 @@ class SaveStats:
     reused_chunks: int = 0
     zero_windows: int = 0
     new_bytes: int = 0
-    repaired_chunks: int = 0    # stored chunks that did not read back and were rewritten
+    repaired_chunks: int = 0  # stored chunks that did not read back and were rewritten
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: bool = False,
-         progress: Progress | None = None, cancel: threading.Event | None = None,
-         workers: int | None = None, create: bool = False, allow_ram: bool = False,
-         check: bool = True) -> Manifest:
+def save(
+    source: str,
+    repo_path: str,
+    image: str,
+    *,
+    level: int = 3,
+    resume: bool = False,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+    create: bool = False,
+    allow_ram: bool = False,
+    check: bool = True,
+) -> Manifest:
     """`create`: make the repository when the folder holds none (else a refusal);
     `allow_ram`: accept a repository on tmpfs/ramfs; `check`: prove each mapped filesystem
     on the image (its own checker, read-only) before the image is called complete."""
@@ -110,8 +131,9 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
     check_save_place(Path(repo_path), create=create, allow_ram=allow_ram)
     plans = plan_regions(disk, progress)
     if not resume:  # a resumed image has part of its chunks stored already
-        check_free_space(Path(repo_path), disk, image,
-                         sum(plan.region.used_bytes for plan in plans))
+        check_free_space(
+            Path(repo_path), disk, image, sum(plan.region.used_bytes for plan in plans)
+        )
     repo = Repository.open_for_save(repo_path, create=create, allow_ram=allow_ram)
     with repo.lock(f"save {disk.name} to {image}"):
         folder = repo.image_dir(image)
@@ -119,29 +141,41 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
         if manifest_path.exists():
             old = load_manifest(repo, image)
             if old.complete:
-                raise ImageError(f"An image named {image} already exists in {repo_path}; "
-                                 "choose another name.")
+                raise ImageError(
+                    f"An image named {image} already exists in {repo_path}; choose another name."
+                )
             if not resume:
-                raise ImageError(f"An unfinished image named {image} is in {repo_path}; add "
-                                 "--resume to continue it, or choose another name.")
+                raise ImageError(
+                    f"An unfinished image named {image} is in {repo_path}; add "
+                    "--resume to continue it, or choose another name."
+                )
             if (old.disk.get("size"), old.disk.get("serial")) != (disk.size, disk.serial):
-                raise ImageError(f"The unfinished image {image} was saved from another disk "
-                                 f"({old.disk.get('model')}, {old.disk.get('size')} bytes); "
-                                 "choose another name.")
+                raise ImageError(
+                    f"The unfinished image {image} was saved from another disk "
+                    f"({old.disk.get('model')}, {old.disk.get('size')} bytes); "
+                    "choose another name."
+                )
         repo.remove_tmp_files()
         log = ImageLog(folder / "log.txt")
         log.write(f"save of {disk.describe()} started{' (resumed)' if resume else ''}")
         sfdisk = read_sfdisk_json(disk.node) if disk.table else None
-        manifest = Manifest(name=image, disk=disk_record(disk), table=table_record(disk, sfdisk),
-                            regions=[], created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                            tool_version=__version__)
+        manifest = Manifest(
+            name=image,
+            disk=disk_record(disk),
+            table=table_record(disk, sfdisk),
+            regions=[],
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            tool_version=__version__,
+        )
         repo.write_file(manifest_path, manifest.to_json().encode())
 
         manifest.regions = [plan.region for plan in plans]
         for plan in plans:
-            log.write(f"{plan.region.name}: {plan.region.describe()}, {plan.region.method}, "
-                      f"{plan.region.used_bytes} bytes used"
-                      + (f" ({plan.region.note})" if plan.region.note else ""))
+            log.write(
+                f"{plan.region.name}: {plan.region.describe()}, {plan.region.method}, "
+                f"{plan.region.used_bytes} bytes used"
+                + (f" ({plan.region.note})" if plan.region.note else "")
+            )
         progress.total = sum(plan.region.used_bytes for plan in plans)
         stats = SaveStats()
         bad: list[tuple[int, int]] = []
@@ -157,8 +191,9 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
                 prover.abort()
             raise
         if prover is not None:
-            _finish_proofs(disk, repo, plans, prover, stats, bad, level, progress, cancel,
-                           workers, log)
+            _finish_proofs(
+                disk, repo, plans, prover, stats, bad, level, progress, cancel, workers, log
+            )
         for plan in plans:
             index = Index(plan.region.name, WINDOW, plan.region.size, plan.used, plan.chunks)
             blob = index.encode()
@@ -173,21 +208,30 @@ def save(source: str, repo_path: str, image: str, *, level: int = 3, resume: boo
         warnings += unreadable_warnings(disk, manifest.regions, bad, log.write)
         if stats.repaired_chunks:
             many = stats.repaired_chunks > 1
-            warnings.append(f"{stats.repaired_chunks} damaged chunk{'s' if many else ''} of the "
-                            f"repository {'were' if many else 'was'} rewritten")
+            warnings.append(
+                f"{stats.repaired_chunks} damaged chunk{'s' if many else ''} of the "
+                f"repository {'were' if many else 'was'} rewritten"
+            )
         for warning in warnings:
             log.write(f"warning: {warning}")
-        manifest.stats = {"used_bytes": manifest.used_bytes, "new_bytes": stats.new_bytes,
-                          "new_chunks": stats.new_chunks, "reused_chunks": stats.reused_chunks,
-                          "zero_windows": stats.zero_windows,
-                          "seconds": round(time.monotonic() - started, 3),
-                          "read_errors": [list(r) for r in bad],
-                          "repaired_chunks": stats.repaired_chunks, "warnings": warnings}
+        manifest.stats = {
+            "used_bytes": manifest.used_bytes,
+            "new_bytes": stats.new_bytes,
+            "new_chunks": stats.new_chunks,
+            "reused_chunks": stats.reused_chunks,
+            "zero_windows": stats.zero_windows,
+            "seconds": round(time.monotonic() - started, 3),
+            "read_errors": [list(r) for r in bad],
+            "repaired_chunks": stats.repaired_chunks,
+            "warnings": warnings,
+        }
         manifest.complete = True
         manifest.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         repo.write_file(manifest_path, manifest.to_json().encode())
-        log.write(f"save complete: {manifest.used_bytes} bytes used, {stats.new_chunks} new chunks "
-                  f"({stats.new_bytes} bytes), {stats.reused_chunks} already stored")
+        log.write(
+            f"save complete: {manifest.used_bytes} bytes used, {stats.new_chunks} new chunks "
+            f"({stats.new_bytes} bytes), {stats.reused_chunks} already stored"
+        )
         progress.set_phase("done", f"image {image} saved")
         return manifest
 
@@ -200,20 +244,32 @@ def _reader(local: threading.local) -> ReadBack:
     return reader
 
 
-def _start_proofs(disk: Disk, repo: Repository, plans: list[RegionPlan],
-                  log: ImageLog) -> proof.Prover:
+def _start_proofs(
+    disk: Disk, repo: Repository, plans: list[RegionPlan], log: ImageLog
+) -> proof.Prover:
     """A prover that checks each mapped region on the image once its windows are stored."""
     regions = [plan.region for plan in plans]
-    nodes = {number: partition_node(disk, region.partition)
-             for number, region in enumerate(regions)
-             if region.partition is not None and proof.proven_kind(region)}
+    nodes = {
+        number: partition_node(disk, region.partition)
+        for number, region in enumerate(regions)
+        if region.partition is not None and proof.proven_kind(region)
+    }
     return proof.Prover(repo, regions, nodes, log.write)
 
 
-def _finish_proofs(disk: Disk, repo: Repository, plans: list[RegionPlan],
-                   prover: proof.Prover, stats: SaveStats, bad: list[tuple[int, int]],
-                   level: int, progress: Progress, cancel: threading.Event | None,
-                   workers: int | None, log: ImageLog) -> None:
+def _finish_proofs(
+    disk: Disk,
+    repo: Repository,
+    plans: list[RegionPlan],
+    prover: proof.Prover,
+    stats: SaveStats,
+    bad: list[tuple[int, int]],
+    level: int,
+    progress: Progress,
+    cancel: threading.Event | None,
+    workers: int | None,
+    log: ImageLog,
+) -> None:
     """Wait for the proofs; save every region whose image failed its check again, whole."""
     progress.set_phase("proof", "checking the saved filesystems on the image")
     failed = [plans[number] for number in prover.finish()]
@@ -232,10 +288,18 @@ def _finish_proofs(disk: Disk, repo: Repository, plans: list[RegionPlan],
     repo.sync()
 
 
-def _move(disk: Disk, repo: Repository, plans: list[RegionPlan], stats: SaveStats,
-          bad: list[tuple[int, int]], level: int, progress: Progress,
-          cancel: threading.Event | None, workers: int | None,
-          prover: proof.Prover | None = None) -> None:
+def _move(
+    disk: Disk,
+    repo: Repository,
+    plans: list[RegionPlan],
+    stats: SaveStats,
+    bad: list[tuple[int, int]],
+    level: int,
+    progress: Progress,
+    cancel: threading.Event | None,
+    workers: int | None,
+    prover: proof.Prover | None = None,
+) -> None:
     local = threading.local()
     seen: set[str] = set()
 
@@ -270,17 +334,26 @@ def _move(disk: Disk, repo: Repository, plans: list[RegionPlan], stats: SaveStat
 
     step: Callable[[Window, memoryview], None] = work
     if prover is not None:
-        counts = {number: len(window_ranges(plan.used, WINDOW, plan.region.size))
-                  for number, plan in enumerate(plans)}
+        counts = {
+            number: len(window_ranges(plan.used, WINDOW, plan.region.size))
+            for number, plan in enumerate(plans)
+        }
         counter = proof.WindowCounter(
-            counts, lambda number: prover.submit(number, plans[number].used,
-                                                 plans[number].chunks))
+            counts, lambda number: prover.submit(number, plans[number].used, plans[number].chunks)
+        )
         step = counter.wrap(work)
     fd = open_direct(disk.node)
     try:
         progress.set_phase("save", f"saving {disk.describe()}")
-        read_windows(fd, windows_of(plans), step, sector=disk.logical_sector,
-                     progress=progress, cancel=cancel, workers=workers or workers_default(),
-                     bad=bad)
+        read_windows(
+            fd,
+            windows_of(plans),
+            step,
+            sector=disk.logical_sector,
+            progress=progress,
+            cancel=cancel,
+            workers=workers or workers_default(),
+            bad=bad,
+        )
     finally:
         os.close(fd)

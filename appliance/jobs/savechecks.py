@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from appliance.disk.model import Disk, human_size
 from appliance.errors import ApplianceError, RepositoryError
-from appliance.fsfiles import files_at, used_bytes
-from appliance.jobs.imageread import load_manifest
-from appliance.manifest import Region
-from appliance.model import Disk, human_size
-from appliance.preflight import free_space
-from appliance.repo import Repository
-from appliance.usedmap import PARTCLONE_PROGRAM
+from appliance.fs.files import files_at, used_bytes
+from appliance.fs.usedmap import PARTCLONE_PROGRAM
+from appliance.plan.preflight import free_space
+from appliance.repo.image import load_manifest
+from appliance.repo.manifest import Region
+from appliance.repo.repository import Repository
 
 # stored bytes per used byte when the repository has no image to learn from (zstd -3 on
 # typical system disks stores 40-60 %: assume the worse end)

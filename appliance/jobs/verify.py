@@ -14,25 +14,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.blockio import open_direct
-from appliance.chunkfmt import Decoder, content_hash
-from appliance.cowview import CowView
-from appliance.devices import probe_disk
+from appliance.disk.blockio import open_direct
+from appliance.disk.model import Disk, human_size
+from appliance.disk.probe import probe_disk
 from appliance.errors import CorruptData, VerifyMismatch
-from appliance.filecompare import (
+from appliance.fs.compare import (
     can_compare,
     compare_trees,
     mounted_read_only,
     read_only_loop,
     why_not,
 )
-from appliance.fit import GROWABLE_FS
-from appliance.jobs.imageread import LoadedImage, load_image
-from appliance.manifest import Region, window_ranges
-from appliance.model import Disk, human_size
-from appliance.pipeline import Stage, Window, read_windows, workers_default
+from appliance.io.cowview import CowView
+from appliance.io.pipeline import Stage, Window, read_windows, workers_default
+from appliance.plan.fit import GROWABLE_FS
 from appliance.progress import Progress
-from appliance.repo import Repository, write_file_durably
+from appliance.repo.chunk import Decoder, content_hash
+from appliance.repo.image import LoadedImage, load_image
+from appliance.repo.manifest import Region, window_ranges
+from appliance.repo.repository import Repository, write_file_durably
 
 
 @dataclass

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from cli import appliance, result_json
-from conftest import Loops
-from diskbuild import build_gpt_disk
-from diskcompare import partition_nodes
+from kit.cli import appliance, result_json
+from kit.diskbuild import build_gpt_disk
+from kit.diskcompare import partition_nodes
+from kit.loops import Loops
 
 pytestmark = pytest.mark.root
 HERE = Path(__file__).resolve().parent.parent
@@ -27,9 +27,16 @@ def test_save_skips_and_records_unreadable_sectors(loops: Loops, tmp_path: Path)
     bad = (start + 3 * 1024 * 1024, 8192)  # inside the ext4 partition's used blocks (inodes)
     where = tmp_path / "faulty"
     where.mkdir()
-    server = subprocess.Popen([sys.executable, str(HERE / "faultyfile.py"),
-                               str(tmp_path / "source.img"), str(where), f"{bad[0]}:{bad[1]}"],
-                              stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(HERE / "kit" / "faultyfile.py"),
+            str(tmp_path / "source.img"),
+            str(where),
+            f"{bad[0]}:{bad[1]}",
+        ],
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 20
         while not (where / "disk").exists():
@@ -37,8 +44,17 @@ def test_save_skips_and_records_unreadable_sectors(loops: Loops, tmp_path: Path)
             time.sleep(0.05)
         source = loops.attach(where / "disk", read_only=True)
         repo = tmp_path / "repo"
-        proc = appliance("save", source, "--repo", str(repo), "--image", "dying", "--json",
-                         "--create", check=False)
+        proc = appliance(
+            "save",
+            source,
+            "--repo",
+            str(repo),
+            "--image",
+            "dying",
+            "--json",
+            "--create",
+            check=False,
+        )
         assert proc.returncode == 20, proc.stderr  # done, with warnings
         out = result_json(proc)
         assert any("unreadable" in w for w in out["warnings"]), out["warnings"]

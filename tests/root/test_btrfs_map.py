@@ -32,10 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cli import appliance, file_digest, result_json
-from conftest import Loops
-from diskbuild import LINUX_FS_TYPE, MiB, sparse_file
-from diskcompare import (
+from kit.cli import appliance, file_digest, result_json
+from kit.diskbuild import LINUX_FS_TYPE, MiB, sparse_file
+from kit.diskcompare import (
     assert_equivalent,
     flush_all,
     mounted,
@@ -44,11 +43,12 @@ from diskcompare import (
     syncfs,
     umount,
 )
-from fsinfo import fs_size
+from kit.fsinfo import fs_size
+from kit.loops import Loops
 
-from appliance.btrfsmap import btrfs_map
 from appliance.errors import ToolFailed
-from appliance.usedmap import used_map
+from appliance.fs.btrfsmap import btrfs_map
+from appliance.fs.usedmap import used_map
 
 pytestmark = pytest.mark.root
 
@@ -209,7 +209,7 @@ def _reachable(part: str) -> tuple[list[int], list[tuple[int, int]], int]:
 
 def _stripes(part: str) -> list[tuple[int, int, list[int]]]:
     """(logical, length, device offsets) of every chunk, read from dump-tree's chunk tree
-    here rather than by appliance.btrfsmap (btrfs-map-logical fails on tree blocks in
+    here rather than by appliance.fs.btrfsmap (btrfs-map-logical fails on tree blocks in
     mixed block groups)."""
     chunks: list[tuple[int, int, list[int]]] = []
     text = run("btrfs", "inspect-internal", "dump-tree", "-t", "chunk", part).stdout

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli import appliance, chunk_files, image_chunks, refused, result_json
-from conftest import Loops
-from diskbuild import build_gpt_disk, mutate_disk
+from kit.cli import appliance, chunk_files, image_chunks, refused, result_json
+from kit.diskbuild import build_gpt_disk, mutate_disk
+from kit.loops import Loops
 
 pytestmark = pytest.mark.root
 

@@ -13,13 +13,15 @@ from typing import Any
 
 import pytest
 
-from appliance.commands.disks import run_disks
-from appliance.devices import list_disks, partition_node, probe_disk, sync_partitions
+from appliance.cli.disks import run_disks
+from appliance.disk.model import Disk
+from appliance.disk.probe import list_disks, partition_node, probe_disk, sync_partitions
 from appliance.errors import DeviceError
-from appliance.model import Disk
 
-pytestmark = [pytest.mark.root,
-              pytest.mark.skipif(os.geteuid() != 0, reason="needs root and loop devices")]
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root and loop devices"),
+]
 
 MiB = 1024 * 1024
 EFI = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
@@ -90,8 +92,9 @@ def sfdisk(node: str) -> dict[str, Any]:
 
 
 def blkid(node: str, key: str) -> str | None:
-    proc = subprocess.run(["blkid", "-p", "-o", "value", "-s", key, node],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["blkid", "-p", "-o", "value", "-s", key, node], capture_output=True, text=True, check=False
+    )
     return proc.stdout.strip() or None
 
 
@@ -127,15 +130,23 @@ def assert_matches_tools(disk: Disk) -> None:
         assert part.node == row["node"]
         assert sysfs_start(part.node) == part.start
         assert (part.fstype, part.label, part.uuid) == (
-            blkid(part.node, "TYPE"), blkid(part.node, "LABEL"), blkid(part.node, "UUID"))
+            blkid(part.node, "TYPE"),
+            blkid(part.node, "LABEL"),
+            blkid(part.node, "UUID"),
+        )
 
 
 def test_gpt_with_ext4_xfs_swap(attached: Attached) -> None:
-    node = attached.disk("gpt.img", 400 * MiB, script=(
-        "label: gpt\n"
-        f'start=2048, size={64 * MiB // 512}, type={EFI}, name="boot part"\n'
-        f'size={320 * MiB // 512}, type={LINUX}, name="data"\n'
-        f"type={SWAP}\n"))
+    node = attached.disk(
+        "gpt.img",
+        400 * MiB,
+        script=(
+            "label: gpt\n"
+            f'start=2048, size={64 * MiB // 512}, type={EFI}, name="boot part"\n'
+            f'size={320 * MiB // 512}, type={LINUX}, name="data"\n'
+            f"type={SWAP}\n"
+        ),
+    )
     _sh("mkfs.ext4", "-q", "-L", "bootfs", f"{node}p1")
     _sh("mkfs.xfs", "-q", "-L", "datafs", f"{node}p2")
     _sh("mkswap", "-L", "sw", "-U", "4a1248fe-fcb1-400c-af97-0205b28f25ed", f"{node}p3")
@@ -146,20 +157,29 @@ def test_gpt_with_ext4_xfs_swap(attached: Attached) -> None:
     assert disk.partitions[2].uuid == "4a1248fe-fcb1-400c-af97-0205b28f25ed"
     assert disk.partitions[0].start == 1 * MiB and disk.partitions[1].size == 320 * MiB
     assert "esp" in disk.partitions[0].flags
-    assert (disk.size, disk.is_loop, disk.model, disk.serial) == (400 * MiB, True,
-                                                                  "Loop device", None)
+    assert (disk.size, disk.is_loop, disk.model, disk.serial) == (
+        400 * MiB,
+        True,
+        "Loop device",
+        None,
+    )
     assert disk.backing_file == attached.loops[node]
     rdev = os.stat(node).st_rdev
     assert disk.devnum == (os.major(rdev), os.minor(rdev))
 
 
 def test_mbr_with_extended_and_logicals(attached: Attached) -> None:
-    node = attached.disk("mbr.img", 64 * MiB, script=(
-        "label: dos\n"
-        "start=2048, size=32768, type=83, bootable\n"
-        "start=34816, type=5\n"
-        "start=36864, size=16384, type=82\n"
-        "start=55296, type=83\n"))
+    node = attached.disk(
+        "mbr.img",
+        64 * MiB,
+        script=(
+            "label: dos\n"
+            "start=2048, size=32768, type=83, bootable\n"
+            "start=34816, type=5\n"
+            "start=36864, size=16384, type=82\n"
+            "start=55296, type=83\n"
+        ),
+    )
     first = probe_disk(node)
     # partx -u does not add logical partitions; partition_node must
     nodes = [partition_node(first, n) for n in (1, 2, 5, 6)]
@@ -170,15 +190,23 @@ def test_mbr_with_extended_and_logicals(attached: Attached) -> None:
     disk = probe_disk(node)
     assert_matches_tools(disk)
     assert [(p.number, p.kind, p.type) for p in disk.partitions] == [
-        (1, "primary", "83"), (2, "extended", "05"), (5, "logical", "82"), (6, "logical", "83")]
+        (1, "primary", "83"),
+        (2, "extended", "05"),
+        (5, "logical", "82"),
+        (6, "logical", "83"),
+    ]
     assert [p.fstype for p in disk.partitions] == ["ext4", None, "swap", "ext4"]
     assert "boot" in disk.partitions[0].flags
     assert disk.table_id is not None and disk.table_id.startswith("0x")
 
 
 def test_4k_sector_disk(attached: Attached) -> None:
-    node = attached.disk("4k.img", 64 * MiB, sector=4096, script=(
-        f"label: gpt\nsize={16 * MiB // 4096}, type={LINUX}\ntype={LINUX}\n"))
+    node = attached.disk(
+        "4k.img",
+        64 * MiB,
+        sector=4096,
+        script=(f"label: gpt\nsize={16 * MiB // 4096}, type={LINUX}\ntype={LINUX}\n"),
+    )
     _sh("mkfs.ext4", "-q", "-L", "four", f"{node}p1")
     disk = probe_disk(node)
     assert (disk.logical_sector, disk.size) == (4096, 64 * MiB)
@@ -226,11 +254,20 @@ def test_list_disks(attached: Attached) -> None:
 
 
 def test_stale_kernel_partitions_are_resynced(attached: Attached) -> None:
-    node = attached.disk("stale.img", 64 * MiB, script=(
-        f"label: gpt\nstart=2048, size=16384, type={LINUX}\nsize=16384, type={LINUX}\n"))
+    node = attached.disk(
+        "stale.img",
+        64 * MiB,
+        script=(f"label: gpt\nstart=2048, size=16384, type={LINUX}\nsize=16384, type={LINUX}\n"),
+    )
     assert sysfs_start(f"{node}p1") == 2048 * 512
-    _sh("sfdisk", "-q", "--no-reread", "--no-tell-kernel", node,
-        stdin=f"label: gpt\nstart=8192, size=16384, type={LINUX}\n")  # same size, moved
+    _sh(
+        "sfdisk",
+        "-q",
+        "--no-reread",
+        "--no-tell-kernel",
+        node,
+        stdin=f"label: gpt\nstart=8192, size=16384, type={LINUX}\n",
+    )  # same size, moved
     disk = probe_disk(node)
     assert disk.partitions[0].node == ""  # the kernel's p1 is not where the table puts it
     sync_partitions(disk)
@@ -248,10 +285,24 @@ def test_disks_command_json_and_text(attached: Attached) -> None:
     assert run_disks(True, True, out) == 0
     data = json.loads(out.getvalue())
     ours = next(d for d in data["disks"] if d["node"] == node)
-    assert set(ours) == {"name", "node", "model", "serial", "size", "logical_sector",
-                         "physical_sector", "removable", "readonly", "is_loop",
-                         "backing_file", "table", "table_id", "filesystem", "incomplete",
-                         "partitions"}
+    assert set(ours) == {
+        "name",
+        "node",
+        "model",
+        "serial",
+        "size",
+        "logical_sector",
+        "physical_sector",
+        "removable",
+        "readonly",
+        "is_loop",
+        "backing_file",
+        "table",
+        "table_id",
+        "filesystem",
+        "incomplete",
+        "partitions",
+    }
     assert ours["incomplete"] is None
     row = sfdisk(node)["partitions"][0]
     part = ours["partitions"][0]
@@ -259,7 +310,10 @@ def test_disks_command_json_and_text(attached: Attached) -> None:
     assert part["end"] == part["start"] + part["size"]
     assert (part["guid"], part["name"]) == (row["uuid"].lower(), "cmd")
     assert (part["fstype"], part["label"], part["uuid"]) == (
-        "ext4", "cmdfs", blkid(f"{node}p1", "UUID"))
+        "ext4",
+        "cmdfs",
+        blkid(f"{node}p1", "UUID"),
+    )
     text = io.StringIO()
     run_disks(True, False, text)
     assert Path(node).name in text.getvalue() and "cmdfs" in text.getvalue()

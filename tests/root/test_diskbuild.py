@@ -11,8 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Loops
-from diskbuild import (
+from kit.diskbuild import (
     BOOT_MAGIC,
     GAP_MAGIC,
     MiB,
@@ -24,7 +23,7 @@ from diskbuild import (
     mutate_disk,
     write_raw,
 )
-from diskcompare import (
+from kit.diskcompare import (
     assert_equivalent,
     blkid,
     boot_code,
@@ -42,6 +41,7 @@ from diskcompare import (
     sgdisk_verify,
     table,
 )
+from kit.loops import Loops
 
 pytestmark = pytest.mark.root
 
@@ -180,9 +180,7 @@ def test_self_and_raw_copy_are_equivalent(loops: Loops, tmp_path: Path, kind: st
 
 
 @pytest.mark.parametrize("kind", ["gpt", "4k"])
-def test_larger_target_needs_backup_gpt_at_the_end(
-    loops: Loops, tmp_path: Path, kind: str
-) -> None:
+def test_larger_target_needs_backup_gpt_at_the_end(loops: Loops, tmp_path: Path, kind: str) -> None:
     node, path = _build(loops, tmp_path, kind)
     bigger = device_size(node) + 64 * MiB
     copy = _raw_copy(loops, path, tmp_path / "big.img", BUILDERS[kind][1], size=bigger)
@@ -394,7 +392,7 @@ def test_loops_fixture_cleans_up(loops: Loops, tmp_path: Path) -> None:
 
 
 def test_loops_cleanup_unmounts_and_detaches(tmp_path: Path) -> None:
-    from conftest import Loops
+    from kit.loops import Loops
 
     inner = Loops(tmp_path / "inner")
     outside = tmp_path / "outside"

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from cli import appliance
-from conftest import Loops
-from diskbuild import MiB, build_gpt_disk, sparse_file
-from diskcompare import run
+from kit.cli import appliance
+from kit.diskbuild import MiB, build_gpt_disk, sparse_file
+from kit.diskcompare import run
+from kit.loops import Loops
 
 pytestmark = pytest.mark.root
 

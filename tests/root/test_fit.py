@@ -13,11 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cli import appliance, file_digest, refused, result_json
-from conftest import Loops
-from diskbuild import GPT_DISK_SIZE, MBR_DISK_SIZE, MiB, build_gpt_disk, build_mbr_disk, sparse_file
-from diskcompare import assert_equivalent, partition_nodes, table
-from fsinfo import fs_size
+from kit.cli import appliance, file_digest, refused, result_json
+from kit.diskbuild import (
+    GPT_DISK_SIZE,
+    MBR_DISK_SIZE,
+    MiB,
+    build_gpt_disk,
+    build_mbr_disk,
+    sparse_file,
+)
+from kit.diskcompare import assert_equivalent, partition_nodes, table
+from kit.fsinfo import fs_size
+from kit.loops import Loops
 
 pytestmark = pytest.mark.root
 
@@ -65,8 +72,9 @@ def check_resized(source: str, dst: str, sector: int, resized: dict[int, str]) -
 def clone(src: Source, source: str, dst: str, *extra: str) -> None:
     before = file_digest(src.gpt_file if source == src.gpt else src.mbr_file)
     appliance("clone", source, dst, "--yes", *extra)
-    assert file_digest(src.gpt_file if source == src.gpt else src.mbr_file) == before, \
+    assert file_digest(src.gpt_file if source == src.gpt else src.mbr_file) == before, (
         "clone wrote to its source"
+    )
 
 
 def test_clone_same_size(src: Source, tmp_path: Path) -> None:
@@ -84,8 +92,10 @@ def test_clone_larger_grows_last_partition(src: Source, tmp_path: Path) -> None:
     check_resized(src.gpt, dst, 512, {3: "ntfs"})
     layout = table(dst, ignore_size=True)["partitions"]
     assert size - (layout[4]["start"] + layout[4]["size"]) * 512 < 2 * MiB  # swap at the end
-    assert fs_size(partition_nodes(dst)[3], "ntfs") > fs_size(partition_nodes(src.gpt)[3],
-                                                              "ntfs") + 200 * MiB
+    assert (
+        fs_size(partition_nodes(dst)[3], "ntfs")
+        > fs_size(partition_nodes(src.gpt)[3], "ntfs") + 200 * MiB
+    )
     src.loops.detach(dst)
 
 
@@ -106,13 +116,22 @@ def test_clone_grow_named_partition(src: Source, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("job", ["restore", "clone"])
-@pytest.mark.parametrize("grow, resized, moved", [
-    (None, {3: "ntfs"}, {4}),          # the NTFS partition shrinks
-    ("2", {2: "ext4"}, {3, 4}),        # the ext4 partition shrinks, the rest move down
-], ids=["ntfs", "ext4"])
-def test_smaller_target_when_data_fits(src: Source, tmp_path: Path, job: str,
-                                       grow: str | None, resized: dict[int, str],
-                                       moved: set[int]) -> None:
+@pytest.mark.parametrize(
+    "grow, resized, moved",
+    [
+        (None, {3: "ntfs"}, {4}),  # the NTFS partition shrinks
+        ("2", {2: "ext4"}, {3, 4}),  # the ext4 partition shrinks, the rest move down
+    ],
+    ids=["ntfs", "ext4"],
+)
+def test_smaller_target_when_data_fits(
+    src: Source,
+    tmp_path: Path,
+    job: str,
+    grow: str | None,
+    resized: dict[int, str],
+    moved: set[int],
+) -> None:
     size = 400 * MiB  # the partitions end at 447 MiB on the source
     dst, _ = target(src, tmp_path, size)
     extra = ["--grow", grow] if grow else []
@@ -123,16 +142,18 @@ def test_smaller_target_when_data_fits(src: Source, tmp_path: Path, job: str,
     assert_equivalent(src.gpt, dst, same_size=False, resized=set(resized), moved=moved)
     check_resized(src.gpt, dst, 512, resized)
     [(number, fstype)] = resized.items()
-    assert fs_size(partition_nodes(dst)[number], fstype) < \
-        fs_size(partition_nodes(src.gpt)[number], fstype)
+    assert fs_size(partition_nodes(dst)[number], fstype) < fs_size(
+        partition_nodes(src.gpt)[number], fstype
+    )
     src.loops.detach(dst)
 
 
 def test_dry_run_shows_the_fit(src: Source, tmp_path: Path) -> None:
     dst, path = target(src, tmp_path, 400 * MiB)
     before = file_digest(path)
-    out = result_json(appliance("restore", "--repo", str(src.repo), "--image", "gpt", dst,
-                                "--dry-run", "--json"))
+    out = result_json(
+        appliance("restore", "--repo", str(src.repo), "--image", "gpt", dst, "--dry-run", "--json")
+    )
     parts = {p["number"]: p for p in out["fit"]["partitions"]}
     assert out["fit"]["resize"] == 3
     assert parts[3]["new_size"] < parts[3]["old_size"]
@@ -152,8 +173,9 @@ def test_smaller_target_when_data_does_not_fit(src: Source, tmp_path: Path, job:
     if job == "clone":
         proc = appliance("clone", src.gpt, dst, "--yes", check=False)
     else:
-        proc = appliance("restore", "--repo", str(src.repo), "--image", "gpt", dst, "--yes",
-                         check=False)
+        proc = appliance(
+            "restore", "--repo", str(src.repo), "--image", "gpt", dst, "--yes", check=False
+        )
     refused(proc, 5, "does not fit")
     assert file_digest(path) == before
 
@@ -168,8 +190,9 @@ def test_xfs_cannot_shrink(src: Source, tmp_path: Path) -> None:
 
 def test_clone_onto_itself_is_refused(src: Source) -> None:
     before = file_digest(src.gpt_file)
-    refused(appliance("clone", src.gpt, src.gpt, "--yes", check=False), 5,
-            "is the source of this job")
+    refused(
+        appliance("clone", src.gpt, src.gpt, "--yes", check=False), 5, "is the source of this job"
+    )
     assert file_digest(src.gpt_file) == before
 
 
@@ -182,8 +205,9 @@ def test_clone_onto_other_sector_size_is_refused(src: Source, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("job", ["restore", "clone"])
-def test_two_partitions_shrink_when_one_is_not_enough(src: Source, tmp_path: Path,
-                                                      job: str) -> None:
+def test_two_partitions_shrink_when_one_is_not_enough(
+    src: Source, tmp_path: Path, job: str
+) -> None:
     """300 MiB for 447 MiB of partitions: the NTFS cannot give enough alone, so the ext4
     (the largest other) shrinks too, each no smaller than its filesystem allows."""
     dst, _ = target(src, tmp_path, 300 * MiB)

@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cli import appliance, refused
-from conftest import Loops
-from diskbuild import build_gpt_disk, sparse_file
+from kit.cli import appliance, refused
+from kit.diskbuild import build_gpt_disk, sparse_file
+from kit.loops import Loops
 
 pytestmark = pytest.mark.root
 
@@ -21,8 +21,7 @@ def test_save_into_a_full_repository(loops: Loops, tmp_path: Path) -> None:
     where = loops.mountpoint("stick")
     subprocess.run(["mount", stick, str(where)], check=True)
     repo = where / "repo"
-    proc = appliance("save", source, "--repo", str(repo), "--image", "big", "--create",
-                     check=False)
+    proc = appliance("save", source, "--repo", str(repo), "--image", "big", "--create", check=False)
     refused(proc, 6, "free some space")
     # refused by the free-space estimate before the repository was even created
     assert not repo.exists()
@@ -34,8 +33,7 @@ def test_a_repository_that_fills_up_during_the_save(loops: Loops, tmp_path: Path
     passes the estimate and fills the repository halfway: one sentence, exit 6, and an
     incomplete image that is never offered for restore."""
     disk = loops.attach(sparse_file(tmp_path, "source.img", 96 * 1024 * 1024))
-    subprocess.run(["sfdisk", "--quiet", disk], input="label: gpt\n,,L\n", text=True,
-                   check=True)
+    subprocess.run(["sfdisk", "--quiet", disk], input="label: gpt\n,,L\n", text=True, check=True)
     subprocess.run(["partx", "-u", disk], check=True)
     part = f"{disk}p1"
     subprocess.run(["mkfs.ext4", "-q", "-F", part], check=True)
@@ -49,13 +47,19 @@ def test_a_repository_that_fills_up_during_the_save(loops: Loops, tmp_path: Path
     subprocess.run(["mount", stick, str(where)], check=True)
     try:
         repo = where / "repo"
-        proc = appliance("save", disk, "--repo", str(repo), "--image", "big", "--create",
-                         check=False)
+        proc = appliance(
+            "save", disk, "--repo", str(repo), "--image", "big", "--create", check=False
+        )
         refused(proc, 6, "is full")
         listed = appliance("images", "--repo", str(repo)).stdout
         assert "INCOMPLETE" in listed
         target = loops.attach(sparse_file(tmp_path, "target.img", 96 * 1024 * 1024))
-        refused(appliance("restore", "--repo", str(repo), "--image", "big", target, "--yes",
-                          check=False), 8, "incomplete")
+        refused(
+            appliance(
+                "restore", "--repo", str(repo), "--image", "big", target, "--yes", check=False
+            ),
+            8,
+            "incomplete",
+        )
     finally:
         subprocess.run(["umount", str(where)], check=True)

@@ -1,6 +1,6 @@
 """A restore or clone that stops halfway leaves no valid partition table and a marker.
 
-Real restores of a real GPT disk (tests/diskbuild.py) are killed with SIGKILL at random
+Real restores of a real GPT disk (tests/kit/diskbuild.py) are killed with SIGKILL at random
 moments, onto a target of the same size (table bytes from the image) and a larger one
 (table from sfdisk on a scratch file): no killed target may hold a valid partition table
 (`sfdisk --json`, `blkid -p`), `appliance disks --all --json` must report each one as an
@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cli import appliance, file_digest, refused
-from conftest import Loops
-from diskbuild import (
+from kit.cli import appliance, file_digest, refused
+from kit.diskbuild import (
     DISK_4K_SIZE,
     GPT_DISK_SIZE,
     MBR_DISK_SIZE,
@@ -36,7 +35,8 @@ from diskbuild import (
     build_mbr_disk,
     sparse_file,
 )
-from diskcompare import assert_equivalent, file_tree, fsck_part, mounted
+from kit.diskcompare import assert_equivalent, file_tree, fsck_part, mounted
+from kit.loops import Loops
 
 pytestmark = pytest.mark.root
 

@@ -7,10 +7,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Loops, sparse_file
+from kit.diskbuild import sparse_file
+from kit.loops import Loops
 
-from appliance.devices import probe_disk
-from appliance.preflight import (
+from appliance.disk.probe import probe_disk
+from appliance.plan.preflight import (
     NTFS_DIRTY,
     NtfsState,
     ntfs_state,
@@ -44,9 +45,13 @@ def set_dirty(node: str) -> None:
 def windows(loops: Loops, tmp_path: Path) -> tuple[str, str, str]:
     """A GPT disk: an ext4 partition and an NTFS one; returns (disk, ext4 node, ntfs node)."""
     node = loops.attach(sparse_file(tmp_path, "win.img", 200 * MiB))
-    subprocess.run(["sfdisk", "--quiet", node], input="label: gpt\nsize=60MiB\nsize=100MiB, "
-                   "type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7\n", text=True, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["sfdisk", "--quiet", node],
+        input="label: gpt\nsize=60MiB\nsize=100MiB, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
     subprocess.run(["partx", "-a", node], capture_output=True)
     subprocess.run(["partx", "-u", node], capture_output=True)
     linux, ntfs = f"{node}p1", f"{node}p2"

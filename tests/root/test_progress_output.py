@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli import appliance
-from conftest import Loops
-from diskbuild import MiB, build_gpt_disk, sparse_file
+from kit.cli import appliance
+from kit.diskbuild import MiB, build_gpt_disk, sparse_file
+from kit.loops import Loops
 
 pytestmark = pytest.mark.root
 

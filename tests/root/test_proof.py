@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli import appliance, result_json
-from conftest import Loops
-from diskbuild import build_gpt_disk, build_mbr_disk, sparse_file, write_raw
-from diskcompare import assert_equivalent, device_size, partition_nodes, read_bytes
+from kit.cli import appliance, result_json
+from kit.diskbuild import build_gpt_disk, build_mbr_disk, sparse_file, write_raw
+from kit.diskcompare import assert_equivalent, device_size, partition_nodes, read_bytes
+from kit.loops import Loops
 
-from appliance import usedmap
+from appliance.fs import usedmap
 from appliance.jobs import save as save_job
 
 pytestmark = pytest.mark.root

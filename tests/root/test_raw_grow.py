@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cli import appliance
-from conftest import Loops, sparse_file
-from diskcompare import fsck_part, ntfs_backup_boot_sector, partition_nodes, read_bytes, table
-from fsinfo import fs_size
+from kit.cli import appliance
+from kit.diskbuild import sparse_file
+from kit.diskcompare import fsck_part, ntfs_backup_boot_sector, partition_nodes, read_bytes, table
+from kit.fsinfo import fs_size
+from kit.loops import Loops
 
-from appliance.preflight import NTFS_DIRTY, read_volume_info
+from appliance.plan.preflight import NTFS_DIRTY, read_volume_info
 
 pytestmark = pytest.mark.root
 MiB = 1024 * 1024
@@ -71,8 +72,9 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Saved]:
         sh("mkfs.ntfs", "-q", "-Q", "-F", "-L", "dirty", parts[2])
         set_dirty(parts[2])
         repo = folder / "repo"
-        proc = appliance("save", "--create", node, "--repo", str(repo), "--image", "raw",
-                         check=False)
+        proc = appliance(
+            "save", "--create", node, "--repo", str(repo), "--image", "raw", check=False
+        )
         assert proc.returncode == 20, proc.stderr  # done, with warnings: copied whole
         assert "copied whole" in proc.stderr
         yield Saved(loops, node, repo)

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli import appliance, file_digest, refused
-from conftest import Loops
-from diskbuild import GPT_DISK_SIZE, MiB, build_gpt_disk, sparse_file
-from diskcompare import mounted
+from kit.cli import appliance, file_digest, refused
+from kit.diskbuild import GPT_DISK_SIZE, MiB, build_gpt_disk, sparse_file
+from kit.diskcompare import mounted
+from kit.loops import Loops
 
 pytestmark = pytest.mark.root
 
@@ -29,22 +29,24 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Loops, str
         loops.cleanup()
 
 
-def restore_refused(repo: Path, target: str, target_file: Path, code: int, words: str,
-                    *extra: str) -> str:
+def restore_refused(
+    repo: Path, target: str, target_file: Path, code: int, words: str, *extra: str
+) -> str:
     before = file_digest(target_file)
-    proc = appliance("restore", "--repo", str(repo), "--image", "base", target, *extra,
-                     check=False)
+    proc = appliance("restore", "--repo", str(repo), "--image", "base", target, *extra, check=False)
     sentence = refused(proc, code, words)
     assert file_digest(target_file) == before, "a refused restore wrote to the target"
     return sentence
 
 
-def partitioned_target(loops: Loops, tmp_path: Path, size: int = GPT_DISK_SIZE,
-                       sector: int = 512) -> tuple[str, Path]:
+def partitioned_target(
+    loops: Loops, tmp_path: Path, size: int = GPT_DISK_SIZE, sector: int = 512
+) -> tuple[str, Path]:
     path = sparse_file(tmp_path, "target.img", size)
     node = loops.attach(path, sector_size=sector)
-    subprocess.run(["sfdisk", "-q", node], input="label: gpt\nsize=64MiB\nsize=64MiB\n",
-                   text=True, check=True)
+    subprocess.run(
+        ["sfdisk", "-q", node], input="label: gpt\nsize=64MiB\nsize=64MiB\n", text=True, check=True
+    )
     subprocess.run(["partx", "-u", node], check=False)
     subprocess.run(["mkfs.ext4", "-q", f"{node}p1"], check=True)
     subprocess.run(["mkswap", f"{node}p2"], check=True, capture_output=True)
@@ -91,16 +93,18 @@ def test_target_holding_the_repository(saved: tuple[Loops, str, Path], tmp_path:
         subprocess.run(["cp", "-a", str(repo), str(where / "repo")], check=True)
         subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
         before = file_digest(path)
-        proc = appliance("restore", "--repo", str(where / "repo"), "--image", "base", node,
-                         "--yes", check=False)
+        proc = appliance(
+            "restore", "--repo", str(where / "repo"), "--image", "base", node, "--yes", check=False
+        )
         refused(proc, 5, "holds the repository")
         assert file_digest(path) == before
     finally:
         subprocess.run(["umount", str(where)], check=False)
 
 
-def test_restore_without_yes_and_no_terminal(saved: tuple[Loops, str, Path],
-                                             tmp_path: Path) -> None:
+def test_restore_without_yes_and_no_terminal(
+    saved: tuple[Loops, str, Path], tmp_path: Path
+) -> None:
     loops, source, repo = saved
     node, path = partitioned_target(loops, tmp_path)
     restore_refused(repo, node, path, 5, "add --yes")
@@ -108,10 +112,17 @@ def test_restore_without_yes_and_no_terminal(saved: tuple[Loops, str, Path],
 
 def _typed(repo: Path, node: str, answer: str) -> subprocess.CompletedProcess[str]:
     """Run restore in a pseudo-terminal (script(1)) and type `answer` at its question."""
-    command = (f"{sys.executable} -m appliance.cli restore --repo {repo} --image base {node}"
-               " --progress none")
-    return subprocess.run(["script", "-qec", command, "/dev/null"], input=answer + "\n",
-                          capture_output=True, text=True, timeout=300)
+    command = (
+        f"{sys.executable} -m appliance.cli restore --repo {repo} --image base {node}"
+        " --progress none"
+    )
+    return subprocess.run(
+        ["script", "-qec", command, "/dev/null"],
+        input=answer + "\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_typed_confirmation(saved: tuple[Loops, str, Path], tmp_path: Path) -> None:
@@ -127,15 +138,15 @@ def test_typed_confirmation(saved: tuple[Loops, str, Path], tmp_path: Path) -> N
     assert "will be ERASED" in proc.stdout and "Restored image base" in proc.stdout
 
 
-def test_save_with_repository_on_its_source(saved: tuple[Loops, str, Path],
-                                            tmp_path: Path) -> None:
+def test_save_with_repository_on_its_source(saved: tuple[Loops, str, Path], tmp_path: Path) -> None:
     loops, source, repo = saved
     node, path = partitioned_target(loops, tmp_path)
     where = loops.mountpoint("src-repo")
     subprocess.run(["mount", f"{node}p1", str(where)], check=True)
     try:
-        proc = appliance("save", node, "--repo", str(where / "images"), "--image", "x",
-                         "--create", check=False)
+        proc = appliance(
+            "save", node, "--repo", str(where / "images"), "--image", "x", "--create", check=False
+        )
         # the partition is mounted read-write and holds the repository: either rule refuses
         refused(proc, 5, "source")
         assert not (where / "images").exists()
@@ -143,20 +154,22 @@ def test_save_with_repository_on_its_source(saved: tuple[Loops, str, Path],
         subprocess.run(["umount", str(where)], check=False)
 
 
-@pytest.mark.parametrize("name, code, words", [
-    ("/dev/nonexistent", 4, "no disk called"),
-    ("/etc/passwd", 4, "not a disk"),
-])
-def test_bad_disk_names(saved: tuple[Loops, str, Path], name: str, code: int,
-                        words: str) -> None:
+@pytest.mark.parametrize(
+    "name, code, words",
+    [
+        ("/dev/nonexistent", 4, "no disk called"),
+        ("/etc/passwd", 4, "not a disk"),
+    ],
+)
+def test_bad_disk_names(saved: tuple[Loops, str, Path], name: str, code: int, words: str) -> None:
     loops, source, repo = saved
-    proc = appliance("restore", "--repo", str(repo), "--image", "base", name, "--yes",
-                     check=False)
+    proc = appliance("restore", "--repo", str(repo), "--image", "base", name, "--yes", check=False)
     refused(proc, code, words)
 
 
 def test_partition_instead_of_disk(saved: tuple[Loops, str, Path]) -> None:
     loops, source, repo = saved
-    proc = appliance("restore", "--repo", str(repo), "--image", "base", f"{source}p2", "--yes",
-                     check=False)
+    proc = appliance(
+        "restore", "--repo", str(repo), "--image", "base", f"{source}p2", "--yes", check=False
+    )
     refused(proc, 4, "is a partition, not a whole disk")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli import (
+from kit.cli import (
     appliance,
     chunk_files,
     file_digest,
@@ -22,9 +22,9 @@ from cli import (
     refused,
     result_json,
 )
-from conftest import Loops
-from diskbuild import GPT_DISK_SIZE, build_gpt_disk, mutate_disk, sparse_file
-from diskcompare import assert_equivalent
+from kit.diskbuild import GPT_DISK_SIZE, build_gpt_disk, mutate_disk, sparse_file
+from kit.diskcompare import assert_equivalent
+from kit.loops import Loops
 
 pytestmark = pytest.mark.root
 
@@ -49,7 +49,8 @@ def copy_repo(repo: Path, tmp_path: Path) -> Path:
 
 
 def test_second_save_stores_only_changed_chunks(
-        gpt: tuple[Loops, str, Path, Path], tmp_path: Path) -> None:
+    gpt: tuple[Loops, str, Path, Path], tmp_path: Path
+) -> None:
     loops, source, repo, folder = gpt
     repo = copy_repo(repo, tmp_path)
     clone_file = tmp_path / "changed.img"
@@ -57,8 +58,9 @@ def test_second_save_stores_only_changed_chunks(
     changed = loops.attach(clone_file)
     mutate_disk(changed)
     before = chunk_files(repo)
-    out = result_json(appliance("save", changed, "--repo", str(repo), "--image", "changed",
-                                "--json"))
+    out = result_json(
+        appliance("save", changed, "--repo", str(repo), "--image", "changed", "--json")
+    )
     after = chunk_files(repo)
     new_names = image_chunks(repo, "changed") - image_chunks(repo, "base")
     # exactly the windows whose content changed were written, and nothing else
@@ -75,8 +77,11 @@ def test_second_save_stores_only_changed_chunks(
 def flip_byte_in_chunk_of(repo: Path, image: str, region: str) -> str:
     import zstandard
 
-    index = json.loads(zstandard.ZstdDecompressor().decompress(
-        (repo / "images" / image / f"{region}.idx").read_bytes()))
+    index = json.loads(
+        zstandard.ZstdDecompressor().decompress(
+            (repo / "images" / image / f"{region}.idx").read_bytes()
+        )
+    )
     name = next(c for c in index["chunks"] if c)
     path = repo / "chunks" / name[:2] / name[2:4] / name
     data = bytearray(path.read_bytes())
@@ -86,7 +91,8 @@ def flip_byte_in_chunk_of(repo: Path, image: str, region: str) -> str:
 
 
 def test_flipped_byte_fails_verify_and_restore(
-        gpt: tuple[Loops, str, Path, Path], tmp_path: Path) -> None:
+    gpt: tuple[Loops, str, Path, Path], tmp_path: Path
+) -> None:
     loops, source, repo, folder = gpt
     repo = copy_repo(repo, tmp_path)
     name = flip_byte_in_chunk_of(repo, "base", "p2")  # p2 is the ext4 "root" partition
@@ -94,15 +100,17 @@ def test_flipped_byte_fails_verify_and_restore(
     sentence = refused(proc, 9, name)
     assert "partition 2 (ext4, root)" in sentence
     target = loops.attach(sparse_file(tmp_path, "target.img", GPT_DISK_SIZE))
-    proc = appliance("restore", "--repo", str(repo), "--image", "base", target, "--yes",
-                     check=False)
+    proc = appliance(
+        "restore", "--repo", str(repo), "--image", "base", target, "--yes", check=False
+    )
     sentence = refused(proc, 9, name)
     assert "partition 2 (ext4, root)" in sentence and "incomplete" in sentence
     loops.detach(target)
 
 
 def test_damaged_index_is_refused_before_writing(
-        gpt: tuple[Loops, str, Path, Path], tmp_path: Path) -> None:
+    gpt: tuple[Loops, str, Path, Path], tmp_path: Path
+) -> None:
     loops, source, repo, folder = gpt
     repo = copy_repo(repo, tmp_path)
     idx = repo / "images" / "base" / "p3.idx"
@@ -110,22 +118,40 @@ def test_damaged_index_is_refused_before_writing(
     target_file = sparse_file(tmp_path, "target.img", GPT_DISK_SIZE)
     target = loops.attach(target_file)
     before = file_digest(target_file)
-    proc = appliance("restore", "--repo", str(repo), "--image", "base", target, "--yes",
-                     check=False)
+    proc = appliance(
+        "restore", "--repo", str(repo), "--image", "base", target, "--yes", check=False
+    )
     refused(proc, 9, "index of partition 3")
     assert file_digest(target_file) == before
     loops.detach(target)
 
 
 def test_killed_save_leaves_no_complete_image(
-        gpt: tuple[Loops, str, Path, Path], tmp_path: Path) -> None:
+    gpt: tuple[Loops, str, Path, Path], tmp_path: Path
+) -> None:
     loops, source, _, folder = gpt
     repo = tmp_path / "repo"
     # level 19 is slow enough to be killed in the middle
-    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "save", source, "--repo",
-                             str(repo), "--image", "killed", "--level", "19", "--create",
-                             "--progress", "none"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "appliance.cli",
+            "save",
+            source,
+            "--repo",
+            str(repo),
+            "--image",
+            "killed",
+            "--level",
+            "19",
+            "--create",
+            "--progress",
+            "none",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(chunk_files(repo) if repo.exists() else ()) < 3:
         time.sleep(0.05)
@@ -143,14 +169,19 @@ def test_killed_save_leaves_no_complete_image(
     target_file = sparse_file(tmp_path, "target.img", GPT_DISK_SIZE)
     target = loops.attach(target_file)
     before = file_digest(target_file)
-    proc2 = appliance("restore", "--repo", str(repo), "--image", "killed", target, "--yes",
-                      check=False)
+    proc2 = appliance(
+        "restore", "--repo", str(repo), "--image", "killed", target, "--yes", check=False
+    )
     refused(proc2, 8, "incomplete")
     assert file_digest(target_file) == before
-    refused(appliance("verify", "--repo", str(repo), "--image", "killed", check=False), 8,
-            "incomplete")
-    refused(appliance("save", source, "--repo", str(repo), "--image", "killed", check=False),
-            8, "--resume")
+    refused(
+        appliance("verify", "--repo", str(repo), "--image", "killed", check=False), 8, "incomplete"
+    )
+    refused(
+        appliance("save", source, "--repo", str(repo), "--image", "killed", check=False),
+        8,
+        "--resume",
+    )
 
     # the repository still works: the stale lock was taken over; the save resumes, restores
     appliance("save", source, "--repo", str(repo), "--image", "killed", "--resume")
@@ -164,7 +195,8 @@ def test_killed_save_leaves_no_complete_image(
 
 
 def test_gc_removes_only_unreferenced_chunks(
-        gpt: tuple[Loops, str, Path, Path], tmp_path: Path) -> None:
+    gpt: tuple[Loops, str, Path, Path], tmp_path: Path
+) -> None:
     loops, source, repo, folder = gpt
     repo = copy_repo(repo, tmp_path)
     keep = image_chunks(repo, "base")
@@ -182,10 +214,18 @@ def test_second_writer_is_refused(gpt: tuple[Loops, str, Path, Path], tmp_path: 
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
         stat = Path(f"/proc/{sleeper.pid}/stat").read_text()
-        start = stat[stat.rfind(")") + 2:].split()[19]
-        (repo / "lock").write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(),
-                                               "start": start, "command": "save sdz",
-                                               "since": "now"}))
+        start = stat[stat.rfind(")") + 2 :].split()[19]
+        (repo / "lock").write_text(
+            json.dumps(
+                {
+                    "pid": sleeper.pid,
+                    "host": socket.gethostname(),
+                    "start": start,
+                    "command": "save sdz",
+                    "since": "now",
+                }
+            )
+        )
         proc = appliance("save", source, "--repo", str(repo), "--image", "second", check=False)
         refused(proc, 7, "in use by another job")
         refused(appliance("gc", "--repo", str(repo), check=False), 7, "in use")

@@ -7,13 +7,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Loops, sparse_file
+from kit.diskbuild import sparse_file
+from kit.loops import Loops
 
-from appliance import repomount
-from appliance.devices import probe_disk
+from appliance.disk.probe import probe_disk
 from appliance.errors import RepositoryError, SafetyRefusal
-from appliance.repo import Repository
-from appliance.repomount import mount_table, mount_volume, volumes
+from appliance.repo import mount as repomount
+from appliance.repo.mount import mount_table, mount_volume, volumes
+from appliance.repo.repository import Repository
 
 pytestmark = pytest.mark.root
 MiB = 1024 * 1024
@@ -35,8 +36,13 @@ def stick(loops: Loops, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A GPT disk: p1 ext4 (holds a repository), p2 NTFS (empty)."""
     monkeypatch.setattr(repomount, "RUN_DIR", tmp_path / "run")
     node = loops.attach(sparse_file(tmp_path, "stick.img", 200 * MiB))
-    subprocess.run(["sfdisk", "--quiet", node], input="label: gpt\nsize=80MiB\nsize=80MiB\n",
-                   text=True, check=True, capture_output=True)
+    subprocess.run(
+        ["sfdisk", "--quiet", node],
+        input="label: gpt\nsize=80MiB\nsize=80MiB\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
     subprocess.run(["partx", "-a", node], capture_output=True)
     subprocess.run(["partx", "-u", node], capture_output=True)
     sh("mkfs.ext4", "-q", "-L", "IMAGES", f"{node}p1")
@@ -93,8 +99,9 @@ def test_the_jobs_own_disk_is_refused_before_mounting(stick: str) -> None:
     name = Path(stick).name
     with pytest.raises(SafetyRefusal, match="the disk this job"):
         mount_volume(f"{stick}p1", writable=True, avoid=[name], role="saves")
-    assert all(not info.mountpoint.startswith(str(repomount.RUN_DIR))
-               for info in mount_table().values())
+    assert all(
+        not info.mountpoint.startswith(str(repomount.RUN_DIR)) for info in mount_table().values()
+    )
 
 
 def test_someone_elses_mount_is_used_and_left_alone(stick: str, loops: Loops) -> None:

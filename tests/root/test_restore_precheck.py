@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from cli import appliance, file_digest, refused
-from conftest import Loops
-from diskbuild import GPT_DISK_SIZE, build_gpt_disk, sparse_file
+from kit.cli import appliance, file_digest, refused
+from kit.diskbuild import GPT_DISK_SIZE, build_gpt_disk, sparse_file
+from kit.loops import Loops
 
 pytestmark = pytest.mark.root
 

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cli import appliance, file_digest, result_json
-from conftest import Loops
-from diskbuild import (
+from kit.cli import appliance, file_digest, result_json
+from kit.diskbuild import (
     DISK_4K_SIZE,
     GPT_DISK_SIZE,
     MBR_DISK_SIZE,
@@ -26,14 +25,17 @@ from diskbuild import (
     build_mbr_disk,
     sparse_file,
 )
-from diskcompare import assert_equivalent, partition_nodes, table
-from fsinfo import fs_size
+from kit.diskcompare import assert_equivalent, partition_nodes, table
+from kit.fsinfo import fs_size
+from kit.loops import Loops
 
 pytestmark = pytest.mark.root
 
-BUILDERS = {"gpt": (build_gpt_disk, GPT_DISK_SIZE, 512),
-            "mbr": (build_mbr_disk, MBR_DISK_SIZE, 512),
-            "4k": (build_4k_disk, DISK_4K_SIZE, 4096)}
+BUILDERS = {
+    "gpt": (build_gpt_disk, GPT_DISK_SIZE, 512),
+    "mbr": (build_mbr_disk, MBR_DISK_SIZE, 512),
+    "4k": (build_4k_disk, DISK_4K_SIZE, 4096),
+}
 
 
 @dataclass
@@ -59,8 +61,9 @@ def module_loops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loops]:
 
 
 @pytest.fixture(scope="module", params=sorted(BUILDERS))
-def saved(request: pytest.FixtureRequest, module_loops: Loops,
-          tmp_path_factory: pytest.TempPathFactory) -> Saved:
+def saved(
+    request: pytest.FixtureRequest, module_loops: Loops, tmp_path_factory: pytest.TempPathFactory
+) -> Saved:
     kind = request.param
     build, size, sector = BUILDERS[kind]
     folder = tmp_path_factory.mktemp(f"disk-{kind}")
@@ -68,18 +71,26 @@ def saved(request: pytest.FixtureRequest, module_loops: Loops,
     source = build(module_loops, source_file)
     repo = folder / "repo"
     before = file_digest(source_file)
-    proc = appliance("save", source, "--repo", str(repo), "--image", f"{kind}-1", "--json",
-                     "--create", "--progress", "json")
+    proc = appliance(
+        "save",
+        source,
+        "--repo",
+        str(repo),
+        "--image",
+        f"{kind}-1",
+        "--json",
+        "--create",
+        "--progress",
+        "json",
+    )
     assert file_digest(source_file) == before, "save wrote to its source"
     stats = result_json(proc)
     assert stats["new_chunks"] > 0 and stats["used_bytes"] > 0
     # progress came as JSON lines with the documented keys
-    events = [json.loads(line) for line in proc.stdout.splitlines()
-              if '"type": "progress"' in line]
+    events = [json.loads(line) for line in proc.stdout.splitlines() if '"type": "progress"' in line]
     assert events and {"phase", "done", "total", "rate", "eta"} <= set(events[-1])
     assert events[-1]["done"] == events[-1]["total"] == stats["used_bytes"]
-    return Saved(kind, source, source_file, repo, f"{kind}-1", size, sector, module_loops,
-                 folder)
+    return Saved(kind, source, source_file, repo, f"{kind}-1", size, sector, module_loops, folder)
 
 
 def blank_target(saved: Saved, name: str, size: int) -> str:
@@ -91,8 +102,9 @@ def test_verify(saved: Saved) -> None:
     proc = appliance("verify", "--repo", str(saved.repo), "--image", saved.image, "--json")
     out = result_json(proc)
     assert out["ok"] and out["chunks"] > 0
-    appliance("verify", "--repo", str(saved.repo), "--image", saved.image,
-              "--against", saved.source)
+    appliance(
+        "verify", "--repo", str(saved.repo), "--image", saved.image, "--against", saved.source
+    )
 
 
 def test_images_lists_the_image(saved: Saved) -> None:
@@ -106,23 +118,20 @@ def test_images_lists_the_image(saved: Saved) -> None:
 
 # On a larger target the last data partition that is not of a fixed-size kind grows, with
 # its filesystem; partitions after it (swap) move to the end.
-GROWN = {"gpt": ({3: "ntfs"}, {4}), "mbr": ({6: "btrfs", 2: ""}, set()),
-         "4k": ({2: "xfs"}, set())}
+GROWN = {"gpt": ({3: "ntfs"}, {4}), "mbr": ({6: "btrfs", 2: ""}, set()), "4k": ({2: "xfs"}, set())}
 
 
 @pytest.mark.parametrize("grow", [1.0, 1.5], ids=["same-size", "larger"])
 def test_restore(saved: Saved, grow: float) -> None:
     size = int(saved.size * grow) // (1 << 20) * (1 << 20)
     target = blank_target(saved, f"target-{grow}.img", size)
-    proc = appliance("restore", "--repo", str(saved.repo), "--image", saved.image, target,
-                     "--yes")
+    proc = appliance("restore", "--repo", str(saved.repo), "--image", saved.image, target, "--yes")
     assert "every chunk was checked" in proc.stdout
     if grow == 1.0:
         assert_equivalent(saved.source, target, same_size=True)
     else:
         resized, moved = GROWN[saved.kind]
-        assert_equivalent(saved.source, target, same_size=False, resized=set(resized),
-                          moved=moved)
+        assert_equivalent(saved.source, target, same_size=False, resized=set(resized), moved=moved)
         src_parts, dst_parts = partition_nodes(saved.source), partition_nodes(target)
         layout = table(target, ignore_size=True)["partitions"]
         last_end = max(p["start"] + p["size"] for p in layout.values()) * saved.sector
@@ -143,8 +152,7 @@ def test_restore_over_an_old_disk(saved: Saved) -> None:
         pytest.skip("one kind is enough")
     old_file = saved.folder / "old.img"
     gpt_build, _, _ = BUILDERS["gpt"]
-    target = gpt_build(saved.loops, sparse_file(saved.folder, old_file.name, saved.size),
-                       seed=7)
+    target = gpt_build(saved.loops, sparse_file(saved.folder, old_file.name, saved.size), seed=7)
     appliance("restore", "--repo", str(saved.repo), "--image", saved.image, target, "--yes")
     assert_equivalent(saved.source, target, same_size=True)
     saved.loops.detach(target)

@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from cli import appliance, refused, result_json
-from conftest import Loops
-from diskbuild import build_gpt_disk
-from diskcompare import mounted, partition_nodes
+from kit.cli import appliance, refused, result_json
+from kit.diskbuild import build_gpt_disk
+from kit.diskcompare import mounted, partition_nodes
+from kit.loops import Loops
 
 pytestmark = pytest.mark.root
 HERE = Path(__file__).resolve().parent.parent
@@ -121,7 +121,7 @@ def test_a_read_only_mounted_filesystem_is_saved_with_its_map(
 # -- copied whole -----------------------------------------------------------------------
 def set_ntfs_dirty(node: str) -> None:
     """The volume's dirty flag, as Windows leaves it after a crash (ntfs-3g's own tool)."""
-    from appliance.preflight import NTFS_DIRTY, read_volume_info
+    from appliance.plan.preflight import NTFS_DIRTY, read_volume_info
 
     info = read_volume_info(node)
     with open(node, "r+b") as device:
@@ -224,7 +224,7 @@ def faulty(loops: Loops, image: Path, where: Path, bad: list[tuple[int, int]]) -
     server = subprocess.Popen(
         [
             sys.executable,
-            str(HERE / "faultyfile.py"),
+            str(HERE / "kit" / "faultyfile.py"),
             str(image),
             str(where),
             *(f"{s}:{n}" for s, n in bad),

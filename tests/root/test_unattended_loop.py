@@ -9,12 +9,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import Loops
-from diskbuild import GPT_DISK_SIZE, MiB, build_gpt_disk, sparse_file
-from diskcompare import assert_equivalent, run
+from kit.diskbuild import GPT_DISK_SIZE, MiB, build_gpt_disk, sparse_file
+from kit.diskcompare import assert_equivalent, run
+from kit.loops import Loops
 
-from appliance import unattended
-from appliance.unattended import Console
+from appliance.cli import unattended
+from appliance.cli.unattended import Console
 
 pytestmark = pytest.mark.root
 
@@ -34,14 +34,14 @@ def _job(line: str, root: Path) -> tuple[int, str, list[str]]:
     out = io.StringIO()
     serial = io.StringIO()
     actions: list[str] = []
-    code = unattended.run(line, Console(out, [serial]), run_root=root,
-                          power_action=actions.append)
+    code = unattended.run(line, Console(out, [serial]), run_root=root, power_action=actions.append)
     assert out.getvalue() == serial.getvalue()  # the serial console sees every line
     return code, out.getvalue(), actions
 
 
-def test_unattended_save_verify_restore(loops: Loops, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unattended_save_verify_restore(
+    loops: Loops, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(unattended.time, "sleep", lambda s: None)
     label = "T" + uuid.uuid4().hex[:10].upper()  # unique: other tests' disks may say IMAGES
     src = build_gpt_disk(loops, tmp_path / "src.img")
@@ -50,42 +50,54 @@ def test_unattended_save_verify_restore(loops: Loops, tmp_path: Path,
     root = tmp_path / "run"
     common = f"boot=live quiet appliance.repo=LABEL={label} appliance.image=pc1 appliance.wait=2"
 
-    code, text, actions = _job(f"{common} appliance.job=save appliance.source={src} "
-                               "appliance.repo_dir=lab/images appliance.then=poweroff", root)
+    code, text, actions = _job(
+        f"{common} appliance.job=save appliance.source={src} "
+        "appliance.repo_dir=lab/images appliance.then=poweroff",
+        root,
+    )
     assert code == 0, text
     assert actions == ["poweroff"]
     assert f"{repo_part} mounted read-write" in text
     assert "unattended save done: saved" in text
     assert not os.path.ismount(root / "repo")  # unmounted when the job ends
 
-    code, text, actions = _job(f"{common} appliance.job=verify appliance.repo_dir=lab/images",
-                               root)
+    code, text, actions = _job(f"{common} appliance.job=verify appliance.repo_dir=lab/images", root)
     assert code == 0, text
     assert "mounted read-only" in text and "image pc1 is intact" in text
     assert actions == []  # then=shell by default
 
     # a target named wrongly: the sentence, a non-zero exit, no power-off, nothing written
-    code, text, actions = _job(f"{common} appliance.job=restore appliance.repo_dir=lab/images "
-                               "appliance.target=serial:NO-SUCH-DISK appliance.then=reboot", root)
+    code, text, actions = _job(
+        f"{common} appliance.job=restore appliance.repo_dir=lab/images "
+        "appliance.target=serial:NO-SUCH-DISK appliance.then=reboot",
+        root,
+    )
     assert code == 4 and actions == []
     assert "FAILED: No disk has the serial 'NO-SUCH-DISK'" in text
 
     # the repository's own disk as the target: refused by the safety rules
     repo_disk = repo_part.removesuffix("p1")
-    code, text, actions = _job(f"{common} appliance.job=restore appliance.repo_dir=lab/images "
-                               f"appliance.target={repo_disk} appliance.then=reboot", root)
+    code, text, actions = _job(
+        f"{common} appliance.job=restore appliance.repo_dir=lab/images "
+        f"appliance.target={repo_disk} appliance.then=reboot",
+        root,
+    )
     assert code == 5 and actions == [], text
     assert "holds the repository" in text
 
-    code, text, actions = _job(f"{common} appliance.job=restore appliance.repo_dir=lab/images "
-                               f"appliance.target={Path(dst).name} appliance.then=reboot", root)
+    code, text, actions = _job(
+        f"{common} appliance.job=restore appliance.repo_dir=lab/images "
+        f"appliance.target={Path(dst).name} appliance.then=reboot",
+        root,
+    )
     assert code == 0, text
     assert actions == ["reboot"]
     assert "will be ERASED" in text and "unattended restore done" in text
     assert not os.path.ismount(root / "repo")
     assert_equivalent(src, dst)
 
-    code, text, _ = _job(f"{common} appliance.job=verify appliance.repo_dir=lab/images "
-                         f"appliance.target={dst}", root)
+    code, text, _ = _job(
+        f"{common} appliance.job=verify appliance.repo_dir=lab/images appliance.target={dst}", root
+    )
     assert code == 0, text
     assert f"{dst} holds the same data" in text

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import ToolFailed
-from appliance.usedmap import PARTCLONE_PROGRAM, UsedMap, used_map
+from appliance.fs.usedmap import PARTCLONE_PROGRAM, UsedMap, used_map
 
 pytestmark = [
     pytest.mark.root,
@@ -29,15 +29,23 @@ MiB = 1 << 20
 
 
 def _need(*programs: str) -> None:
-    missing = [p for p in programs
-               if shutil.which(p) is None and shutil.which(p, path="/usr/sbin:/sbin") is None]
+    missing = [
+        p
+        for p in programs
+        if shutil.which(p) is None and shutil.which(p, path="/usr/sbin:/sbin") is None
+    ]
     if missing:
         pytest.skip(f"not installed: {', '.join(missing)}")
 
 
 def _run(*args: str | Path, env: dict[str, str] | None = None) -> str:
-    proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, check=False,
-                          env=None if env is None else {**os.environ, **env})
+    proc = subprocess.run(
+        [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=None if env is None else {**os.environ, **env},
+    )
     assert proc.returncode == 0, f"{args}: exit {proc.returncode}\n{proc.stdout}{proc.stderr}"
     return proc.stdout
 
@@ -64,8 +72,9 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def _copy_mapped(source: Path, target: Path, umap: UsedMap,
-                 skip: Sequence[tuple[int, int]] = ()) -> Path:
+def _copy_mapped(
+    source: Path, target: Path, umap: UsedMap, skip: Sequence[tuple[int, int]] = ()
+) -> Path:
     """A same-size sparse file holding only the mapped ranges of `source` (minus `skip`)."""
     with open(source, "rb") as src, open(target, "wb") as dst:
         dst.truncate(umap.size)
@@ -92,15 +101,15 @@ def _mounted(image: Path, mountpoint: Path, readonly: bool) -> Iterator[Path]:
 def _check_map(umap: UsedMap, align: int, file_bytes: int) -> None:
     assert umap.method == "partclone"
     assert umap.ranges, "a filesystem always has some used blocks"
-    assert all(o % align == 0 and (ln % align == 0 or o + ln == umap.size)
-               for o, ln in umap.ranges)
+    assert all(o % align == 0 and (ln % align == 0 or o + ln == umap.size) for o, ln in umap.ranges)
     assert all(a[0] + a[1] < b[0] for a, b in zip(umap.ranges, umap.ranges[1:], strict=False))
     assert umap.ranges[-1][0] + umap.ranges[-1][1] <= umap.size
     assert file_bytes < umap.used_bytes < umap.size // 2
 
 
-def _mounted_fs_roundtrip(tmp_path: Path, fstype: str, mkfs: list[str], size: int,
-                          align: int, checker: list[str]) -> None:
+def _mounted_fs_roundtrip(
+    tmp_path: Path, fstype: str, mkfs: list[str], size: int, align: int, checker: list[str]
+) -> None:
     """mkfs, files written through a loop mount, map, copy, check, read back."""
     image = _sparse(tmp_path / f"{fstype}.img", size)
     _run(*mkfs, image)
@@ -110,7 +119,7 @@ def _mounted_fs_roundtrip(tmp_path: Path, fstype: str, mkfs: list[str], size: in
         shutil.copytree(files, mnt / "data")
         (mnt / "deleted.bin").write_bytes(os.urandom(2 * MiB))
         _run("sync")
-        (mnt / "deleted.bin").unlink()   # freed blocks keep stale data: the map must skip them
+        (mnt / "deleted.bin").unlink()  # freed blocks keep stale data: the map must skip them
     umap = used_map(str(image), fstype, size, align)
     _check_map(umap, align, file_bytes)
     copy = _copy_mapped(image, tmp_path / "copy.img", umap)
@@ -125,7 +134,7 @@ def test_ext4(tmp_path: Path) -> None:
     files = tmp_path / "files"
     file_bytes = _make_files(files)
     image = _sparse(tmp_path / "ext4.img", size)
-    _run("mkfs.ext4", "-q", "-d", files, image)   # 1 KiB blocks: ranges start at ...400
+    _run("mkfs.ext4", "-q", "-d", files, image)  # 1 KiB blocks: ranges start at ...400
     with _mounted(image, tmp_path / "mnt", readonly=False) as mnt:
         (mnt / "later.bin").write_bytes(os.urandom(MiB))
         (mnt / "gone.bin").write_bytes(os.urandom(2 * MiB))
@@ -144,14 +153,16 @@ def test_ext4(tmp_path: Path) -> None:
 
 def test_xfs(tmp_path: Path) -> None:
     _need("mkfs.xfs", "xfs_repair", PARTCLONE_PROGRAM["xfs"])
-    _mounted_fs_roundtrip(tmp_path, "xfs", ["mkfs.xfs", "-q"], 300 * MiB, 512,
-                          ["xfs_repair", "-n", "-f"])
+    _mounted_fs_roundtrip(
+        tmp_path, "xfs", ["mkfs.xfs", "-q"], 300 * MiB, 512, ["xfs_repair", "-n", "-f"]
+    )
 
 
 def test_btrfs(tmp_path: Path) -> None:
     _need("mkfs.btrfs", "btrfs", PARTCLONE_PROGRAM["btrfs"])
-    _mounted_fs_roundtrip(tmp_path, "btrfs", ["mkfs.btrfs", "-q"], 128 * MiB, 4096,
-                          ["btrfs", "check", "--readonly"])
+    _mounted_fs_roundtrip(
+        tmp_path, "btrfs", ["mkfs.btrfs", "-q"], 128 * MiB, 4096, ["btrfs", "check", "--readonly"]
+    )
 
 
 def _ntfs_image(tmp_path: Path, size: int) -> tuple[Path, dict[str, bytes]]:
@@ -189,8 +200,10 @@ def test_ntfs(tmp_path: Path) -> None:
     copy = _copy_mapped(image, tmp_path / "copy.img", umap)
     _run("ntfsfix", "-n", copy)
     for name, data in wanted.items():
-        assert subprocess.run(["ntfscat", str(copy), name], capture_output=True,
-                              check=True).stdout == data
+        assert (
+            subprocess.run(["ntfscat", str(copy), name], capture_output=True, check=True).stdout
+            == data
+        )
     # control: without the backup boot sector (not in partclone's map) the checker fails
     last = next(r for r in umap.ranges if r[0] + r[1] == size)
     if last[1] == 512:
@@ -201,7 +214,7 @@ def test_ntfs(tmp_path: Path) -> None:
 def test_ntfs_volume_smaller_than_partition(tmp_path: Path) -> None:
     image, _ = _ntfs_image(tmp_path, 64 * MiB)
     with open(image, "r+b") as file:
-        file.truncate(65 * MiB)            # the partition grew, the volume did not
+        file.truncate(65 * MiB)  # the partition grew, the volume did not
     size = 65 * MiB
     umap = used_map(str(image), "ntfs", size, 4096)
     total_sectors, bytes_per_sector = _boot_geometry(image)
@@ -226,7 +239,7 @@ def _set_ntfs_dirty(image: Path) -> None:
         raw = struct.unpack_from("<b", boot, 0x40)[0]
         record_size = raw * cluster if raw > 0 else 1 << -raw
         for lcn in (mft_lcn, mirror_lcn):
-            where = lcn * cluster + 3 * record_size          # record 3 is $Volume
+            where = lcn * cluster + 3 * record_size  # record 3 is $Volume
             file.seek(where)
             record = bytearray(file.read(record_size))
             assert record[:4] == b"FILE"
@@ -235,7 +248,7 @@ def _set_ntfs_dirty(image: Path) -> None:
                 assert struct.unpack_from("<I", record, attr)[0] != 0xFFFFFFFF
                 attr += struct.unpack_from("<I", record, attr + 4)[0]
             flags_at = attr + struct.unpack_from("<H", record, attr + 0x14)[0] + 0x0A
-            assert flags_at % 512 < 510                     # not under a fixup word
+            assert flags_at % 512 < 510  # not under a fixup word
             record[flags_at] |= 0x01
             file.seek(where)
             file.write(record)
@@ -301,5 +314,7 @@ def test_unformatted_is_raw_or_refused(tmp_path: Path) -> None:
     # blkid said ext4 but partclone finds none: one sentence naming the node and filesystem
     with pytest.raises(ToolFailed) as caught:
         used_map(str(image), "ext4", 4 * MiB)
-    assert str(caught.value) == (f"partclone could not read the ext4 filesystem on {image}: "
-                                 "Couldn't find valid filesystem superblock.")
+    assert str(caught.value) == (
+        f"partclone could not read the ext4 filesystem on {image}: "
+        "Couldn't find valid filesystem superblock."
+    )

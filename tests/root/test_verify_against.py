@@ -8,9 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli import appliance, file_digest, refused, result_json
-from conftest import Loops
-from diskbuild import (
+from kit.cli import appliance, file_digest, refused, result_json
+from kit.diskbuild import (
     GPT_DISK_SIZE,
     MBR_DISK_SIZE,
     MiB,
@@ -18,7 +17,8 @@ from diskbuild import (
     build_mbr_disk,
     sparse_file,
 )
-from diskcompare import mounted, partition_nodes
+from kit.diskcompare import mounted, partition_nodes
+from kit.loops import Loops
 
 pytestmark = pytest.mark.root
 

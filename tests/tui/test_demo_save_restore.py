@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kit.tui.pilot import drive, screen_text, until
 from textual.pilot import Pilot
-from tuihelp import drive, screen_text, until
 
 from tui.app import ApplianceApp
 from tui.backend import EngineBackend
@@ -39,8 +39,12 @@ def table(node: str) -> dict[str, object]:
     """sfdisk's view of the table, without what names the device or depends on its size."""
     data = json.loads(sh("sfdisk", "--json", node))["partitiontable"]
     parts = [{k: v for k, v in p.items() if k != "node"} for p in data["partitions"]]
-    return {"label": data["label"], "id": data["id"], "sectorsize": data.get("sectorsize"),
-            "partitions": parts}
+    return {
+        "label": data["label"],
+        "id": data["id"],
+        "sectorsize": data.get("sectorsize"),
+        "partitions": parts,
+    }
 
 
 def nodes(node: str) -> dict[int, str]:
@@ -80,20 +84,28 @@ async def pick(pilot: Pilot[int], table_widget: DiskTable, key: str) -> None:
     raise AssertionError(f"{key} is not in the list")
 
 
-def test_save_then_restore_in_demo_mode(tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_save_then_restore_in_demo_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APPLIANCE_DEMO_DIR", str(tmp_path))
     with demo_session() as demo:
         assert demo.disks is not None
         laptop = os.path.basename(demo.disks.laptop)
         ssd = os.path.basename(demo.disks.ssd)
         backend = EngineBackend(include_loop=True, labels=demo.labels, only=set(demo.labels))
-        app = ApplianceApp(backend, look=Look(ascii=False, console=False), repo=demo.repo,
-                           demo=True, log_path=str(tmp_path / "log"), blink=False)
+        app = ApplianceApp(
+            backend,
+            look=Look(ascii=False, console=False),
+            repo=demo.repo,
+            demo=True,
+            log_path=str(tmp_path / "log"),
+            blink=False,
+        )
 
         async def scenario(pilot: Pilot[int]) -> None:
-            await until(pilot, lambda: len(app.screen.query_one(DiskTable).keys) == 3,
-                        what="the three demo disks")
+            await until(
+                pilot,
+                lambda: len(app.screen.query_one(DiskTable).keys) == 3,
+                what="the three demo disks",
+            )
             await pick(pilot, app.screen.query_one(DiskTable), laptop)
             # -- save ------------------------------------------------------------------
             await pilot.press("s")
@@ -160,19 +172,25 @@ def test_save_then_restore_in_demo_mode(tmp_path: Path,
             assert new["size"] >= old["size"]  # the larger SSD: kept, or grown by the fit
         src, dst = nodes(source), nodes(target)
         subprocess.run(["e2fsck", "-fn", dst[4]], check=True, capture_output=True)
-        with mounted(["mount", "-o", "ro,noload", src[4]], tmp_path / "a4") as a, \
-                mounted(["mount", "-o", "ro,noload", dst[4]], tmp_path / "b4") as b:
+        with (
+            mounted(["mount", "-o", "ro,noload", src[4]], tmp_path / "a4") as a,
+            mounted(["mount", "-o", "ro,noload", dst[4]], tmp_path / "b4") as b,
+        ):
             before, after = tree(a), tree(b)
             assert len(before) > 100 and after == before
-        with mounted(["ntfs-3g", "-o", "ro", src[3]], tmp_path / "a3") as a, \
-                mounted(["ntfs-3g", "-o", "ro", dst[3]], tmp_path / "b3") as b:
+        with (
+            mounted(["ntfs-3g", "-o", "ro", src[3]], tmp_path / "a3") as a,
+            mounted(["ntfs-3g", "-o", "ro", dst[3]], tmp_path / "b3") as b,
+        ):
             before, after = tree(a), tree(b)
             assert "Users/Demo/photo.raw" in before and after == before
         efi = ["mcopy", "-n", "-i"]
         env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
-        a_efi = subprocess.run([*efi, src[1], "::EFI/BOOT/BOOTX64.EFI", "-"],
-                               capture_output=True, check=True, env=env).stdout
-        b_efi = subprocess.run([*efi, dst[1], "::EFI/BOOT/BOOTX64.EFI", "-"],
-                               capture_output=True, check=True, env=env).stdout
+        a_efi = subprocess.run(
+            [*efi, src[1], "::EFI/BOOT/BOOTX64.EFI", "-"], capture_output=True, check=True, env=env
+        ).stdout
+        b_efi = subprocess.run(
+            [*efi, dst[1], "::EFI/BOOT/BOOTX64.EFI", "-"], capture_output=True, check=True, env=env
+        ).stdout
         assert len(a_efi) == 700_000 and a_efi == b_efi
         assert "swap" in sh("blkid", "-p", "-o", "value", "-s", "TYPE", dst[5])

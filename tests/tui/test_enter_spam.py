@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 
-from fakes import BLANK, FakeBackend
+from kit.tui.fakes import BLANK, FakeBackend
+from kit.tui.pilot import drive, fake_app, until
 from textual.pilot import Pilot
-from tuihelp import drive, fake_app, until
 
 from tui.screens.ask import AskScreen
 from tui.screens.confirm import ConfirmScreen, confirms
@@ -105,8 +105,7 @@ def test_enter_on_the_stop_question_goes_on() -> None:
 
 def test_only_the_name_or_the_serials_end_confirms() -> None:
     assert confirms(BLANK, "sdb") and confirms(BLANK, "/dev/sdb") and confirms(BLANK, " 4571 ")
-    for typed in ("", " ", "\n", "y", "yes", "sda", "sd", "SDB", "457", "WD-WCC6Y3KX4571",
-                  "4570"):
+    for typed in ("", " ", "\n", "y", "yes", "sda", "sd", "SDB", "457", "WD-WCC6Y3KX4571", "4570"):
         assert not confirms(BLANK, typed), typed
     nameless = dataclasses.replace(BLANK, serial="ab")
     assert not confirms(nameless, "ab") and confirms(nameless, "sdb")

@@ -8,9 +8,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from fakes import FakeBackend
+from kit.tui.fakes import FakeBackend
+from kit.tui.pilot import drive, fake_app, screen_text, until
 from textual.pilot import Pilot
-from tuihelp import drive, fake_app, screen_text, until
 
 from appliance.errors import DeviceError
 from tui.hotplug import DiskWatcher, sysfs_signature
@@ -67,8 +67,7 @@ def test_a_failed_job_is_a_sentence_with_the_log(caplog: pytest.LogCaptureFixtur
         await until(pilot, lambda: not app.screen.running)  # type: ignore[attr-defined]
         text = screen_text(app)
         assert "Failed: the verify did not finish." in text
-        assert "An internal error stopped this; the details are in /var/log/appliance.log" \
-            in text
+        assert "An internal error stopped this; the details are in /var/log/appliance.log" in text
         assert "Traceback" not in text and "a bug deep inside" not in text
 
     with caplog.at_level(logging.ERROR, logger="tui"):
@@ -95,11 +94,13 @@ def test_an_engine_error_is_its_own_sentence() -> None:
 
 
 def test_a_bug_in_a_screen_leaves_a_sentence_not_a_traceback(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     app = fake_app()
 
     async def scenario(pilot: Pilot[int]) -> None:
         await until(pilot, lambda: len(app.screen.query_one(DiskTable).keys) == 3)
+
         def boom() -> None:
             raise RuntimeError("a bug in a screen")
 
@@ -110,8 +111,10 @@ def test_a_bug_in_a_screen_leaves_a_sentence_not_a_traceback(
     with pytest.raises(RuntimeError):
         drive(app, scenario)
     printed = " ".join(capsys.readouterr().err.split())
-    assert "The appliance's interface stopped on an internal error; the details are in " \
+    assert (
+        "The appliance's interface stopped on an internal error; the details are in "
         "/var/log/appliance.log." in printed
+    )
     assert "Traceback" not in printed and "a bug in a screen" not in printed
 
 
@@ -160,8 +163,9 @@ def test_a_plugged_disk_appears_and_vanishes(tmp_path: Path) -> None:
 
     async def scenario(pilot: Pilot[int]) -> None:
         table = app.screen.query_one(DiskTable)
-        node = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True,
-                              text=True, check=True).stdout.strip()
+        node = subprocess.run(
+            ["losetup", "--find", "--show", str(image)], capture_output=True, text=True, check=True
+        ).stdout.strip()
         found.append(node)
         name = os.path.basename(node)
         assert backend.only is not None

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fakes import BLANK, FakeBackend
+from kit.tui.fakes import BLANK, FakeBackend
+from kit.tui.pilot import drive, fake_app, screen_text, until
 from textual.pilot import Pilot
 from textual.widgets import Button, Input
-from tuihelp import drive, fake_app, screen_text, until
 
 from tui.messages import DisksChanged
 from tui.screens.clone import CloneScreen

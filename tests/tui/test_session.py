@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from fakes import BLANK, LAPTOP, STICK, FakeBackend, FakeMount
+from kit.tui.fakes import BLANK, LAPTOP, STICK, FakeBackend, FakeMount
 
 from appliance.errors import ApplianceError, SafetyRefusal
 from appliance.progress import ProgressEvent

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from scenes import SCENES, Scene, scene_app
+from kit.tui.scenes import SCENES, Scene, scene_app
 
 SIZES = [(80, 25), (120, 40)]
 

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.root,
-              pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux"),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 SESSION = f"appliance-tui-test-{os.getpid()}"
@@ -48,18 +50,34 @@ def wait_for(text: str, timeout: float = 60.0) -> str:
 
 def demo_rows(shown: str) -> list[tuple[str, str]]:
     """(kernel name, demo label) of each demo disk row, top to bottom."""
-    return re.findall(r"^ *(loop\d+) +Loop device .*?(laptop|new SSD|USB stick) \(demo", shown,
-                      re.MULTILINE)
+    return re.findall(
+        r"^ *(loop\d+) +Loop device .*?(laptop|new SSD|USB stick) \(demo", shown, re.MULTILINE
+    )
 
 
 @pytest.fixture
 def session(tmp_path: Path) -> Iterator[Path]:
-    env = {"APPLIANCE_DEMO_DIR": str(tmp_path), "APPLIANCE_LOG": str(tmp_path / "log"),
-           "TERM": "linux", "LANG": "C.UTF-8", "PYTHONPATH": str(ROOT)}
+    env = {
+        "APPLIANCE_DEMO_DIR": str(tmp_path),
+        "APPLIANCE_LOG": str(tmp_path / "log"),
+        "TERM": "linux",
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": str(ROOT),
+    }
     command = " ".join(f"{k}={v}" for k, v in env.items())
-    tmux("new-session", "-d", "-s", SESSION, "-x", "80", "-y", "25", "-c", str(ROOT),
-         f"env {command} {sys.executable} -m appliance.cli tui --demo; "
-         "echo EXITED=$?; sleep 600")
+    tmux(
+        "new-session",
+        "-d",
+        "-s",
+        SESSION,
+        "-x",
+        "80",
+        "-y",
+        "25",
+        "-c",
+        str(ROOT),
+        f"env {command} {sys.executable} -m appliance.cli tui --demo; echo EXITED=$?; sleep 600",
+    )
     try:
         yield tmp_path
     finally:
@@ -68,8 +86,9 @@ def session(tmp_path: Path) -> Iterator[Path]:
             keys("Escape", "Escape", "C-q")
             time.sleep(3)
         subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
-        for line in subprocess.run(["losetup", "-a"], capture_output=True,
-                                   text=True).stdout.splitlines():
+        for line in subprocess.run(
+            ["losetup", "-a"], capture_output=True, text=True
+        ).stdout.splitlines():
             if str(tmp_path) in line:  # only loop devices of this test's own demo files
                 subprocess.run(["losetup", "-d", line.split(":")[0]], capture_output=True)
 

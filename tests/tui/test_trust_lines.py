@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from fakes import BLANK, LAPTOP, FakeBackend
+from kit.tui.fakes import BLANK, LAPTOP, FakeBackend
 
 from tui.jobspec import WritePlan
 from tui.session import Session

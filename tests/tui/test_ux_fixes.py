@@ -8,14 +8,14 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
-from fakes import FakeBackend
+from kit.tui.fakes import FakeBackend
+from kit.tui.pilot import drive, fake_app, screen_text, until
 from textual.pilot import Pilot
-from tuihelp import drive, fake_app, screen_text, until
 
-from appliance.fit import SourcePart, fit
+from appliance.disk.model import Disk
 from appliance.jobs.save import RegionPlan
-from appliance.manifest import Region
-from appliance.model import Disk
+from appliance.plan.fit import SourcePart, fit
+from appliance.repo.manifest import Region
 from tui.backend import clone_layout, restore_layout
 from tui.screens.ask import AskScreen
 from tui.screens.clone import CloneScreen

@@ -65,31 +65,63 @@ class VM:
 
     def argv(self) -> list[str]:
         kvm = accel() == "kvm"
-        argv = ["qemu-system-x86_64", "-name", self.name, "-machine", "q35",
-                "-accel", "kvm" if kvm else "tcg,thread=multi,tb-size=512",
-                "-cpu", "host" if kvm else "max",
-                "-smp", "2", "-m", str(self.memory_mib), "-no-reboot",
-                "-display", "none", "-vga", "std",
-                "-chardev", f"socket,id=ser0,path={self.serial_path},server=on,wait=off",
-                "-serial", "chardev:ser0",
-                "-monitor", f"unix:{self.monitor_path},server=on,wait=off",
-                "-nic", "none"]
+        argv = [
+            "qemu-system-x86_64",
+            "-name",
+            self.name,
+            "-machine",
+            "q35",
+            "-accel",
+            "kvm" if kvm else "tcg,thread=multi,tb-size=512",
+            "-cpu",
+            "host" if kvm else "max",
+            "-smp",
+            "2",
+            "-m",
+            str(self.memory_mib),
+            "-no-reboot",
+            "-display",
+            "none",
+            "-vga",
+            "std",
+            "-chardev",
+            f"socket,id=ser0,path={self.serial_path},server=on,wait=off",
+            "-serial",
+            "chardev:ser0",
+            "-monitor",
+            f"unix:{self.monitor_path},server=on,wait=off",
+            "-nic",
+            "none",
+        ]
         if self.firmware == "uefi":
             vars_copy = self.workdir / f"{self.name}.OVMF_VARS.fd"
             shutil.copyfile(OVMF_VARS, vars_copy)
-            argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-                     "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
+            argv += [
+                "-drive",
+                f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                "-drive",
+                f"if=pflash,format=raw,unit=1,file={vars_copy}",
+            ]
         elif self.firmware != "bios":
             raise ValueError(f"unknown firmware {self.firmware}")
         for number, drive in enumerate(self.drives):
             ro = ",readonly=on" if drive.readonly else ""
             argv += ["-drive", f"if=none,id=d{number},file={drive.path},format=raw{ro}"]
-            boot = (f",bootindex={drive.bootindex}"
-                    if drive.bootindex is not None and self.kernel is None else "")
+            boot = (
+                f",bootindex={drive.bootindex}"
+                if drive.bootindex is not None and self.kernel is None
+                else ""
+            )
             argv += ["-device", f"virtio-blk-pci,drive=d{number},serial={drive.serial}{boot}"]
         if self.kernel is not None:
-            argv += ["-kernel", str(self.kernel), "-initrd", str(self.initrd),
-                     "-append", self.append]
+            argv += [
+                "-kernel",
+                str(self.kernel),
+                "-initrd",
+                str(self.initrd),
+                "-append",
+                self.append,
+            ]
         return argv
 
     # ------------------------------------------------------------------ life
@@ -99,8 +131,9 @@ class VM:
         self.log_path.write_bytes(b"")
         self.started = time.monotonic()
         stderr = open(self.workdir / f"{self.name}.qemu.log", "wb")  # noqa: SIM115
-        self._proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=stderr,
-                                      stderr=stderr)
+        self._proc = subprocess.Popen(
+            self.argv(), stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
+        )
         stderr.close()
         deadline = time.monotonic() + 20
         while True:
@@ -169,8 +202,7 @@ class VM:
         with self._lock:
             return bytes(self.console[start:]).decode("utf-8", errors="replace")
 
-    def expect(self, pattern: str, timeout: float, start: int = 0,
-               flags: int = 0) -> re.Match[str]:
+    def expect(self, pattern: str, timeout: float, start: int = 0, flags: int = 0) -> re.Match[str]:
         """Wait until the serial output from byte ``start`` on matches ``pattern``."""
         regex = re.compile(pattern, flags)
         deadline = time.monotonic() + timeout
@@ -179,11 +211,15 @@ class VM:
             if found:
                 return found
             if not self.running():
-                raise AssertionError(f"{self.name}: qemu stopped before {pattern!r} appeared; "
-                                     f"serial log tail:\n{self.text()[-3000:]}")
+                raise AssertionError(
+                    f"{self.name}: qemu stopped before {pattern!r} appeared; "
+                    f"serial log tail:\n{self.text()[-3000:]}"
+                )
             if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name}: {pattern!r} did not appear within "
-                                     f"{timeout:.0f} s; serial log tail:\n{self.text()[-3000:]}")
+                raise AssertionError(
+                    f"{self.name}: {pattern!r} did not appear within "
+                    f"{timeout:.0f} s; serial log tail:\n{self.text()[-3000:]}"
+                )
             time.sleep(0.2)
 
     def send(self, text: str) -> None:
@@ -242,25 +278,29 @@ def ppm_to_png(ppm: Path, png: Path) -> None:
     fields: list[bytes] = []
     pos = 0
     while len(fields) < 4:
-        while data[pos:pos + 1].isspace():
+        while data[pos : pos + 1].isspace():
             pos += 1
-        if data[pos:pos + 1] == b"#":
+        if data[pos : pos + 1] == b"#":
             pos = data.index(b"\n", pos) + 1
             continue
         end = pos
-        while not data[end:end + 1].isspace():
+        while not data[end : end + 1].isspace():
             end += 1
         fields.append(data[pos:end])
         pos = end
     pos += 1
     width, height = int(fields[1]), int(fields[2])
-    pixels = data[pos:pos + width * height * 3]
-    raw = b"".join(b"\0" + pixels[y * width * 3:(y + 1) * width * 3] for y in range(height))
+    pixels = data[pos : pos + width * height * 3]
+    raw = b"".join(b"\0" + pixels[y * width * 3 : (y + 1) * width * 3] for y in range(height))
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         crc = zlib.crc32(kind + body) & 0xFFFFFFFF
         return len(body).to_bytes(4, "big") + kind + body + crc.to_bytes(4, "big")
 
     header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    png.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                    + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    png.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IEND", b"")
+    )

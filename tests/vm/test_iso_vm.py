@@ -29,9 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Loops
-from diskbuild import GPT_DISK_SIZE, MiB, build_gpt_disk, sparse_file
-from diskcompare import assert_equivalent, run
+from kit.diskbuild import GPT_DISK_SIZE, MiB, build_gpt_disk, sparse_file
+from kit.diskcompare import assert_equivalent, run
+from kit.loops import Loops
 from qemu import VM, Drive
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,8 +39,9 @@ ARTIFACTS = Path(os.environ.get("APPLIANCE_VM_ARTIFACTS", ROOT / "build" / "vm-t
 FIRMWARES = ["uefi", "bios"]
 PROMPT = r"root@appliance:~# "
 
-pytestmark = pytest.mark.skipif(os.environ.get("APPLIANCE_VM_TEST") != "1",
-                                reason="VM test: run it with `make vm-test`")
+pytestmark = pytest.mark.skipif(
+    os.environ.get("APPLIANCE_VM_TEST") != "1", reason="VM test: run it with `make vm-test`"
+)
 
 
 def record(name: str, value: object) -> None:
@@ -108,9 +109,12 @@ def _disks(master: dict[str, Path], workdir: Path) -> dict[str, Path]:
 
 
 def _drives(iso: Path, disks: dict[str, Path]) -> list[Drive]:
-    return [Drive(iso, "APPLIANCE-STICK", readonly=True, bootindex=0),
-            Drive(disks["src"], "SRC-DISK"), Drive(disks["tgt"], "TGT-DISK"),
-            Drive(disks["repo"], "REPO-DISK")]
+    return [
+        Drive(iso, "APPLIANCE-STICK", readonly=True, bootindex=0),
+        Drive(disks["src"], "SRC-DISK"),
+        Drive(disks["tgt"], "TGT-DISK"),
+        Drive(disks["repo"], "REPO-DISK"),
+    ]
 
 
 def _digest(path: Path) -> str:
@@ -121,15 +125,18 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-SCREEN = ("python3 -c 'h=open(\"/dev/vcsa1\",\"rb\").read(4);r,c=h[0],h[1];"
-          "d=open(\"/dev/vcsu1\",\"rb\").read().decode(\"utf-32-le\");"
-          "print(\"\\n\".join(d[i*c:(i+1)*c].rstrip() for i in range(r)))'")
+SCREEN = (
+    'python3 -c \'h=open("/dev/vcsa1","rb").read(4);r,c=h[0],h[1];'
+    'd=open("/dev/vcsu1","rb").read().decode("utf-32-le");'
+    'print("\\n".join(d[i*c:(i+1)*c].rstrip() for i in range(r)))\''
+)
 FALLBACK = "could not start"
 
 
 @pytest.mark.parametrize("firmware", FIRMWARES)
-def test_boots_to_tui(firmware: str, iso: Path, master_disks: dict[str, Path],
-                      tmp_path: Path) -> None:
+def test_boots_to_tui(
+    firmware: str, iso: Path, master_disks: dict[str, Path], tmp_path: Path
+) -> None:
     art = ARTIFACTS / firmware
     art.mkdir(parents=True, exist_ok=True)
     disks = _disks(master_disks, tmp_path / "disks")
@@ -149,8 +156,13 @@ def test_boots_to_tui(firmware: str, iso: Path, master_disks: dict[str, Path],
             time.sleep(1)
         tty1_at = vm.elapsed()
         record(f"{firmware}.boot_to_tty1_app_s", round(tty1_at, 1))
-        shows = "fallback shell" if FALLBACK in screen else "TUI" if _looks_like_tui(
-            screen) else "nothing recognisable"
+        shows = (
+            "fallback shell"
+            if FALLBACK in screen
+            else "TUI"
+            if _looks_like_tui(screen)
+            else "nothing recognisable"
+        )
         record(f"{firmware}.tty1_shows", shows)
         program = vm.shell("ps -o args= -t tty1")
         listed = False
@@ -159,8 +171,9 @@ def test_boots_to_tui(firmware: str, iso: Path, master_disks: dict[str, Path],
             while not (listed := "SRC-DISK" in screen) and time.monotonic() < deadline:
                 time.sleep(2)
                 screen = vm.shell(SCREEN)
-            record(f"{firmware}.boot_to_tui_lists_disks_s",
-                   round(vm.elapsed(), 1) if listed else None)
+            record(
+                f"{firmware}.boot_to_tui_lists_disks_s", round(vm.elapsed(), 1) if listed else None
+            )
         (art / "tty1.txt").write_text(screen)
         vm.screendump(art / "tty1.png")
         if FALLBACK in screen:  # keep the reason with the artifacts
@@ -179,14 +192,14 @@ def test_boots_to_tui(firmware: str, iso: Path, master_disks: dict[str, Path],
         assert stick.startswith("/dev/vda"), stick
         # (probe_disk would stop earlier: the hybrid ISO also carries an Apple partition map)
         refusal = vm.shell(
-            "/opt/appliance/bin/python3 -c 'from appliance.identity import read_identity;"
-            "from appliance.model import Disk;from appliance.safety import check_target;"
-            "from appliance.errors import SafetyRefusal;i=read_identity(\"vda\");"
-            "d=Disk(name=i.name,node=\"/dev/vda\",size=i.size,logical_sector=i.logical_sector,"
-            "physical_sector=i.physical_sector,serial=i.serial,devnum=i.devnum);exec(\"try: "
-            "check_target(d)\\nexcept SafetyRefusal as e: print(chr(82)+\\\"EFUSED:\\\", e)\")'")
-        assert "REFUSED:" in refusal and "the stick the appliance started from" in refusal, \
-            refusal
+            "/opt/appliance/bin/python3 -c 'from appliance.disk.identity import read_identity;"
+            "from appliance.disk.model import Disk;from appliance.plan.safety import check_target;"
+            'from appliance.errors import SafetyRefusal;i=read_identity("vda");'
+            'd=Disk(name=i.name,node="/dev/vda",size=i.size,logical_sector=i.logical_sector,'
+            'physical_sector=i.physical_sector,serial=i.serial,devnum=i.devnum);exec("try: '
+            'check_target(d)\\nexcept SafetyRefusal as e: print(chr(82)+\\"EFUSED:\\", e)")\''
+        )
+        assert "REFUSED:" in refusal and "the stick the appliance started from" in refusal, refusal
         assert "tty2" in vm.shell("ps -o tty= -C bash | sort -u")  # the root shell on tty2
         vm.send("poweroff\r")
         assert vm.wait_exit(90) is not None, "the VM did not power off"
@@ -194,8 +207,9 @@ def test_boots_to_tui(firmware: str, iso: Path, master_disks: dict[str, Path],
         vm.stop()
     after = {name: _digest(path) for name, path in disks.items()}
     assert after == before, "booting the appliance changed a disk"
-    assert FALLBACK not in screen, ("tty1 shows the fallback shell, not the TUI (is `appliance "
-                                    f"tui` in the image?):\n{screen}")
+    assert FALLBACK not in screen, (
+        f"tty1 shows the fallback shell, not the TUI (is `appliance tui` in the image?):\n{screen}"
+    )
     assert "-m tui" in program, f"tty1 runs {program!r}, not the TUI"
     assert shows == "TUI" and listed, f"the TUI on tty1 does not list SRC-DISK:\n{screen}"
 
@@ -203,14 +217,30 @@ def test_boots_to_tui(firmware: str, iso: Path, master_disks: dict[str, Path],
 def _looks_like_tui(screen: str) -> bool:
     """A full-screen app: no login text or shell prompt, and rows drawn on."""
     drawn = [row for row in screen.splitlines() if row.strip()]
-    return not re.search(r"root@appliance|login:|ABSOLUTELY NO WARRANTY", screen) \
-        and len(drawn) >= 5
+    return (
+        not re.search(r"root@appliance|login:|ABSOLUTELY NO WARRANTY", screen) and len(drawn) >= 5
+    )
 
 
-def _job(vm_dir: Path, name: str, firmware: str, iso: Path, disks: dict[str, Path],
-         boot: dict[str, object], keys: str, timeout: float = 480) -> str:
-    vm = VM(vm_dir, name, firmware, _drives(iso, disks), kernel=boot["kernel"],  # type: ignore[arg-type]
-            initrd=boot["initrd"], append=f"{boot['params']} {keys}")  # type: ignore[arg-type]
+def _job(
+    vm_dir: Path,
+    name: str,
+    firmware: str,
+    iso: Path,
+    disks: dict[str, Path],
+    boot: dict[str, object],
+    keys: str,
+    timeout: float = 480,
+) -> str:
+    vm = VM(
+        vm_dir,
+        name,
+        firmware,
+        _drives(iso, disks),
+        kernel=boot["kernel"],  # type: ignore[arg-type]
+        initrd=boot["initrd"],
+        append=f"{boot['params']} {keys}",
+    )  # type: ignore[arg-type]
     vm.start()
     try:
         deadline = time.monotonic() + timeout
@@ -222,8 +252,10 @@ def _job(vm_dir: Path, name: str, firmware: str, iso: Path, disks: dict[str, Pat
             if "FAILED:" in vm.text() or "cannot start:" in vm.text():
                 time.sleep(2)
                 raise AssertionError(f"the unattended {name} failed:\n{vm.text()[-4000:]}")
-        assert code == 0, f"the {name} VM did not power off within {timeout:.0f} s " \
-                          f"(exit {code}):\n{vm.text()[-4000:]}"
+        assert code == 0, (
+            f"the {name} VM did not power off within {timeout:.0f} s "
+            f"(exit {code}):\n{vm.text()[-4000:]}"
+        )
         record(f"{firmware}.{name}_boot_to_poweroff_s", round(vm.elapsed(), 1))
         return vm.text()
     finally:
@@ -231,22 +263,41 @@ def _job(vm_dir: Path, name: str, firmware: str, iso: Path, disks: dict[str, Pat
 
 
 @pytest.mark.parametrize("firmware", FIRMWARES)
-def test_unattended_save_restore(firmware: str, iso: Path, boot_files: dict[str, object],
-                                 master_disks: dict[str, Path], tmp_path: Path,
-                                 loops: Loops) -> None:
+def test_unattended_save_restore(
+    firmware: str,
+    iso: Path,
+    boot_files: dict[str, object],
+    master_disks: dict[str, Path],
+    tmp_path: Path,
+    loops: Loops,
+) -> None:
     art = ARTIFACTS / firmware
     disks = _disks(master_disks, tmp_path / "disks")
     src_digest = _digest(disks["src"])
     common = "appliance.repo=LABEL=IMAGES appliance.image=vmtest appliance.then=poweroff"
 
-    log = _job(art, "save", firmware, iso, disks, boot_files,
-               f"appliance.job=save appliance.source=serial:SRC-DISK {common}")
+    log = _job(
+        art,
+        "save",
+        firmware,
+        iso,
+        disks,
+        boot_files,
+        f"appliance.job=save appliance.source=serial:SRC-DISK {common}",
+    )
     assert "unattended save done: saved" in log
     assert _digest(disks["src"]) == src_digest, "the save changed its source"
 
     repo_digest = _digest(disks["repo"])
-    log = _job(art, "restore", firmware, iso, disks, boot_files,
-               f"appliance.job=restore appliance.target=serial:TGT-DISK {common}")
+    log = _job(
+        art,
+        "restore",
+        firmware,
+        iso,
+        disks,
+        boot_files,
+        f"appliance.job=restore appliance.target=serial:TGT-DISK {common}",
+    )
     assert "will be ERASED" in log and "unattended restore done" in log
     assert _digest(disks["repo"]) == repo_digest, "the restore wrote to the repository disk"
     assert _digest(disks["src"]) == src_digest
@@ -254,8 +305,10 @@ def test_unattended_save_restore(firmware: str, iso: Path, boot_files: dict[str,
     src = loops.attach(disks["src"])
     dst = loops.attach(disks["tgt"])
     assert_equivalent(src, dst)
-    sfdisk = {n: json.loads(run("sfdisk", "--json", node).stdout)["partitiontable"]
-              for n, node in (("src", src), ("tgt", dst))}
+    sfdisk = {
+        n: json.loads(run("sfdisk", "--json", node).stdout)["partitiontable"]
+        for n, node in (("src", src), ("tgt", dst))
+    }
     for table in sfdisk.values():
         table.pop("device")
         for part in table["partitions"]:

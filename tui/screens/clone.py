@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
-from appliance.model import Disk
+from appliance.disk.model import Disk
 from tui.backend import CLONE_MISSING
 from tui.messages import Planned
 from tui.screens.flow import FlowScreen

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
-from appliance.model import Disk
+from appliance.disk.model import Disk
 from tui.jobspec import WritePlan
 from tui.widgets.errorline import ErrorLine
 from tui.widgets.planview import PlanView

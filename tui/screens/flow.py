@@ -10,8 +10,8 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from appliance.devices import Scan
-from appliance.model import Disk
+from appliance.disk.model import Disk
+from appliance.disk.probe import Scan
 from tui.jobspec import JobSpec, WritePlan
 from tui.messages import WorkerResult
 from tui.screens.confirm import ConfirmScreen

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Static
 
-from appliance.devices import Scan
+from appliance.disk.probe import Scan
 from tui.messages import DisksChanged
 from tui.screens.clone import CloneScreen
 from tui.screens.repository import RepositoryScreen

@@ -16,8 +16,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
 
+from appliance.disk.model import human_size
 from appliance.errors import Cancelled
-from appliance.model import human_size
 from appliance.progress import Progress, ProgressEvent, clock
 from tui.jobspec import JobSpec, JobSummary
 from tui.messages import (

@@ -12,9 +12,9 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Footer, Input, Static
 
-from appliance.devices import Scan
-from appliance.model import human_size
-from appliance.repomount import RepoMount, Volume
+from appliance.disk.model import human_size
+from appliance.disk.probe import Scan
+from appliance.repo.mount import RepoMount, Volume
 from tui.messages import VolumeMounted, VolumesListed
 from tui.screens.flow import FlowScreen
 from tui.widgets.errorline import ErrorLine

@@ -8,8 +8,8 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
+from appliance.disk.model import Disk
 from appliance.jobs.catalog import ImageSummary
-from appliance.model import Disk
 from tui.messages import ImagesLoaded, Planned
 from tui.screens.flow import FlowScreen
 from tui.session import Session

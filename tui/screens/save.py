@@ -12,11 +12,11 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
+from appliance.disk.model import Disk
 from appliance.errors import ApplianceError, RepositoryError
 from appliance.jobs.catalog import ImageSummary
-from appliance.model import Disk
-from appliance.preflight import Preflight
-from appliance.repo import check_image_name
+from appliance.plan.preflight import Preflight
+from appliance.repo.repository import check_image_name
 from tui.jobspec import default_image_name, unique_name
 from tui.messages import Checked
 from tui.screens.flow import FlowScreen

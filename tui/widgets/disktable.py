@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 
 from rich.text import Text
 
-from appliance.model import Disk, human_size
+from appliance.disk.model import Disk, human_size
 from tui.widgets.keyedtable import Cell, KeyedTable
 
 NONE_KEY = "-"
@@ -22,7 +22,7 @@ def fit(text: str, width: int) -> str:
 
 def fit_tail(text: str, width: int) -> str:
     """`text` cut to its last `width` characters (a serial's end tells disks apart)."""
-    return text if len(text) <= width else "\u2026" + text[-(width - 1):]
+    return text if len(text) <= width else "\u2026" + text[-(width - 1) :]
 
 
 def table_name(disk: Disk) -> str:
@@ -32,26 +32,38 @@ def table_name(disk: Disk) -> str:
 class DiskTable(KeyedTable):
     """Disks with their identity. `none_row` adds a first row that stands for "no disk"."""
 
-    def __init__(self, *, none_row: str | None = None, none_column: int = 0,
-                 id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(("Disk", "Model", "Serial", "Size", "Table", "Note"),
-                         id=id, classes=classes)
+    def __init__(
+        self,
+        *,
+        none_row: str | None = None,
+        none_column: int = 0,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(
+            ("Disk", "Model", "Serial", "Size", "Table", "Note"), id=id, classes=classes
+        )
         self.none_row = none_row
         self.none_column = none_column  # where its words go (1: the wide Model column)
         self.disks: dict[str, Disk] = {}
         self._last: tuple[list[Disk], dict[str, str], dict[str, str]] = ([], {}, {})
         self._width = 0
 
-    def show(self, disks: Iterable[Disk], labels: Mapping[str, str] | None = None,
-             notes: Mapping[str, str] | None = None) -> None:
+    def show(
+        self,
+        disks: Iterable[Disk],
+        labels: Mapping[str, str] | None = None,
+        notes: Mapping[str, str] | None = None,
+    ) -> None:
         labels = labels or {}
         notes = notes or {}
         self._last = (list(disks), dict(labels), dict(notes))
         rows: list[tuple[str, list[Cell]]] = []
         if self.none_row:
             cells: list[Cell] = ["-" if self.none_column else "", "", "", "", "", ""]
-            words = self.none_row if not self.none_column else fit(self.none_row,
-                                                                   self.model_width())
+            words = (
+                self.none_row if not self.none_column else fit(self.none_row, self.model_width())
+            )
             cells[self.none_column] = Text(words, style="italic")
             rows.append((NONE_KEY, cells))
         self.disks = {}
@@ -59,10 +71,19 @@ class DiskTable(KeyedTable):
             self.disks[disk.name] = disk
             note = " ".join(x for x in (labels.get(disk.name), notes.get(disk.name)) if x)
             model = disk.model or "Unknown model"
-            rows.append((disk.name, [
-                Text(disk.name, style="bold"), fit(model, self.model_width()),
-                fit_tail(disk.serial or "-", 16),
-                human_size(disk.size), table_name(disk), Text(fit(note, 16), style="italic")]))
+            rows.append(
+                (
+                    disk.name,
+                    [
+                        Text(disk.name, style="bold"),
+                        fit(model, self.model_width()),
+                        fit_tail(disk.serial or "-", 16),
+                        human_size(disk.size),
+                        table_name(disk),
+                        Text(fit(note, 16), style="italic"),
+                    ],
+                )
+            )
         self.replace_rows(rows)
 
     def on_resize(self) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from appliance.model import human_size
-from appliance.preflight import Preflight
+from appliance.disk.model import human_size
+from appliance.plan.preflight import Preflight
 
-MARKS = {"stop": ("STOP", "bold red"), "warning": ("WARN", "bold yellow"),
-         "info": ("info", "green")}
+MARKS = {
+    "stop": ("STOP", "bold red"),
+    "warning": ("WARN", "bold yellow"),
+    "info": ("info", "green"),
+}
 
 
 def render_preflight(preflight: Preflight) -> Text:
@@ -21,8 +24,11 @@ def render_preflight(preflight: Preflight) -> Text:
     if not preflight.findings:
         text.append("[ ok ] ", style="green")
         text.append("Nothing to report.\n")
-    verdict = ("The save cannot start: see STOP above." if preflight.blocked else
-               f"Ready: up to {human_size(preflight.estimate)} to read.")
+    verdict = (
+        "The save cannot start: see STOP above."
+        if preflight.blocked
+        else f"Ready: up to {human_size(preflight.estimate)} to read."
+    )
     text.append(verdict, style="bold")
     return text
 

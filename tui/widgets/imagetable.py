@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 from rich.text import Text
 
+from appliance.disk.model import human_size
 from appliance.jobs.catalog import ImageSummary
-from appliance.model import human_size
 from tui.widgets.disktable import fit
 from tui.widgets.keyedtable import Cell, KeyedTable
 
@@ -22,8 +22,9 @@ def when(image: ImageSummary) -> str:
 
 class ImageTable(KeyedTable):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(("Image", "Saved", "From disk", "Disk size", "Data", "State"), id=id,
-                         classes=classes)
+        super().__init__(
+            ("Image", "Saved", "From disk", "Disk size", "Data", "State"), id=id, classes=classes
+        )
         self.images: dict[str, ImageSummary] = {}
 
     def show(self, images: Iterable[ImageSummary]) -> None:
@@ -41,11 +42,19 @@ class ImageTable(KeyedTable):
                 state = Text("damaged", style="bold red")
             elif not image.complete:
                 state = Text("incomplete", style="dim")
-            rows.append((image.name, [
-                Text(fit(image.name, 28), style="bold" if restorable(image) else "dim"),
-                when(image), fit(str(source), 24),
-                human_size(int(disk.get("size") or 0)) if disk.get("size") else "-",
-                human_size(image.used_bytes), state]))
+            rows.append(
+                (
+                    image.name,
+                    [
+                        Text(fit(image.name, 28), style="bold" if restorable(image) else "dim"),
+                        when(image),
+                        fit(str(source), 24),
+                        human_size(int(disk.get("size") or 0)) if disk.get("size") else "-",
+                        human_size(image.used_bytes),
+                        state,
+                    ],
+                )
+            )
         self.replace_rows(rows)
 
     def current_image(self) -> ImageSummary | None:

@@ -17,8 +17,9 @@ class KeyedTable(DataTable[Cell]):
     KeyedTable { height: auto; max-height: 12; }
     """
 
-    def __init__(self, columns: Sequence[str], *, id: str | None = None,
-                 classes: str | None = None) -> None:
+    def __init__(
+        self, columns: Sequence[str], *, id: str | None = None, classes: str | None = None
+    ) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, id=id, classes=classes)
         self._columns = list(columns)
         self.keys: list[str] = []

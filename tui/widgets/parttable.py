@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from appliance.commands.disks import type_name
-from appliance.model import Disk, human_size
-from appliance.preflight import Usage
+from appliance.disk.model import Disk, human_size
+from appliance.disk.parttypes import type_name
+from appliance.plan.preflight import Usage
 from tui.widgets.disktable import fit
 from tui.widgets.keyedtable import Cell, KeyedTable
 
@@ -34,15 +34,17 @@ class PartitionTable(KeyedTable):
     """
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(("#", "Filesystem", "Label", "Size", "Used", "Type"), id=id,
-                         classes=classes)
+        super().__init__(
+            ("#", "Filesystem", "Label", "Size", "Used", "Type"), id=id, classes=classes
+        )
 
     def type_width(self) -> int:
         width = self.size.width or (self.app.size.width - 2)
         return max(10, min(24, width - 66 - 2))
 
-    def show(self, disk: Disk | None, usage: Sequence[Usage] | None,
-             whole_fs: str | None = None) -> None:
+    def show(
+        self, disk: Disk | None, usage: Sequence[Usage] | None, whole_fs: str | None = None
+    ) -> None:
         """`whole_fs`: a filesystem made on the whole disk (no table), e.g. "ext4 DATA"."""
         rows: list[tuple[str, list[Cell]]] = []
         if disk is not None:
@@ -51,17 +53,35 @@ class PartitionTable(KeyedTable):
                 fs = part.fstype or ("(extended)" if part.kind == "extended" else "-")
                 if part.fsversion and part.fstype == "vfat":
                     fs = f"{fs} {part.fsversion}"
-                rows.append((str(part.number), [
-                    str(part.number), fs, fit(part.label or part.name or "", 16),
-                    human_size(part.size),
-                    "" if part.kind == "extended"
-                    else used_text(by_number.get(part.number), usage is None),
-                    fit(type_name(disk.table, part.type), self.type_width())]))
+                rows.append(
+                    (
+                        str(part.number),
+                        [
+                            str(part.number),
+                            fs,
+                            fit(part.label or part.name or "", 16),
+                            human_size(part.size),
+                            ""
+                            if part.kind == "extended"
+                            else used_text(by_number.get(part.number), usage is None),
+                            fit(type_name(disk.table, part.type), self.type_width()),
+                        ],
+                    )
+                )
             if not disk.partitions and whole_fs:
-                rows.append(("whole", [Text("disk", style="italic"), whole_fs.split(" ")[0],
-                                       fit(whole_fs.partition(" ")[2], 16),
-                                       human_size(disk.size), "",
-                                       Text("whole disk, no partition table", style="italic")]))
+                rows.append(
+                    (
+                        "whole",
+                        [
+                            Text("disk", style="italic"),
+                            whole_fs.split(" ")[0],
+                            fit(whole_fs.partition(" ")[2], 16),
+                            human_size(disk.size),
+                            "",
+                            Text("whole disk, no partition table", style="italic"),
+                        ],
+                    )
+                )
             elif not disk.partitions:
                 text = "no partition table" if disk.table is None else "no partitions"
                 rows.append(("none", [Text(text, style="italic"), "", "", "", "", ""]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from appliance.model import human_size
+from appliance.disk.model import human_size
 from tui.jobspec import WritePlan
 
 
@@ -14,26 +14,30 @@ def render_plan(plan: WritePlan) -> Text:
     text = Text()
     text.append(f"{plan.kind.capitalize()} will ERASE this disk:\n", style="bold red")
     text.append(f"  {target.model or 'Unknown model'}", style="bold")
-    text.append(f"  serial {target.serial or '(none)'}  {human_size(target.size)}  "
-                f"{target.node}\n")
+    text.append(f"  serial {target.serial or '(none)'}  {human_size(target.size)}  {target.node}\n")
     if target.incomplete:
         text.append(f"  now: an {target.incomplete} (no valid partition table)\n")
     if plan.target_fs:
-        text.append(f"  now: a filesystem on the whole disk (no partition table), "
-                    f"{plan.target_fs}\n")
+        text.append(
+            f"  now: a filesystem on the whole disk (no partition table), {plan.target_fs}\n"
+        )
     elif not target.partitions:
         text.append("  it holds no partitions now\n")
     for part in target.partitions:
         label = f" {part.label}" if part.label else ""
-        text.append(f"  now: partition {part.number}, {human_size(part.size)} "
-                    f"{part.fstype or 'unformatted'}{label}\n")
+        text.append(
+            f"  now: partition {part.number}, {human_size(part.size)} "
+            f"{part.fstype or 'unformatted'}{label}\n"
+        )
     text.append("and write onto it:\n", style="bold")
     text.append(f"  {plan.source}\n")
     for line in plan.layout:
         text.append(f"  {line}\n")
     if plan.verify_first:
-        text.append("  The image was never verified: every chunk is re-read and checked\n"
-                    "  before anything is written.\n")
+        text.append(
+            "  The image was never verified: every chunk is re-read and checked\n"
+            "  before anything is written.\n"
+        )
     text.rstrip()
     return text
 

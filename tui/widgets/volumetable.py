@@ -6,16 +6,19 @@ from collections.abc import Iterable
 
 from rich.text import Text
 
-from appliance.model import human_size
-from appliance.repomount import Volume
+from appliance.disk.model import human_size
+from appliance.repo.mount import Volume
 from tui.widgets.disktable import fit
 from tui.widgets.keyedtable import Cell, KeyedTable
 
 
 class VolumeTable(KeyedTable):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(("Device", "Filesystem", "Label", "Size", "On disk", "Mounted at"),
-                         id=id, classes=classes)
+        super().__init__(
+            ("Device", "Filesystem", "Label", "Size", "On disk", "Mounted at"),
+            id=id,
+            classes=classes,
+        )
         self.volumes: dict[str, Volume] = {}
 
     def show(self, volumes: Iterable[Volume]) -> None:
@@ -26,9 +29,19 @@ class VolumeTable(KeyedTable):
             mounted = volume.mountpoint or ""
             if mounted and volume.read_only:
                 mounted += " (ro)"
-            rows.append((volume.node, [
-                Text(volume.node, style="bold"), volume.fstype, fit(volume.label or "-", 16),
-                human_size(volume.size), fit(volume.disk_text, 30), fit(mounted or "-", 30)]))
+            rows.append(
+                (
+                    volume.node,
+                    [
+                        Text(volume.node, style="bold"),
+                        volume.fstype,
+                        fit(volume.label or "-", 16),
+                        human_size(volume.size),
+                        fit(volume.disk_text, 30),
+                        fit(mounted or "-", 30),
+                    ],
+                )
+            )
         self.replace_rows(rows)
 
     def current_volume(self) -> Volume | None:

@@ -1,0 +1,72 @@
+"""images and gc on the command line."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+from appliance.cli.output import print_json
+from appliance.disk.model import human_size
+from appliance.jobs.catalog import gc, list_images
+
+
+def run_images(args: argparse.Namespace) -> int:
+    images = list_images(args.repo)
+    if args.json:
+        print_json({"command": "images", "images": [i.to_json() for i in images]})
+        return 0
+    if not images:
+        print(f"The repository {args.repo} holds no images.")
+        return 0
+    print(f"{'NAME':17} {'SAVED':16}  {'SIZE':>8}  {'USED':>8}  {'STORED':>8}  STATE")
+    for img in images:
+        source = f"{img.disk.get('model') or '?'} {img.disk.get('serial') or ''}".strip()
+        state = (
+            img.proof
+            if img.complete and not img.problem
+            else ("DAMAGED" if img.problem else "INCOMPLETE")
+        )
+        name = img.name
+        if len(name) > 17:  # a long name gets its own line; the figures stay in columns
+            print(name)
+            name = ""
+        saved = (img.finished or img.created)[:16].replace("T", " ")
+        sizes = [
+            human_size(n) if img.disk else "-"
+            for n in (int(img.disk.get("size") or 0), img.used_bytes, img.stored_bytes)
+        ]
+        print(f"{name:17} {saved or '-':16}  {sizes[0]:>8}  {sizes[1]:>8}  {sizes[2]:>8}  {state}")
+        notes = [f"from {source}"] if img.disk else []
+        if img.problem:
+            notes.append(img.problem)
+        elif not img.complete:
+            notes.append("the save did not finish: not restorable (resume it with --resume)")
+        for note in notes:
+            print(
+                "\n".join(
+                    textwrap.wrap(note, 80, initial_indent=" " * 18, subsequent_indent=" " * 20)
+                )
+            )
+    return 0
+
+
+def run_gc(args: argparse.Namespace) -> int:
+    result = gc(args.repo)
+    if args.json:
+        print_json(
+            {
+                "command": "gc",
+                "removed_chunks": result.removed_chunks,
+                "removed_bytes": result.removed_bytes,
+                "kept_chunks": result.kept_chunks,
+                "skipped": result.skipped_json(),
+            }
+        )
+        return 0
+    print(
+        f"Removed {result.removed_chunks} unused chunks ({human_size(result.removed_bytes)});"
+        f" {result.kept_chunks} chunks are in use."
+    )
+    for name, reason in result.skipped:
+        print(f"Image {name} is damaged: {reason}.")
+    return 0

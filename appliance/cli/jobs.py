@@ -1,0 +1,213 @@
+"""save, restore and verify on the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+
+from appliance.cli.output import fit80, make_progress, print_json, rate
+from appliance.disk.fsprobe import whole_disk_filesystem
+from appliance.disk.model import Disk, human_size
+from appliance.errors import WARNINGS_EXIT, SafetyRefusal
+from appliance.jobs.clone import clone, clone_steps, plan_clone
+from appliance.jobs.restore import RestorePlan, plan_restore, restore, restore_steps
+from appliance.jobs.save import save
+from appliance.jobs.verify import verify_against, verify_image
+from appliance.jobs.writeplan import describe_steps, steps_json
+
+WIDTH = 80
+
+
+def run_save(args: argparse.Namespace, cancel: threading.Event) -> int:
+    progress = make_progress(args.progress)
+    started = time.monotonic()
+    manifest = save(
+        args.source,
+        args.repo,
+        args.image,
+        level=args.level,
+        resume=args.resume,
+        progress=progress,
+        cancel=cancel,
+        create=args.create,
+        allow_ram=args.allow_ram,
+        check=not args.no_check,
+    )
+    seconds = time.monotonic() - started
+    stats = manifest.stats
+    warnings = [str(w) for w in stats.get("warnings", [])]
+    if args.json:
+        print_json(
+            {
+                "command": "save",
+                "image": manifest.name,
+                "seconds": round(seconds, 3),
+                **stats,
+                "warnings": warnings,
+                "proofs": {r.name: r.proof for r in manifest.regions if r.proof is not None},
+            }
+        )
+    else:
+        print(
+            f"Saved {manifest.disk.get('model') or manifest.disk['name']} as image "
+            f"{manifest.name}: {rate(int(stats['used_bytes']), seconds)}; "
+            f"{stats['new_chunks']} new chunks ({human_size(int(stats['new_bytes']))}), "
+            f"{stats['reused_chunks']} already stored."
+        )
+    print_warnings(warnings)
+    return WARNINGS_EXIT if warnings else 0
+
+
+def print_warnings(warnings: list[str]) -> None:
+    """One line each on stderr, within 80 columns (the full sentences are in log.txt)."""
+    sys.stdout.flush()
+    for warning in warnings:
+        line = f"warning: {warning}"
+        print(line if len(line) <= WIDTH else line[: WIDTH - 3] + "...", file=sys.stderr)
+    sys.stderr.flush()
+
+
+def describe_target(target: Disk) -> list[str]:
+    lines = [f"Target {target.describe()}", "will be ERASED. It now holds:"]
+    whole = whole_disk_filesystem(target.node, target.table)
+    if target.incomplete:
+        lines.append(f"  an {target.incomplete} (this job writes it again from the start)")
+    if whole is not None:
+        lines.append(
+            f"  a filesystem on the whole disk (no partition table): {whole.type} "
+            f"{whole.label or ''}".rstrip()
+        )
+    elif not target.partitions and not target.incomplete:
+        lines.append("  no partitions")
+    for part in target.partitions:
+        lines.append(
+            f"  partition {part.number}: {human_size(part.size)} "
+            f"{part.fstype or ''} {part.label or ''}".rstrip()
+        )
+    return lines
+
+
+def describe_plan(plan: RestorePlan) -> str:
+    manifest = plan.image.manifest
+    lines = [
+        f"Image {manifest.name}: saved {manifest.created} from "
+        f"{manifest.disk.get('model') or '?'} (serial {manifest.disk.get('serial') or '-'}, "
+        f"{human_size(int(manifest.disk['size']))}), {human_size(manifest.used_bytes)} used.",
+        *describe_target(plan.target),
+        "It will hold:",
+    ]
+    lines += [f"  {line}" for line in plan.describe()]
+    return fit80("\n".join(lines))
+
+
+def plan_json(plan: RestorePlan) -> dict[str, object]:
+    manifest = plan.image.manifest
+    return {
+        "command": "restore",
+        "image": manifest.name,
+        "target": plan.target.node,
+        "target_size": plan.target.size,
+        "image_disk_size": manifest.disk["size"],
+        "same_size": plan.same_size,
+        "bytes": plan.total,
+        "fit": plan.fit.to_json(),
+    }
+
+
+def confirm(target: Disk, description: str, job: str) -> None:
+    name = target.name
+    if not sys.stdin.isatty():
+        raise SafetyRefusal(
+            f"{job} erases {target.describe()}; add --yes to confirm "
+            "(there is no terminal to ask on)."
+        )
+    print(description, file=sys.stderr)
+    answer = input(f"Type {name} to erase it, anything else to stop: ").strip()
+    if answer != name:
+        raise SafetyRefusal(f"Nothing was written: you typed {answer!r}, not {name}.")
+
+
+def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
+    plan = plan_restore(args.repo, args.image, args.target, grow=args.grow)
+    if args.dry_run:
+        steps = restore_steps(plan)
+        if args.json:
+            print_json({**plan_json(plan), "steps": steps_json(steps)})
+        else:
+            print("\n".join([describe_plan(plan), "Steps:", *describe_steps(steps)]))
+        return 0
+    if not args.yes:
+        confirm(plan.target, describe_plan(plan), "Restoring")
+    progress = make_progress(args.progress)
+    started = time.monotonic()
+    restore(plan, progress=progress, cancel=cancel, verify_first=args.verify_first)
+    seconds = time.monotonic() - started
+    if args.json:
+        print_json({**plan_json(plan), "seconds": round(seconds, 3)})
+    else:
+        print(
+            f"Restored image {plan.image.manifest.name} onto {plan.target.node}: "
+            f"{rate(plan.total, seconds)}; every chunk was checked."
+        )
+    return 0
+
+
+def run_clone(args: argparse.Namespace, cancel: threading.Event) -> int:
+    progress = make_progress(args.progress)
+    plan = plan_clone(args.source, args.target, grow=args.grow, progress=progress)
+    description = fit80("\n".join([*describe_target(plan.target), *plan.describe()]))
+    if args.dry_run:
+        steps = clone_steps(plan)
+        if args.json:
+            print_json({**plan.to_json(), "steps": steps_json(steps)})
+        else:
+            print("\n".join([description, "Steps:", *describe_steps(steps)]))
+        return 0
+    if not args.yes:
+        confirm(plan.target, description, "Cloning")
+    started = time.monotonic()
+    clone(plan, progress=progress, cancel=cancel)
+    seconds = time.monotonic() - started
+    if args.json:
+        print_json({**plan.to_json(), "seconds": round(seconds, 3)})
+    else:
+        print(f"Cloned {plan.source.node} onto {plan.target.node}: {rate(plan.total, seconds)}.")
+    return 0
+
+
+def run_verify(args: argparse.Namespace, cancel: threading.Event) -> int:
+    progress = make_progress(args.progress)
+    started = time.monotonic()
+    if args.against:
+        result = verify_against(
+            args.repo, args.image, args.against, progress=progress, cancel=cancel
+        )
+        what = f"{args.against} holds the same data as image {args.image}"
+        if result.skipped:
+            what += " in every part that was compared; not everything was"
+    else:
+        result = verify_image(args.repo, args.image, progress=progress, cancel=cancel)
+        what = f"Image {args.image} is intact: {result.chunks} chunks checked"
+    seconds = time.monotonic() - started
+    if args.json:
+        print_json(
+            {
+                "command": "verify",
+                "image": args.image,
+                "against": args.against,
+                "ok": True,
+                "chunks": result.chunks,
+                "bytes": result.bytes_checked,
+                "skipped": result.skipped,
+                "seconds": round(seconds, 3),
+                "compared_all": not result.skipped,
+                "checks": [check.to_json() for check in result.checks],
+            }
+        )
+    else:
+        print(fit80(f"{what} ({rate(result.bytes_checked, seconds)})."))
+        for check in result.checks:  # verify --against: how each region was compared
+            print(fit80(f"  {check.line()}."))
+    return 0

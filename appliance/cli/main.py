@@ -1,0 +1,242 @@
+"""`appliance ...`: the command line. One sentence and a fixed exit code for every failure.
+
+Only this module catches everything: an ApplianceError prints its sentence; anything else is
+a bug, logged with its traceback to the log file, and the user gets one sentence with its path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from appliance import __version__
+from appliance.errors import ApplianceError, UsageError
+from appliance.logsetup import log_path
+
+CANCEL = threading.Event()
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message[0].upper()}{message[1:]} (see `{self.prog} --help`).")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="appliance", description="Save, restore, clone and verify whole disks.")
+    parser.add_argument("--version", action="version", version=f"appliance {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    def progress_opt(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--progress",
+            choices=["auto", "json", "none"],
+            default="auto",
+            help="progress on the terminal (auto), as JSON lines on stdout (the "
+            "result too, as with --json), or none",
+        )
+
+    def target_opts(p: argparse.ArgumentParser) -> None:
+        """What every job that overwrites a disk takes."""
+        p.add_argument("target", help="the disk to overwrite")
+        p.add_argument("--yes", action="store_true", help="do not ask before erasing the target")
+        p.add_argument("--dry-run", action="store_true", help="show the plan and stop")
+        p.add_argument("--json", action="store_true", help="print the plan or result as JSON")
+        p.add_argument(
+            "--grow",
+            type=int,
+            metavar="N",
+            help="the partition that grows (or shrinks) to fit another disk size",
+        )
+        progress_opt(p)
+
+    p = sub.add_parser("disks", help="list the disks and their partitions")
+    p.add_argument("--json", action="store_true", help="stable JSON output")
+    p.add_argument("--all", action="store_true", help="include loop devices")
+
+    p = sub.add_parser("save", help="save a whole disk into an image")
+    p.add_argument("source", help="the disk to save: sda, /dev/nvme0n1, /dev/disk/by-id/...")
+    p.add_argument("--repo", required=True, help="the repository folder")
+    p.add_argument("--image", required=True, help="the new image's name")
+    p.add_argument(
+        "--level",
+        type=int,
+        default=3,
+        choices=range(1, 20),
+        metavar="N",
+        help="zstd level 1-19 (default 3)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue an unfinished image")
+    p.add_argument(
+        "--create",
+        action="store_true",
+        help="make the repository if the folder does not hold one yet",
+    )
+    p.add_argument(
+        "--allow-ram",
+        action="store_true",
+        help="allow a repository in memory (tmpfs), lost at power off",
+    )
+    p.add_argument(
+        "--no-check",
+        action="store_true",
+        help="do not check each saved filesystem on the image (faster, unproven)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    progress_opt(p)
+
+    p = sub.add_parser("restore", help="restore an image onto a disk (erases the disk)")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument(
+        "--verify-first",
+        action="store_true",
+        help="re-hash every chunk of the image before writing anything",
+    )
+    target_opts(p)
+
+    p = sub.add_parser("clone", help="copy a disk onto another disk (erases the target)")
+    p.add_argument("source", help="the disk to copy")
+    target_opts(p)
+
+    p = sub.add_parser("verify", help="check an image, or a disk against an image")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--against", metavar="DISK", help="compare this disk's data with the image")
+    p.add_argument("--json", action="store_true")
+    progress_opt(p)
+
+    p = sub.add_parser("images", help="list the images in a repository")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--json", action="store_true")
+
+    sub.add_parser("demo", help="run every job on demo disks (loop devices); touches no real disk")
+
+    p = sub.add_parser("tui", help="the full-screen interface (what the stick starts with)")
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="make demo disks (loop devices) to try every job; no real disk is touched",
+    )
+
+    p = sub.add_parser(
+        "unattended",
+        help="run the job that the kernel command line asks for "
+        "(appliance.job=...; see docs/live-usb.md)",
+    )
+    p.add_argument(
+        "--cmdline", metavar="FILE", help="read the command line from FILE instead of /proc/cmdline"
+    )
+
+    p = sub.add_parser("gc", help="remove chunks that no complete image uses")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("delete", help="delete an image (then gc frees its chunks)")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--yes", action="store_true", help="do not ask before deleting")
+    p.add_argument(
+        "--gc", action="store_true", help="remove the chunks no other image uses right away"
+    )
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("info", help="show an image: its disk, partitions, proofs and log")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    CANCEL.set()
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if getattr(args, "progress", None) == "json" and hasattr(args, "json"):
+        args.json = True  # stdout holds JSON lines only: the result is one too
+    # Imported here so that `appliance --help` works even when a dependency is missing.
+    if args.command == "disks":
+        from appliance.cli import disks
+
+        return disks.run_disks(args.all, args.json, sys.stdout)
+    if args.command == "demo":
+        from appliance.cli import demo
+
+        return demo.run_demo(CANCEL)
+    if args.command == "unattended":
+        from appliance.cli import unattended
+
+        return unattended.main(args.cmdline, CANCEL)
+    if args.command == "tui":  # its own program: appliance/ never imports textual or tui
+        flags = ["--demo"] if args.demo else []
+        os.execv(sys.executable, [sys.executable, "-m", "tui", *flags])
+    if args.command == "delete":
+        from appliance.cli import delete
+
+        return delete.run_delete(args)
+    if args.command == "info":
+        from appliance.cli import info
+
+        return info.run_info(args)
+    from appliance.cli import catalog, jobs
+
+    if args.command == "save":
+        return jobs.run_save(args, CANCEL)
+    if args.command == "restore":
+        return jobs.run_restore(args, CANCEL)
+    if args.command == "clone":
+        return jobs.run_clone(args, CANCEL)
+    if args.command == "verify":
+        return jobs.run_verify(args, CANCEL)
+    if args.command == "images":
+        return catalog.run_images(args)
+    if args.command == "gc":
+        return catalog.run_gc(args)
+    raise UsageError(f"Unknown command {args.command}.")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        args = build_parser().parse_args(argv)
+        return dispatch(args)
+    except ApplianceError as exc:
+        sys.stdout.flush()
+        print(
+            f"\nappliance: {exc}" if sys.stderr.isatty() else f"appliance: {exc}", file=sys.stderr
+        )
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("appliance: Stopped by the user.", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141
+    except Exception:  # the one place that catches everything: log it, print a sentence
+        path = log_path()
+        try:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(
+                    f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} appliance "
+                    f"{__version__} {sys.argv}\n{traceback.format_exc()}\n"
+                )
+        except OSError:
+            path = Path("(no log could be written)")
+        print(
+            f"appliance: An internal error stopped the job; the details are in {path}.",
+            file=sys.stderr,
+        )
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Growing and shrinking filesystems with their own tools, and asking how small they can get.
+
+Shrinking runs on a copy-on-write view of the source (appliance.io.cowview), never on a source;
+growing runs on the target partition after its data is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from appliance.errors import ToolFailed
+from appliance.tools import run
+
+EXT = {"ext2", "ext3", "ext4"}
+MiB = 1024 * 1024
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def _e2fsck(path: str) -> None:
+    """e2fsck -f -y: resize2fs wants a freshly checked filesystem. Exit 0-2 means usable."""
+    proc = run(["e2fsck", "-f", "-y", path], check=False, timeout=3600)
+    if proc.returncode > 2:
+        raise ToolFailed(
+            f"e2fsck found errors it could not fix on {path}: "
+            f"{_last_line(proc.stdout + proc.stderr)}"
+        )
+
+
+def min_size(path: str, fstype: str | None) -> int | None:
+    """The smallest size (bytes) the filesystem can shrink to, with a margin; None if unknown."""
+    if fstype in EXT:
+        out = run(["dumpe2fs", "-h", path], timeout=600).stdout
+        block = int(re.search(r"Block size:\s+(\d+)", out).group(1))  # type: ignore[union-attr]
+        proc = run(["resize2fs", "-P", path], check=False, timeout=600)
+        found = re.search(r"minimum size of the filesystem:\s*(\d+)", proc.stdout)
+        if not found:
+            return None
+        blocks = int(found.group(1))
+        return int(blocks * block * 1.05) + 16 * MiB
+    if fstype == "ntfs":
+        proc = run(
+            ["ntfsresize", "--info", "--force", "--no-progress-bar", path], check=False, timeout=600
+        )
+        found = re.search(r"resize at (\d+) bytes", proc.stdout)
+        if not found:
+            return None
+        return int(int(found.group(1)) * 1.05) + 16 * MiB
+    return None
+
+
+def shrink(path: str, fstype: str | None, size: int) -> None:
+    """Shrink the filesystem in `path` (a copy-on-write view) to `size` bytes."""
+    if fstype in EXT:
+        _e2fsck(path)
+        proc = run(["resize2fs", path, f"{size // 1024}K"], check=False, timeout=3 * 3600)
+        if proc.returncode != 0:
+            raise ToolFailed(
+                f"resize2fs could not shrink the {fstype} filesystem: "
+                f"{_last_line(proc.stderr + proc.stdout)}"
+            )
+        return
+    if fstype == "ntfs":
+        proc = run(
+            ["ntfsresize", "--force", "--no-progress-bar", "--size", str(size), path],
+            check=False,
+            timeout=3 * 3600,
+            input_text="",
+        )
+        if proc.returncode != 0:
+            raise ToolFailed(
+                f"ntfsresize could not shrink the NTFS filesystem: "
+                f"{_last_line(proc.stderr + proc.stdout)}"
+            )
+        return
+    raise ToolFailed(f"A {fstype or 'raw'} filesystem cannot be shrunk.")
+
+
+@contextlib.contextmanager
+def _mounted(node: str) -> Iterator[Path]:
+    where = Path(tempfile.mkdtemp(prefix="appliance-grow-", dir="/run"))
+    run(["mount", node, str(where)], timeout=300)
+    try:
+        yield where
+    finally:
+        run(["umount", str(where)], check=False, timeout=300)
+        with contextlib.suppress(OSError):
+            where.rmdir()
+
+
+def grow(node: str, fstype: str | None) -> bool:
+    """Grow the filesystem on partition `node` to fill it. False when it stays as it is."""
+    if fstype in EXT:
+        _e2fsck(node)
+        run(["resize2fs", node], timeout=3 * 3600)
+        return True
+    if fstype == "ntfs":
+        run(["ntfsresize", "--force", "--no-progress-bar", node], timeout=3 * 3600, input_text="")
+        return True
+    if fstype == "xfs":
+        with _mounted(node) as where:
+            run(["xfs_growfs", str(where)], timeout=3600)
+        return True
+    if fstype == "btrfs":
+        with _mounted(node) as where:
+            run(["btrfs", "filesystem", "resize", "max", str(where)], timeout=3600)
+        return True
+    return False  # FAT, exFAT, swap, raw: the partition grows, the filesystem stays

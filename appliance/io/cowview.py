@@ -1,0 +1,433 @@
+"""A copy-on-write view: a file that reads as a partition (of a disk, or of a saved image)
+and takes writes into a sparse overlay file, so a filesystem can be shrunk without a byte
+of its source being written.
+
+The kernel here has no device-mapper (the live ISO's has, but one mechanism is easier to
+prove than two), so the view is a FUSE file served by this module in a child process:
+
+    python -m appliance.io.cowview --mount DIR --overlay FILE --size N
+        (--device PATH --offset N | --repo DIR --image NAME --region NAME)
+    python -m appliance.io.cowview --mount DIR --overlay FILE --size 0 --repo DIR --index-dir D
+        (a save's proofs: DIR/REGION reads the region of each index file D/REGION.idx)
+
+`CowView` starts it, waits for DIR/disk to appear, and unmounts it when done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+from appliance.errors import DeviceError
+
+GRANULE = 4096
+NAME = "disk"
+
+
+class Base(Protocol):
+    size: int
+
+    def read(self, offset: int, length: int) -> bytes: ...
+
+
+class DeviceBase:
+    """A byte range of a block device or file, opened read-only."""
+
+    def __init__(self, path: str, offset: int, size: int) -> None:
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self.offset = offset
+        self.size = size
+
+    def read(self, offset: int, length: int) -> bytes:
+        return os.pread(self.fd, length, self.offset + offset)
+
+
+class ImageBase:
+    """A region of a saved image, decoded (and hash-checked) chunk by chunk.
+
+    The region is named in a complete image (`image` and `region`), or given by the file of
+    its index (`index_file`): a save proves a region before its image is complete.
+    """
+
+    def __init__(
+        self,
+        repo: str,
+        image: str | None = None,
+        region: str | None = None,
+        *,
+        index_file: str | None = None,
+        cache: int = 8,
+    ) -> None:
+        from appliance.repo.chunk import Decoder
+        from appliance.repo.image import load_image
+        from appliance.repo.manifest import Index
+        from appliance.repo.repository import Repository
+
+        self.index: Index
+        if index_file is not None:
+            self.repo = Repository.open(repo)
+            with open(index_file, "rb") as handle:
+                self.index = Index.decode(handle.read(), index_file)
+        else:
+            assert image is not None and region is not None
+            loaded = load_image(Repository.open(repo), image)
+            self.repo = loaded.repo
+            self.index = loaded.indexes[region]
+        self.size = self.index.size
+        self.decoder = Decoder()
+        self.cache: OrderedDict[int, bytes] = OrderedDict()
+        self.cache_windows = cache
+
+    def window(self, number: int) -> bytes:
+        if number in self.cache:
+            self.cache.move_to_end(number)
+            return self.cache[number]
+        win = self.index.window
+        length = min(win, self.size - number * win)
+        name = self.index.chunks[number] if number < len(self.index.chunks) else None
+        data = (
+            bytes(length)
+            if name is None
+            else self.decoder.decode(self.repo.get_chunk(name), name, length)
+        )
+        self.cache[number] = data
+        if len(self.cache) > self.cache_windows:
+            self.cache.popitem(last=False)
+        return data
+
+    def read(self, offset: int, length: int) -> bytes:
+        out = bytearray()
+        win = self.index.window
+        while length > 0:
+            number, within = divmod(offset, win)
+            piece = self.window(number)[within : within + length]
+            if not piece:
+                break
+            out += piece
+            offset += len(piece)
+            length -= len(piece)
+        return bytes(out)
+
+
+class CowFile:
+    """One file of a view: it reads as its base until a 4 KiB granule is written; written
+    granules live in a sparse overlay file (made at the first write)."""
+
+    def __init__(self, base: Base, size: int, overlay_path: str) -> None:
+        self.base = base
+        self.size = size
+        self.overlay_path = overlay_path
+        self.overlay: int | None = None
+        self.written = bytearray((size + GRANULE - 1) // GRANULE)
+        self.lock = threading.Lock()
+
+    def read(self, offset: int, length: int) -> bytes:
+        length = max(0, min(length, self.size - offset))
+        written = self.written
+        out = bytearray()
+        pos, end = offset, offset + length
+        with self.lock:
+            while pos < end:
+                state = written[pos // GRANULE]
+                stop = pos
+                while stop < end and written[stop // GRANULE] == state:
+                    stop = (stop // GRANULE + 1) * GRANULE
+                stop = min(stop, end)
+                if state and self.overlay is not None:
+                    out += os.pread(self.overlay, stop - pos, pos)
+                else:
+                    out += self.base.read(pos, stop - pos)
+                pos = stop
+        return bytes(out)
+
+    def write(self, data: bytes, offset: int) -> int:
+        """Bytes written, or -1 past the end."""
+        size = self.size
+        end = min(offset + len(data), size)
+        if offset >= size:
+            return -1
+        with self.lock:
+            if self.overlay is None:
+                self.overlay = os.open(
+                    self.overlay_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
+                )
+                os.ftruncate(self.overlay, size)
+            for granule in range(offset // GRANULE, (end - 1) // GRANULE + 1):
+                if self.written[granule]:
+                    continue
+                g_start = granule * GRANULE
+                g_end = min(g_start + GRANULE, size)
+                if offset > g_start or end < g_end:  # partly covered: copy the rest first
+                    os.pwrite(self.overlay, self.base.read(g_start, g_end - g_start), g_start)
+                self.written[granule] = 1
+            os.pwrite(self.overlay, data[: end - offset], offset)
+        return end - offset
+
+
+class IndexFolder:
+    """The files of a save's proof view: one per index file (REGION.idx) in a folder, which
+    the save writes once that region is stored, and removes once it is proven."""
+
+    def __init__(self, repo: str, folder: str, overlay: str) -> None:
+        self.repo = repo
+        self.folder = Path(folder)
+        self.overlay = overlay
+        self.files: dict[str, CowFile] = {}
+        self.lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return sorted(path.stem for path in self.folder.glob("*.idx"))
+
+    def file(self, name: str) -> CowFile | None:
+        with self.lock:
+            for gone in [n for n in self.files if not (self.folder / f"{n}.idx").exists()]:
+                del self.files[gone]  # proven: free its cache
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{self.overlay}.{gone}")
+            found = self.files.get(name)
+            index = self.folder / f"{name}.idx"
+            if found is None and "/" not in name and index.exists():
+                base = ImageBase(self.repo, index_file=str(index), cache=4)
+                found = self.files[name] = CowFile(base, base.size, f"{self.overlay}.{name}")
+            return found
+
+
+def serve(
+    file: Callable[[str], CowFile | None], names: Callable[[], list[str]], mountpoint: str
+) -> None:
+    """Serve DIR/NAME for each name of `names` until unmounted (blocks)."""
+    import fuse  # fusepy; imported here so the engine imports without libfuse
+
+    now = time.time()
+
+    def found(path: str) -> CowFile:
+        cow = file(path.lstrip("/"))
+        if cow is None:
+            raise fuse.FuseOSError(errno.ENOENT)
+        return cow
+
+    class Operations(fuse.Operations):  # type: ignore[misc]
+        def getattr(self, path: str, fh: Any = None) -> dict[str, Any]:
+            if path == "/":
+                return {
+                    "st_mode": stat.S_IFDIR | 0o755,
+                    "st_nlink": 2,
+                    "st_size": 0,
+                    "st_mtime": now,
+                    "st_ctime": now,
+                    "st_atime": now,
+                }
+            return {
+                "st_mode": stat.S_IFREG | 0o600,
+                "st_nlink": 1,
+                "st_size": found(path).size,
+                "st_mtime": now,
+                "st_ctime": now,
+                "st_atime": now,
+            }
+
+        def readdir(self, path: str, fh: Any) -> list[str]:
+            return [".", "..", *names()]
+
+        def open(self, path: str, flags: int) -> int:
+            found(path)
+            return 0
+
+        def truncate(self, path: str, length: int, fh: Any = None) -> int:
+            return 0  # the view keeps its size
+
+        def flush(self, path: str, fh: Any) -> int:
+            return 0
+
+        def fsync(self, path: str, datasync: int, fh: Any) -> int:
+            return 0
+
+        def read(self, path: str, length: int, offset: int, fh: Any) -> bytes:
+            return found(path).read(offset, length)
+
+        def write(self, path: str, data: bytes, offset: int, fh: Any) -> int:
+            done = found(path).write(data, offset)
+            if done < 0:
+                raise fuse.FuseOSError(errno.ENOSPC)
+            return done
+
+    fuse.FUSE(
+        Operations(),
+        mountpoint,
+        foreground=True,
+        nothreads=False,
+        big_writes=True,
+        max_read=131072,
+        fsname="appliance-cow",
+    )
+
+
+class CowView:
+    """Context manager: a writable view (a file path) of a region that is never written."""
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        device: str | None = None,
+        offset: int = 0,
+        repo: str | None = None,
+        image: str | None = None,
+        region: str | None = None,
+        index_dir: str | None = None,
+        workdir: str | None = None,
+        purpose: str = "for resizing",
+    ) -> None:
+        self.size = size
+        self.purpose = purpose
+        self.folder = Path(
+            tempfile.mkdtemp(
+                prefix="appliance-cow-", dir=workdir or os.environ.get("APPLIANCE_TMP", "/var/tmp")
+            )
+        )
+        self.mountpoint = self.folder / "view"
+        self.mountpoint.mkdir()
+        self.path = str(self.mountpoint / NAME)
+        args = [
+            sys.executable,
+            "-m",
+            "appliance.io.cowview",
+            "--parent",
+            str(os.getpid()),
+            "--mount",
+            str(self.mountpoint),
+            "--overlay",
+            str(self.folder / "overlay"),
+            "--size",
+            str(size),
+        ]
+        if device is not None:
+            args += ["--device", device, "--offset", str(offset)]
+        elif index_dir is not None:  # a save's proofs: DIR/REGION for each REGION.idx
+            assert repo is not None
+            args += ["--repo", repo, "--index-dir", index_dir]
+            self.path = str(self.mountpoint)
+        else:
+            assert repo is not None and image is not None and region is not None
+            args += ["--repo", repo, "--image", image, "--region", region]
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> CowView:
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while not (
+            os.path.ismount(self.mountpoint)
+            if self.path == str(self.mountpoint)
+            else os.path.exists(self.path)
+        ):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = (self.proc.stderr.read() if self.proc.stderr else b"").decode().strip()
+                self.close()
+                raise DeviceError(
+                    f"A copy-on-write view {self.purpose} could not be made"
+                    f"{': ' + err.splitlines()[-1] if err else ''}."
+                )
+            time.sleep(0.05)
+        return self
+
+    def close(self) -> None:
+        if self.proc is not None:
+            if os.path.ismount(self.mountpoint):
+                subprocess.run(["umount", str(self.mountpoint)], capture_output=True)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        for path in (*self.folder.glob("overlay*"), self.mountpoint, self.folder):
+            with contextlib.suppress(OSError):
+                path.rmdir() if path.is_dir() else path.unlink()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def unmount_with_parent(parent: int, mountpoint: str) -> None:
+    """Unmount the view once the job that started it is gone (then serve() returns): a job
+    killed with SIGKILL cannot unmount its views, and nothing else would. A checker still
+    reading the view keeps it busy until it ends."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        while True:  # until the process ends: it may still be mounting
+            if os.path.ismount(mountpoint):
+                subprocess.run(["umount", mountpoint], capture_output=True, check=False)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def remove_leftovers(args: argparse.Namespace) -> None:
+    """The files of a view whose job is gone: its overlays, index folder and folders."""
+    for path in Path(args.overlay).parent.glob(Path(args.overlay).name + "*"):
+        with contextlib.suppress(OSError):
+            path.unlink()
+    if args.index_dir:
+        shutil.rmtree(args.index_dir, ignore_errors=True)
+    for folder in (args.mount, os.path.dirname(args.mount)):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)  # only when empty
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="appliance.io.cowview", allow_abbrev=False)
+    parser.add_argument("--mount", required=True)
+    parser.add_argument("--overlay", required=True)
+    parser.add_argument("--size", type=int, required=True)
+    parser.add_argument("--device")
+    parser.add_argument("--offset", type=int, default=0)
+    parser.add_argument("--repo")
+    parser.add_argument("--image")
+    parser.add_argument("--region")
+    parser.add_argument("--index-dir")
+    parser.add_argument("--parent", type=int, help="the job's pid: unmount when it is gone")
+    args = parser.parse_args(argv)
+    parent = args.parent or os.getppid()
+    unmount_with_parent(parent, args.mount)
+    try:
+        if args.index_dir:
+            folder = IndexFolder(args.repo, args.index_dir, args.overlay)
+            serve(folder.file, folder.names, args.mount)
+            return 0
+        base: Base
+        if args.device:
+            base = DeviceBase(args.device, args.offset, args.size)
+        else:
+            base = ImageBase(args.repo, args.image, args.region)
+        one = CowFile(base, args.size, args.overlay)
+        serve(lambda name: one if name == NAME else None, lambda: [NAME], args.mount)
+        return 0
+    finally:
+        if os.getppid() != parent:
+            remove_leftovers(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""The byte pipelines: one reader, a pool of workers (one per core), bounded queues.
+
+`read_windows` reads the used ranges of each 4 MiB window of a disk with O_DIRECT into a
+pooled, page-aligned buffer, zeroes the bytes that are not used, and hands the window to a
+worker function on the pool (hash, compress, compare...). The pool of buffers bounds memory.
+
+`write_windows` is the reverse: a reader fetches stored chunks, the pool decodes and checks
+them into aligned buffers, and one writer puts the used ranges on the target with O_DIRECT.
+
+Errors in any thread stop all threads and are raised in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+from appliance.disk.blockio import aligned_buffer, read_into, write_from, zero_range
+from appliance.errors import Cancelled
+from appliance.progress import Progress
+
+WINDOW = 4 * 1024 * 1024
+READ_GAP = 256 * 1024  # read through holes smaller than this instead of seeking
+_ZERO = bytes(WINDOW)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Window:
+    region: int  # index into the job's region list
+    number: int  # window number inside the region
+    offset: int  # disk offset of the window's first byte
+    length: int  # bytes in the window (the last one may be short)
+    used: tuple[tuple[int, int], ...]  # used ranges relative to the window start
+
+    @property
+    def used_bytes(self) -> int:
+        return sum(length for _, length in self.used)
+
+
+def spans(used: Iterable[tuple[int, int]], gap: int = READ_GAP) -> list[tuple[int, int]]:
+    """Used ranges joined across holes smaller than `gap`: fewer, larger I/Os."""
+    out: list[tuple[int, int]] = []
+    for start, length in used:
+        if out and start - (out[-1][0] + out[-1][1]) < gap:
+            out[-1] = (out[-1][0], start + length - out[-1][0])
+        else:
+            out.append((start, length))
+    return out
+
+
+def zero_unused(view: memoryview, used: Iterable[tuple[int, int]], length: int) -> None:
+    pos = 0
+    for start, size in used:
+        if start > pos:
+            view[pos:start] = _ZERO[: start - pos]
+        pos = start + size
+    if pos < length:
+        view[pos:length] = _ZERO[: length - pos]
+
+
+def workers_default() -> int:
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+class Stage:
+    """Threads that share a stop flag and the first error any of them raised."""
+
+    def __init__(self, progress: Progress, cancel: threading.Event | None) -> None:
+        self.progress = progress
+        self.cancel = cancel or threading.Event()
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def spawn(self, name: str, target: Callable[[], None]) -> None:
+        def body() -> None:
+            try:
+                target()
+            except BaseException as exc:  # handed to the caller's thread, re-raised there
+                with self._lock:
+                    if self.error is None:
+                        self.error = exc
+                self.stop.set()
+
+        thread = threading.Thread(target=body, name=name, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def put(self, q: queue.Queue[T], item: T) -> bool:
+        """Put unless stopping; False when the pipeline is stopping."""
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self, q: queue.Queue[T | None]) -> T | None:
+        """The next item; None at the end of the stream or when the pipeline is stopping."""
+        while not self.stop.is_set():
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
+
+    def wait(self) -> None:
+        """Join every thread, ticking progress; raise the first error or Cancelled."""
+        try:
+            while any(t.is_alive() for t in self.threads):
+                if self.cancel.is_set():
+                    self.stop.set()
+                self.progress.tick()
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            self.stop.set()
+            for thread in self.threads:
+                thread.join()
+            raise Cancelled("Stopped by the user.") from None
+        for thread in self.threads:
+            thread.join()
+        if self.error is not None:
+            raise self.error
+        if self.cancel.is_set():
+            raise Cancelled("Stopped by the user.")
+
+
+def read_windows(
+    fd: int,
+    windows: Iterator[Window],
+    work: Callable[[Window, memoryview], None],
+    *,
+    sector: int,
+    progress: Progress,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+    bad: list[tuple[int, int]] | None = None,
+) -> None:
+    """Read every window's used bytes from `fd` and run `work` on each, in parallel."""
+    nworkers = workers or workers_default()
+    stage = Stage(progress, cancel)
+    free: queue.Queue[mmap.mmap | None] = queue.Queue()
+    for _ in range(nworkers * 2 + 2):
+        free.put(aligned_buffer(WINDOW))
+    full: queue.Queue[tuple[Window, mmap.mmap] | None] = queue.Queue(maxsize=nworkers * 2)
+    bad_ranges = bad if bad is not None else []
+
+    def reader() -> None:
+        for win in windows:
+            buf = stage.get(free)
+            if buf is None:
+                return
+            view = memoryview(buf)
+            for start, length in spans(win.used):
+                read_into(fd, view[start : start + length], win.offset + start, sector, bad_ranges)
+            zero_unused(view, win.used, win.length)
+            if not stage.put(full, (win, buf)):
+                return
+        for _ in range(nworkers):
+            stage.put(full, None)
+
+    def worker() -> None:
+        while True:
+            item = stage.get(full)
+            if item is None:
+                return
+            win, buf = item
+            work(win, memoryview(buf)[: win.length])
+            progress.add(win.used_bytes)
+            free.put(buf)
+
+    stage.spawn("reader", reader)
+    for number in range(nworkers):
+        stage.spawn(f"worker-{number}", worker)
+    stage.wait()
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One window to put on the target: its chunk (None: the window is all zeros)."""
+
+    region: int
+    offset: int  # disk offset of the window on the target
+    length: int
+    used: tuple[tuple[int, int], ...]  # ranges to write, relative to the window
+    chunk: str | None
+
+    @property
+    def used_bytes(self) -> int:
+        return sum(length for _, length in self.used)
+
+
+def write_windows(
+    fd: int,
+    placements: Iterator[Placement],
+    fetch: Callable[[str], bytes],
+    decode: Callable[[Placement, bytes], bytes],
+    *,
+    progress: Progress,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+) -> None:
+    """Fetch, decode (and check) and write every placement's used bytes to `fd`."""
+    nworkers = workers or workers_default()
+    stage = Stage(progress, cancel)
+    free: queue.Queue[mmap.mmap | None] = queue.Queue()
+    for _ in range(nworkers * 2 + 2):
+        free.put(aligned_buffer(WINDOW))
+    fetched: queue.Queue[tuple[Placement, bytes] | None] = queue.Queue(maxsize=nworkers * 2)
+    decoded: queue.Queue[tuple[Placement, mmap.mmap | None] | None] = queue.Queue(
+        maxsize=nworkers * 2
+    )
+    zeros = memoryview(aligned_buffer(WINDOW))
+    finished_workers = [0]
+    count_lock = threading.Lock()
+
+    def reader() -> None:
+        for place in placements:
+            blob = fetch(place.chunk) if place.chunk is not None else b""
+            if not stage.put(fetched, (place, blob)):
+                return
+        for _ in range(nworkers):
+            stage.put(fetched, None)
+
+    def worker() -> None:
+        while True:
+            item = stage.get(fetched)
+            if item is None:
+                break
+            place, blob = item
+            if place.chunk is None:
+                if not stage.put(decoded, (place, None)):
+                    return
+                continue
+            data = decode(place, blob)
+            buf = stage.get(free)
+            if buf is None:
+                return
+            memoryview(buf)[: len(data)] = data
+            if not stage.put(decoded, (place, buf)):
+                return
+        with count_lock:
+            finished_workers[0] += 1
+            if finished_workers[0] == nworkers:
+                stage.put(decoded, None)
+
+    def writer() -> None:
+        while True:
+            item = stage.get(decoded)
+            if item is None:
+                return
+            place, buf = item
+            if buf is None:
+                for start, length in place.used:
+                    zero_range(fd, place.offset + start, length, zeros)
+            else:
+                view = memoryview(buf)
+                for start, length in spans(place.used):
+                    write_from(fd, view[start : start + length], place.offset + start)
+                free.put(buf)
+            progress.add(place.used_bytes)
+
+    stage.spawn("fetch", reader)
+    for number in range(nworkers):
+        stage.spawn(f"decode-{number}", worker)
+    stage.spawn("writer", writer)
+    stage.wait()

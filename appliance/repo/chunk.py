@@ -1,0 +1,90 @@
+"""One chunk on disk: a 16-byte header, then the payload (a zstd frame or the raw bytes).
+
+Header: magic b"APCK", format version (1 byte), compression (1 byte: 0 raw, 1 zstd),
+2 reserved zero bytes, payload length (8 bytes, little endian). The chunk's name is the
+blake3 hash of the *uncompressed* bytes, so the name proves the content after decompression.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import blake3
+import zstandard
+
+from appliance.errors import CorruptData
+
+MAGIC = b"APCK"
+VERSION = 1
+RAW = 0
+ZSTD = 1
+HEADER = struct.Struct("<4sBBxxQ")
+HEADER_SIZE = HEADER.size  # 16
+HASH_HEX_LEN = 64
+
+
+def content_hash(data: bytes | memoryview) -> str:
+    """The chunk name: blake3 of the uncompressed bytes, 64 hex digits."""
+    return blake3.blake3(data).hexdigest()
+
+
+@dataclass
+class Encoder:
+    """Compresses windows for storage. One per thread: zstd compressors are not thread-safe."""
+
+    level: int = 3
+
+    def __post_init__(self) -> None:
+        self._cctx = zstandard.ZstdCompressor(
+            level=self.level, write_checksum=False, write_content_size=True
+        )
+
+    def encode(self, data: bytes | memoryview) -> bytes:
+        """Header + payload; stored raw when zstd does not make it smaller."""
+        packed = self._cctx.compress(data)
+        if len(packed) >= len(data):
+            return HEADER.pack(MAGIC, VERSION, RAW, len(data)) + bytes(data)
+        return HEADER.pack(MAGIC, VERSION, ZSTD, len(packed)) + packed
+
+
+@dataclass
+class Decoder:
+    """Turns a chunk file's bytes back into the window's bytes. One per thread."""
+
+    def __post_init__(self) -> None:
+        self._dctx = zstandard.ZstdDecompressor()
+
+    def decode(self, blob: bytes, name: str, expected_size: int) -> bytes:
+        """The uncompressed bytes; CorruptData if the header, length or hash is wrong."""
+        if len(blob) < HEADER_SIZE:
+            raise CorruptData(f"Chunk {name} is truncated ({len(blob)} bytes).")
+        magic, version, compression, length = HEADER.unpack_from(blob)
+        if magic != MAGIC or version != VERSION or compression not in (RAW, ZSTD):
+            raise CorruptData(f"Chunk {name} has an unknown header.")
+        if length != len(blob) - HEADER_SIZE:
+            raise CorruptData(f"Chunk {name} is truncated or has extra bytes.")
+        payload = memoryview(blob)[HEADER_SIZE:]
+        if compression == RAW:
+            data = bytes(payload)
+        else:
+            try:
+                data = self._dctx.decompress(payload, max_output_size=expected_size)
+            except zstandard.ZstdError as exc:
+                raise CorruptData(f"Chunk {name} cannot be decompressed.") from exc
+        if len(data) != expected_size or content_hash(data) != name:
+            raise CorruptData(f"Chunk {name} does not match its hash.")
+        return data
+
+
+def header_ok(head: bytes, file_size: int) -> bool:
+    """Cheap check that a stored chunk file is whole: its header and length agree."""
+    if len(head) < HEADER_SIZE:
+        return False
+    magic, version, compression, length = HEADER.unpack_from(head)
+    return (
+        magic == MAGIC
+        and version == VERSION
+        and compression in (RAW, ZSTD)
+        and length == file_size - HEADER_SIZE
+    )

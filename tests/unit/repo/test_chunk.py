@@ -1,0 +1,50 @@
+import os
+
+import pytest
+
+from appliance.errors import CorruptData
+from appliance.repo.chunk import HEADER_SIZE, Decoder, Encoder, content_hash, header_ok
+
+
+@pytest.mark.parametrize("data", [b"\0" * 4096, os.urandom(65536), b"text " * 1000])
+def test_round_trip(data: bytes) -> None:
+    blob = Encoder().encode(data)
+    assert header_ok(blob[:HEADER_SIZE], len(blob))
+    assert Decoder().decode(blob, content_hash(data), len(data)) == data
+
+
+def test_incompressible_is_stored_raw() -> None:
+    data = os.urandom(100_000)
+    blob = Encoder().encode(data)
+    assert len(blob) == len(data) + HEADER_SIZE
+    assert blob[HEADER_SIZE:] == data
+
+
+def test_compressible_is_smaller() -> None:
+    data = b"abc" * 100_000
+    assert len(Encoder().encode(data)) < len(data) // 10
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "header", "extra"])
+def test_damage_is_caught(damage: str) -> None:
+    data = b"hello world " * 5000
+    name = content_hash(data)
+    blob = bytearray(Encoder().encode(data))
+    if damage == "flip":
+        blob[-5] ^= 0xFF
+    elif damage == "truncate":
+        del blob[-10:]
+    elif damage == "header":
+        blob[0:4] = b"XXXX"
+    else:
+        blob += b"!"
+    with pytest.raises(CorruptData, match=name):
+        Decoder().decode(bytes(blob), name, len(data))
+
+
+def test_flip_in_raw_chunk_fails_hash() -> None:
+    data = os.urandom(4096)
+    blob = bytearray(Encoder().encode(data))
+    blob[HEADER_SIZE + 7] ^= 1
+    with pytest.raises(CorruptData, match="does not match its hash"):
+        Decoder().decode(bytes(blob), content_hash(data), len(data))
