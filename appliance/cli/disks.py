@@ -39,6 +39,7 @@ from appliance.disk.fsprobe import FsInfo, whole_disk_filesystem
 from appliance.disk.model import Disk, Partition, human_size
 from appliance.disk.parttypes import type_name
 from appliance.disk.probe import Problem, scan_disks
+from appliance.plan.regions import disk_record
 
 
 def partition_json(part: Partition) -> dict[str, Any]:
@@ -62,13 +63,7 @@ def partition_json(part: Partition) -> dict[str, Any]:
 
 def disk_json(disk: Disk, whole_fs: FsInfo | None = None) -> dict[str, Any]:
     return {
-        "name": disk.name,
-        "node": disk.node,
-        "model": disk.model,
-        "serial": disk.serial,
-        "size": disk.size,
-        "logical_sector": disk.logical_sector,
-        "physical_sector": disk.physical_sector,
+        **disk_record(disk),  # the identity an image's manifest keeps too
         "removable": disk.removable,
         "readonly": disk.readonly,
         "is_loop": disk.is_loop,

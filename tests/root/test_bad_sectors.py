@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from kit.cli import appliance, result_json
 from kit.diskbuild import build_gpt_disk
 from kit.diskcompare import partition_nodes
+from kit.dying import dying_disk
 from kit.loops import Loops
 
 pytestmark = pytest.mark.root
-HERE = Path(__file__).resolve().parent.parent
 
 
 def test_save_skips_and_records_unreadable_sectors(loops: Loops, tmp_path: Path) -> None:
@@ -25,24 +21,7 @@ def test_save_skips_and_records_unreadable_sectors(loops: Loops, tmp_path: Path)
     start = int(Path(f"/sys/class/block/{Path(ext4).name}/start").read_text()) * 512
     loops.detach(built)
     bad = (start + 3 * 1024 * 1024, 8192)  # inside the ext4 partition's used blocks (inodes)
-    where = tmp_path / "faulty"
-    where.mkdir()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            str(HERE / "kit" / "faultyfile.py"),
-            str(tmp_path / "source.img"),
-            str(where),
-            f"{bad[0]}:{bad[1]}",
-        ],
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not (where / "disk").exists():
-            assert server.poll() is None and time.monotonic() < deadline, server.stderr
-            time.sleep(0.05)
-        source = loops.attach(where / "disk", read_only=True)
+    with dying_disk(loops, tmp_path / "source.img", tmp_path / "faulty", [bad]) as source:
         repo = tmp_path / "repo"
         proc = appliance(
             "save",
@@ -70,8 +49,3 @@ def test_save_skips_and_records_unreadable_sectors(loops: Loops, tmp_path: Path)
         warnings = [line for line in again.stderr.splitlines() if line.startswith("warning:")]
         assert any("unreadable" in line for line in warnings), again.stderr
         assert all(len(line) <= 80 for line in warnings), warnings
-        loops.detach(source)
-    finally:
-        subprocess.run(["umount", str(where)], check=False)
-        server.wait(timeout=20)
-        os.sync()

@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 from kit.diskbuild import sparse_file
 from kit.loops import Loops
+from kit.ntfs import set_dirty
 
 from appliance.disk.probe import probe_disk
 from appliance.plan.preflight import (
-    NTFS_DIRTY,
     NtfsState,
     ntfs_state,
     preflight_save,
-    read_volume_info,
 )
 
 pytestmark = pytest.mark.root
@@ -25,20 +24,6 @@ MiB = 1024 * 1024
 
 def sh(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, check=True)
-
-
-def set_dirty(node: str) -> None:
-    """Set the dirty flag as Windows does: in $Volume and in its copy in $MFTMirr."""
-    info = read_volume_info(node)
-    with open(node, "r+b") as device:
-        boot = device.read(512)
-        cluster = int.from_bytes(boot[0x0B:0x0D], "little") * boot[0x0D]
-        mft = int.from_bytes(boot[0x30:0x38], "little") * cluster
-        mirror = int.from_bytes(boot[0x38:0x40], "little") * cluster
-        value = (info.flags | NTFS_DIRTY).to_bytes(2, "little")
-        for base in (mft, mirror):
-            device.seek(base + info.flags_offset - mft)
-            device.write(value)
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ from kit.diskbuild import sparse_file
 from kit.diskcompare import fsck_part, ntfs_backup_boot_sector, partition_nodes, read_bytes, table
 from kit.fsinfo import fs_size
 from kit.loops import Loops
-
-from appliance.plan.preflight import NTFS_DIRTY, read_volume_info
+from kit.ntfs import set_dirty
 
 pytestmark = pytest.mark.root
 MiB = 1024 * 1024
@@ -30,20 +29,6 @@ NTFS_TYPE = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"
 
 def sh(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, check=True)
-
-
-def set_dirty(node: str) -> None:
-    """Set the NTFS dirty flag as Windows does: in $Volume and in its copy in $MFTMirr."""
-    info = read_volume_info(node)
-    with open(node, "r+b") as device:
-        boot = device.read(512)
-        cluster = int.from_bytes(boot[0x0B:0x0D], "little") * boot[0x0D]
-        mft = int.from_bytes(boot[0x30:0x38], "little") * cluster
-        mirror = int.from_bytes(boot[0x38:0x40], "little") * cluster
-        value = (info.flags | NTFS_DIRTY).to_bytes(2, "little")
-        for base in (mft, mirror):
-            device.seek(base + info.flags_offset - mft)
-            device.write(value)
 
 
 @dataclass

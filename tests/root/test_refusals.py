@@ -9,24 +9,18 @@ from pathlib import Path
 
 import pytest
 from kit.cli import appliance, file_digest, refused
-from kit.diskbuild import GPT_DISK_SIZE, MiB, build_gpt_disk, sparse_file
+from kit.diskbuild import GPT_DISK_SIZE, MiB, sparse_file
 from kit.diskcompare import mounted
 from kit.loops import Loops
+from kit.saved import saved_gpt_disk
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Loops, str, Path]]:
-    folder = tmp_path_factory.mktemp("refusals")
-    loops = Loops(folder)
-    try:
-        source = build_gpt_disk(loops, folder / "source.img")
-        repo = folder / "repo"
-        appliance("save", source, "--repo", str(repo), "--image", "base", "--create")
-        yield loops, source, repo
-    finally:
-        loops.cleanup()
+    with saved_gpt_disk(tmp_path_factory.mktemp("refusals")) as saved:
+        yield saved.loops, saved.source, saved.repo
 
 
 def restore_refused(

@@ -22,24 +22,18 @@ from kit.cli import (
     refused,
     result_json,
 )
-from kit.diskbuild import GPT_DISK_SIZE, build_gpt_disk, mutate_disk, sparse_file
+from kit.diskbuild import GPT_DISK_SIZE, mutate_disk, sparse_file
 from kit.diskcompare import assert_equivalent
 from kit.loops import Loops
+from kit.saved import saved_gpt_disk
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture(scope="module")
 def gpt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Loops, str, Path, Path]]:
-    folder = tmp_path_factory.mktemp("integrity")
-    loops = Loops(folder)
-    try:
-        source = build_gpt_disk(loops, folder / "source.img")
-        repo = folder / "repo"
-        appliance("save", source, "--repo", str(repo), "--image", "base", "--create")
-        yield loops, source, repo, folder
-    finally:
-        loops.cleanup()
+    with saved_gpt_disk(tmp_path_factory.mktemp("integrity")) as saved:
+        yield saved.loops, saved.source, saved.repo, saved.folder
 
 
 def copy_repo(repo: Path, tmp_path: Path) -> Path:

@@ -10,24 +10,18 @@ from pathlib import Path
 import pytest
 import zstandard
 from kit.cli import appliance, file_digest, refused
-from kit.diskbuild import GPT_DISK_SIZE, build_gpt_disk, sparse_file
+from kit.diskbuild import GPT_DISK_SIZE, sparse_file
 from kit.loops import Loops
+from kit.saved import saved_gpt_disk
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Loops, Path]]:
-    folder = tmp_path_factory.mktemp("precheck")
-    loops = Loops(folder)
-    try:
-        source = build_gpt_disk(loops, folder / "source.img")
-        repo = folder / "repo"
-        appliance("save", source, "--repo", str(repo), "--image", "base", "--create")
-        loops.detach(source)
-        yield loops, repo
-    finally:
-        loops.cleanup()
+    with saved_gpt_disk(tmp_path_factory.mktemp("precheck")) as saved:
+        saved.loops.detach(saved.source)
+        yield saved.loops, saved.repo
 
 
 @pytest.fixture

@@ -7,39 +7,29 @@ refusal) nothing written.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from kit.cli import appliance, refused, result_json
-from kit.diskbuild import build_gpt_disk
 from kit.diskcompare import mounted, partition_nodes
+from kit.dying import dying_disk
 from kit.loops import Loops
+from kit.ntfs import set_dirty
+from kit.saved import saved_gpt_disk
 
 pytestmark = pytest.mark.root
-HERE = Path(__file__).resolve().parent.parent
 WARNINGS_EXIT = 20
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Loops, str, Path, Path]]:
     """A GPT disk (FAT, ext4, NTFS, swap) and a repository holding its image "base"."""
-    folder = tmp_path_factory.mktemp("truth")
-    loops = Loops(folder)
-    try:
-        source = build_gpt_disk(loops, folder / "source.img")
-        repo = folder / "repo"
-        appliance("save", source, "--repo", str(repo), "--image", "base", "--create")
-        yield loops, source, repo, folder
-    finally:
-        loops.cleanup()
+    with saved_gpt_disk(tmp_path_factory.mktemp("truth")) as saved:
+        yield saved.loops, saved.source, saved.repo, saved.folder
 
 
 def warnings_of(proc: subprocess.CompletedProcess[str]) -> list[str]:
@@ -119,28 +109,13 @@ def test_a_read_only_mounted_filesystem_is_saved_with_its_map(
 
 
 # -- copied whole -----------------------------------------------------------------------
-def set_ntfs_dirty(node: str) -> None:
-    """The volume's dirty flag, as Windows leaves it after a crash (ntfs-3g's own tool)."""
-    from appliance.plan.preflight import NTFS_DIRTY, read_volume_info
-
-    info = read_volume_info(node)
-    with open(node, "r+b") as device:
-        boot = device.read(512)
-        cluster = int.from_bytes(boot[0x0B:0x0D], "little") * boot[0x0D]
-        mft = int.from_bytes(boot[0x30:0x38], "little") * cluster
-        mirror = int.from_bytes(boot[0x38:0x40], "little") * cluster
-        for base in (mft, mirror):
-            device.seek(base + info.flags_offset - mft)
-            device.write((info.flags | NTFS_DIRTY).to_bytes(2, "little"))
-
-
 def test_a_dirty_ntfs_is_copied_whole_and_said(
     built: tuple[Loops, str, Path, Path], tmp_path: Path
 ) -> None:
     loops, _, _, folder = built
     shutil.copyfile(folder / "source.img", tmp_path / "dirty.img")
     source = loops.attach(tmp_path / "dirty.img")
-    set_ntfs_dirty(partition_nodes(source)[3])
+    set_dirty(partition_nodes(source)[3])
     repo = tmp_path / "repo"
     proc = appliance(
         "save", source, "--repo", str(repo), "--image", "dirty", "--create", "--json", check=False
@@ -217,34 +192,6 @@ def test_damaged_manifests_are_listed_and_the_others_stay_usable(
 
 
 # -- unreadable sectors -----------------------------------------------------------------
-@contextmanager
-def faulty(loops: Loops, image: Path, where: Path, bad: list[tuple[int, int]]) -> Iterator[str]:
-    """A read-only loop device over `image` whose reads of the `bad` ranges fail (EIO)."""
-    where.mkdir()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            str(HERE / "kit" / "faultyfile.py"),
-            str(image),
-            str(where),
-            *(f"{s}:{n}" for s, n in bad),
-        ],
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not (where / "disk").exists():
-            assert server.poll() is None and time.monotonic() < deadline, server.stderr
-            time.sleep(0.05)
-        node = loops.attach(where / "disk", read_only=True)
-        yield node
-        loops.detach(node)
-    finally:
-        subprocess.run(["umount", str(where)], check=False)
-        server.wait(timeout=20)
-        os.sync()
-
-
 def ext4_facts(part: str) -> dict[str, int]:
     """Block size, where group 0's block bitmap is, and one block of /readme.txt."""
     head = subprocess.run(["dumpe2fs", part], capture_output=True, text=True, check=True).stdout
@@ -267,7 +214,7 @@ def test_unreadable_metadata_copies_the_filesystem_whole_and_goes_on(
     bitmap = (start + facts["bitmap"] * facts["block"], facts["block"])
     data = (start + facts["file"] * facts["block"], facts["block"])
     repo = tmp_path / "repo"
-    with faulty(loops, folder / "source.img", tmp_path / "faulty", [bitmap, data]) as node:
+    with dying_disk(loops, folder / "source.img", tmp_path / "faulty", [bitmap, data]) as node:
         proc = appliance(
             "save", node, "--repo", str(repo), "--image", "dying", "--create", "--json", check=False
         )
@@ -310,7 +257,7 @@ def test_unreadable_sectors_in_an_ntfs_file_are_named(
     start = int(Path(f"/sys/class/block/{Path(ntfs).name}/start").read_text()) * 512
     bad = (start + ntfs_file_offset(ntfs, "/readme.txt"), 4096)
     repo = tmp_path / "repo"
-    with faulty(loops, folder / "source.img", tmp_path / "faulty", [bad]) as node:
+    with dying_disk(loops, folder / "source.img", tmp_path / "faulty", [bad]) as node:
         proc = appliance(
             "save", node, "--repo", str(repo), "--image", "ntfs", "--create", "--json", check=False
         )
