@@ -20,7 +20,7 @@ from pathlib import Path
 import blake3
 
 from appliance.io.pipeline import WINDOW, spans
-from appliance.repo.manifest import window_ranges
+from appliance.io.windows import windows
 
 BUFFER = WINDOW
 
@@ -33,12 +33,11 @@ class UsedWindow:
 
 def used_windows(parts: list[tuple[int, int, list[tuple[int, int]]]]) -> list[UsedWindow]:
     """(partition start, size, used ranges relative to it) -> the windows the engine reads."""
-    out: list[UsedWindow] = []
-    for start, size, used in parts:
-        by_window = window_ranges(used, WINDOW, size)
-        for number in sorted(by_window):
-            out.append(UsedWindow(start + number * WINDOW, tuple(by_window[number])))
-    return out
+    return [
+        UsedWindow(win.offset, win.used)
+        for start, size, used in parts
+        for win in windows(used, size, base=start)
+    ]
 
 
 def read_requests(windows: list[UsedWindow]) -> list[tuple[int, int]]:

@@ -72,23 +72,23 @@ class ImageBase:
         index_file: str | None = None,
         cache: int = 8,
     ) -> None:
-        from appliance.repo.chunk import Decoder
+        from appliance.io.source import RepositorySource
         from appliance.repo.image import load_image
         from appliance.repo.manifest import Index
         from appliance.repo.repository import Repository
 
-        self.index: Index
         if index_file is not None:
-            self.repo = Repository.open(repo)
             with open(index_file, "rb") as handle:
-                self.index = Index.decode(handle.read(), index_file)
+                index = Index.decode(handle.read(), index_file)
+            self.source = RepositorySource.from_index(Repository.open(repo), image or "", index)
+            self.region = 0
         else:
             assert image is not None and region is not None
             loaded = load_image(Repository.open(repo), image)
-            self.repo = loaded.repo
-            self.index = loaded.indexes[region]
-        self.size = self.index.size
-        self.decoder = Decoder()
+            self.source = RepositorySource.from_image(loaded)
+            self.region = [r.name for r in self.source.regions].index(region)
+        self.size = self.source.regions[self.region].size
+        self.win = self.source.regions[self.region].window
         self.cache: OrderedDict[int, bytes] = OrderedDict()
         self.cache_windows = cache
 
@@ -96,14 +96,9 @@ class ImageBase:
         if number in self.cache:
             self.cache.move_to_end(number)
             return self.cache[number]
-        win = self.index.window
-        length = min(win, self.size - number * win)
-        name = self.index.chunks[number] if number < len(self.index.chunks) else None
-        data = (
-            bytes(length)
-            if name is None
-            else self.decoder.decode(self.repo.get_chunk(name), name, length)
-        )
+        data = self.source.read_window(self.region, number)
+        if data is None:
+            data = bytes(self.source.regions[self.region].length(number))
         self.cache[number] = data
         if len(self.cache) > self.cache_windows:
             self.cache.popitem(last=False)
@@ -111,7 +106,7 @@ class ImageBase:
 
     def read(self, offset: int, length: int) -> bytes:
         out = bytearray()
-        win = self.index.window
+        win = self.win
         while length > 0:
             number, within = divmod(offset, win)
             piece = self.window(number)[within : within + length]

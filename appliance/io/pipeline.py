@@ -23,25 +23,23 @@ from typing import TypeVar
 
 from appliance.disk.blockio import aligned_buffer, read_into, write_from, zero_range
 from appliance.errors import Cancelled
+from appliance.io.windows import WINDOW, Window
 from appliance.progress import Progress
 
-WINDOW = 4 * 1024 * 1024
 READ_GAP = 256 * 1024  # read through holes smaller than this instead of seeking
 _ZERO = bytes(WINDOW)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Window:
-    region: int  # index into the job's region list
-    number: int  # window number inside the region
-    offset: int  # disk offset of the window's first byte
-    length: int  # bytes in the window (the last one may be short)
-    used: tuple[tuple[int, int], ...]  # used ranges relative to the window start
-
-    @property
-    def used_bytes(self) -> int:
-        return sum(length for _, length in self.used)
+__all__ = [  # Window and WINDOW are io.windows': the pipelines' callers get them here too
+    "WINDOW",
+    "Placement",
+    "Stage",
+    "Window",
+    "read_windows",
+    "spans",
+    "workers_default",
+    "write_windows",
+    "zero_unused",
+]
 
 
 def spans(used: Iterable[tuple[int, int]], gap: int = READ_GAP) -> list[tuple[int, int]]:

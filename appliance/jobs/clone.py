@@ -7,15 +7,14 @@ of it (appliance.io.cowview), never in place.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.disk.blockio import open_direct
 from appliance.disk.marker import Marker
 from appliance.disk.model import Disk, human_size
 from appliance.disk.probe import probe_disk
+from appliance.io.source import DiskSource, SourceRegion
 from appliance.jobs.fitting import (
     PartInfo,
     ShrinkCopy,
@@ -56,6 +55,15 @@ class ClonePlan:
     @property
     def total(self) -> int:
         return sum(r.region.used_bytes for r in self.regions)
+
+    def image_source(self) -> DiskSource:
+        """The source disk as an image source: its regions and used ranges, read with
+        O_DIRECT (close it, or use it as a context manager)."""
+        return DiskSource(
+            self.source.node,
+            self.source.logical_sector,
+            [SourceRegion.of(r.region, r.used) for r in self.regions],
+        )
 
     def describe(self) -> list[str]:
         lines = [
@@ -127,32 +135,30 @@ class DiskRegion(Step):
 
     def run(self, ctx: Context) -> None:
         src, fitp = self.plan.source, self.plan.fit
-        rplan = self.plan.regions[self.index]
-        number = rplan.region.partition
         ctx.progress.set_phase("clone", f"cloning {src.node} onto {ctx.target.node}")
-        fd = open_direct(src.node)
-        try:
-            if number is None:
+        with self.plan.image_source() as source:
+            region = source.regions[self.index]
+            if region.partition is None:
                 head_end = min((p.start for p in src.partitions), default=src.size)
                 used = (
-                    rplan.used
+                    list(region.used)
                     if fitp.identity
-                    else [(s, min(n, head_end - s)) for s, n in rplan.used if s < head_end]
+                    else [(s, min(n, head_end - s)) for s, n in region.used if s < head_end]
                 )
                 # onto another size only the boot area is copied: the total counted it all
-                ctx.progress.adjust_total(sum(n for _, n in used) - rplan.region.used_bytes)
-                copy_held(ctx, fd, 0, 0, used, src.size)
+                ctx.progress.adjust_total(
+                    sum(n for _, n in used) - self.plan.regions[self.index].region.used_bytes
+                )
+                copy_held(ctx, source.fd, 0, 0, used, src.size)
             else:
                 copy_held(
                     ctx,
-                    fd,
-                    rplan.region.start,
-                    fitp.new_start(number),
-                    rplan.used,
-                    rplan.region.size,
+                    source.fd,
+                    region.start,
+                    fitp.new_start(region.partition),
+                    list(region.used),
+                    region.size,
                 )
-        finally:
-            os.close(fd)
 
 
 def clone_steps(plan: ClonePlan, target: Disk | None = None) -> list[Step]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,7 +17,8 @@ from appliance.errors import ApplianceError, SafetyRefusal
 from appliance.fs import resize as fsresize
 from appliance.fs.usedmap import used_map
 from appliance.io.cowview import CowView
-from appliance.io.pipeline import WINDOW, Window, read_windows, spans
+from appliance.io.pipeline import Window, read_windows, spans
+from appliance.io.windows import windows
 from appliance.jobs.writeplan import Context, RecreateSwap, Step
 from appliance.plan.fit import (
     FIXED_TYPES,
@@ -29,7 +30,6 @@ from appliance.plan.fit import (
     usable_end,
 )
 from appliance.progress import Progress
-from appliance.repo.manifest import window_ranges
 
 
 @dataclass(frozen=True)
@@ -41,13 +41,6 @@ class PartInfo:
     label: str | None
     uuid: str | None
     method: str
-
-
-def windows_for(ranges: list[tuple[int, int]], size: int, base: int) -> Iterator[Window]:
-    by_window = window_ranges(ranges, WINDOW, size)
-    for win in sorted(by_window):
-        offset = win * WINDOW
-        yield Window(0, win, base + offset, min(WINDOW, size - offset), tuple(by_window[win]))
 
 
 def copy_ranges(
@@ -72,7 +65,7 @@ def copy_ranges(
 
     read_windows(
         src_fd,
-        windows_for(ranges, size, src_base),
+        windows(ranges, size, base=src_base),
         work,
         sector=sector,
         progress=progress,

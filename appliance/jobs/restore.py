@@ -14,14 +14,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from appliance.disk.marker import Marker
 from appliance.disk.model import Disk, human_size
 from appliance.disk.probe import probe_disk
-from appliance.errors import CorruptData, ImageError
+from appliance.errors import ImageError
 from appliance.io.pipeline import Placement, write_windows
+from appliance.io.source import RepositorySource
 from appliance.jobs.fitting import (
     PartInfo,
     ShrinkCopy,
@@ -50,10 +52,9 @@ from appliance.plan.fit import FitPlan, fit
 from appliance.plan.safety import check_target
 from appliance.plan.table import table_sectors
 from appliance.progress import Progress
-from appliance.repo.chunk import Decoder
 from appliance.repo.image import LoadedImage, load_image
 from appliance.repo.imagelog import ImageLog
-from appliance.repo.manifest import Region, window_ranges
+from appliance.repo.manifest import Region
 from appliance.repo.repository import Repository
 
 
@@ -62,6 +63,10 @@ class RestorePlan:
     image: LoadedImage
     target: Disk
     fit: FitPlan
+
+    @cached_property
+    def source(self) -> RepositorySource:
+        return RepositorySource.from_image(self.image)
 
     @property
     def same_size(self) -> bool:
@@ -93,25 +98,23 @@ class RestorePlan:
         for number, region in enumerate(self.image.manifest.regions):
             if (only is not None and region.name != only) or region.name in shrunk:
                 continue
-            index = self.image.indexes[region.name]
             shift = 0
             if region.partition is not None:
                 shift = self.fit.new_start(region.partition) - region.start
-            by_window = window_ranges(index.used, index.window, region.size)
-            for win in sorted(by_window):
-                used = by_window[win]
-                offset = region.start + win * index.window
+            source = self.source.regions[number]
+            for win in source.windows(number):
+                used = win.used
                 if region.partition is None and not self.fit.identity:
                     # A new table is written by sfdisk: keep only the boot area before it.
-                    used = [(s, n) for s, n in used if offset + s < self.head_end()]
+                    used = tuple((s, n) for s, n in used if win.offset + s < self.head_end())
                     if not used:
                         continue
                 yield Placement(
                     number,
-                    offset + shift,
-                    min(index.window, region.size - win * index.window),
-                    tuple(used),
-                    index.chunks[win],
+                    win.offset + shift,
+                    win.length,
+                    used,
+                    self.source.chunk(number, win.number),
                 )
 
     def describe(self) -> list[str]:
@@ -163,31 +166,6 @@ def _view_args(plan: RestorePlan, region: Region) -> dict[str, Any]:
     }
 
 
-class ChunkReader:
-    """Fetch and decode the image's chunks; a damaged one names the region it holds."""
-
-    def __init__(self, image: LoadedImage) -> None:
-        self.image = image
-        self.local = threading.local()
-
-    def fetch(self, name: str) -> bytes:
-        return self.image.repo.get_chunk(name)
-
-    def decode(self, place: Placement, blob: bytes) -> bytes:
-        dec = getattr(self.local, "d", None)
-        if dec is None:
-            dec = self.local.d = Decoder()
-        assert place.chunk is not None
-        try:
-            return dec.decode(blob, place.chunk, place.length)
-        except CorruptData as exc:
-            manifest = self.image.manifest
-            region = manifest.regions[place.region]
-            raise CorruptData(
-                f"{exc} It holds data of {region.describe()} of image {manifest.name}."
-            ) from exc
-
-
 @dataclass
 class ImageRegion(Step):
     """Write one region of the image (the boot area, or a partition) at its place on the
@@ -211,7 +189,7 @@ class ImageRegion(Step):
         return {**super().to_json(), "region": self.region}
 
     def run(self, ctx: Context) -> None:
-        reader = ChunkReader(self.plan.image)
+        source = self.plan.source
         later: dict[int, list[tuple[int, int]]] = {}
 
         def held_back() -> Iterator[Placement]:
@@ -225,7 +203,8 @@ class ImageRegion(Step):
                 yield replace(place, used=tuple(now))
 
         def decode(place: Placement, blob: bytes) -> bytes:
-            data = reader.decode(place, blob)
+            assert place.chunk is not None
+            data = source.decode(place.region, place.chunk, place.length, blob)
             for start, length in later.get(place.offset, ()):
                 ctx.keep(place.offset + start, data[start : start + length], count=True)
             return data
@@ -236,7 +215,7 @@ class ImageRegion(Step):
         write_windows(
             ctx.fd,
             held_back(),
-            reader.fetch,
+            source.fetch,
             decode,
             progress=ctx.progress,
             cancel=ctx.cancel,

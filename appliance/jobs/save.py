@@ -22,6 +22,7 @@ from appliance.disk.usage import mounted_readonly
 from appliance.errors import ImageError, ToolFailed
 from appliance.fs.usedmap import UsedMap, normalize_ranges, used_map
 from appliance.io.pipeline import WINDOW, Window, read_windows, workers_default
+from appliance.io.windows import window_count, windows, zero_hash
 from appliance.jobs import proof
 from appliance.jobs.savechecks import (
     check_free_space,
@@ -35,16 +36,8 @@ from appliance.progress import Progress
 from appliance.repo.chunk import Encoder, content_hash
 from appliance.repo.image import load_manifest
 from appliance.repo.imagelog import ImageLog
-from appliance.repo.manifest import Index, Manifest, Region, index_hash, window_ranges
+from appliance.repo.manifest import Index, Manifest, Region, index_hash
 from appliance.repo.repository import ReadBack, Repository, check_save_place
-
-_ZERO_HASHES: dict[int, str] = {}
-
-
-def zero_hash(length: int) -> str:
-    if length not in _ZERO_HASHES:
-        _ZERO_HASHES[length] = content_hash(bytes(length))
-    return _ZERO_HASHES[length]
 
 
 @dataclass
@@ -78,23 +71,13 @@ def plan_regions(disk: Disk, progress: Progress) -> list[RegionPlan]:
             region.method = umap.method
             used = list(umap.ranges)
         region.used_bytes = sum(length for _, length in used)
-        nwin = (region.size + WINDOW - 1) // WINDOW
-        plans.append(RegionPlan(region, used, [None] * nwin))
+        plans.append(RegionPlan(region, used, [None] * window_count(region.size)))
     return plans
 
 
 def windows_of(plans: list[RegionPlan]) -> Iterator[Window]:
     for number, plan in enumerate(plans):
-        by_window = window_ranges(plan.used, WINDOW, plan.region.size)
-        for win in sorted(by_window):
-            offset = win * WINDOW
-            yield Window(
-                number,
-                win,
-                plan.region.start + offset,
-                min(WINDOW, plan.region.size - offset),
-                tuple(by_window[win]),
-            )
+        yield from windows(plan.used, plan.region.size, base=plan.region.start, region=number)
 
 
 @dataclass
@@ -335,7 +318,7 @@ def _move(
     step: Callable[[Window, memoryview], None] = work
     if prover is not None:
         counts = {
-            number: len(window_ranges(plan.used, WINDOW, plan.region.size))
+            number: sum(1 for _ in windows(plan.used, plan.region.size))
             for number, plan in enumerate(plans)
         }
         counter = proof.WindowCounter(

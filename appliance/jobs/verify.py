@@ -27,11 +27,13 @@ from appliance.fs.compare import (
 )
 from appliance.io.cowview import CowView
 from appliance.io.pipeline import Stage, Window, read_windows, workers_default
+from appliance.io.source import RepositorySource
+from appliance.io.windows import window_length
 from appliance.plan.fit import GROWABLE_FS
 from appliance.progress import Progress
 from appliance.repo.chunk import Decoder, content_hash
 from appliance.repo.image import LoadedImage, load_image
-from appliance.repo.manifest import Region, window_ranges
+from appliance.repo.manifest import Region
 from appliance.repo.repository import Repository, write_file_durably
 
 
@@ -61,7 +63,7 @@ def verify_image(
         index = loaded.indexes[region.name]
         for number, name in enumerate(index.chunks):
             if name is not None and name not in owner:
-                length = min(index.window, region.size - number * index.window)
+                length = window_length(number, region.size, index.window)
                 owner[name] = (region, length)
     result = VerifyResult(image, chunks=len(owner))
     progress.total = sum(length for _, length in owner.values())
@@ -148,7 +150,7 @@ class RegionCheck:
 
 
 def _plan_checks(
-    loaded: LoadedImage, disk: Disk, checks: list[RegionCheck]
+    source: RepositorySource, loaded: LoadedImage, disk: Disk, checks: list[RegionCheck]
 ) -> tuple[list[Window], list[tuple[Region, int, int]]]:
     """The image's windows at the places the disk now holds them (a partition may have moved
     on a disk of another size), and the resized partitions to compare by files instead."""
@@ -204,18 +206,7 @@ def _plan_checks(
                 continue
             start = part.start
         checks.append(RegionCheck(region.name, what, "bytes"))
-        index = loaded.indexes[region.name]
-        by_window = window_ranges(index.used, index.window, region.size)
-        for win in sorted(by_window):
-            windows.append(
-                Window(
-                    number,
-                    win,
-                    start + win * index.window,
-                    min(index.window, region.size - win * index.window),
-                    tuple(by_window[win]),
-                )
-            )
+        windows += source.regions[number].windows(number, base=start)
     return windows, by_files
 
 
@@ -281,28 +272,21 @@ def verify_against(
     loaded = load_image(repo, image)
     disk = probe_disk(disk_name)
     result = VerifyResult(image)
-    windows, by_files = _plan_checks(loaded, disk, result.checks)
+    source = RepositorySource.from_image(loaded)
+    windows, by_files = _plan_checks(source, loaded, disk, result.checks)
     result.skipped = [f"{c.what} ({c.detail})" for c in result.checks if c.how == "none"]
     # both trees of a resized partition are read: about twice its used bytes
     progress.total = sum(w.used_bytes for w in windows) + sum(
         2 * r.used_bytes for r, _, _ in by_files
     )
-    zero: dict[int, str] = {}
     mismatches: list[str] = []
     lock = threading.Lock()
 
     def work(win: Window, data: memoryview) -> None:
-        region = loaded.manifest.regions[win.region]
-        expected = loaded.indexes[region.name].chunks[win.number]
-        if expected is None:
-            if win.length not in zero:
-                zero[win.length] = content_hash(bytes(win.length))
-            expected = zero[win.length]
-        if content_hash(data) != expected:
+        if content_hash(data) != source.window_hash(win.region, win.number):
+            region = source.regions[win.region]
             with lock:
-                mismatches.append(
-                    f"{region.describe()} at byte {win.number * loaded.indexes[region.name].window}"
-                )
+                mismatches.append(f"{region.what} at byte {win.number * region.window}")
 
     fd = open_direct(disk.node)
     try:

@@ -1,0 +1,125 @@
+"""The image sources on real files: a tiny repository built in a tmp folder (our own
+encoder, chunks stored by the repository) and a disk that is a plain file."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import CorruptData
+from appliance.io.source import DiskSource, ImageSource, RepositorySource, SourceRegion
+from appliance.io.windows import WINDOW, zero_hash
+from appliance.repo.chunk import Encoder, content_hash
+from appliance.repo.image import load_image
+from appliance.repo.manifest import Index, Manifest, Region, index_hash
+from appliance.repo.repository import Repository
+
+SIZE = 2 * WINDOW + 3 * 4096  # three windows: data, zeros, a short one with data
+
+
+def build_image(root: Path) -> tuple[Repository, bytes]:
+    """Image "tiny": the boot area (one stored window) and partition 1 (ext4, SIZE bytes)."""
+    repo = Repository.open_or_create(root)
+    data = bytearray(SIZE)
+    data[:WINDOW] = os.urandom(WINDOW)
+    data[2 * WINDOW + 4096 : 2 * WINDOW + 8192] = os.urandom(4096)
+    boot = os.urandom(4096) + bytes(WINDOW - 4096)
+    folder = repo.image_dir("tiny")
+    folder.mkdir(parents=True)
+    encoder = Encoder()
+    regions: list[Region] = []
+    layout = [
+        ("outside", None, 0, WINDOW, None, [(0, 4096)], [boot]),
+        ("p1", 1, WINDOW, SIZE, "ext4", [(0, WINDOW), (2 * WINDOW, 3 * 4096)], None),
+    ]
+    for name, number, start, size, fstype, used, pieces in layout:
+        if pieces is None:
+            pieces = [bytes(data[w : w + WINDOW]) for w in range(0, size, WINDOW)]
+        chunks: list[str | None] = []
+        for piece in pieces:
+            if piece == bytes(len(piece)):
+                chunks.append(None)
+                continue
+            chunk = content_hash(piece)
+            repo.put_chunk(chunk, encoder.encode(piece))
+            chunks.append(chunk)
+        blob = Index(name, WINDOW, size, used, chunks).encode()
+        (folder / f"{name}.idx").write_bytes(blob)
+        regions.append(
+            Region(
+                name,
+                number,
+                start,
+                size,
+                "table" if number is None else "partclone",
+                fstype,
+                used_bytes=sum(n for _, n in used),
+                index=f"{name}.idx",
+                index_hash=index_hash(blob),
+            )
+        )
+    disk = {"size": WINDOW + SIZE, "logical_sector": 512}
+    manifest = Manifest("tiny", disk, None, regions, "now", "test", complete=True)
+    (folder / "manifest.json").write_text(manifest.to_json())
+    return repo, bytes(data)
+
+
+def test_repository_source_reads_each_window(tmp_path: Path) -> None:
+    repo, data = build_image(tmp_path / "repo")
+    source: ImageSource = RepositorySource.from_image(load_image(repo, "tiny"))
+    assert source.proves == "chunk hashes"
+    assert [(r.name, r.partition, r.start, r.size, r.fstype) for r in source.regions] == [
+        ("outside", None, 0, WINDOW, None),
+        ("p1", 1, WINDOW, SIZE, "ext4"),
+    ]
+    assert source.regions[1].what == "partition 1 (ext4)"
+    assert source.read_window(1, 0) == data[:WINDOW]
+    assert source.read_window(1, 1) is None  # all zeros: never stored
+    short = source.read_window(1, 2)
+    assert short == data[2 * WINDOW :] and len(short) == 3 * 4096
+    assert source.window_hash(1, 1) == zero_hash(WINDOW)
+    assert source.window_hash(1, 2) == content_hash(data[2 * WINDOW :])
+    wins = list(source.regions[1].windows(1))
+    assert [(w.region, w.number, w.offset, w.length) for w in wins] == [
+        (1, 0, WINDOW, WINDOW),
+        (1, 2, 3 * WINDOW, 3 * 4096),
+    ]
+
+
+def test_a_damaged_chunk_names_its_region_and_image(tmp_path: Path) -> None:
+    repo, _ = build_image(tmp_path / "repo")
+    source = RepositorySource.from_image(load_image(repo, "tiny"))
+    name = source.chunk(1, 2)
+    assert name is not None
+    path = repo.chunk_path(name)
+    blob = bytearray(path.read_bytes())
+    blob[-1] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(CorruptData, match=r"partition 1 \(ext4\) of image tiny"):
+        source.read_window(1, 2)
+
+
+def test_a_region_given_by_its_index_alone(tmp_path: Path) -> None:
+    repo, data = build_image(tmp_path / "repo")
+    index = Index.decode((repo.image_dir("tiny") / "p1.idx").read_bytes(), "p1.idx")
+    source = RepositorySource.from_index(repo, "tiny", index)
+    assert [(r.name, r.size) for r in source.regions] == [("p1", SIZE)]
+    assert source.read_window(0, 0) == data[:WINDOW]
+
+
+def test_disk_source_reads_used_bytes_only(tmp_path: Path) -> None:
+    path = tmp_path / "disk"
+    content = os.urandom(3 * 4096) + bytes(WINDOW)
+    path.write_bytes(content + os.urandom(WINDOW))
+    region = SourceRegion("p1", 1, 4096, 2 * WINDOW, "ext4", ((512, 1024), (8192, 100)), "p1")
+    with DiskSource(str(path), 512, [region]) as disk:
+        source: ImageSource = disk
+        assert source.proves == "nothing"
+        got = source.read_window(0, 0)
+        assert got is not None and len(got) == WINDOW
+        want = bytearray(WINDOW)
+        want[512:1536] = content[4096 + 512 : 4096 + 1536]
+        want[8192:8292] = content[4096 + 8192 : 4096 + 8292]
+        assert got == bytes(want)
+        assert source.read_window(0, 1) is None
+        assert source.window_hash(0, 0) is None
