@@ -109,6 +109,12 @@ def kind_of(fstype: str | None) -> FsKind | None:
     return KINDS.get(fstype or "")
 
 
+def family_of(fstype: str | None) -> str | None:
+    """The tools' family of `fstype` ("ext" for ext2, ext3 and ext4); None when unknown."""
+    kind = KINDS.get(fstype or "")
+    return kind.family if kind is not None else None
+
+
 def names(test: str) -> frozenset[str]:
     """The kinds whose boolean field (or field that is set) `test` is true."""
     return frozenset(name for name, kind in KINDS.items() if getattr(kind, test))

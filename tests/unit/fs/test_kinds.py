@@ -76,3 +76,15 @@ def test_resize_refuses_what_the_table_says_cannot_shrink() -> None:
     assert resize.grow("/nonexistent", None) is False
     with pytest.raises(ToolFailed, match="cannot be shrunk"):
         resize.shrink("/nonexistent", "btrfs", 1 << 30)
+
+
+@pytest.mark.parametrize(
+    ("fstype", "family"),
+    [("ext2", "ext"), ("ext3", "ext"), ("ext4", "ext"), ("ntfs", "ntfs"), ("vfat", "fat")],
+)
+def test_families_name_the_tools(fstype: str, family: str) -> None:
+    assert kinds.family_of(fstype) == family
+
+
+def test_an_unknown_type_has_no_family() -> None:
+    assert kinds.family_of("zfs_member") is None and kinds.family_of(None) is None
