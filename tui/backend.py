@@ -17,7 +17,7 @@ from appliance.disk import identity
 from appliance.disk.fsprobe import whole_disk_filesystem
 from appliance.disk.model import Disk, human_size
 from appliance.disk.probe import Problem, Scan, probe_disk, scan_disks
-from appliance.disk.usage import disks_of_path
+from appliance.disk.usage import disks_of_path, nearest_existing
 from appliance.errors import ApplianceError
 from appliance.jobs.catalog import ImageSummary, list_images
 from appliance.jobs.verify import last_verified
@@ -209,10 +209,7 @@ class EngineBackend:
         return free_space(path)
 
     def repo_disks(self, path: str) -> set[str]:
-        where = Path(path)
-        while not where.exists() and where != where.parent:
-            where = where.parent
-        return disks_of_path(where)
+        return disks_of_path(nearest_existing(Path(path)))
 
     # -- jobs -----------------------------------------------------------------------------
     def save_job(self, disk: Disk, repo: str, image: str, *, resume: bool) -> JobSpec:

@@ -143,14 +143,23 @@ def _udev_serial(props: Mapping[str, str]) -> str | None:
     return serial or None
 
 
-def _devnum(text: str | None) -> tuple[int, int]:
+def parse_devnum(text: str | None) -> tuple[int, int]:
+    """A device number as sysfs `dev` files and mountinfo write it, "8:17" -> (8, 17);
+    (0, 0) for missing or malformed text (no device has it)."""
     if text is None or ":" not in text:
         return (0, 0)
-    major, _, minor = text.partition(":")
+    major, _, minor = text.strip().partition(":")
     try:
         return (int(major), int(minor))
     except ValueError:
         return (0, 0)
+
+
+def partition_number(node: str) -> int | None:
+    """The partition number at the end of a node name: sda12 -> 12, /dev/nvme0n1p2 -> 2,
+    mmcblk0p3 -> 3, loop7p1 -> 1; None when the name ends in no digit."""
+    digits = len(node) - len(node.rstrip("0123456789"))
+    return int(node[-digits:]) if digits else None
 
 
 def block_dir(name: str, sysfs: str = SYSFS) -> str:
@@ -203,7 +212,7 @@ def read_identity(
         physical_sector=max(physical, logical),
         model=model,
         serial=serial,
-        devnum=_devnum(_read(os.path.join(block, "dev"))),
+        devnum=parse_devnum(_read(os.path.join(block, "dev"))),
         removable=_read_int(os.path.join(block, "removable"), 0) == 1,
         readonly=_read_int(os.path.join(block, "ro"), 0) == 1,
         is_loop=is_loop,

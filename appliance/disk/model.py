@@ -6,6 +6,7 @@ All offsets and sizes are in bytes from the start of the disk.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Disk:
     last_lba: int | None = None  # GPT last usable LBA
     partitions: tuple[Partition, ...] = field(default_factory=tuple)
     incomplete: str | None = None  # "incomplete restore of IMAGE, started TIME" (marker)
+    # `sfdisk --json`'s "partitiontable", read while probing (None: no table, or not probed)
+    sfdisk: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def describe(self) -> str:
         """How the disk is named to a user: model, serial, size and kernel name."""

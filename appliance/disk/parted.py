@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import parted
 
-from appliance.disk.identity import check_readable
+from appliance.disk.identity import check_readable, partition_number
 from appliance.errors import DeviceError
 from appliance.tools import run
 
@@ -61,6 +62,8 @@ class TableInfo:
     first_lba: int | None  # GPT first usable LBA
     last_lba: int | None  # GPT last usable LBA
     partitions: tuple[TableEntry, ...]
+    # `sfdisk --json`'s "partitiontable" as it printed it (the manifest records it)
+    sfdisk: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class SfdiskTable:
     first_lba: int | None
     last_lba: int | None
     entries: tuple[SfdiskEntry, ...]
+    document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def _damaged(node: str, detail: str) -> DeviceError:
@@ -158,12 +162,6 @@ def read_parted(node: str) -> PartedTable:
         device.removeFromCache()  # libparted caches by path; a new loop device reuses paths
 
 
-def _number(node: str) -> int | None:
-    """The partition number at the end of an sfdisk node name: /dev/sda12 -> 12."""
-    digits = len(node) - len(node.rstrip("0123456789"))
-    return int(node[-digits:]) if digits else None
-
-
 def _type(label: str, value: str) -> str:
     if label == "gpt":
         return str(uuid.UUID(value))
@@ -186,7 +184,7 @@ def parse_sfdisk_json(text: str, node: str) -> SfdiskTable:
             table_id = str(raw_id).lower()
         entries = []
         for part in table.get("partitions", []):
-            number = _number(str(part["node"]))
+            number = partition_number(str(part["node"]))
             if number is None:
                 raise _damaged(node, f"sfdisk names a partition {part['node']} without a number")
             name = part.get("name")
@@ -212,6 +210,7 @@ def parse_sfdisk_json(text: str, node: str) -> SfdiskTable:
             int(first) if first is not None else None,
             int(last) if last is not None else None,
             tuple(entries),
+            dict(table),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DeviceError(
@@ -278,6 +277,7 @@ def merge(node: str, lib: PartedTable, sfd: SfdiskTable | None) -> TableInfo | N
         first_lba=sfd.first_lba if label == "gpt" else None,
         last_lba=sfd.last_lba if label == "gpt" else None,
         partitions=tuple(sorted(merged, key=lambda part: part.number)),
+        sfdisk=sfd.document,
     )
 
 

@@ -169,6 +169,7 @@ def _build(ident: identity.Identity) -> Disk:
         last_lba=table.last_lba if table else None,
         partitions=partitions,
         incomplete=_incomplete(node),
+        sfdisk=table.sfdisk if table else None,
     )
 
 

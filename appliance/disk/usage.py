@@ -6,15 +6,26 @@ appliance/plan/safety.py."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.disk.identity import parse_devnum
+
 SYS = Path("/sys")
+_OCTAL = re.compile(r"\\([0-7]{3})")  # mountinfo writes space, tab, newline, \ as \040 ...
 
 
-def _devnum(text: str) -> tuple[int, int]:
-    major, minor = text.strip().split(":")
-    return int(major), int(minor)
+def unescape(field: str) -> str:
+    """A mountinfo or /proc/swaps field as the path it names: "a\\040b" -> "a b"."""
+    return _OCTAL.sub(lambda found: chr(int(found.group(1), 8)), field)
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path`, or its nearest parent that exists (a repository folder not made yet)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def disk_names_of_devnum(devnum: tuple[int, int], sys_root: Path = SYS, depth: int = 0) -> set[str]:
@@ -35,7 +46,7 @@ def disk_names_of_devnum(devnum: tuple[int, int], sys_root: Path = SYS, depth: i
         for slave in slaves.iterdir():
             dev = slave / "dev"
             if dev.exists():
-                names |= disk_names_of_devnum(_devnum(dev.read_text()), sys_root, depth + 1)
+                names |= disk_names_of_devnum(parse_devnum(dev.read_text()), sys_root, depth + 1)
     return names
 
 
@@ -54,11 +65,11 @@ def disk_devnums(disk_name: str, sys_root: Path = SYS) -> set[tuple[int, int]]:
     base = sys_root / "block" / disk_name
     out: set[tuple[int, int]] = set()
     if (base / "dev").exists():
-        out.add(_devnum((base / "dev").read_text()))
+        out.add(parse_devnum((base / "dev").read_text()))
     if base.is_dir():
         for child in base.iterdir():
             if (child / "partition").exists() and (child / "dev").exists():
-                out.add(_devnum((child / "dev").read_text()))
+                out.add(parse_devnum((child / "dev").read_text()))
     return out
 
 
@@ -81,8 +92,8 @@ def mounts(mountinfo: str | None = None) -> list[Mount]:
             fstype = fields[sep + 1] if 0 < sep < len(fields) - 1 else ""
             out.append(
                 Mount(
-                    _devnum(fields[2]),
-                    fields[4].replace("\\040", " "),
+                    parse_devnum(fields[2]),
+                    unescape(fields[4]),
                     tuple(fields[5].split(",")),
                     fstype,
                 )
@@ -113,9 +124,7 @@ RAM_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
 
 def filesystem_type(path: Path, mountinfo: str | None = None) -> str | None:
     """The type of the filesystem that holds `path` (or its nearest existing parent)."""
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(path)
     try:
         dev = os.stat(existing).st_dev
     except OSError:
@@ -140,7 +149,7 @@ def swap_devnums(swaps: str | None = None) -> set[tuple[int, int]]:
         if not fields:
             continue
         try:
-            st = os.stat(fields[0].replace("\\040", " "))
+            st = os.stat(unescape(fields[0]))
         except OSError:
             continue
         if fields[1] == "partition":

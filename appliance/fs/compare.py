@@ -22,17 +22,9 @@ from pathlib import Path
 import blake3
 
 from appliance.errors import ApplianceError, Cancelled, DeviceError, ToolFailed
+from appliance.fs.kinds import COMPARABLE, KINDS
 from appliance.tools import run
 
-# fstype -> how to mount it read-only without writing (None: ntfs-3g)
-MOUNT_OPTIONS: dict[str, str | None] = {
-    "ext2": "ro,noload",
-    "ext3": "ro,noload",
-    "ext4": "ro,noload",
-    "xfs": "ro,norecovery,nouuid",
-    "btrfs": "ro,rescue=nologreplay",
-    "ntfs": None,
-}
 SAFE = "nodev,nosuid,noexec"
 BLOCK = 1 << 20
 
@@ -60,7 +52,7 @@ LIMIT = 20
 
 
 def can_compare(fstype: str | None) -> bool:
-    return fstype in MOUNT_OPTIONS
+    return fstype in COMPARABLE
 
 
 def why_not(fstype: str | None) -> str:
@@ -85,13 +77,14 @@ def read_only_loop(path: str, offset: int = 0, size: int | None = None) -> Itera
 @contextlib.contextmanager
 def mounted_read_only(node: str, fstype: str) -> Iterator[Path]:
     where = Path(tempfile.mkdtemp(prefix="appliance-compare-", dir="/run"))
-    options = MOUNT_OPTIONS[fstype]
+    kind = KINDS[fstype]
+    options = f"{kind.read_only},{SAFE}"
     try:
-        if options is None:
-            run(["ntfs-3g", "-o", f"ro,{SAFE}", node, str(where)], timeout=120)
+        if kind.fuse:
+            run(["ntfs-3g", "-o", options, node, str(where)], timeout=120)
         else:
-            kind = "ext4" if fstype.startswith("ext") else fstype  # ext4's driver has noload
-            run(["mount", "-t", kind, "-o", f"{options},{SAFE}", node, str(where)], timeout=120)
+            driver = kind.driver or fstype  # ext2/ext3 through ext4's driver, which has noload
+            run(["mount", "-t", driver, "-o", options, node, str(where)], timeout=120)
     except ApplianceError as exc:
         with contextlib.suppress(OSError):
             where.rmdir()

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 
 from appliance.errors import ApplianceError
+from appliance.fs.kinds import family_of
 from appliance.tools import run
 
-EXT = ("ext2", "ext3", "ext4")
 METADATA = "filesystem metadata"
 MAX_BLOCKS = 65536  # filesystem blocks looked up per partition
 MAX_NTFS_RANGES = 64  # ntfscluster reads the whole MFT once per range
@@ -27,12 +27,13 @@ def used_bytes(node: str, fstype: str | None) -> int | None:
     """The bytes the filesystem says it uses; None when it cannot say."""
     if not node:
         return None
-    if fstype in EXT:
+    family = family_of(fstype)
+    if family == "ext":
         info = ext_header(node)
         if info is None:
             return None
         return (info["Block count"] - info["Free blocks"]) * info["Block size"]
-    if fstype == "ntfs":
+    if family == "ntfs":
         stats = _ntfs_info(node)
         if "bytes per volume" in stats and "bytes of free space" in stats:
             return stats["bytes per volume"] - stats["bytes of free space"]
@@ -44,9 +45,10 @@ def files_at(node: str, fstype: str | None, ranges: list[tuple[int, int]]) -> li
     them hold the filesystem's own structures (or no file at all); [] when it cannot say."""
     if not node:
         return []
-    if fstype in EXT:
+    family = family_of(fstype)
+    if family == "ext":
         return _ext_files(node, ranges)
-    if fstype == "ntfs":
+    if family == "ntfs":
         return _ntfs_files(node, ranges)
     return []
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from appliance.errors import ToolFailed
+from appliance.fs.kinds import kind_of
 from appliance.tools import run
 
-EXT = {"ext2", "ext3", "ext4"}
 MiB = 1024 * 1024
 
 
@@ -36,7 +36,10 @@ def _e2fsck(path: str) -> None:
 
 def min_size(path: str, fstype: str | None) -> int | None:
     """The smallest size (bytes) the filesystem can shrink to, with a margin; None if unknown."""
-    if fstype in EXT:
+    kind = kind_of(fstype)
+    if kind is None or not kind.shrink:
+        return None
+    if kind.family == "ext":
         out = run(["dumpe2fs", "-h", path], timeout=600).stdout
         block = int(re.search(r"Block size:\s+(\d+)", out).group(1))  # type: ignore[union-attr]
         proc = run(["resize2fs", "-P", path], check=False, timeout=600)
@@ -45,7 +48,7 @@ def min_size(path: str, fstype: str | None) -> int | None:
             return None
         blocks = int(found.group(1))
         return int(blocks * block * 1.05) + 16 * MiB
-    if fstype == "ntfs":
+    if kind.family == "ntfs":
         proc = run(
             ["ntfsresize", "--info", "--force", "--no-progress-bar", path], check=False, timeout=600
         )
@@ -58,7 +61,9 @@ def min_size(path: str, fstype: str | None) -> int | None:
 
 def shrink(path: str, fstype: str | None, size: int) -> None:
     """Shrink the filesystem in `path` (a copy-on-write view) to `size` bytes."""
-    if fstype in EXT:
+    kind = kind_of(fstype)
+    family = kind.family if kind is not None and kind.shrink else None
+    if family == "ext":
         _e2fsck(path)
         proc = run(["resize2fs", path, f"{size // 1024}K"], check=False, timeout=3 * 3600)
         if proc.returncode != 0:
@@ -67,7 +72,7 @@ def shrink(path: str, fstype: str | None, size: int) -> None:
                 f"{_last_line(proc.stderr + proc.stdout)}"
             )
         return
-    if fstype == "ntfs":
+    if family == "ntfs":
         proc = run(
             ["ntfsresize", "--force", "--no-progress-bar", "--size", str(size), path],
             check=False,
@@ -97,19 +102,25 @@ def _mounted(node: str) -> Iterator[Path]:
 
 def grow(node: str, fstype: str | None) -> bool:
     """Grow the filesystem on partition `node` to fill it. False when it stays as it is."""
-    if fstype in EXT:
+    kind = kind_of(fstype)
+    if kind is None or not kind.grow:
+        return False  # FAT, exFAT, swap, raw: the partition grows, the filesystem stays
+    if kind.grow_mounted:
+        with _mounted(node) as where:
+            _GROW_MOUNTED[kind.family](str(where))
+        return True
+    if kind.family == "ext":
         _e2fsck(node)
         run(["resize2fs", node], timeout=3 * 3600)
-        return True
-    if fstype == "ntfs":
+    elif kind.family == "ntfs":
         run(["ntfsresize", "--force", "--no-progress-bar", node], timeout=3 * 3600, input_text="")
-        return True
-    if fstype == "xfs":
-        with _mounted(node) as where:
-            run(["xfs_growfs", str(where)], timeout=3600)
-        return True
-    if fstype == "btrfs":
-        with _mounted(node) as where:
-            run(["btrfs", "filesystem", "resize", "max", str(where)], timeout=3600)
-        return True
-    return False  # FAT, exFAT, swap, raw: the partition grows, the filesystem stays
+    else:
+        raise ToolFailed(f"No tool here grows a {kind.name} filesystem.")
+    return True
+
+
+# the grow command of each kind that grows only while mounted, given its mount point
+_GROW_MOUNTED = {
+    "xfs": lambda where: run(["xfs_growfs", where], timeout=3600),
+    "btrfs": lambda where: run(["btrfs", "filesystem", "resize", "max", where], timeout=3600),
+}

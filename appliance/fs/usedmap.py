@@ -17,7 +17,6 @@ the $LogFile replay would claim, so a mapped copy could silently lose recent dat
 from __future__ import annotations
 
 import re
-import struct
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,18 +24,13 @@ from pathlib import Path
 
 from appliance.errors import DeviceError, ToolFailed
 from appliance.fs.btrfsmap import btrfs_used_ranges
+from appliance.fs.kinds import KINDS
+from appliance.fs.ntfs import SECTOR_SIZES, parse_boot_sector
 from appliance.tools import run
 
-# blkid TYPE -> the partclone program that maps it
+# blkid TYPE -> the partclone program that maps it (from the table of appliance/fs/kinds.py)
 PARTCLONE_PROGRAM: dict[str, str] = {
-    "ext2": "partclone.extfs",
-    "ext3": "partclone.extfs",
-    "ext4": "partclone.extfs",
-    "xfs": "partclone.xfs",
-    "btrfs": "partclone.btrfs",
-    "ntfs": "partclone.ntfs",
-    "vfat": "partclone.fat",
-    "exfat": "partclone.exfat",
+    name: kind.partclone for name, kind in KINDS.items() if kind.partclone is not None
 }
 
 SECTOR = 512
@@ -187,11 +181,9 @@ def _ntfs_boot_backups(node: str, size: int) -> list[tuple[int, int]]:
             f"Could not read the NTFS boot sector of {node}: {exc.strerror or exc}."
         ) from exc
     ranges = [(size - SECTOR, SECTOR)] if size >= SECTOR else []
-    if len(boot) == SECTOR and boot[3:11] == b"NTFS    ":
-        (bytes_per_sector,) = struct.unpack_from("<H", boot, 0x0B)
-        (total_sectors,) = struct.unpack_from("<Q", boot, 0x28)
-        if bytes_per_sector in (256, 512, 1024, 2048, 4096):
-            ranges.append((total_sectors * bytes_per_sector, bytes_per_sector))
+    parsed = parse_boot_sector(boot)
+    if parsed is not None and parsed.bytes_per_sector in SECTOR_SIZES:
+        ranges.append((parsed.backup_offset, parsed.bytes_per_sector))
     return ranges
 
 

@@ -141,7 +141,7 @@ def save(
         repo.remove_tmp_files()
         log = ImageLog(folder / "log.txt")
         log.write(f"save of {disk.describe()} started{' (resumed)' if resume else ''}")
-        sfdisk = read_sfdisk_json(disk.node) if disk.table else None
+        sfdisk = (disk.sfdisk or read_sfdisk_json(disk.node)) if disk.table else None
         manifest = Manifest(
             name=image,
             disk=disk_record(disk),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from appliance.disk.model import human_size
 from appliance.errors import ImageError, SafetyRefusal
+from appliance.fs.kinds import GROWABLE, SHRINKABLE
 
 MiB = 1024 * 1024
 FIXED_TYPES = {
@@ -30,8 +31,8 @@ FIXED_TYPES = {
     "82",
     "12",  # MBR: EFI, recovery, swap, diagnostics
 }
-GROWABLE_FS = {"ext2", "ext3", "ext4", "xfs", "btrfs", "ntfs"}
-SHRINKABLE_FS = {"ext2", "ext3", "ext4", "ntfs"}
+GROWABLE_FS = GROWABLE  # what each filesystem can do: appliance/fs/kinds.py
+SHRINKABLE_FS = SHRINKABLE
 
 
 @dataclass(frozen=True)

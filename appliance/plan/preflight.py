@@ -18,15 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.disk.model import Disk, Partition, human_size
-from appliance.disk.usage import mounted_devnums
+from appliance.disk.usage import mounted_devnums, nearest_existing
 from appliance.errors import ApplianceError, RepositoryError, SafetyRefusal, ToolMissing
-from appliance.fs.usedmap import PARTCLONE_PROGRAM, used_map
+from appliance.fs.kinds import MAPPABLE, kind_of
+from appliance.fs.ntfs import NTFS_DIRTY, read_volume_info
+from appliance.fs.usedmap import used_map
 from appliance.plan.regions import data_partitions, outside_ranges
 from appliance.plan.safety import check_source
 from appliance.repo.repository import check_save_place
 from appliance.tools import which
 
-ENCRYPTED = {"crypto_LUKS": "LUKS", "BitLocker": "BitLocker"}
 # A raw copy smaller than this (Microsoft reserved, BIOS boot) is only worth an "info".
 SMALL_RAW = 128 * 1024 * 1024
 LEVELS = ("info", "warning", "stop")
@@ -83,11 +84,8 @@ NtfsProbe = Callable[[str], NtfsState]
 
 def free_space(path: str | os.PathLike[str]) -> int | None:
     """Free bytes for an unprivileged writer where `path` (or its nearest parent) lives."""
-    where = Path(path)
-    while not where.exists() and where != where.parent:
-        where = where.parent
     try:
-        stat = os.statvfs(where)
+        stat = os.statvfs(nearest_existing(Path(path)))
     except OSError:
         return None
     return stat.f_bavail * stat.f_frsize
@@ -124,7 +122,7 @@ def measure_partition(disk: Disk, part: Partition) -> Usage:
             measured = _mounted_usage(part, where)
             if measured is not None:
                 return measured
-    if part.fstype not in PARTCLONE_PROGRAM:
+    if part.fstype not in MAPPABLE:
         return Usage(part.number, part.node, part.size, part.size, "raw")
     if not part.node:
         return Usage(
@@ -157,70 +155,7 @@ def measure_disk(disk: Disk, measure: Measure = measure_partition) -> list[Usage
     return out
 
 
-# -- NTFS: the dirty flag of $Volume, and hiberfil.sys --------------------------------------
-NTFS_DIRTY = 0x0001
-_VOLUME_RECORD = 3  # $Volume is MFT record 3
-_VOLUME_INFORMATION = 0x70
-_FIXUP_STRIDE = 512
-
-
-@dataclass(frozen=True)
-class VolumeInfo:
-    flags: int
-    flags_offset: int  # byte offset of the flags field on the partition
-
-
-def _fixup(record: bytearray) -> None:
-    """Undo the update sequence of an MFT record (the last two bytes of each 512 bytes)."""
-    usa_offset, usa_count = struct.unpack_from("<HH", record, 4)
-    if usa_count < 2 or usa_offset + 2 * usa_count > len(record):
-        raise ValueError("the MFT record's update sequence is damaged")
-    usn = bytes(record[usa_offset : usa_offset + 2])
-    for number in range(1, usa_count):
-        end = number * _FIXUP_STRIDE - 2
-        if end + 2 > len(record):
-            break
-        if bytes(record[end : end + 2]) != usn:
-            raise ValueError("the MFT record is torn (update sequence mismatch)")
-        record[end : end + 2] = record[usa_offset + 2 * number : usa_offset + 2 * number + 2]
-
-
-def parse_volume_record(record: bytes, record_offset: int = 0) -> VolumeInfo:
-    """The $VOLUME_INFORMATION flags of the $Volume MFT record (raw bytes, fixups applied here)."""
-    data = bytearray(record)
-    if data[:4] != b"FILE":
-        raise ValueError("the $Volume record has no FILE signature")
-    _fixup(data)
-    offset = struct.unpack_from("<H", data, 0x14)[0]
-    while offset + 16 <= len(data):
-        kind, length = struct.unpack_from("<II", data, offset)
-        if kind == 0xFFFFFFFF or length == 0:
-            break
-        if kind == _VOLUME_INFORMATION and data[offset + 8] == 0:  # resident
-            value = offset + struct.unpack_from("<H", data, offset + 0x14)[0]
-            flags = struct.unpack_from("<H", data, value + 0x0A)[0]
-            return VolumeInfo(flags, record_offset + value + 0x0A)
-        offset += length
-    raise ValueError("the $Volume record has no volume information")
-
-
-def read_volume_info(node: str) -> VolumeInfo:
-    """Read the boot sector and the $Volume record of the NTFS on `node`."""
-    with open(node, "rb") as device:
-        boot = device.read(512)
-        if len(boot) < 512 or boot[3:11] != b"NTFS    ":
-            raise ValueError(f"{node} holds no NTFS boot sector")
-        sector = struct.unpack_from("<H", boot, 0x0B)[0]
-        per_cluster = boot[0x0D]
-        cluster = sector * (per_cluster if per_cluster <= 0x80 else 1 << (256 - per_cluster))
-        mft_lcn = struct.unpack_from("<Q", boot, 0x30)[0]
-        per_record = struct.unpack_from("<b", boot, 0x40)[0]
-        record_size = per_record * cluster if per_record > 0 else 1 << -per_record
-        where = mft_lcn * cluster + _VOLUME_RECORD * record_size
-        device.seek(where)
-        return parse_volume_record(device.read(record_size), where)
-
-
+# -- NTFS: the dirty flag of $Volume (appliance/fs/ntfs.py), and hiberfil.sys ----------------
 def hiberfile_magic(node: str) -> bytes | None:
     """The first 4 bytes of hiberfil.sys in the NTFS root, or None when there is none."""
     program = which("ntfscat")
@@ -296,8 +231,9 @@ def _ntfs_findings(part: Partition, state: NtfsState) -> list[Finding]:
 
 
 def _partition_findings(part: Partition, usage: Usage | None, ntfs: NtfsProbe) -> list[Finding]:
-    if part.fstype in ENCRYPTED:
-        kind = ENCRYPTED[part.fstype]
+    encryption = kind_of(part.fstype)
+    if encryption is not None and encryption.encrypted:
+        kind = encryption.encrypted
         return [
             Finding(
                 "encrypted",

@@ -18,6 +18,7 @@ from appliance.disk.usage import (
     holders,
     mounted_devnums,
     mounts,
+    nearest_existing,
     swap_devnums,
 )
 from appliance.errors import SafetyRefusal
@@ -55,10 +56,7 @@ def check_not_boot_medium(disk: Disk) -> None:
 
 
 def check_not_repo_disk(disk: Disk, repo_path: Path, role: str = "target") -> None:
-    existing = repo_path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if disk.name in disks_of_path(existing):
+    if disk.name in disks_of_path(nearest_existing(repo_path)):
         raise SafetyRefusal(
             f"The {role} {disk.describe()} holds the repository {repo_path}; "
             "choose another disk or another repository."

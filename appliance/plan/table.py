@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
 import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+from appliance.disk.identity import partition_number
+from appliance.disk.parted import read_sfdisk
 from appliance.errors import DeviceError
 from appliance.plan.fit import FitPlan
 from appliance.tools import run
@@ -34,24 +35,10 @@ _BACKUP = re.compile(r"-0x([0-9a-f]+)\.bak$")
 
 def read_sfdisk_json(node: str) -> dict[str, Any]:
     """The table as sfdisk sees it (saved in the manifest, so a restore can rewrite it)."""
-    proc = run(["sfdisk", "--json", node], check=False)
-    if proc.returncode != 0:
-        raise DeviceError(
-            f"The partition table of {node} cannot be read: "
-            f"{proc.stderr.strip() or 'sfdisk failed'}."
-        )
-    table = json.loads(proc.stdout)["partitiontable"]
-    assert isinstance(table, dict)
-    return table
-
-
-def _number(node: str) -> int:
-    digits = ""
-    for char in reversed(node):
-        if not char.isdigit():
-            break
-        digits = char + digits
-    return int(digits)
+    table = read_sfdisk(node)
+    if table is None:
+        raise DeviceError(f"The partition table of {node} cannot be read: sfdisk finds none.")
+    return table.document
 
 
 def script(table: dict[str, Any], plan: FitPlan, target: str) -> str:
@@ -67,7 +54,11 @@ def script(table: dict[str, Any], plan: FitPlan, target: str) -> str:
         lines.append(f"first-lba: {table['firstlba']}")
     lines.append("")
     for entry in table.get("partitions", []):
-        number = _number(entry["node"])
+        number = partition_number(entry["node"])
+        if number is None:
+            raise DeviceError(
+                f"The recorded table names a partition {entry['node']} without a number."
+            )
         part = plan.part(number)
         fields = [
             f"start={part.new_start // sector}",

@@ -17,13 +17,16 @@ from pathlib import Path
 from appliance.disk import identity
 from appliance.disk.fsprobe import probe_filesystem
 from appliance.disk.model import Disk, human_size
+from appliance.disk.usage import mounts as mounts_of
 from appliance.errors import ApplianceError, DeviceError, RepositoryError, SafetyRefusal
+from appliance.fs.kinds import REPOSITORY, kind_of
+from appliance.repo.repository import MARKER
 from appliance.tools import run
 
 RUN_DIR = Path(os.environ.get("APPLIANCE_RUN_DIR", "/run/appliance"))
-# Filesystems a repository can live on, and the ones mounted with FUSE (ntfs-3g).
-MOUNTABLE = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "exfat", "ntfs"})
-REPO_MARKER = "repo.json"
+# Filesystems a repository can live on (appliance/fs/kinds.py says which).
+MOUNTABLE = REPOSITORY
+REPO_MARKER = MARKER
 DEFAULT_FOLDER = "appliance-images"
 
 
@@ -55,16 +58,9 @@ class MountInfo:
 
 def mount_table(text: str | None = None) -> dict[tuple[int, int], MountInfo]:
     """Device number -> first mount point and its mode, from /proc/self/mountinfo."""
-    if text is None:
-        text = Path("/proc/self/mountinfo").read_text()
     out: dict[tuple[int, int], MountInfo] = {}
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 6 or ":" not in fields[2]:
-            continue
-        major, minor = (int(x) for x in fields[2].split(":"))
-        where = fields[4].replace("\\040", " ")
-        out.setdefault((major, minor), MountInfo(where, "ro" in fields[5].split(",")))
+    for mount in mounts_of(text):
+        out.setdefault(mount.devnum, MountInfo(mount.point, "ro" in mount.options))
     return out
 
 
@@ -190,7 +186,8 @@ class RepoMount:
                 )
             return  # someone else's read-write mount: reading from it is fine
         mode = "rw" if writable else "ro"
-        if self.fstype == "ntfs":  # FUSE cannot change its mode: mount again
+        kind = kind_of(self.fstype)
+        if kind is not None and kind.fuse:  # FUSE cannot change its mode: mount again
             _unmount(self.mountpoint)
             _mount(self.node, self.mountpoint, self.fstype, writable)
         else:
@@ -223,7 +220,8 @@ def _run_mount(args: list[str], node: str) -> None:
 
 def _mount(node: str, where: Path, fstype: str, writable: bool) -> None:
     mode = "rw" if writable else "ro"
-    if fstype == "ntfs":
+    kind = kind_of(fstype)
+    if kind is not None and kind.fuse:
         _run_mount(["ntfs-3g", "-o", mode, node, str(where)], node)
     else:
         _run_mount(

@@ -35,6 +35,7 @@ from appliance.repo.lock import RepoLock
 FORMAT = "appliance-repository"
 VERSION = 1
 WINDOW = 4 * 1024 * 1024
+MARKER = "repo.json"  # the file that makes a folder a repository
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 

@@ -16,7 +16,7 @@ from appliance.disk.model import Disk
 from appliance.errors import ApplianceError, RepositoryError
 from appliance.jobs.catalog import ImageSummary
 from appliance.plan.preflight import Preflight
-from appliance.repo.repository import check_image_name
+from appliance.repo.repository import MARKER, check_image_name
 from tui.jobspec import default_image_name, unique_name
 from tui.messages import Checked
 from tui.screens.flow import FlowScreen
@@ -106,7 +106,7 @@ class SaveScreen(FlowScreen):
         try:
             images = {i.name: i for i in session.backend.images(repo)}
         except RepositoryError:
-            if (Path(repo) / "repo.json").exists():
+            if (Path(repo) / MARKER).exists():
                 raise  # a damaged repository; a missing one is made by the save
         preflight = session.backend.preflight(disk, repo)
         if get_current_worker().is_cancelled:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ from appliance.plan.preflight import (
     NtfsState,
     Usage,
     measure_disk,
-    parse_volume_record,
     preflight_save,
 )
 
@@ -131,40 +129,6 @@ def test_no_table_copies_everything(tmp_path: Path) -> None:
     assert measure_disk(d)[0].used == d.size
     report = preflight_save(d, str(tmp_path), ntfs=clean)
     assert any(f.code == "raw" and "no partition table" in f.sentence for f in report.findings)
-
-
-def volume_record(flags: int, usn: bytes = b"\x07\x00") -> bytes:
-    """A 1 KiB $Volume MFT record with a resident $VOLUME_INFORMATION attribute."""
-    record = bytearray(1024)
-    record[0:4] = b"FILE"
-    struct.pack_into("<HH", record, 4, 0x30, 3)  # update sequence at 0x30, 3 entries
-    struct.pack_into("<H", record, 0x14, 0x38)  # first attribute
-    record[0x30:0x32] = usn
-    record[0x32:0x34] = record[510:512]  # the saved bytes of sector 1
-    record[0x34:0x36] = record[1022:1024]
-    record[510:512] = usn
-    record[1022:1024] = usn
-    attr = 0x38
-    struct.pack_into("<IIB", record, attr, 0x70, 0x28, 0)
-    struct.pack_into("<IH", record, attr + 0x10, 12, 0x18)
-    struct.pack_into("<BBH", record, attr + 0x18 + 8, 3, 1, flags)
-    struct.pack_into("<I", record, attr + 0x28, 0xFFFFFFFF)
-    return bytes(record)
-
-
-def test_volume_flags_are_read_from_the_mft_record() -> None:
-    assert parse_volume_record(volume_record(0x0001), 4096).flags == 0x0001
-    info = parse_volume_record(volume_record(0x0000), 4096)
-    assert info.flags == 0 and info.flags_offset == 4096 + 0x38 + 0x18 + 0x0A
-
-
-def test_a_torn_record_is_refused() -> None:
-    torn = bytearray(volume_record(1))
-    torn[510:512] = b"\x00\x09"
-    with pytest.raises(ValueError, match="torn"):
-        parse_volume_record(bytes(torn))
-    with pytest.raises(ValueError, match="FILE"):
-        parse_volume_record(bytes(1024))
 
 
 def test_a_repository_in_ram_is_a_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
