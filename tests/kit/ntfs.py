@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from appliance.plan.preflight import NTFS_DIRTY, read_volume_info
+from appliance.fs.ntfs import NTFS_DIRTY, read_volume_info
 
 
 def set_dirty(node: str) -> None:
