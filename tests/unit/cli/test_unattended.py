@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from appliance.cli import unattended
-from appliance.cli.unattended import Console, JobSpec, match_disk, parse_cmdline, split_cmdline
+from appliance.cli.cmdline import JobSpec, parse_cmdline, split_cmdline
+from appliance.cli.console import Console, mirror_consoles
 from appliance.disk.model import Disk
+from appliance.disk.naming import match_disk, resolve_partition
 from appliance.errors import DeviceError, RepositoryError, UsageError
 
 DEBIAN = (
@@ -141,11 +143,11 @@ def test_unknown_serial_lists_the_disks() -> None:
 
 def test_repo_spec_must_be_a_tag_or_a_path() -> None:
     with pytest.raises(UsageError, match=r"LABEL=\.\.\., UUID="):
-        unattended.resolve_repo_device("sdc1")
+        resolve_partition("sdc1")
     with pytest.raises(UsageError, match="NAME is not one of"):
-        unattended.resolve_repo_device("NAME=IMAGES")
+        resolve_partition("NAME=IMAGES")
     with pytest.raises(DeviceError, match="There is no partition /dev/nonexistent9"):
-        unattended.resolve_repo_device("/dev/nonexistent9")
+        resolve_partition("/dev/nonexistent9")
 
 
 def test_wait_for_retries_then_gives_up() -> None:
@@ -180,7 +182,7 @@ LINE = (
 
 
 def test_success_powers_off_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(unattended, "run_job", lambda spec, console, cancel, root: "all good")
+    monkeypatch.setattr(unattended, "run_job", lambda spec, console, cancel: "all good")
     monkeypatch.setattr(unattended.time, "sleep", lambda s: None)
     actions: list[str] = []
     console, main, mirror = _console()
@@ -191,7 +193,7 @@ def test_success_powers_off_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_failure_never_powers_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fails(spec: JobSpec, console: Console, cancel: object, root: Path) -> str:
+    def fails(spec: JobSpec, console: Console, cancel: object) -> str:
         raise RepositoryError("The repository partition /dev/sdc1 cannot be mounted.")
 
     monkeypatch.setattr(unattended, "run_job", fails)
@@ -220,7 +222,7 @@ def test_mirrors_skip_virtual_terminals(tmp_path: Path) -> None:
     active = tmp_path / "active"
     active.write_text("tty0 ttyS0 ttyS1\n")
     (tmp_path / "ttyS0").write_text("")  # a stand-in for the serial port; ttyS1 is absent
-    mirrors = unattended.mirror_consoles(io.StringIO(), active, tmp_path)
+    mirrors = mirror_consoles(io.StringIO(), active, tmp_path)
     try:
         assert len(mirrors) == 1  # ttyS0 only: tty0 is a virtual terminal, ttyS1 is absent
         mirrors[0].write("hello\n")
@@ -229,7 +231,7 @@ def test_mirrors_skip_virtual_terminals(tmp_path: Path) -> None:
     finally:
         for m in mirrors:
             m.close()
-    assert unattended.mirror_consoles(io.StringIO(), tmp_path / "missing", tmp_path) == []
+    assert mirror_consoles(io.StringIO(), tmp_path / "missing", tmp_path) == []
 
 
 def test_cli_reads_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -241,3 +243,26 @@ def test_cli_reads_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "needs appliance.repo=" in capsys.readouterr().out
     assert main(["unattended", "--cmdline", str(tmp_path / "none")]) == 2
     assert "cannot be read" in capsys.readouterr().err
+
+
+def test_a_bug_is_one_sentence_on_every_console(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    log = tmp_path / "appliance.log"
+    monkeypatch.setenv("APPLIANCE_LOG", str(log))
+
+    def bug(spec: JobSpec, console: Console, cancel: object) -> str:
+        raise KeyError("stats")
+
+    monkeypatch.setattr(unattended, "run_job", bug)
+    actions: list[str] = []
+    console, main, mirror = _console()
+    assert unattended.run(LINE, console, power_action=actions.append) == 70
+    assert actions == []
+    assert main.getvalue() == mirror.getvalue()
+    assert (
+        "appliance: the unattended restore FAILED: An internal error stopped the job; "
+        f"the details are in {log}.\n" in main.getvalue()
+    )
+    assert "Traceback" not in main.getvalue()
+    assert "KeyError: 'stats'" in log.read_text()
