@@ -1,4 +1,4 @@
-"""Unattended jobs: the kernel command line's keys, naming disks, and what happens after."""
+"""Unattended jobs: what happens after the job (power, failures, bugs) and on the consoles."""
 
 from __future__ import annotations
 
@@ -8,146 +8,14 @@ from pathlib import Path
 import pytest
 
 from appliance.cli import unattended
-from appliance.cli.cmdline import JobSpec, parse_cmdline, split_cmdline
+from appliance.cli.cmdline import JobSpec
 from appliance.cli.console import Console, mirror_consoles
-from appliance.disk.model import Disk
-from appliance.disk.naming import match_disk, resolve_partition
-from appliance.errors import DeviceError, RepositoryError, UsageError
+from appliance.errors import DeviceError, RepositoryError
 
 DEBIAN = (
     "BOOT_IMAGE=/live/vmlinuz initrd=/live/initrd.img boot=live components quiet "
     "nopersistence noswap"
 )
-
-
-def disk(name: str, model: str | None, serial: str | None) -> Disk:
-    return Disk(
-        name=name,
-        node=f"/dev/{name}",
-        size=10**9,
-        logical_sector=512,
-        physical_sector=512,
-        model=model,
-        serial=serial,
-    )
-
-
-DISKS = [
-    disk("sda", "Samsung SSD 870 EVO", "S1"),
-    disk("sdb", "Samsung SSD 870 EVO", "S2"),
-    disk("vda", "VirtIO disk", "SRC-1"),
-    disk("nvme0n1", "WD Blue SN570", None),
-]
-
-
-def test_split_keeps_quoted_blanks() -> None:
-    assert split_cmdline('a b="c d" "e=f g"  h\n') == ["a", "b=c d", "e=f g", "h"]
-    assert split_cmdline('x="" y') == ["x=", "y"]
-
-
-def test_no_job_means_none() -> None:
-    assert parse_cmdline(DEBIAN) is None
-    assert parse_cmdline("") is None
-
-
-def test_save_with_every_key() -> None:
-    spec = parse_cmdline(
-        f"{DEBIAN} appliance.job=save appliance.repo=LABEL=IMAGES "
-        "appliance.repo_dir=/lab/images/ appliance.image=pc-42 "
-        "appliance.source=serial:SRC-1 appliance.then=poweroff "
-        "appliance.level=9 appliance.wait=5"
-    )
-    assert spec == JobSpec(
-        job="save",
-        repo="LABEL=IMAGES",
-        image="pc-42",
-        repo_dir="lab/images",
-        source="serial:SRC-1",
-        target=None,
-        then="poweroff",
-        level=9,
-        wait=5.0,
-    )
-    assert "save of serial:SRC-1 image pc-42" in spec.describe()
-
-
-def test_restore_defaults_and_quoted_model() -> None:
-    spec = parse_cmdline(
-        "appliance.job=restore appliance.repo=UUID=1234-ABCD "
-        'appliance.image=base appliance.target="model:Samsung SSD 870 EVO"'
-    )
-    assert spec is not None
-    assert (spec.target, spec.then, spec.level, spec.wait, spec.source) == (
-        "model:Samsung SSD 870 EVO",
-        "shell",
-        3,
-        30.0,
-        None,
-    )
-
-
-def test_verify_needs_no_disk() -> None:
-    spec = parse_cmdline("appliance.job=verify appliance.repo=/dev/sdc1 appliance.image=x")
-    assert spec is not None and spec.target is None
-
-
-@pytest.mark.parametrize(
-    ("line", "words"),
-    [
-        ("appliance.job=backup appliance.repo=/dev/sdc1 appliance.image=x", "not a job"),
-        ("appliance.job=save appliance.image=x appliance.source=sda", "needs appliance.repo="),
-        ("appliance.job=save appliance.repo=/dev/sdc1 appliance.source=sda", "appliance.image="),
-        ("appliance.job=save appliance.repo=/dev/sdc1 appliance.image=x", "appliance.source="),
-        ("appliance.job=restore appliance.repo=/dev/sdc1 appliance.image=x", "appliance.target="),
-        (
-            "appliance.job=verify appliance.repo=/dev/sdc1 appliance.image=x appliance.then=halt",
-            "shell, poweroff or reboot",
-        ),
-        (
-            "appliance.job=save appliance.repo=/dev/sdc1 appliance.image=x appliance.source=sda "
-            "appliance.level=25",
-            "from 1 to 19",
-        ),
-        (
-            "appliance.job=verify appliance.repo=/dev/sdc1 appliance.image=x appliance.targte=sda",
-            "appliance.targte, which the appliance does not know",
-        ),
-        ("appliance.job=verify appliance.repo= appliance.image=x", "has no value"),
-    ],
-)
-def test_bad_command_lines_get_one_sentence(line: str, words: str) -> None:
-    with pytest.raises(UsageError, match=words.replace(".", r"\.")) as info:
-        parse_cmdline(line)
-    assert info.value.exit_code == 2
-
-
-def test_disks_by_serial_and_model() -> None:
-    assert match_disk("serial:SRC-1", DISKS).name == "vda"
-    assert match_disk("model:WD_Blue_SN570", DISKS).name == "nvme0n1"
-    assert match_disk("model:virtio  DISK", DISKS).name == "vda"
-
-
-def test_two_disks_with_one_model_are_refused() -> None:
-    with pytest.raises(UsageError, match="2 disks have the model"):
-        match_disk("model:Samsung SSD 870 EVO", DISKS)
-
-
-def test_unknown_serial_lists_the_disks() -> None:
-    with pytest.raises(
-        DeviceError,
-        match=r"No disk has the serial 'NOPE'\. The disks are: "
-        r"Samsung SSD 870 EVO \(serial S1",
-    ):
-        match_disk("serial:NOPE", DISKS)
-
-
-def test_repo_spec_must_be_a_tag_or_a_path() -> None:
-    with pytest.raises(UsageError, match=r"LABEL=\.\.\., UUID="):
-        resolve_partition("sdc1")
-    with pytest.raises(UsageError, match="NAME is not one of"):
-        resolve_partition("NAME=IMAGES")
-    with pytest.raises(DeviceError, match="There is no partition /dev/nonexistent9"):
-        resolve_partition("/dev/nonexistent9")
 
 
 def test_wait_for_retries_then_gives_up() -> None:
