@@ -77,6 +77,7 @@ def run_job(spec: JobSpec, console: Console, cancel: threading.Event | None = No
     """Resolve the disks, mount the repository, run the job; the line that says what was
     done. Raises ApplianceError with the sentence when anything fails."""
     from appliance.cli.jobs import describe_plan
+    from appliance.jobs.plantext import restore_text
     from appliance.jobs.restore import plan_restore, restore
     from appliance.jobs.save import save
     from appliance.jobs.verify import verify_against, verify_image
@@ -116,7 +117,8 @@ def run_job(spec: JobSpec, console: Console, cancel: threading.Event | None = No
         if spec.job == "restore":
             assert disk is not None
             plan = plan_restore(repo, spec.image, disk)
-            for line in describe_plan(plan).splitlines():
+            text = restore_text(plan)
+            for line in [*describe_plan(text).splitlines(), "Steps:", *text.steps]:
                 say(line)
             restore(plan, progress=progress, cancel=cancel)
             return (
