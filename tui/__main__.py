@@ -11,12 +11,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import time
-import traceback
 from collections.abc import Iterator, Sequence
 
 from appliance.errors import ApplianceError
-from appliance.logsetup import setup_logging
+from appliance.logsetup import report_internal_error, setup_logging
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -62,7 +60,7 @@ def session(demo: bool) -> Iterator[tuple[str | None, dict[str, str]]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    where = str(setup_logging())
+    where = str(setup_logging("tui"))
     try:
         from tui.app import ApplianceApp
         from tui.backend import EngineBackend
@@ -90,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except ModuleNotFoundError as exc:
         if exc.name is None or exc.name.split(".")[0] != "textual":
-            return internal_error(where)
+            return internal_error(exc)
         print(
             "appliance: The interface needs the Python package textual (8.2.8); install it, "
             "or use the command line (appliance --help).",
@@ -99,22 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     except KeyboardInterrupt:
         return 130
-    except Exception:  # the one place that catches everything: log it, print a sentence
-        return internal_error(where)
+    except Exception as exc:  # the one place that catches everything: log it, print a sentence
+        return internal_error(exc)
 
 
-def internal_error(where: str) -> int:
-    try:
-        with open(where, "a", encoding="utf-8") as handle:
-            handle.write(
-                f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} tui\n{traceback.format_exc()}\n"
-            )
-    except OSError:
-        where = "(no log could be written)"
-    print(
-        f"appliance: An internal error stopped the interface; the details are in {where}.",
-        file=sys.stderr,
-    )
+def internal_error(exc: BaseException) -> int:
+    print(f"appliance: {report_internal_error(exc, 'the interface', 'tui')}", file=sys.stderr)
     return 70
 
 

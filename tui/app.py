@@ -5,7 +5,6 @@ it become sentences; screens import it never."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -17,6 +16,7 @@ from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from appliance.disk.probe import Scan
+from appliance.logsetup import report_internal_error
 from tui.backend import Backend
 from tui.hotplug import DiskWatcher
 from tui.look import APPLIANCE_THEME, CONSOLE_THEME, AsciiFilter, Look, key_label
@@ -33,7 +33,6 @@ from tui.session import Session
 
 __all__ = ["EXIT_POWEROFF", "EXIT_REBOOT", "ApplianceApp", "DisksChanged"]
 
-log = logging.getLogger("tui")
 
 CSS = """
 .title { text-style: bold; color: $accent; height: 1; }
@@ -144,12 +143,9 @@ class ApplianceApp(App[int]):
     def _handle_exception(self, error: Exception) -> None:
         # A bug in a screen: keep Textual's exit (the state may be broken), but log the
         # traceback and leave one sentence on the terminal instead of the traceback.
-        log.error("unhandled error in the interface", exc_info=error)
+        sentence = report_internal_error(error, "the interface", "tui")
         super()._handle_exception(error)
-        self._exit_renderables[:] = [
-            f"The appliance's interface stopped on an internal error; the details are in "
-            f"{self.session.log_path}."
-        ]
+        self._exit_renderables[:] = [sentence]
 
     # -- disks -------------------------------------------------------------------------
     def refresh_disks(self) -> None:

@@ -20,6 +20,7 @@ from appliance.disk.probe import Problem, Scan, probe_disk, scan_disks
 from appliance.disk.usage import disks_of_path, nearest_existing
 from appliance.errors import ApplianceError
 from appliance.jobs.catalog import ImageSummary, list_images
+from appliance.jobs.plantext import clone_layout, image_source, restore_layout
 from appliance.jobs.verify import last_verified
 from appliance.plan.preflight import Preflight, Usage, free_space, measure_disk, preflight_save
 from appliance.progress import Progress
@@ -49,67 +50,6 @@ class Backend(Protocol):
     def free(self, path: str) -> int | None: ...
     def repo_disks(self, path: str) -> set[str]: ...
     def whole_filesystem(self, disk: Disk) -> str | None: ...
-
-
-def restore_layout(plan: Any) -> tuple[str, ...]:
-    """The layout a RestorePlan writes, a line per partition (grown, shrunk or moved by the
-    engine's fit when the target's size differs)."""
-    manifest = plan.image.manifest
-    return layout_lines(
-        (manifest.table or {}).get("type"),
-        manifest.regions,
-        getattr(plan, "fit", None),
-        plan.target.size,
-    )
-
-
-def clone_layout(plan: Any) -> tuple[str, ...]:
-    """The layout a ClonePlan writes, in the same words and sizes as a restore's."""
-    return layout_lines(
-        plan.source.table,
-        [r.region for r in plan.regions],
-        getattr(plan, "fit", None),
-        plan.target.size,
-    )
-
-
-def layout_lines(
-    table: str | None, regions: Sequence[Any], fitted: Any, target_size: int
-) -> tuple[str, ...]:
-    lines = [f"{(table or 'no').upper()} partition table"]
-    end = 0
-    for region in regions:
-        if region.partition is None:
-            continue
-        label = f" {region.label}" if region.label else ""
-        size, start, change = region.size, region.start, ""
-        if fitted is not None and fitted.parts:
-            part = fitted.part(region.partition)
-            size, start = part.new_size, part.new_start
-            if part.new_size != part.old_size:
-                how = "grown" if part.new_size > part.old_size else "shrunk"
-                change = f", {how} from {human_size(part.old_size)}"
-            elif part.new_start != part.old_start:
-                change = ", moved"
-        end = max(end, start + size)
-        lines.append(
-            f"partition {region.partition}: {human_size(size)} "
-            f"{region.fstype or 'unformatted'}{label} ({region.method}{change})"
-        )
-    spare = target_size - end - 1024 * 1024
-    if end and spare > 0:
-        lines.append(f"{human_size(spare)} at the end stay unallocated")
-    return tuple(lines)
-
-
-def image_source(manifest: Any) -> str:
-    disk = manifest.disk
-    serial = f", serial {disk.get('serial')}" if disk.get("serial") else ""
-    return (
-        f"image {manifest.name}, saved {manifest.created[:16].replace('T', ' ')} from "
-        f"{disk.get('model') or disk.get('name')}{serial} "
-        f"({human_size(int(disk['size']))}), {human_size(manifest.used_bytes)} of data"
-    )
 
 
 class EngineBackend:

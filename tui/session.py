@@ -19,6 +19,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from appliance.disk.model import Disk
 from appliance.disk.probe import Scan
 from appliance.errors import ApplianceError
+from appliance.logsetup import report_internal_error
 from appliance.plan.preflight import Usage
 from appliance.repo.mount import RepoMount, check_not_on
 from tui.backend import Backend
@@ -101,8 +102,7 @@ class Session:
         if isinstance(error, ApplianceError):
             log.info("%s", error)
             return str(error)
-        log.error("internal error", exc_info=error)
-        return f"An internal error stopped this; the details are in {self.log_path}."
+        return report_internal_error(error, "this", "tui")
 
     # -- disks -------------------------------------------------------------------------
     def scan(self) -> Scan:

@@ -8,14 +8,14 @@ import threading
 import time
 
 from appliance.cli.output import fit80, make_progress, print_json, rate
-from appliance.disk.fsprobe import whole_disk_filesystem
 from appliance.disk.model import Disk, human_size
 from appliance.errors import WARNINGS_EXIT, SafetyRefusal
 from appliance.jobs.clone import clone, clone_steps, plan_clone
+from appliance.jobs.plantext import PlanText, clone_text, restore_text
 from appliance.jobs.restore import RestorePlan, plan_restore, restore, restore_steps
 from appliance.jobs.save import save
 from appliance.jobs.verify import verify_against, verify_image
-from appliance.jobs.writeplan import describe_steps, steps_json
+from appliance.jobs.writeplan import steps_json
 
 WIDTH = 80
 
@@ -69,36 +69,16 @@ def print_warnings(warnings: list[str]) -> None:
     sys.stderr.flush()
 
 
-def describe_target(target: Disk) -> list[str]:
-    lines = [f"Target {target.describe()}", "will be ERASED. It now holds:"]
-    whole = whole_disk_filesystem(target.node, target.table)
-    if target.incomplete:
-        lines.append(f"  an {target.incomplete} (this job writes it again from the start)")
-    if whole is not None:
-        lines.append(
-            f"  a filesystem on the whole disk (no partition table): {whole.type} "
-            f"{whole.label or ''}".rstrip()
-        )
-    elif not target.partitions and not target.incomplete:
-        lines.append("  no partitions")
-    for part in target.partitions:
-        lines.append(
-            f"  partition {part.number}: {human_size(part.size)} "
-            f"{part.fstype or ''} {part.label or ''}".rstrip()
-        )
-    return lines
-
-
-def describe_plan(plan: RestorePlan) -> str:
-    manifest = plan.image.manifest
+def describe_plan(text: PlanText) -> str:
+    """The plan as the confirmation and --dry-run print it (appliance.jobs.plantext's lines)."""
     lines = [
-        f"Image {manifest.name}: saved {manifest.created} from "
-        f"{manifest.disk.get('model') or '?'} (serial {manifest.disk.get('serial') or '-'}, "
-        f"{human_size(int(manifest.disk['size']))}), {human_size(manifest.used_bytes)} used.",
-        *describe_target(plan.target),
+        f"{text.source[0].upper()}{text.source[1:]}.",
+        f"Target {text.target}",
+        "will be ERASED. It now holds:",
+        *(f"  {line}" for line in text.target_now),
         "It will hold:",
+        *(f"  {line}" for line in text.fit),
     ]
-    lines += [f"  {line}" for line in plan.describe()]
     return fit80("\n".join(lines))
 
 
@@ -131,15 +111,15 @@ def confirm(target: Disk, description: str, job: str) -> None:
 
 def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
     plan = plan_restore(args.repo, args.image, args.target, grow=args.grow)
+    text = restore_text(plan)
     if args.dry_run:
-        steps = restore_steps(plan)
         if args.json:
-            print_json({**plan_json(plan), "steps": steps_json(steps)})
+            print_json({**plan_json(plan), "steps": steps_json(restore_steps(plan))})
         else:
-            print("\n".join([describe_plan(plan), "Steps:", *describe_steps(steps)]))
+            print("\n".join([describe_plan(text), "Steps:", *text.steps]))
         return 0
     if not args.yes:
-        confirm(plan.target, describe_plan(plan), "Restoring")
+        confirm(plan.target, describe_plan(text), "Restoring")
     progress = make_progress(args.progress)
     started = time.monotonic()
     restore(plan, progress=progress, cancel=cancel, verify_first=args.verify_first)
@@ -157,16 +137,15 @@ def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
 def run_clone(args: argparse.Namespace, cancel: threading.Event) -> int:
     progress = make_progress(args.progress)
     plan = plan_clone(args.source, args.target, grow=args.grow, progress=progress)
-    description = fit80("\n".join([*describe_target(plan.target), *plan.describe()]))
+    text = clone_text(plan)
     if args.dry_run:
-        steps = clone_steps(plan)
         if args.json:
-            print_json({**plan.to_json(), "steps": steps_json(steps)})
+            print_json({**plan.to_json(), "steps": steps_json(clone_steps(plan))})
         else:
-            print("\n".join([description, "Steps:", *describe_steps(steps)]))
+            print("\n".join([describe_plan(text), "Steps:", *text.steps]))
         return 0
     if not args.yes:
-        confirm(plan.target, description, "Cloning")
+        confirm(plan.target, describe_plan(text), "Cloning")
     started = time.monotonic()
     clone(plan, progress=progress, cancel=cancel)
     seconds = time.monotonic() - started

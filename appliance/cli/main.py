@@ -1,7 +1,8 @@
 """`appliance ...`: the command line. One sentence and a fixed exit code for every failure.
 
 Only this module catches everything: an ApplianceError prints its sentence; anything else is
-a bug, logged with its traceback to the log file, and the user gets one sentence with its path.
+a bug, logged with its traceback to the log file (appliance.logsetup), and the user gets one
+sentence with its path. Engine log records go to that file too, never to the terminal.
 """
 
 from __future__ import annotations
@@ -11,16 +12,13 @@ import os
 import signal
 import sys
 import threading
-import time
-import traceback
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
 from appliance import __version__
 from appliance.errors import ApplianceError, UsageError
-from appliance.logsetup import log_path
+from appliance.logsetup import report_internal_error, setup_logging
 
 CANCEL = threading.Event()
 
@@ -207,6 +205,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
+    setup_logging("cli")  # engine warnings go to the log file, not as bare lines on stderr
     try:
         args = build_parser().parse_args(argv)
         return dispatch(args)
@@ -221,20 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 141
-    except Exception:  # the one place that catches everything: log it, print a sentence
-        path = log_path()
-        try:
-            with open(path, "a", encoding="utf-8") as handle:
-                handle.write(
-                    f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} appliance "
-                    f"{__version__} {sys.argv}\n{traceback.format_exc()}\n"
-                )
-        except OSError:
-            path = Path("(no log could be written)")
-        print(
-            f"appliance: An internal error stopped the job; the details are in {path}.",
-            file=sys.stderr,
-        )
+    except Exception as exc:  # the one place that catches everything: log it, print a sentence
+        print(f"appliance: {report_internal_error(exc)}", file=sys.stderr)
         return 70
 
 

@@ -15,6 +15,7 @@ from kit.loops import Loops
 
 from appliance.cli import unattended
 from appliance.cli.unattended import Console
+from appliance.repo import mount as repomount
 
 pytestmark = pytest.mark.root
 
@@ -30,11 +31,11 @@ def _repo_disk(loops: Loops, path: Path, label: str) -> str:
     return part
 
 
-def _job(line: str, root: Path) -> tuple[int, str, list[str]]:
+def _job(line: str) -> tuple[int, str, list[str]]:
     out = io.StringIO()
     serial = io.StringIO()
     actions: list[str] = []
-    code = unattended.run(line, Console(out, [serial]), run_root=root, power_action=actions.append)
+    code = unattended.run(line, Console(out, [serial]), power_action=actions.append)
     assert out.getvalue() == serial.getvalue()  # the serial console sees every line
     return code, out.getvalue(), actions
 
@@ -48,20 +49,20 @@ def test_unattended_save_verify_restore(
     dst = loops.attach(sparse_file(tmp_path, "dst.img", GPT_DISK_SIZE))
     repo_part = _repo_disk(loops, tmp_path / "repo.img", label)
     root = tmp_path / "run"
+    monkeypatch.setattr(repomount, "RUN_DIR", root)
     common = f"boot=live quiet appliance.repo=LABEL={label} appliance.image=pc1 appliance.wait=2"
 
     code, text, actions = _job(
         f"{common} appliance.job=save appliance.source={src} "
-        "appliance.repo_dir=lab/images appliance.then=poweroff",
-        root,
+        "appliance.repo_dir=lab/images appliance.then=poweroff"
     )
     assert code == 0, text
     assert actions == ["poweroff"]
-    assert f"{repo_part} mounted read-write" in text
+    assert f"{repo_part} mounted read-write at {root}/repo-{Path(repo_part).name}" in text
     assert "unattended save done: saved" in text
-    assert not os.path.ismount(root / "repo")  # unmounted when the job ends
+    assert not os.path.ismount(root / f"repo-{Path(repo_part).name}")  # unmounted at the end
 
-    code, text, actions = _job(f"{common} appliance.job=verify appliance.repo_dir=lab/images", root)
+    code, text, actions = _job(f"{common} appliance.job=verify appliance.repo_dir=lab/images")
     assert code == 0, text
     assert "mounted read-only" in text and "image pc1 is intact" in text
     assert actions == []  # then=shell by default
@@ -69,8 +70,7 @@ def test_unattended_save_verify_restore(
     # a target named wrongly: the sentence, a non-zero exit, no power-off, nothing written
     code, text, actions = _job(
         f"{common} appliance.job=restore appliance.repo_dir=lab/images "
-        "appliance.target=serial:NO-SUCH-DISK appliance.then=reboot",
-        root,
+        "appliance.target=serial:NO-SUCH-DISK appliance.then=reboot"
     )
     assert code == 4 and actions == []
     assert "FAILED: No disk has the serial 'NO-SUCH-DISK'" in text
@@ -79,25 +79,23 @@ def test_unattended_save_verify_restore(
     repo_disk = repo_part.removesuffix("p1")
     code, text, actions = _job(
         f"{common} appliance.job=restore appliance.repo_dir=lab/images "
-        f"appliance.target={repo_disk} appliance.then=reboot",
-        root,
+        f"appliance.target={repo_disk} appliance.then=reboot"
     )
     assert code == 5 and actions == [], text
     assert "holds the repository" in text
 
     code, text, actions = _job(
         f"{common} appliance.job=restore appliance.repo_dir=lab/images "
-        f"appliance.target={Path(dst).name} appliance.then=reboot",
-        root,
+        f"appliance.target={Path(dst).name} appliance.then=reboot"
     )
     assert code == 0, text
     assert actions == ["reboot"]
     assert "will be ERASED" in text and "unattended restore done" in text
-    assert not os.path.ismount(root / "repo")
+    assert not os.path.ismount(root / f"repo-{Path(repo_part).name}")
     assert_equivalent(src, dst)
 
     code, text, _ = _job(
-        f"{common} appliance.job=verify appliance.repo_dir=lab/images appliance.target={dst}", root
+        f"{common} appliance.job=verify appliance.repo_dir=lab/images appliance.target={dst}"
     )
     assert code == 0, text
     assert f"{dst} holds the same data" in text

@@ -112,7 +112,7 @@ def test_a_bug_in_a_screen_leaves_a_sentence_not_a_traceback(
         drive(app, scenario)
     printed = " ".join(capsys.readouterr().err.split())
     assert (
-        "The appliance's interface stopped on an internal error; the details are in "
+        "An internal error stopped the interface; the details are in "
         "/var/log/appliance.log." in printed
     )
     assert "Traceback" not in printed and "a bug in a screen" not in printed

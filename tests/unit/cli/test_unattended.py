@@ -1,4 +1,4 @@
-"""Unattended jobs: the kernel command line's keys, naming disks, and what happens after."""
+"""Unattended jobs: what happens after the job (power, failures, bugs) and on the consoles."""
 
 from __future__ import annotations
 
@@ -8,144 +8,14 @@ from pathlib import Path
 import pytest
 
 from appliance.cli import unattended
-from appliance.cli.unattended import Console, JobSpec, match_disk, parse_cmdline, split_cmdline
-from appliance.disk.model import Disk
-from appliance.errors import DeviceError, RepositoryError, UsageError
+from appliance.cli.cmdline import JobSpec
+from appliance.cli.console import Console, mirror_consoles
+from appliance.errors import DeviceError, RepositoryError
 
 DEBIAN = (
     "BOOT_IMAGE=/live/vmlinuz initrd=/live/initrd.img boot=live components quiet "
     "nopersistence noswap"
 )
-
-
-def disk(name: str, model: str | None, serial: str | None) -> Disk:
-    return Disk(
-        name=name,
-        node=f"/dev/{name}",
-        size=10**9,
-        logical_sector=512,
-        physical_sector=512,
-        model=model,
-        serial=serial,
-    )
-
-
-DISKS = [
-    disk("sda", "Samsung SSD 870 EVO", "S1"),
-    disk("sdb", "Samsung SSD 870 EVO", "S2"),
-    disk("vda", "VirtIO disk", "SRC-1"),
-    disk("nvme0n1", "WD Blue SN570", None),
-]
-
-
-def test_split_keeps_quoted_blanks() -> None:
-    assert split_cmdline('a b="c d" "e=f g"  h\n') == ["a", "b=c d", "e=f g", "h"]
-    assert split_cmdline('x="" y') == ["x=", "y"]
-
-
-def test_no_job_means_none() -> None:
-    assert parse_cmdline(DEBIAN) is None
-    assert parse_cmdline("") is None
-
-
-def test_save_with_every_key() -> None:
-    spec = parse_cmdline(
-        f"{DEBIAN} appliance.job=save appliance.repo=LABEL=IMAGES "
-        "appliance.repo_dir=/lab/images/ appliance.image=pc-42 "
-        "appliance.source=serial:SRC-1 appliance.then=poweroff "
-        "appliance.level=9 appliance.wait=5"
-    )
-    assert spec == JobSpec(
-        job="save",
-        repo="LABEL=IMAGES",
-        image="pc-42",
-        repo_dir="lab/images",
-        source="serial:SRC-1",
-        target=None,
-        then="poweroff",
-        level=9,
-        wait=5.0,
-    )
-    assert "save of serial:SRC-1 image pc-42" in spec.describe()
-
-
-def test_restore_defaults_and_quoted_model() -> None:
-    spec = parse_cmdline(
-        "appliance.job=restore appliance.repo=UUID=1234-ABCD "
-        'appliance.image=base appliance.target="model:Samsung SSD 870 EVO"'
-    )
-    assert spec is not None
-    assert (spec.target, spec.then, spec.level, spec.wait, spec.source) == (
-        "model:Samsung SSD 870 EVO",
-        "shell",
-        3,
-        30.0,
-        None,
-    )
-
-
-def test_verify_needs_no_disk() -> None:
-    spec = parse_cmdline("appliance.job=verify appliance.repo=/dev/sdc1 appliance.image=x")
-    assert spec is not None and spec.target is None
-
-
-@pytest.mark.parametrize(
-    ("line", "words"),
-    [
-        ("appliance.job=backup appliance.repo=/dev/sdc1 appliance.image=x", "not a job"),
-        ("appliance.job=save appliance.image=x appliance.source=sda", "needs appliance.repo="),
-        ("appliance.job=save appliance.repo=/dev/sdc1 appliance.source=sda", "appliance.image="),
-        ("appliance.job=save appliance.repo=/dev/sdc1 appliance.image=x", "appliance.source="),
-        ("appliance.job=restore appliance.repo=/dev/sdc1 appliance.image=x", "appliance.target="),
-        (
-            "appliance.job=verify appliance.repo=/dev/sdc1 appliance.image=x appliance.then=halt",
-            "shell, poweroff or reboot",
-        ),
-        (
-            "appliance.job=save appliance.repo=/dev/sdc1 appliance.image=x appliance.source=sda "
-            "appliance.level=25",
-            "from 1 to 19",
-        ),
-        (
-            "appliance.job=verify appliance.repo=/dev/sdc1 appliance.image=x appliance.targte=sda",
-            "appliance.targte, which the appliance does not know",
-        ),
-        ("appliance.job=verify appliance.repo= appliance.image=x", "has no value"),
-    ],
-)
-def test_bad_command_lines_get_one_sentence(line: str, words: str) -> None:
-    with pytest.raises(UsageError, match=words.replace(".", r"\.")) as info:
-        parse_cmdline(line)
-    assert info.value.exit_code == 2
-
-
-def test_disks_by_serial_and_model() -> None:
-    assert match_disk("serial:SRC-1", DISKS).name == "vda"
-    assert match_disk("model:WD_Blue_SN570", DISKS).name == "nvme0n1"
-    assert match_disk("model:virtio  DISK", DISKS).name == "vda"
-
-
-def test_two_disks_with_one_model_are_refused() -> None:
-    with pytest.raises(UsageError, match="2 disks have the model"):
-        match_disk("model:Samsung SSD 870 EVO", DISKS)
-
-
-def test_unknown_serial_lists_the_disks() -> None:
-    with pytest.raises(
-        DeviceError,
-        match=r"No disk has the serial 'NOPE'\. The disks are: "
-        r"Samsung SSD 870 EVO \(serial S1",
-    ):
-        match_disk("serial:NOPE", DISKS)
-
-
-def test_repo_spec_must_be_a_tag_or_a_path() -> None:
-    with pytest.raises(UsageError, match=r"LABEL=\.\.\., UUID="):
-        unattended.resolve_repo_device("sdc1")
-    with pytest.raises(UsageError, match="NAME is not one of"):
-        unattended.resolve_repo_device("NAME=IMAGES")
-    with pytest.raises(DeviceError, match="There is no partition /dev/nonexistent9"):
-        unattended.resolve_repo_device("/dev/nonexistent9")
 
 
 def test_wait_for_retries_then_gives_up() -> None:
@@ -180,7 +50,7 @@ LINE = (
 
 
 def test_success_powers_off_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(unattended, "run_job", lambda spec, console, cancel, root: "all good")
+    monkeypatch.setattr(unattended, "run_job", lambda spec, console, cancel: "all good")
     monkeypatch.setattr(unattended.time, "sleep", lambda s: None)
     actions: list[str] = []
     console, main, mirror = _console()
@@ -191,7 +61,7 @@ def test_success_powers_off_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_failure_never_powers_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fails(spec: JobSpec, console: Console, cancel: object, root: Path) -> str:
+    def fails(spec: JobSpec, console: Console, cancel: object) -> str:
         raise RepositoryError("The repository partition /dev/sdc1 cannot be mounted.")
 
     monkeypatch.setattr(unattended, "run_job", fails)
@@ -220,7 +90,7 @@ def test_mirrors_skip_virtual_terminals(tmp_path: Path) -> None:
     active = tmp_path / "active"
     active.write_text("tty0 ttyS0 ttyS1\n")
     (tmp_path / "ttyS0").write_text("")  # a stand-in for the serial port; ttyS1 is absent
-    mirrors = unattended.mirror_consoles(io.StringIO(), active, tmp_path)
+    mirrors = mirror_consoles(io.StringIO(), active, tmp_path)
     try:
         assert len(mirrors) == 1  # ttyS0 only: tty0 is a virtual terminal, ttyS1 is absent
         mirrors[0].write("hello\n")
@@ -229,7 +99,7 @@ def test_mirrors_skip_virtual_terminals(tmp_path: Path) -> None:
     finally:
         for m in mirrors:
             m.close()
-    assert unattended.mirror_consoles(io.StringIO(), tmp_path / "missing", tmp_path) == []
+    assert mirror_consoles(io.StringIO(), tmp_path / "missing", tmp_path) == []
 
 
 def test_cli_reads_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -241,3 +111,26 @@ def test_cli_reads_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "needs appliance.repo=" in capsys.readouterr().out
     assert main(["unattended", "--cmdline", str(tmp_path / "none")]) == 2
     assert "cannot be read" in capsys.readouterr().err
+
+
+def test_a_bug_is_one_sentence_on_every_console(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    log = tmp_path / "appliance.log"
+    monkeypatch.setenv("APPLIANCE_LOG", str(log))
+
+    def bug(spec: JobSpec, console: Console, cancel: object) -> str:
+        raise KeyError("stats")
+
+    monkeypatch.setattr(unattended, "run_job", bug)
+    actions: list[str] = []
+    console, main, mirror = _console()
+    assert unattended.run(LINE, console, power_action=actions.append) == 70
+    assert actions == []
+    assert main.getvalue() == mirror.getvalue()
+    assert (
+        "appliance: the unattended restore FAILED: An internal error stopped the job; "
+        f"the details are in {log}.\n" in main.getvalue()
+    )
+    assert "Traceback" not in main.getvalue()
+    assert "KeyError: 'stats'" in log.read_text()

@@ -1,0 +1,137 @@
+"""The kernel command line's ``appliance.*`` keys: the job that ``appliance unattended`` runs.
+
+The live system runs ``appliance unattended`` on tty1 when ``appliance.job=`` is on the
+kernel command line. Keys (values with spaces go in double quotes: ``appliance.target="model:
+Samsung SSD 870"``):
+
+==================  =============================================================================
+appliance.job       ``save``, ``restore`` or ``verify`` (required)
+appliance.repo      the partition that holds the repository: ``LABEL=IMAGES``, ``UUID=...``,
+                    ``PARTUUID=...``, ``PARTLABEL=...`` or ``/dev/sdb1`` (required)
+appliance.repo_dir  the repository's folder inside that filesystem (default: its top folder)
+appliance.image     the image's name (required)
+appliance.source    save: the disk to save (required for save)
+appliance.target    restore: the disk to overwrite (required); verify: also compare this disk
+appliance.then      ``shell`` (default: stay on the screen), ``poweroff`` or ``reboot``; only
+                    after success: a failed job always stays on the screen with its sentence
+appliance.level     save: zstd level 1-19 (default 3)
+appliance.wait      seconds to wait for the disks and the repository to appear (default 30)
+==================  =============================================================================
+
+Disks are named ``serial:XYZ``, ``model:NAME`` or a kernel name (appliance.disk.naming).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.errors import UsageError
+
+PREFIX = "appliance."
+JOBS = ("save", "restore", "verify")
+THEN = ("shell", "poweroff", "reboot")
+KEYS = ("job", "repo", "repo_dir", "image", "source", "target", "then", "level", "wait")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One unattended job, as the kernel command line asks for it."""
+
+    job: str
+    repo: str
+    image: str
+    repo_dir: str = ""
+    source: str | None = None
+    target: str | None = None
+    then: str = "shell"
+    level: int = 3
+    wait: float = 30.0
+
+    def describe(self) -> str:
+        disk = f" of {self.source}" if self.job == "save" else ""
+        onto = f" onto {self.target}" if self.job == "restore" else ""
+        against = f" against {self.target}" if self.job == "verify" and self.target else ""
+        return (
+            f"{self.job}{disk} image {self.image}{onto}{against}, repository {self.repo}"
+            f"{'/' + self.repo_dir if self.repo_dir else ''}, then {self.then}"
+        )
+
+    @property
+    def disk(self) -> str | None:
+        """How the command line names the disk the job reads (save) or writes (restore)."""
+        return self.source if self.job == "save" else self.target
+
+
+def split_cmdline(text: str) -> list[str]:
+    """The kernel's words: split at blanks outside double quotes, the quotes removed."""
+    words: list[str] = []
+    current: list[str] = []
+    quoted = False
+    started = False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+            started = True
+        elif char.isspace() and not quoted:
+            if started:
+                words.append("".join(current))
+            current, started = [], False
+        else:
+            current.append(char)
+            started = True
+    if started:
+        words.append("".join(current))
+    return words
+
+
+def parse_cmdline(text: str) -> JobSpec | None:
+    """The job the command line asks for, or None when it has no ``appliance.job``."""
+    values: dict[str, str] = {}
+    for word in split_cmdline(text):
+        if not word.startswith(PREFIX):
+            continue
+        key, sep, value = word[len(PREFIX) :].partition("=")
+        if key not in KEYS:
+            raise UsageError(
+                f"The kernel command line has {PREFIX}{key}, which the appliance "
+                f"does not know; the keys are {', '.join(PREFIX + k for k in KEYS)}."
+            )
+        if not sep or not value.strip():
+            raise UsageError(f"{PREFIX}{key} on the kernel command line has no value.")
+        values[key] = value.strip()
+    if "job" not in values:
+        return None
+    job = values["job"]
+    if job not in JOBS:
+        raise UsageError(f"{PREFIX}job={job} is not a job; use save, restore or verify.")
+    for key in ("repo", "image"):
+        if key not in values:
+            raise UsageError(
+                f"The unattended {job} needs {PREFIX}{key}= on the kernel command line."
+            )
+    needed = {"save": "source", "restore": "target"}.get(job)
+    if needed and needed not in values:
+        raise UsageError(
+            f"The unattended {job} needs {PREFIX}{needed}= on the kernel command "
+            "line (serial:..., model:... or a kernel name such as sda)."
+        )
+    then = values.get("then", "shell")
+    if then not in THEN:
+        raise UsageError(f"{PREFIX}then={then} is not known; use shell, poweroff or reboot.")
+    return JobSpec(
+        job=job,
+        repo=values["repo"],
+        image=values["image"],
+        repo_dir=values.get("repo_dir", "").strip("/"),
+        source=values.get("source") if job == "save" else None,
+        target=values.get("target") if job != "save" else None,
+        then=then,
+        level=_number("level", values.get("level", "3"), 1, 19),
+        wait=float(_number("wait", values.get("wait", "30"), 0, 3600)),
+    )
+
+
+def _number(key: str, text: str, low: int, high: int) -> int:
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise UsageError(f"{PREFIX}{key}={text} must be a whole number from {low} to {high}.")
+    return int(text)
