@@ -3,19 +3,14 @@ that no complete image uses."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from appliance.errors import ApplianceError, CorruptData, ImageError
 from appliance.jobs.verify import last_verified
 from appliance.repo.image import load_image, load_manifest
 from appliance.repo.manifest import Index, Region
-from appliance.repo.repository import Repository, fsync_dir, storage_error
-
-DELETING = ".deleting-"  # an image folder being deleted (hidden from image_names)
+from appliance.repo.repository import Repository, check_image_name
 
 
 @dataclass
@@ -102,12 +97,18 @@ class GcResult:
         return [{"image": name, "reason": reason} for name, reason in self.skipped]
 
 
-def _readable_indexes(folder: Path) -> list[Index]:
-    """The indexes in an image folder that still decode, whatever its manifest says."""
+def _readable_indexes(repo: Repository, name: str) -> list[Index]:
+    """The indexes of an image that still decode, whatever its manifest says."""
+    prefix = f"images/{name}/"
+    keys = [
+        key
+        for key in repo.store.list(prefix)
+        if key.endswith(".idx") and "/" not in key[len(prefix) :]
+    ]
     out: list[Index] = []
-    for path in sorted(folder.glob("*.idx")):
+    for key in sorted(keys):
         try:
-            out.append(Index.decode(path.read_bytes(), str(path)))
+            out.append(Index.decode(repo.read(key), repo.describe(key)))
         except (OSError, CorruptData):
             continue
     return out
@@ -122,16 +123,15 @@ def _chunks_in_use(repo: Repository, skipped: list[tuple[str, str]]) -> set[str]
     """
     keep: set[str] = set()
     for name in repo.image_names():
-        folder = repo.image_dir(name)
         try:
             manifest = load_manifest(repo, name)
         except (ApplianceError, ValueError) as exc:  # ValueError: a manifest not in UTF-8
-            indexes = _readable_indexes(folder)
+            indexes = _readable_indexes(repo, name)
             if not indexes:
                 raise ImageError(
                     f"gc removed nothing: the manifest of image {name} cannot be read and "
                     "none of its indexes either, so the chunks it uses are unknown; "
-                    f"delete it with `appliance delete --repo {repo.root} --image {name}` and "
+                    f"delete it with `appliance delete --repo {repo.where} --image {name}` and "
                     "run gc again."
                 ) from exc
             for index in indexes:
@@ -149,7 +149,7 @@ def _chunks_in_use(repo: Repository, skipped: list[tuple[str, str]]) -> set[str]
         try:
             loaded = load_image(repo, name)
         except ApplianceError:
-            indexes = _readable_indexes(folder)
+            indexes = _readable_indexes(repo, name)
             for index in indexes:
                 keep.update(c for c in index.chunks if c is not None)
             skipped.append(
@@ -166,25 +166,24 @@ def _chunks_in_use(repo: Repository, skipped: list[tuple[str, str]]) -> set[str]
     return keep
 
 
-def _collect(repo: Repository, *, dry_run: bool) -> GcResult:
+def collect(repo: Repository, *, dry_run: bool) -> GcResult:
     """gc's work, under the repository lock that the caller holds."""
     skipped: list[tuple[str, str]] = []
     keep = _chunks_in_use(repo, skipped)
     removed = removed_bytes = kept = 0
-    for path in repo.iter_chunks():
-        if path.name in keep:
+    for name in repo.chunk_names():
+        if name in keep:
             kept += 1
             continue
-        size = path.stat().st_size
+        size = repo.chunk_size(name)
         if not dry_run:
-            path.unlink()
+            repo.delete_chunk(name)
         removed += 1
         removed_bytes += size
     tmp = 0
     if not dry_run:
         tmp = repo.remove_tmp_files()
-        for leftover in (repo.root / "images").glob(f"{DELETING}*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        repo.remove_partial_images()
         repo.sync()
     return GcResult(removed, removed_bytes, kept, tmp, skipped, dry_run)
 
@@ -193,7 +192,7 @@ def gc(repo_path: str, *, dry_run: bool = False) -> GcResult:
     """Remove the chunks no complete image uses (with dry_run: only count them)."""
     repo = Repository.open(repo_path)
     with repo.lock("gc"):
-        return _collect(repo, dry_run=dry_run)
+        return collect(repo, dry_run=dry_run)
 
 
 @dataclass
@@ -204,25 +203,19 @@ class DeleteResult:
 
 
 def delete_image(repo_path: str, name: str, *, run_gc: bool = False) -> DeleteResult:
-    """Remove an image's folder under the repository lock; then run gc or count what it frees.
+    """Remove an image under the repository lock; then run gc or count what it frees.
 
-    The folder is first renamed to a hidden name (one atomic step), so a delete that is
-    stopped half-way leaves no half image behind; gc removes such leftovers.
+    The store removes the image's files as one step where it can (a folder is renamed to a
+    hidden name first), so a delete that is stopped half-way leaves no half image behind;
+    gc removes such leftovers.
     """
     repo = Repository.open(repo_path)
-    folder = repo.image_dir(name)
-    if not folder.is_dir():
+    if check_image_name(name) not in repo.image_names():
         known = ", ".join(repo.image_names()) or "none"
-        raise ImageError(f"There is no image named {name} in {repo.root} (images: {known}).")
+        raise ImageError(f"There is no image named {name} in {repo.where} (images: {known}).")
     with repo.lock("delete"):
-        doomed = folder.with_name(f"{DELETING}{name}")
+        repo.remove_image(name)
         try:
-            os.replace(folder, doomed)
-            fsync_dir(folder.parent)
-        except OSError as exc:
-            raise storage_error(repo.root, exc) from exc
-        shutil.rmtree(doomed, ignore_errors=True)
-        try:
-            return DeleteResult(name, _collect(repo, dry_run=not run_gc))
+            return DeleteResult(name, collect(repo, dry_run=not run_gc))
         except ImageError as exc:
             return DeleteResult(name, None, str(exc))

@@ -118,15 +118,15 @@ def _check_index(repo: Repository, manifest: Manifest, region: Region) -> str | 
     """None when the region's index is there, matches its hash and fits; else why not."""
     if not region.index:
         return None if not manifest.complete else f"{region.describe()} has no index"
-    path = repo.image_dir(manifest.name) / region.index
     try:
-        blob = path.read_bytes()
-    except OSError:
+        key = repo.image_key(manifest.name, region.index)
+        blob = repo.read(key)
+    except (OSError, CorruptData):
         return f"the index of {region.describe()} is missing or unreadable"
     if index_hash(blob) != region.index_hash:
         return f"the index of {region.describe()} does not match its hash"
     try:
-        index = Index.decode(blob, str(path))
+        index = Index.decode(blob, repo.describe(key))
     except CorruptData:
         return f"the index of {region.describe()} cannot be decoded"
     if index.size != region.size:
@@ -136,7 +136,7 @@ def _check_index(repo: Repository, manifest: Manifest, region: Region) -> str | 
 
 def log_tail(repo: Repository, name: str, lines: int = LOG_TAIL) -> list[str]:
     try:
-        text = (repo.image_dir(name) / "log.txt").read_text(errors="replace")
+        text = repo.read(repo.image_key(name, "log.txt")).decode(errors="replace")
     except OSError:
         return []
     return text.splitlines()[-lines:]

@@ -202,7 +202,7 @@ class Prover:
         content another worker was still storing counts as done before its file exists."""
         names = {name for name in chunks if name is not None}
         while names and not self.stop.is_set():
-            names = {name for name in names if not self.repo.chunk_path(name).exists()}
+            names = {name for name in names if not self.repo.chunk_exists(name)}
             if names:
                 time.sleep(0.02)
         return not self.stop.is_set()

@@ -305,7 +305,7 @@ def restore(
     check_target(
         target, repo_path=plan.image.repo.root, sector=int(manifest.disk["logical_sector"])
     )
-    log = ImageLog(plan.image.repo.image_dir(manifest.name) / "log.txt")
+    log = ImageLog(plan.image.repo, manifest.name)
     progress.total = plan.total
     steps = restore_steps(plan, target)
     execute(

@@ -119,9 +119,8 @@ def save(
         )
     repo = Repository.open_for_save(repo_path, create=create, allow_ram=allow_ram)
     with repo.lock(f"save {disk.name} to {image}"):
-        folder = repo.image_dir(image)
-        manifest_path = folder / "manifest.json"
-        if manifest_path.exists():
+        manifest_key = repo.image_key(image, "manifest.json")
+        if repo.exists(manifest_key):
             old = load_manifest(repo, image)
             if old.complete:
                 raise ImageError(
@@ -139,7 +138,7 @@ def save(
                     "choose another name."
                 )
         repo.remove_tmp_files()
-        log = ImageLog(folder / "log.txt")
+        log = ImageLog(repo, image)
         log.write(f"save of {disk.describe()} started{' (resumed)' if resume else ''}")
         sfdisk = (disk.sfdisk or read_sfdisk_json(disk.node)) if disk.table else None
         manifest = Manifest(
@@ -150,7 +149,7 @@ def save(
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             tool_version=__version__,
         )
-        repo.write_file(manifest_path, manifest.to_json().encode())
+        repo.write_file(manifest_key, manifest.to_json().encode())
 
         manifest.regions = [plan.region for plan in plans]
         for plan in plans:
@@ -183,7 +182,7 @@ def save(
             plan.region.index = f"{plan.region.name}.idx"
             plan.region.index_hash = index_hash(blob)
             plan.region.stored_windows = sum(1 for c in plan.chunks if c is not None)
-            repo.write_file(folder / plan.region.index, blob)
+            repo.write_file(repo.image_key(image, plan.region.index), blob)
         if bad:
             log.write(f"{len(bad)} unreadable ranges were saved as zeros: {bad[:20]}")
         warnings = copied_whole_warnings(disk, manifest.regions)
@@ -210,7 +209,7 @@ def save(
         }
         manifest.complete = True
         manifest.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        repo.write_file(manifest_path, manifest.to_json().encode())
+        repo.write_file(manifest_key, manifest.to_json().encode())
         log.write(
             f"save complete: {manifest.used_bytes} bytes used, {stats.new_chunks} new chunks "
             f"({stats.new_bytes} bytes), {stats.reused_chunks} already stored"

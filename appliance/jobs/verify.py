@@ -17,7 +17,7 @@ from pathlib import Path
 from appliance.disk.blockio import open_direct
 from appliance.disk.model import Disk, human_size
 from appliance.disk.probe import probe_disk
-from appliance.errors import CorruptData, VerifyMismatch
+from appliance.errors import CorruptData, RepositoryError, VerifyMismatch
 from appliance.fs.compare import (
     can_compare,
     compare_trees,
@@ -34,7 +34,7 @@ from appliance.progress import Progress
 from appliance.repo.chunk import Decoder, content_hash
 from appliance.repo.image import LoadedImage, load_image
 from appliance.repo.manifest import Region
-from appliance.repo.repository import Repository, write_file_durably
+from appliance.repo.repository import Repository
 
 
 @dataclass
@@ -108,14 +108,14 @@ def record_verified(repo: Repository, image: str, chunks: int) -> None:
     repository mounted read-only for a verify keeps no record: that image stays 'never
     verified', and the interface re-hashes it before a restore, which is the safe side)."""
     data = {"verified": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "chunks": chunks}
-    with contextlib.suppress(OSError):
-        write_file_durably(repo.image_dir(image) / VERIFIED, (json.dumps(data) + "\n").encode())
+    with contextlib.suppress(RepositoryError):
+        repo.write_file(repo.image_key(image, VERIFIED), (json.dumps(data) + "\n").encode())
 
 
 def last_verified(repo: Repository, image: str) -> str | None:
     """When the image was last verified whole, or None (never, or no record)."""
     try:
-        data = json.loads((repo.image_dir(image) / VERIFIED).read_text())
+        data = json.loads(repo.read(repo.image_key(image, VERIFIED)))
     except (OSError, ValueError):
         return None
     when = data.get("verified") if isinstance(data, dict) else None

@@ -20,19 +20,22 @@ class LoadedImage:
 
 
 def load_manifest(repo: Repository, name: str) -> Manifest:
-    path = repo.image_dir(name) / "manifest.json"
-    if not path.exists():
-        known = ", ".join(repo.image_names()) or "none"
-        raise ImageError(f"There is no image named {name} in {repo.root} (images: {known}).")
+    key = repo.image_key(name, "manifest.json")
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = repo.read(key).decode("utf-8")
+    except FileNotFoundError:
+        known = ", ".join(repo.image_names()) or "none"
+        raise ImageError(
+            f"There is no image named {name} in {repo.where} (images: {known})."
+        ) from None
     except OSError as exc:
         raise ImageError(f"The manifest of image {name} cannot be read: {exc.strerror}.") from exc
     except UnicodeDecodeError as exc:
         raise ImageError(
-            f"The manifest {path} is damaged and cannot be read (it is not UTF-8 text)."
+            f"The manifest {repo.describe(key)} is damaged and cannot be read (it is not "
+            "UTF-8 text)."
         ) from exc
-    return Manifest.from_json(text, str(path))
+    return Manifest.from_json(text, repo.describe(key))
 
 
 def load_image(repo: Repository, name: str, *, require_complete: bool = True) -> LoadedImage:
@@ -44,11 +47,10 @@ def load_image(repo: Repository, name: str, *, require_complete: bool = True) ->
             "cannot be used; resume the save with --resume or save again."
         )
     indexes: dict[str, Index] = {}
-    folder = repo.image_dir(name)
     for region in manifest.regions:
-        path = folder / region.index
+        key = repo.image_key(name, region.index)
         try:
-            blob = path.read_bytes()
+            blob = repo.read(key)
         except OSError as exc:
             raise CorruptData(
                 f"The index of {region.describe()} in image {name} is missing "
@@ -59,7 +61,7 @@ def load_image(repo: Repository, name: str, *, require_complete: bool = True) ->
                 f"The index of {region.describe()} in image {name} does not "
                 "match its hash; the image is damaged."
             )
-        index = Index.decode(blob, str(path))
+        index = Index.decode(blob, repo.describe(key))
         if index.size != region.size:
             raise CorruptData(
                 f"The index of {region.describe()} in image {name} does not "

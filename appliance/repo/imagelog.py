@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from pathlib import Path
+
+from appliance.repo.repository import Repository
 
 
 class ImageLog:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, repo: Repository, image: str) -> None:
+        self.store = repo.store
+        self.key = repo.image_key(image, "log.txt")
 
     def write(self, line: str) -> None:
-        try:
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {line}\n")
-        except OSError:
-            pass  # the log is a courtesy; the job's own errors are reported elsewhere
+        stamped = f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {line}\n"
+        # the log is a courtesy; the job's own errors are reported elsewhere
+        with contextlib.suppress(OSError):
+            self.store.append(self.key, stamped.encode("utf-8"))

@@ -1,25 +1,25 @@
-"""The image repository (format v1): a plain folder of content-addressed chunks and images.
+"""The image repository (format v1): content-addressed chunks and images, kept in a `Store`.
 
-    REPO/repo.json                   format name + version, hash, chunk size
-    REPO/chunks/ab/cd/<hash>         one chunk (see chunkfmt)
-    REPO/images/<name>/manifest.json
-    REPO/images/<name>/<region>.idx  per-region chunk index (its hash is in the manifest)
-    REPO/images/<name>/log.txt       what happened, human-readable
-    REPO/lock                        present while a writer works
+    repo.json                    format name + version, hash, chunk size
+    chunks/ab/cd/<hash>          one chunk (see repo/chunk.py)
+    images/<name>/manifest.json
+    images/<name>/<region>.idx   per-region chunk index (its hash is in the manifest)
+    images/<name>/log.txt        what happened, human-readable
+    images/<name>/verified.json  when every chunk was last re-hashed
+    lock                         present while a writer works (a local file: repo/lock.py)
 
-Chunk files are written under a temporary name and renamed; durability comes from one
-syncfs() before an image's manifest says complete (an fsync per chunk costs too much).
+Every read and write of that content goes through the store (repo/store.py); today's store
+is a folder (`LocalStore`). Chunks are written without fsync (a temporary name, then a
+rename); durability comes from one sync() before an image's manifest says complete (an fsync
+per chunk costs too much). Manifests and indexes are put durably.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
 import json
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +31,7 @@ from appliance.disk.usage import RAM_FILESYSTEMS, filesystem_type
 from appliance.errors import CorruptData, ImageError, RepositoryError
 from appliance.repo.chunk import HASH_HEX_LEN, HEADER, HEADER_SIZE, ZSTD, content_hash, header_ok
 from appliance.repo.lock import RepoLock
+from appliance.repo.store import LocalStore, Store, check_key
 
 FORMAT = "appliance-repository"
 VERSION = 1
@@ -49,42 +50,11 @@ def check_image_name(name: str) -> str:
     return name
 
 
-def write_file_durably(path: Path, data: bytes) -> None:
-    """Write to a temporary name, fsync, rename over `path`, fsync the folder."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+def chunk_key(name: str) -> str:
+    return f"chunks/{name[:2]}/{name[2:4]}/{name}"
 
 
-def fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems (FAT over FUSE, SMB) cannot fsync a folder
-    finally:
-        os.close(fd)
-
-
-def syncfs(folder: Path) -> None:
-    """Flush every file of the filesystem that holds `folder` to stable storage."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if libc.syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
-
-
-def storage_error(root: Path, exc: OSError) -> RepositoryError:
+def storage_error(root: str | os.PathLike[str], exc: OSError) -> RepositoryError:
     """A user sentence for a failed write to the repository."""
     if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
         return RepositoryError(
@@ -111,10 +81,9 @@ class ReadBack:
         self.blob = bytearray(window + HEADER_SIZE + 1)  # one more: a longer file shows
         self.out = bytearray(window + 1)
 
-    def state(self, path: Path, name: str, length: int) -> str:
-        with open(path, "rb", buffering=0) as handle:
-            size = handle.readinto(self.blob)
-        if size is None or not header_ok(bytes(self.blob[:HEADER_SIZE]), size):
+    def state(self, store: Store, key: str, name: str, length: int) -> str:
+        size = store.read_into(key, self.blob)
+        if not header_ok(bytes(self.blob[:HEADER_SIZE]), size):
             return "damaged"
         payload = memoryview(self.blob)[HEADER_SIZE:size]
         if HEADER.unpack_from(self.blob)[2] == ZSTD:
@@ -153,13 +122,24 @@ def check_save_place(path: Path, *, create: bool = False, allow_ram: bool = Fals
 
 
 class Repository:
-    """A repository folder. Open with `Repository.open` or `Repository.open_or_create`."""
+    """An image repository in a store. Open a folder with `open`, `open_or_create` or
+    `open_for_save`; a repository in any other store with `in_store` (or `create`)."""
 
-    def __init__(self, root: Path, meta: dict[str, Any]) -> None:
-        self.root = root
+    def __init__(self, store: Store, meta: dict[str, Any]) -> None:
+        self.store = store
+        self.where = store.where  # for messages
         self.meta = meta
         self.window = int(meta["chunk_size"])
-        self._made_dirs: set[str] = set()
+
+    @property
+    def root(self) -> Path:
+        """The repository's folder on this machine, for what only a local folder has: the
+        lock, the filesystem it is on, a FUSE view's --repo; messages use `where`."""
+        if isinstance(self.store, LocalStore):
+            return self.store.root
+        raise RepositoryError(
+            f"The repository at {self.where} is not a folder on this machine; this job needs one."
+        )
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -167,35 +147,43 @@ class Repository:
         path = Path(root)
         if not path.is_dir():
             raise RepositoryError(f"There is no repository at {path}: the folder does not exist.")
-        meta_path = path / "repo.json"
-        if not meta_path.exists():
-            raise RepositoryError(f"{path} is not an image repository (it has no repo.json).")
+        repo = cls.in_store(LocalStore(path))
+        if not (path / "chunks").is_dir() or not (path / "images").is_dir():
+            raise RepositoryError(
+                f"The repository at {path} is truncated: its chunks or images folder is missing."
+            )
+        return repo
+
+    @classmethod
+    def in_store(cls, store: Store) -> Repository:
+        """The repository kept in `store`, once its repo.json says it is one we read."""
+        where = store.where
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(store.get("repo.json"))
+        except FileNotFoundError as exc:
+            raise RepositoryError(
+                f"{where} is not an image repository (it has no repo.json)."
+            ) from exc
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise RepositoryError(
-                f"The repository at {path} is damaged: repo.json cannot be read."
+                f"The repository at {where} is damaged: repo.json cannot be read."
             ) from exc
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise RepositoryError(
-                f"{path} holds a repo.json of another program; it is not an "
+                f"{where} holds a repo.json of another program; it is not an "
                 "image repository of this appliance."
             )
         if meta.get("version") != VERSION:
             raise RepositoryError(
-                f"The repository at {path} has format version "
+                f"The repository at {where} has format version "
                 f"{meta.get('version')}, and this appliance reads version "
                 f"{VERSION}; use a newer appliance."
             )
         if meta.get("hash") != "blake3" or meta.get("chunk_size") != WINDOW:
             raise RepositoryError(
-                f"The repository at {path} uses settings this appliance does not know."
+                f"The repository at {where} uses settings this appliance does not know."
             )
-        if not (path / "chunks").is_dir() or not (path / "images").is_dir():
-            raise RepositoryError(
-                f"The repository at {path} is truncated: its chunks or images folder is missing."
-            )
-        return cls(path, meta)
+        return cls(store, meta)
 
     @classmethod
     def open_or_create(cls, root: str | os.PathLike[str]) -> Repository:
@@ -211,6 +199,17 @@ class Repository:
                 f"{path} is not empty and is not an image repository; name an "
                 "empty folder or an existing repository."
             )
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "chunks").mkdir(exist_ok=True)
+            (path / "images").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise storage_error(path, exc) from exc
+        return cls.create(LocalStore(path))
+
+    @classmethod
+    def create(cls, store: Store) -> Repository:
+        """A new, empty repository in `store`: its repo.json, written durably."""
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -220,13 +219,10 @@ class Repository:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         try:
-            path.mkdir(parents=True, exist_ok=True)
-            (path / "chunks").mkdir(exist_ok=True)
-            (path / "images").mkdir(exist_ok=True)
-            write_file_durably(path / "repo.json", (json.dumps(meta, indent=2) + "\n").encode())
+            store.put("repo.json", (json.dumps(meta, indent=2) + "\n").encode(), durable=True)
         except OSError as exc:
-            raise storage_error(path, exc) from exc
-        return cls(path, meta)
+            raise storage_error(store.where, exc) from exc
+        return cls(store, meta)
 
     @classmethod
     def open_for_save(
@@ -239,101 +235,140 @@ class Repository:
         return cls.open_or_create(path) if create else cls.open(path)
 
     def lock(self, command: str) -> RepoLock:
+        # One writer at a time: a file made with O_EXCL in the repository's folder
+        # (repo/lock.py), which works on every filesystem a folder may be on. A store that
+        # is not a local folder (a web server, an S3 bucket) will need a lock of its own (a
+        # conditional put, say); `root` refuses such a store rather than lock nothing.
         return RepoLock(self.root / "lock", command)
 
     # -- chunks --------------------------------------------------------------------------
     def chunk_path(self, name: str) -> Path:
-        return self.root / "chunks" / name[:2] / name[2:4] / name
+        """The file of a chunk (a local folder only: for tests and tools that look at it)."""
+        return self.root / chunk_key(name)
 
     def has_chunk(self, name: str) -> bool:
         """True when the chunk is stored whole (header and length agree)."""
-        path = self.chunk_path(name)
         try:
-            with open(path, "rb") as handle:
-                head = handle.read(HEADER_SIZE)
-                size = os.fstat(handle.fileno()).st_size
+            head, size = self.store.head(chunk_key(name), HEADER_SIZE)
         except FileNotFoundError:
             return False
         except OSError as exc:
-            raise storage_error(self.root, exc) from exc
+            raise storage_error(self.where, exc) from exc
         return header_ok(head, size)
+
+    def chunk_exists(self, name: str) -> bool:
+        """A file or value of that name is there (whole or not: see has_chunk)."""
+        return self.store.exists(chunk_key(name))
 
     def stored_chunk_state(self, name: str, length: int, reader: ReadBack) -> str:
         """ "same" when the stored chunk reads back as the `length` bytes named `name`,
         "missing", or "damaged" (a chunk a new image reuses must be one that can be read)."""
         try:
-            return reader.state(self.chunk_path(name), name, length)
+            return reader.state(self.store, chunk_key(name), name, length)
         except FileNotFoundError:
             return "missing"
         except OSError as exc:
             if exc.errno == errno.EIO:
                 return "damaged"
-            raise storage_error(self.root, exc) from exc
+            raise storage_error(self.where, exc) from exc
 
     def put_chunk(self, name: str, blob: bytes) -> None:
-        sub = name[:4]
-        folder = self.root / "chunks" / name[:2] / name[2:4]
-        tmp = folder / f".{name}.{os.getpid()}.tmp"
         try:
-            if sub not in self._made_dirs:
-                folder.mkdir(parents=True, exist_ok=True)
-                self._made_dirs.add(sub)
-            with open(tmp, "wb") as handle:
-                handle.write(blob)
-            os.replace(tmp, folder / name)
+            self.store.put(chunk_key(name), blob, durable=False)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise storage_error(self.root, exc) from exc
+            raise storage_error(self.where, exc) from exc
 
     def get_chunk(self, name: str) -> bytes:
         try:
-            return self.chunk_path(name).read_bytes()
+            return self.store.get(chunk_key(name))
         except FileNotFoundError as exc:
             raise CorruptData(f"Chunk {name} is missing from the repository.") from exc
         except OSError as exc:
             raise CorruptData(f"Chunk {name} cannot be read: {exc.strerror}.") from exc
 
-    def iter_chunks(self) -> Iterator[Path]:
-        """Every stored chunk file (temporary files excluded)."""
-        for path in (self.root / "chunks").glob("*/*/*"):
-            if len(path.name) == HASH_HEX_LEN and HEX_RE.match(path.name):
-                yield path
+    def chunk_names(self) -> Iterator[str]:
+        """The name of every stored chunk."""
+        for key in self.store.list("chunks/"):
+            name = key.rpartition("/")[2]
+            if len(name) == HASH_HEX_LEN and HEX_RE.match(name) and key == chunk_key(name):
+                yield name
 
-    def write_file(self, path: Path, data: bytes) -> None:
+    def iter_chunks(self) -> Iterator[Path]:
+        """Every stored chunk file (a local folder only; see chunk_names)."""
+        for name in self.chunk_names():
+            yield self.chunk_path(name)
+
+    def chunk_size(self, name: str) -> int:
+        """Bytes the stored chunk takes."""
+        try:
+            return self.store.size(chunk_key(name))
+        except OSError as exc:
+            raise storage_error(self.where, exc) from exc
+
+    def delete_chunk(self, name: str) -> None:
+        try:
+            self.store.delete(chunk_key(name))
+        except OSError as exc:
+            raise storage_error(self.where, exc) from exc
+
+    def remove_tmp_files(self) -> int:
+        """Delete what chunk writes that were stopped left behind; how many."""
+        return self.store.discard_partial_writes("chunks/")
+
+    # -- files of images -----------------------------------------------------------------
+    def image_key(self, image: str, file: str) -> str:
+        """The key of one file of an image: "images/NAME/FILE". The file's name may come
+        from a manifest: one that leaves the image's folder means a damaged image."""
+        if not file or "/" in file or file.startswith("."):
+            raise CorruptData(
+                f"The image {image} names a file {file!r} outside its folder; the image is damaged."
+            )
+        return f"images/{check_image_name(image)}/{file}"
+
+    def describe(self, key: str) -> str:
+        """Where a key is, for messages (a file's path, for a folder)."""
+        return f"{self.where.rstrip('/')}/{check_key(key)}"
+
+    def exists(self, key: str) -> bool:
+        return self.store.exists(key)
+
+    def read(self, key: str) -> bytes:
+        """A file of the repository; OSError (FileNotFoundError: it is not there) for the
+        caller to say what it means."""
+        return self.store.get(key)
+
+    def write_file(self, key: str, data: bytes) -> None:
         """A manifest or index, durably (fsync, rename); a full disk gets a sentence."""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_file_durably(path, data)
+            self.store.put(key, data, durable=True)
         except OSError as exc:
-            raise storage_error(self.root, exc) from exc
+            raise storage_error(self.where, exc) from exc
 
     def sync(self) -> None:
         try:
-            syncfs(self.root)
+            self.store.sync()
         except OSError as exc:
-            raise storage_error(self.root, exc) from exc
+            raise storage_error(self.where, exc) from exc
 
     # -- images --------------------------------------------------------------------------
     def image_dir(self, name: str) -> Path:
+        """The image's folder (a local folder only; see image_key)."""
         return self.root / "images" / check_image_name(name)
 
     def image_names(self) -> list[str]:
-        folder = self.root / "images"
-        return sorted(p.name for p in folder.iterdir() if p.is_dir() and NAME_RE.match(p.name))
+        return sorted(name for name in self.store.folders("images/") if NAME_RE.match(name))
 
-    def free_bytes(self) -> int:
-        stat = os.statvfs(self.root)
-        return stat.f_bavail * stat.f_frsize
+    def remove_image(self, name: str) -> None:
+        """Every file of the image, as one step where the store can (a folder: renamed to a
+        hidden name, then removed; a stopped delete leaves no half image)."""
+        try:
+            self.store.delete_folder(f"images/{check_image_name(name)}/")
+        except OSError as exc:
+            raise storage_error(self.where, exc) from exc
 
-    def remove_tmp_files(self) -> int:
-        """Delete temporary chunk files a killed writer left behind; how many."""
-        count = 0
-        for path in (self.root / "chunks").glob("*/*/.*.tmp"):
-            with contextlib.suppress(OSError):
-                path.unlink()
-                count += 1
-        return count
+    def remove_partial_images(self) -> None:
+        """Remove what image deletes that were stopped left behind."""
+        self.store.discard_partial_writes("images/")
 
-    def remove_image_dir(self, name: str) -> None:
-        shutil.rmtree(self.image_dir(name), ignore_errors=True)
+    def free_bytes(self) -> int | None:
+        return self.store.free_bytes()

@@ -1,0 +1,258 @@
+"""Where a repository keeps its bytes: a `Store` of keys, and `LocalStore`, a folder.
+
+A key is a '/'-separated relative path ("repo.json", "chunks/ab/cd/<hash>",
+"images/NAME/manifest.json"); a "folder" is a key prefix that ends in '/'. The repository
+(repo/repository.py) reads and writes only through this interface, so a store on a web
+server (read-only) or in an S3 bucket is one new module that implements `Store`.
+
+The contract every store keeps (tests/unit/repo/test_store.py runs it on each):
+- a missing key raises FileNotFoundError; any other failure an OSError with its errno
+  (ENOSPC, EROFS, EACCES, EIO...), which the repository turns into a user sentence;
+- `put` makes the whole value appear at once or not at all (a reader never sees half of
+  it); `durable=True` also makes it survive a power cut before `put` returns, while the
+  values written with `durable=False` are made durable together by `sync()`;
+- `list` and `folders` never show what a write or delete stopped half-way left behind,
+  and `discard_partial_writes` removes it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import ctypes
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+DELETING = ".deleting-"  # LocalStore: a folder being deleted (hidden from listings)
+
+
+class Store(Protocol):
+    """The keys of one repository. Only what the repository needs, nothing of files."""
+
+    @property
+    def where(self) -> str:
+        """Where the store is, for messages: a folder, a URL."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """The whole value."""
+        ...
+
+    def read_into(self, key: str, buffer: bytearray) -> int:
+        """At most len(buffer) bytes of the value into `buffer` (no allocation per read:
+        a save reads back many 4 MiB chunks); how many."""
+        ...
+
+    def head(self, key: str, length: int) -> tuple[bytes, int]:
+        """The value's first `length` bytes and its whole size."""
+        ...
+
+    def size(self, key: str) -> int: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def put(self, key: str, data: bytes, *, durable: bool) -> None:
+        """Store `data` under `key` (replacing a value), whole or not at all."""
+        ...
+
+    def append(self, key: str, data: bytes) -> None:
+        """Add `data` at the end of the value (made when missing): a log."""
+        ...
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Every key under the folder `prefix` (and its sub-folders), in no set order."""
+        ...
+
+    def folders(self, prefix: str) -> builtins.list[str]:
+        """The names of the folders right under `prefix` ([] when it holds none)."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove a key; a key that is already gone is no error."""
+        ...
+
+    def delete_folder(self, prefix: str) -> None:
+        """Remove every key under `prefix`. Stopped half-way, it must not leave what looks
+        like part of the folder (LocalStore: one rename to a hidden name first)."""
+        ...
+
+    def discard_partial_writes(self, prefix: str) -> int:
+        """Remove what stopped writes and deletes left under `prefix`; how many writes."""
+        ...
+
+    def sync(self) -> None:
+        """Make every value written so far durable."""
+        ...
+
+    def free_bytes(self) -> int | None:
+        """Room left for new values; None when the store cannot say."""
+        ...
+
+
+def check_key(key: str) -> str:
+    """A key stays inside its store: relative, no empty, '.' or '..' part."""
+    if not key or key[0] == "/" or "//" in key or "/./" in f"/{key}/" or "/../" in f"/{key}/":
+        raise ValueError(f"{key!r} is not a key of a store")
+    return key
+
+
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems (FAT over FUSE, SMB) cannot fsync a folder
+    finally:
+        os.close(fd)
+
+
+def write_file_durably(path: Path, data: bytes) -> None:
+    """Write to a temporary name, fsync, rename over `path`, fsync the folder."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def syncfs(folder: str | os.PathLike[str]) -> None:
+    """Flush every file of the filesystem that holds `folder` to stable storage."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if libc.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+class LocalStore:
+    """A folder on this machine: a key is a file below it.
+
+    A value written without `durable` goes to a temporary file (".NAME.PID.tmp", hidden from
+    listings) and is renamed into place: no fsync per chunk, one syncfs() makes them all
+    durable. A durable value is fsynced before its rename and its folder after. Folders are
+    made on the first write into them (remembered: chunk writes are the hot path).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._base = os.fspath(root).rstrip("/") or ""
+        self._made_dirs: set[str] = set()
+
+    @property
+    def where(self) -> str:
+        return str(self.root)
+
+    def path(self, key: str) -> Path:
+        """The file that holds `key`."""
+        return self.root / check_key(key)
+
+    def _file(self, key: str) -> str:
+        return f"{self._base}/{check_key(key)}"
+
+    def get(self, key: str) -> bytes:
+        with open(self._file(key), "rb") as handle:
+            return handle.read()
+
+    def read_into(self, key: str, buffer: bytearray) -> int:
+        with open(self._file(key), "rb", buffering=0) as handle:
+            return handle.readinto(buffer) or 0
+
+    def head(self, key: str, length: int) -> tuple[bytes, int]:
+        with open(self._file(key), "rb") as handle:
+            return handle.read(length), os.fstat(handle.fileno()).st_size
+
+    def size(self, key: str) -> int:
+        return os.stat(self._file(key)).st_size
+
+    def exists(self, key: str) -> bool:
+        return os.path.exists(self._file(key))
+
+    def put(self, key: str, data: bytes, *, durable: bool) -> None:
+        path = self._file(key)
+        folder, _, name = path.rpartition("/")
+        if durable:
+            os.makedirs(folder, exist_ok=True)  # a deleted image's folder may be made again
+            write_file_durably(Path(path), data)
+            return
+        tmp = f"{folder}/.{name}.{os.getpid()}.tmp"
+        try:
+            if folder not in self._made_dirs:
+                os.makedirs(folder, exist_ok=True)
+                self._made_dirs.add(folder)
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def append(self, key: str, data: bytes) -> None:
+        with open(self._file(key), "ab") as handle:
+            handle.write(data)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        top = self._folder(prefix)
+        for folder, subs, files in os.walk(top):
+            subs[:] = [s for s in subs if not s.startswith(".")]
+            rel = folder[len(self._base) + 1 :]
+            for name in files:
+                if not name.startswith("."):
+                    yield f"{rel}/{name}"
+
+    def folders(self, prefix: str) -> builtins.list[str]:
+        try:
+            with os.scandir(self._folder(prefix)) as entries:
+                return [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
+        except FileNotFoundError:
+            return []
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._file(key))
+
+    def delete_folder(self, prefix: str) -> None:
+        """The folder is first renamed to a hidden name (one atomic step) and fsynced, so a
+        delete that is stopped half-way leaves no half folder behind;
+        discard_partial_writes() removes such leftovers."""
+        folder = self._folder(prefix)
+        parent, _, name = folder.rpartition("/")
+        doomed = f"{parent}/{DELETING}{name}"
+        os.replace(folder, doomed)
+        fsync_dir(parent)
+        self._made_dirs = {d for d in self._made_dirs if not f"{d}/".startswith(f"{folder}/")}
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def discard_partial_writes(self, prefix: str) -> int:
+        """Temporary files of killed writers (counted) and half-deleted folders."""
+        count = 0
+        for folder, subs, files in os.walk(self._folder(prefix)):
+            for name in files:
+                if name.startswith(".") and name.endswith(".tmp"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(f"{folder}/{name}")
+                        count += 1
+            for name in [s for s in subs if s.startswith(DELETING)]:
+                shutil.rmtree(f"{folder}/{name}", ignore_errors=True)
+                subs.remove(name)
+        return count
+
+    def sync(self) -> None:
+        syncfs(self.root)
+
+    def free_bytes(self) -> int | None:
+        stat = os.statvfs(self.root)
+        return stat.f_bavail * stat.f_frsize
+
+    def _folder(self, prefix: str) -> str:
+        return self._file(prefix.rstrip("/"))
