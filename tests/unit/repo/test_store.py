@@ -1,0 +1,331 @@
+"""The store seam: one contract, kept by a folder (LocalStore) and by a dict (MemoryStore);
+and a real Repository doing its work over a store that is not a folder."""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import CorruptData, ImageError, RepositoryError
+from appliance.jobs.catalog import collect
+from appliance.jobs.verify import last_verified, record_verified
+from appliance.repo.chunk import Encoder, content_hash
+from appliance.repo.image import load_image, load_manifest
+from appliance.repo.imagelog import ImageLog
+from appliance.repo.manifest import Index, Manifest, Region, index_hash
+from appliance.repo.repository import WINDOW, ReadBack, Repository, chunk_key, storage_error
+from appliance.repo.store import LocalStore, Store, check_key
+
+
+class MemoryStore:
+    """A store that is a dict: nothing of it is a file."""
+
+    where = "memory://test"
+
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+        self.syncs = 0
+        self.full = False  # every put fails as a full disk would
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.values[check_key(key)]
+        except KeyError:
+            raise FileNotFoundError(errno.ENOENT, "no such key", key) from None
+
+    def read_into(self, key: str, buffer: bytearray) -> int:
+        data = self.get(key)[: len(buffer)]
+        buffer[: len(data)] = data
+        return len(data)
+
+    def head(self, key: str, length: int) -> tuple[bytes, int]:
+        data = self.get(key)
+        return data[:length], len(data)
+
+    def size(self, key: str) -> int:
+        return len(self.get(key))
+
+    def exists(self, key: str) -> bool:
+        return check_key(key) in self.values
+
+    def put(self, key: str, data: bytes, *, durable: bool) -> None:
+        if self.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.values[check_key(key)] = bytes(data)
+
+    def append(self, key: str, data: bytes) -> None:
+        self.values[check_key(key)] = self.values.get(key, b"") + data
+
+    def list(self, prefix: str) -> Iterator[str]:
+        return iter([key for key in self.values if key.startswith(prefix)])
+
+    def folders(self, prefix: str) -> builtins.list[str]:
+        rests = [key[len(prefix) :] for key in self.values if key.startswith(prefix)]
+        return sorted({rest.split("/")[0] for rest in rests if "/" in rest})
+
+    def delete(self, key: str) -> None:
+        self.values.pop(check_key(key), None)
+
+    def delete_folder(self, prefix: str) -> None:
+        for key in [key for key in self.values if key.startswith(prefix)]:
+            del self.values[key]
+
+    def discard_partial_writes(self, prefix: str) -> int:
+        return 0  # a put is one assignment: nothing half-written can be left
+
+    def sync(self) -> None:
+        self.syncs += 1
+
+    def free_bytes(self) -> int | None:
+        return None
+
+
+@pytest.fixture(params=["local", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "local":
+        return LocalStore(tmp_path / "store")
+    return MemoryStore()
+
+
+# -- the contract ------------------------------------------------------------------------
+def test_put_get_round_trip(store: Store) -> None:
+    store.put("a/b/c", b"hello", durable=False)
+    store.put("top.json", b"{}", durable=True)
+    assert store.get("a/b/c") == b"hello"
+    assert store.get("top.json") == b"{}"
+    store.put("a/b/c", b"bye", durable=True)  # replaces
+    assert store.get("a/b/c") == b"bye"
+    assert store.exists("a/b/c") and not store.exists("a/b/d")
+    assert store.size("a/b/c") == 3
+    assert store.head("a/b/c", 2) == (b"by", 3)
+    buffer = bytearray(2)
+    assert store.read_into("a/b/c", buffer) == 2 and buffer == b"by"
+    buffer = bytearray(10)
+    assert store.read_into("a/b/c", buffer) == 3 and buffer[:3] == b"bye"
+
+
+def test_a_missing_key_is_file_not_found(store: Store) -> None:
+    for call in (
+        lambda: store.get("nothing"),
+        lambda: store.size("no/thing"),
+        lambda: store.head("no/thing", 16),
+        lambda: store.read_into("no/thing", bytearray(4)),
+    ):
+        with pytest.raises(FileNotFoundError):
+            call()
+    assert not store.exists("no/thing")
+    store.delete("no/thing")  # no error
+    assert store.folders("no/") == []
+    assert list(store.list("no/")) == []
+
+
+@pytest.mark.parametrize("key", ["", "/etc/passwd", "a/../../b", "..", "a//b", "./a"])
+def test_a_key_cannot_leave_the_store(store: Store, key: str) -> None:
+    with pytest.raises(ValueError):
+        store.put(key, b"x", durable=False)
+    with pytest.raises(ValueError):
+        store.get(key)
+
+
+def test_list_and_folders(store: Store) -> None:
+    for key in ("images/one/manifest.json", "images/one/p1.idx", "images/two/log.txt", "x"):
+        store.put(key, key.encode(), durable=True)
+    store.put("chunks/ab/cd/abcd", b"c", durable=False)
+    assert sorted(store.list("images/")) == [
+        "images/one/manifest.json",
+        "images/one/p1.idx",
+        "images/two/log.txt",
+    ]
+    assert sorted(store.list("images/one/")) == ["images/one/manifest.json", "images/one/p1.idx"]
+    assert list(store.list("chunks/")) == ["chunks/ab/cd/abcd"]
+    assert sorted(store.folders("images/")) == ["one", "two"]
+    assert store.folders("chunks/ab/") == ["cd"]
+
+
+def test_delete_and_delete_folder(store: Store) -> None:
+    for key in ("images/one/manifest.json", "images/one/p1.idx", "images/two/log.txt"):
+        store.put(key, b"x", durable=True)
+    store.delete("images/one/p1.idx")
+    assert not store.exists("images/one/p1.idx")
+    store.delete_folder("images/one/")
+    assert sorted(store.list("images/")) == ["images/two/log.txt"]
+    assert store.folders("images/") == ["two"]
+    store.put("images/one/manifest.json", b"again", durable=True)  # the folder can come back
+    assert store.get("images/one/manifest.json") == b"again"
+    store.put("images/one/p1.idx", b"again", durable=False)
+    assert store.get("images/one/p1.idx") == b"again"
+
+
+def test_append_makes_then_extends(store: Store) -> None:
+    store.put("images/one/manifest.json", b"{}", durable=True)
+    store.append("images/one/log.txt", b"first\n")
+    store.append("images/one/log.txt", b"second\n")
+    assert store.get("images/one/log.txt") == b"first\nsecond\n"
+
+
+def test_sync_and_free_bytes(store: Store) -> None:
+    store.put("k", b"v", durable=False)
+    store.sync()
+    free = store.free_bytes()
+    assert free is None or free > 0
+
+
+# -- the folder: what only a LocalStore has ---------------------------------------------
+def test_local_keys_are_the_files_of_format_v1(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    name = "ab" * 32
+    store.put(chunk_key(name), b"chunk", durable=False)
+    store.put("images/one/manifest.json", b"{}", durable=True)
+    assert (tmp_path / "chunks" / "ab" / "ab" / name).read_bytes() == b"chunk"
+    assert (tmp_path / "images" / "one" / "manifest.json").read_bytes() == b"{}"
+    # no temporary file is left behind by a write that finished
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [name, "manifest.json"]
+
+
+def test_local_partial_writes_are_hidden_then_discarded(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put("chunks/ab/cd/abcd", b"whole", durable=False)
+    (tmp_path / "chunks" / "ab" / "cd" / ".abcd.4242.tmp").write_bytes(b"half")  # a killed writer
+    (tmp_path / "images" / ".deleting-old").mkdir(parents=True)  # a stopped delete
+    (tmp_path / "images" / ".deleting-old" / "manifest.json").write_bytes(b"{}")
+    assert list(store.list("chunks/")) == ["chunks/ab/cd/abcd"]
+    assert store.folders("images/") == []
+    assert store.discard_partial_writes("chunks/") == 1
+    assert not (tmp_path / "chunks" / "ab" / "cd" / ".abcd.4242.tmp").exists()
+    store.discard_partial_writes("images/")
+    assert not (tmp_path / "images" / ".deleting-old").exists()
+    assert store.get("chunks/ab/cd/abcd") == b"whole"
+
+
+def test_local_errors_keep_their_errno(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put("file", b"x", durable=True)
+    with pytest.raises(OSError) as caught:
+        store.put("file/below", b"x", durable=False)  # a file where a folder must be
+    assert caught.value.errno in (errno.EEXIST, errno.ENOTDIR)
+    assert "file" in os.listdir(tmp_path) and len(os.listdir(tmp_path)) == 1
+
+
+# -- a real Repository over a store that is not a folder ---------------------------------
+def _image(repo: Repository, name: str, windows: list[bytes]) -> Manifest:
+    """Store an image the way a save does: chunks, then the index, then the manifest."""
+    chunks: list[str | None] = []
+    for data in windows:
+        chunk = content_hash(data)
+        if not repo.has_chunk(chunk):
+            repo.put_chunk(chunk, Encoder().encode(data))
+        chunks.append(chunk)
+    size = len(windows) * WINDOW
+    index = Index("p1", WINDOW, size, [(0, size)], chunks)
+    blob = index.encode()
+    region = Region("p1", 1, 1 << 20, size, "raw", used_bytes=size)
+    region.index, region.index_hash = "p1.idx", index_hash(blob)
+    manifest = Manifest(name, {"size": 1 << 30}, None, [region], "now", "test", complete=True)
+    repo.sync()
+    repo.write_file(repo.image_key(name, region.index), blob)
+    repo.write_file(repo.image_key(name, "manifest.json"), manifest.to_json().encode())
+    ImageLog(repo, name).write(f"save of {name} complete")
+    return manifest
+
+
+def _window(fill: int) -> bytes:
+    return bytes([fill]) * 1000 + os.urandom(64) + bytes(WINDOW - 1064)
+
+
+def test_a_repository_in_memory() -> None:
+    store = MemoryStore()
+    with pytest.raises(RepositoryError, match=r"no repo\.json"):
+        Repository.in_store(store)
+    Repository.create(store)
+    repo = Repository.in_store(store)
+    assert repo.window == WINDOW and repo.where == "memory://test"
+
+    shared, first, second = _window(1), _window(2), _window(3)
+    one = _image(repo, "one", [shared, first])
+    _image(repo, "two", [shared, second])
+    assert repo.image_names() == ["one", "two"]
+    assert sorted(repo.chunk_names()) == sorted(content_hash(w) for w in (shared, first, second))
+    assert store.syncs == 2
+
+    loaded = load_image(repo, "one")  # every index checked against the manifest's hash
+    assert loaded.manifest.to_json() == one.to_json()
+    chunks = loaded.indexes["p1"].chunks
+    assert [repo.get_chunk(c) for c in chunks if c] == [
+        Encoder().encode(shared),
+        Encoder().encode(first),
+    ]
+    assert store.get("images/one/log.txt").decode().endswith("save of one complete\n")
+    record_verified(repo, "one", 2)
+    assert last_verified(repo, "one") is not None and last_verified(repo, "two") is None
+
+    reader = ReadBack()
+    name = content_hash(first)
+    assert repo.stored_chunk_state(name, WINDOW, reader) == "same"
+    damaged = bytearray(store.get(chunk_key(name)))
+    damaged[-1] ^= 0xFF
+    store.put(chunk_key(name), bytes(damaged), durable=False)
+    assert repo.has_chunk(name)  # same length: only reading it back tells
+    assert repo.stored_chunk_state(name, WINDOW, reader) == "damaged"
+    store.put(chunk_key(name), bytes(damaged[:-1]), durable=False)
+    assert not repo.has_chunk(name)
+    assert repo.stored_chunk_state("0" * 64, WINDOW, reader) == "missing"
+
+    repo.remove_image("one")  # delete, then gc: what only "one" used goes
+    assert repo.image_names() == ["two"]
+    with pytest.raises(ImageError, match="no image named one"):
+        load_manifest(repo, "one")
+    result = collect(repo, dry_run=False)
+    assert (result.removed_chunks, result.kept_chunks) == (1, 2)
+    assert not repo.has_chunk(content_hash(first)) and repo.has_chunk(content_hash(shared))
+    assert load_image(repo, "two").indexes["p1"].chunks[0] == content_hash(shared)
+
+
+def test_a_damaged_image_in_memory_is_caught() -> None:
+    store = MemoryStore()
+    repo = Repository.create(store)
+    _image(repo, "one", [_window(1)])
+    store.put("images/one/p1.idx", store.get("images/one/p1.idx")[:-3], durable=True)
+    with pytest.raises(CorruptData, match="does not match its hash"):
+        load_image(repo, "one")
+    store.delete("images/one/p1.idx")
+    with pytest.raises(CorruptData, match="missing or unreadable"):
+        load_image(repo, "one")
+    manifest = store.get("images/one/manifest.json").replace(b'"p1.idx"', b'"../p1.idx"')
+    store.put("images/one/manifest.json", manifest, durable=True)
+    with pytest.raises((CorruptData, ImageError)):
+        load_image(repo, "one")
+
+
+def test_storage_errors_are_sentences_whatever_the_store() -> None:
+    store = MemoryStore()
+    repo = Repository.create(store)
+    store.full = True
+    with pytest.raises(RepositoryError, match=r"memory://test is full"):
+        repo.put_chunk("ab" * 32, b"x")
+    with pytest.raises(RepositoryError, match="is full"):
+        repo.write_file(repo.image_key("one", "manifest.json"), b"{}")
+    assert str(storage_error(store.where, OSError(errno.EROFS, "x"))).endswith(
+        "is read-only; mount it read-write."
+    )
+
+
+def test_local_only_things_refuse_another_store() -> None:
+    repo = Repository.create(MemoryStore())
+    with pytest.raises(RepositoryError, match="not a folder on this machine"):
+        repo.lock("save")
+    with pytest.raises(RepositoryError, match="not a folder on this machine"):
+        repo.chunk_path("ab" * 32)
+
+
+def test_a_folder_repository_is_a_local_store(tmp_path: Path) -> None:
+    repo = Repository.open_or_create(tmp_path / "r")
+    assert isinstance(repo.store, LocalStore) and repo.root == tmp_path / "r"
+    _image(repo, "one", [_window(1)])
+    again = Repository.open(tmp_path / "r")
+    assert load_image(again, "one").manifest.name == "one"
+    assert (tmp_path / "r" / "images" / "one" / "p1.idx").is_file()
