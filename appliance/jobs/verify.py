@@ -108,6 +108,8 @@ def record_verified(repo: Repository, image: str, chunks: int) -> None:
     repository mounted read-only for a verify keeps no record: that image stays 'never
     verified', and the interface re-hashes it before a restore, which is the safe side)."""
     data = {"verified": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "chunks": chunks}
+    if not repo.exists(repo.image_key(image, "manifest.json")):
+        return  # deleted meanwhile: no record that would bring a half image back
     with contextlib.suppress(RepositoryError):
         repo.write_file(repo.image_key(image, VERIFIED), (json.dumps(data) + "\n").encode())
 

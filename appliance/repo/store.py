@@ -198,6 +198,7 @@ class LocalStore:
             raise
 
     def append(self, key: str, data: bytes) -> None:
+        # no folder is made: a log line written before the image's first file is dropped
         with open(self._file(key), "ab") as handle:
             handle.write(data)
 

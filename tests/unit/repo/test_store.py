@@ -277,6 +277,8 @@ def test_a_repository_in_memory() -> None:
 
     repo.remove_image("one")  # delete, then gc: what only "one" used goes
     assert repo.image_names() == ["two"]
+    record_verified(repo, "one", 2)  # a verify that ends after the delete brings nothing back
+    assert repo.image_names() == ["two"]
     with pytest.raises(ImageError, match="no image named one"):
         load_manifest(repo, "one")
     result = collect(repo, dry_run=False)
