@@ -138,8 +138,6 @@ def save(
                     "choose another name."
                 )
         repo.remove_tmp_files()
-        log = ImageLog(repo, image)
-        log.write(f"save of {disk.describe()} started{' (resumed)' if resume else ''}")
         sfdisk = (disk.sfdisk or read_sfdisk_json(disk.node)) if disk.table else None
         manifest = Manifest(
             name=image,
@@ -149,7 +147,9 @@ def save(
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             tool_version=__version__,
         )
-        repo.write_file(manifest_key, manifest.to_json().encode())
+        repo.write_file(manifest_key, manifest.to_json().encode())  # makes the image's folder
+        log = ImageLog(repo, image)
+        log.write(f"save of {disk.describe()} started{' (resumed)' if resume else ''}")
 
         manifest.regions = [plan.region for plan in plans]
         for plan in plans:

@@ -267,3 +267,12 @@ def test_unreadable_sectors_in_an_ntfs_file_are_named(
     assert not any("copied whole" in line for line in lines), lines  # its map was readable
     regions = {r["name"]: r for r in manifest_of(repo, "ntfs")["regions"]}  # type: ignore[union-attr]
     assert regions["p3"]["method"] == "partclone"
+
+
+def test_the_log_starts_with_the_save(built: tuple[Loops, str, Path, Path]) -> None:
+    """log.txt says when the save started (its first line was lost before the image folder
+    existed), and ends with its completion."""
+    _, _, repo, _ = built
+    lines = (repo / "images" / "base" / "log.txt").read_text().splitlines()
+    assert "save of" in lines[0] and "started" in lines[0], lines[:2]
+    assert any("save complete" in line for line in lines[1:])
