@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 from appliance.errors import CorruptData
 from appliance.jobs.verify import verify_image
 from appliance.progress import Progress, ProgressEvent
-from appliance.repo.chunk import Decoder
-from appliance.repo.manifest import Region, window_ranges
+from appliance.repo.manifest import Region
 from appliance.tools import run
 
 if TYPE_CHECKING:
@@ -119,27 +118,21 @@ def check_table(plan: RestorePlan) -> None:
 
 
 def _rebuild_outside(plan: RestorePlan, outside: Region, path: Path, size: int) -> None:
-    """The saved table and boot areas at their places in a sparse file of the disk's size."""
-    index = plan.image.indexes[outside.name]
-    decoder = Decoder()
+    """The saved table and boot areas at their places in a sparse file of the disk's size,
+    read through the image source (every chunk checked against its name)."""
+    source = plan.source
+    number = plan.image.manifest.regions.index(outside)
     with open(path, "wb") as handle:
         handle.truncate(size)
-        for win, used in sorted(window_ranges(index.used, index.window, outside.size).items()):
-            name = index.chunks[win]
-            if name is None:
-                continue  # zeros: the sparse file already reads as zeros there
-            length = min(index.window, outside.size - win * index.window)
+        for win in source.regions[number].windows(number):
             try:
-                data = decoder.decode(plan.image.repo.get_chunk(name), name, length)
+                data = source.read_window(number, win.number)
             except CorruptData as exc:
-                raise CorruptData(
-                    f"{exc} It holds {outside.describe()} of image "
-                    f"{plan.image.manifest.name}; nothing was written to "
-                    f"{plan.target.node}."
-                ) from exc
-            base = outside.start + win * index.window
-            for offset, count in used:
-                handle.seek(base + offset)
+                raise CorruptData(f"{exc} Nothing was written to {plan.target.node}.") from exc
+            if data is None:
+                continue  # zeros: the sparse file already reads as zeros there
+            for offset, count in win.used:
+                handle.seek(win.offset + offset)
                 handle.write(data[offset : offset + count])
 
 

@@ -169,3 +169,15 @@ def test_a_verify_is_remembered(setup: tuple[Path, str, Path]) -> None:
     proc = appliance("verify", "--repo", str(repo), "--image", "base", check=False)
     assert proc.returncode == 9
     assert verified_of(repo) is None
+
+
+def test_damaged_table_chunk_is_refused_before_writing(setup: tuple[Path, str, Path]) -> None:
+    """The table check reads the saved table area through the image source: a chunk of it
+    that does not match its name stops the restore before its first write."""
+    repo, node, path = setup
+    name = region_chunks(repo, "outside")[0]
+    blob = bytearray(chunk_path(repo, name).read_bytes())
+    blob[-1] ^= 0xFF
+    chunk_path(repo, name).write_bytes(bytes(blob))
+    sentence = restore_refused(repo, node, path, "Nothing was written")
+    assert "table and boot area" in sentence
