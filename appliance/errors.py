@@ -69,6 +69,11 @@ class ImageError(ApplianceError):
     exit_code = 8
 
 
+class UnsupportedImage(ImageError):
+    """Another tool's image, or a part of it, that this appliance cannot read (LVM in a
+    Clonezilla image, an unknown compressor, ...): said before a byte is written."""
+
+
 class CorruptData(ApplianceError):
     """A chunk or index does not match its hash."""
 
