@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from appliance.disk.model import Disk, human_size
+from appliance.disk.model import Disk
 from appliance.errors import ApplianceError, RepositoryError
 from appliance.fs.files import files_at, used_bytes
 from appliance.fs.usedmap import PARTCLONE_PROGRAM
@@ -20,6 +20,7 @@ from appliance.plan.preflight import free_space
 from appliance.repo.image import load_manifest
 from appliance.repo.manifest import Region
 from appliance.repo.repository import Repository
+from appliance.units import human_size
 
 # stored bytes per used byte when the repository has no image to learn from (zstd -3 on
 # typical system disks stores 40-60 %: assume the worse end)

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from appliance.disk import identity
 from appliance.disk.fsprobe import probe_filesystem
-from appliance.disk.model import Disk, human_size
+from appliance.disk.model import Disk
 from appliance.disk.usage import mounts as mounts_of
 from appliance.errors import ApplianceError, DeviceError, RepositoryError, SafetyRefusal
 from appliance.fs.kinds import REPOSITORY, kind_of
 from appliance.repo.repository import MARKER
 from appliance.tools import run
+from appliance.units import human_size
 
 RUN_DIR = Path(os.environ.get("APPLIANCE_RUN_DIR", "/run/appliance"))
 # Filesystems a repository can live on (appliance/fs/kinds.py says which).

@@ -12,10 +12,10 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Footer, Input, Static
 
-from appliance.disk.model import human_size
 from appliance.disk.probe import Scan
 from appliance.repo.mount import RepoMount, Volume
 from appliance.repo.repository import MARKER
+from appliance.units import human_size
 from tui.messages import VolumeMounted, VolumesListed
 from tui.screens.flow import FlowScreen
 from tui.widgets.errorline import ErrorLine
