@@ -47,7 +47,7 @@ def precheck(
     check_chunks_present(plan)
     check_table(plan)
     if verify_first:
-        verify_image(str(plan.image.repo.root), name, progress=_as_check(progress), cancel=cancel)
+        verify_image(plan.image.repo.location, name, progress=_as_check(progress), cancel=cancel)
         progress.set_phase(Phase.CHECK, f"every chunk of image {name} was re-hashed")
 
 

@@ -15,7 +15,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from appliance.disk.marker import Marker
@@ -133,7 +132,7 @@ def _fit_for(loaded: LoadedImage, target: Disk, grow: int | None) -> FitPlan:
         parts = with_min_sizes(
             parts,
             lambda p: {
-                "repo": str(loaded.repo.root),
+                "repo": loaded.repo.location,
                 "image": manifest.name,
                 "region": names[p.number],
             },
@@ -153,13 +152,13 @@ def plan_restore(repo_path: str, image: str, target: str, grow: int | None = Non
     repo = Repository.open(repo_path)
     loaded = load_image(repo, image)
     disk = probe_disk(target)
-    check_target(disk, repo_path=Path(repo_path), sector=loaded.manifest.disk.logical_sector)
+    check_target(disk, repo_path=repo.folder, sector=loaded.manifest.disk.logical_sector)
     return RestorePlan(loaded, disk, _fit_for(loaded, disk, grow))
 
 
 def _view_args(plan: RestorePlan, region: Region) -> dict[str, Any]:
     return {
-        "repo": str(plan.image.repo.root),
+        "repo": plan.image.repo.location,
         "image": plan.image.manifest.name,
         "region": region.name,
     }
@@ -245,7 +244,7 @@ def restore_steps(plan: RestorePlan, target: Disk | None = None) -> list[Step]:
     marker = Marker(
         "restore",
         manifest.name,
-        str(plan.image.repo.root),
+        plan.image.repo.location,
         str(source) if source else None,
         now_utc(),
     )
@@ -301,7 +300,7 @@ def restore(
     precheck(plan, verify_first=verify_first, progress=progress, cancel=cancel)
     manifest = plan.image.manifest
     target = recheck_target(plan.target)  # the disk may have changed since the plan
-    check_target(target, repo_path=plan.image.repo.root, sector=manifest.disk.logical_sector)
+    check_target(target, repo_path=plan.image.repo.folder, sector=manifest.disk.logical_sector)
     log = ImageLog(plan.image.repo, manifest.name)
     progress.total = plan.total
     steps = restore_steps(plan, target)

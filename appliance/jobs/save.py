@@ -38,7 +38,7 @@ from appliance.repo.image import load_manifest
 from appliance.repo.imagelog import ImageLog
 from appliance.repo.manifest import Index, Manifest, Region, index_hash
 from appliance.repo.records import SaveStats
-from appliance.repo.repository import ReadBack, Repository, check_save_place
+from appliance.repo.repository import ReadBack, Repository, check_save_place, open_store
 
 
 @dataclass
@@ -112,6 +112,7 @@ def save(
     on the image (its own checker, read-only) before the image is called complete."""
     progress = progress or Progress()
     started = time.monotonic()
+    open_store(repo_path)  # a location this version cannot reach is refused first
     disk = probe_disk(source)
     check_source(disk, Path(repo_path))  # before the repository folder is created
     check_save_place(Path(repo_path), create=create, allow_ram=allow_ram)

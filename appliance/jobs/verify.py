@@ -231,9 +231,7 @@ def _compare_files(
     @contextlib.contextmanager
     def image_side() -> Iterator[Path]:
         with (
-            CowView(
-                region.size, repo=str(loaded.repo.root), image=name, region=region.name
-            ) as view,
+            CowView(region.size, repo=loaded.repo.location, image=name, region=region.name) as view,
             read_only_loop(view.path) as node,
             mounted_read_only(node, fstype) as root,
         ):
