@@ -107,12 +107,14 @@ def image_source(manifest: Manifest) -> str:
     )
 
 
-def saved_lines(manifest: Manifest, seconds: float, what: str | None = None) -> tuple[str, ...]:
-    """What a finished save did, in the words the command line, the TUI and the unattended
-    console all print (its warnings are printed apart, each front end in its own way)."""
+def saved_lines(
+    manifest: Manifest, seconds: float, what: str | None = None, verb: str = "Saved"
+) -> tuple[str, ...]:
+    """What a finished save (or import) did, in the words the command line, the TUI and the
+    unattended console all print (warnings are printed apart, each front end its own way)."""
     stats = manifest.figures
     return (
-        f"Saved {what or manifest.disk.what} as image {manifest.name}: "
+        f"{verb} {what or manifest.disk.what} as image {manifest.name}: "
         f"{rate(stats.used_bytes, seconds)}.",
         f"{human_size(stats.new_bytes)} stored in {stats.new_chunks} new chunks; "
         f"{stats.reused_chunks} chunks were already in the repository.",
