@@ -12,6 +12,7 @@ import pytest
 import zstandard
 
 from appliance.errors import Cancelled, UsageError
+from appliance.io import rawfile
 from appliance.io.rawfile import BLOCK, WithBytes, file_kind, pieces, write_file
 from appliance.io.source import SourceRegion
 
@@ -97,12 +98,19 @@ def test_img_is_the_disk_and_sparse(source: MemorySource, tmp_path: Path) -> Non
     assert os.stat(path).st_blocks * 512 <= 5 * WIN  # outside 2 + 1, p1 1 + a block of 900 B
 
 
-def test_zst_is_one_stream_of_the_disk(source: MemorySource, tmp_path: Path) -> None:
+@pytest.mark.parametrize("zero_run", [rawfile.ZERO_RUN, 2 * WIN])
+def test_zst_is_a_stream_of_the_disk(
+    source: MemorySource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, zero_run: int
+) -> None:
+    """Also with runs of zeros written as ready-made frames (p2's 20 empty windows)."""
+    monkeypatch.setattr(rawfile, "ZERO_RUN", zero_run)
     path = tmp_path / "disk.img.zst"
     write_file(source, DISK, path, "zst", workers=2)
     with open(path, "rb") as handle:
-        data = zstandard.ZstdDecompressor().stream_reader(handle).read()
+        reader = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
+        data = reader.read()
     assert data == expected(source)
+    assert (path.read_bytes().count(b"\x28\xb5\x2f\xfd") > 5) == (zero_run == 2 * WIN)
 
 
 def test_extra_bytes_land_at_their_offset(source: MemorySource, tmp_path: Path) -> None:
