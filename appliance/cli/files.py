@@ -21,7 +21,7 @@ def save_to_file(args: argparse.Namespace) -> bool:
     if args.to is None:
         if args.repo is None or args.image is None:
             raise UsageError(
-                "save needs --repo DIR and --image NAME, or --to FILE "
+                "save: --repo DIR and --image NAME are required, or --to FILE "
                 "(see `appliance save --help`)."
             )
         if args.force:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.io.rawfile import WithBytes, write_file
+from appliance.io.rawfile import WithBytes, file_kind, write_file
 from appliance.io.source import RepositorySource
 from appliance.jobs.filedest import FileDestination, destination, written_as
 from appliance.progress import Progress
@@ -63,6 +63,7 @@ def stored_bytes(source: RepositorySource) -> int:
 def plan_export(
     repo_path: str, image: str, file: str, *, force: bool = False, allow_ram: bool = False
 ) -> ExportPlan:
+    file_kind(Path(file))  # a wrong name is said before the repository is read
     loaded = load_image(Repository.open(repo_path), image)
     source = RepositorySource.from_image(loaded)
     data = stored_bytes(source)

@@ -145,7 +145,7 @@ def test_save_to_img_is_the_disk_and_sparse(plain: Plain) -> None:
 
 def test_save_command_line_mixes_are_refused(plain: Plain) -> None:
     proc = appliance("save", plain.source, check=False)
-    refused(proc, 2, "--repo DIR and --image NAME, or --to FILE")
+    refused(proc, 2, "--repo DIR and --image NAME are required, or --to FILE")
     proc = appliance(
         "save", plain.source, "--to", str(plain.folder / "x.img"), "--repo", str(plain.repo),
         "--image", "x", check=False,
