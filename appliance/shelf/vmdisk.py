@@ -37,6 +37,7 @@ NAMES = {"qcow2": "QCOW2", "vpc": "VHD", "vhdx": "VHDX", "vmdk": "VMDK", "vdi": 
 CHECK_CORRUPT = 2  # qemu-img check: the image is damaged
 CHECK_UNSUPPORTED = 63  # qemu-img check: the format has no checks
 START_SECONDS = 20
+PREFIX = "appliance-vm-"
 
 
 def vm_format(path: Path) -> str | None:
@@ -121,6 +122,22 @@ def create(path: Path, fmt: str, size: int) -> None:
     run([*args, str(path), str(size)])
 
 
+def remove_leftovers(workdir: str) -> None:
+    """The folders of views whose job was killed (its daemon stopped and unmounted, by its
+    death signal, but nothing removed the folder): not mounted, and older than a start."""
+    for folder in Path(workdir).glob(PREFIX + "*"):
+        try:
+            if os.path.ismount(folder / "disk.raw"):
+                continue
+            if time.time() - folder.stat().st_mtime < START_SECONDS * 2:
+                continue  # a view being started right now
+            for name in ("disk.raw", "daemon.log"):
+                (folder / name).unlink(missing_ok=True)
+            folder.rmdir()
+        except OSError:
+            continue
+
+
 class RawView:
     """Context manager: a VM disk served as a raw file of its disk's size (`path`, `size`)."""
 
@@ -177,7 +194,8 @@ class RawView:
         ]
 
     def __enter__(self) -> RawView:
-        self.folder = Path(tempfile.mkdtemp(prefix="appliance-vm-", dir=self.workdir))
+        remove_leftovers(self.workdir)
+        self.folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=self.workdir))
         self.path = str(self.folder / "disk.raw")
         Path(self.path).touch()  # a FUSE export mounts over a file
         args = self._args()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kit.cli import appliance, file_digest, refused, result_json
 from kit.diskbuild import build_gpt_disk
-from kit.diskcompare import assert_equivalent, device_size, run
+from kit.diskcompare import assert_equivalent, device_size, mounted, partition_nodes, run
 from kit.loops import Loops
 from kit.plaindisk import allocated_bytes, build_plain_disk, qemu_compare, sha256_of
 
@@ -166,3 +166,15 @@ def test_exported_img_of_a_full_gpt_disk_is_an_equivalent_disk(
     appliance("export", "--repo", str(repo), "--image", "gpt", str(file))
     exported = loops.attach(file, read_only=True)
     assert_equivalent(source, exported, same_size=True)
+
+
+def test_save_to_refuses_a_mounted_source_and_a_file_on_it(tmp_path: Path, loops: Loops) -> None:
+    source = build_plain_disk(loops, tmp_path / "disk.img")  # mounting changes a disk: its own
+    root = partition_nodes(source)[2]
+    with mounted(root, "ext4", readonly=False):
+        proc = appliance("save", source, "--to", str(tmp_path / "m.img"), check=False)
+        refused(proc, 5, "mounted read-write")
+    with mounted(root, "ext4", readonly=True) as mp:
+        proc = appliance("save", source, "--to", str(mp / "self.img"), check=False)
+        refused(proc, 5, "the disk being saved")
+    assert not list(tmp_path.glob("m.img*"))

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,3 +110,39 @@ def test_foreign_and_missing_files_get_one_sentence(tmp_path: Path) -> None:
         inspect(tmp_path / "missing.vmdk")
     with pytest.raises(UnsupportedImage, match="not a VM disk file"):
         inspect(tmp_path / "disk.img")
+
+
+def test_the_daemon_stops_when_its_job_is_killed(disk: tuple[str, Path]) -> None:
+    """setpriv --pdeathsig: a job killed with SIGKILL cannot stop its daemon itself."""
+    path = vm_file(disk, "vhdx")
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from appliance.shelf.vmdisk import RawView\n"
+        "view = RawView(Path(sys.argv[1])).__enter__()\n"
+        "print(view.proc.pid, view.path, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    job = subprocess.Popen(
+        [sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert job.stdout is not None
+        pid_text, mountpoint = job.stdout.readline().split()
+        assert os.path.ismount(mountpoint)
+        job.kill()
+        job.wait()
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{pid_text}") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{pid_text}"), "the daemon outlived its job"
+        assert not os.path.ismount(mountpoint)
+        # the next view removes the killed one's folder (once it is older than a start)
+        folder = Path(mountpoint).parent
+        os.utime(folder, (time.time() - 3600, time.time() - 3600))
+        with RawView(path):
+            assert not folder.exists()
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
