@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from appliance.disk.model import Disk, human_size
-from appliance.progress import Progress, clock
+from appliance.disk.model import Disk
+from appliance.progress import Progress, writes_target
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,10 @@ class JobSpec:
     run: JobRunner
     target: Disk | None = None  # the disk the job overwrites (restore, clone)
     image: str | None = None  # save: the image being written
-    writes_from: tuple[str, ...] = field(default=("table", "restore", "clone"))
 
     def stopped(self, phases_seen: set[str]) -> str:
         """What a stop (cancel, error, unplugged disk) leaves behind, in one sentence."""
-        wrote = bool(phases_seen & set(self.writes_from))
+        wrote = any(writes_target(phase) for phase in phases_seen)
         if self.kind in ("restore", "clone") and self.target is not None:
             if not wrote:
                 return f"Nothing was written: {self.target.describe()} is as it was."
@@ -89,11 +88,6 @@ def default_image_name(disk: Disk, today: str, label: str | None = None) -> str:
     name = NAME_OK.sub("-", "-".join(words)).strip("-._+")
     name = re.sub(r"-{2,}", "-", name)
     return (name or f"disk-{today}")[:100]
-
-
-def rate_text(nbytes: int, seconds: float) -> str:
-    per = nbytes / seconds if seconds > 0 else 0.0
-    return f"{human_size(nbytes)} in {clock(seconds)} ({per / 1e6:.1f} MB/s)"
 
 
 def unique_name(name: str, taken: set[str]) -> str:

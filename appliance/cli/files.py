@@ -6,11 +6,11 @@ import argparse
 import threading
 
 from appliance.cli.jobs import print_warnings
-from appliance.cli.output import fit80, make_progress, print_json, rate
-from appliance.disk.model import human_size
+from appliance.cli.output import fit80, make_progress, print_json
 from appliance.errors import WARNINGS_EXIT, UsageError
 from appliance.jobs.export import export, plan_export
 from appliance.jobs.savefile import save_file
+from appliance.units import human_size, rate
 
 REPO_ONLY = ("resume", "create", "no_check")  # save options that only a repository takes
 

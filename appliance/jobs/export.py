@@ -22,7 +22,7 @@ from pathlib import Path
 from appliance.io.rawfile import WithBytes, file_kind, write_file
 from appliance.io.source import RepositorySource
 from appliance.jobs.filedest import FileDestination, destination, written_as
-from appliance.progress import Progress
+from appliance.progress import Phase, Progress
 from appliance.repo.image import LoadedImage, load_image
 from appliance.repo.manifest import Region
 from appliance.repo.repository import Repository
@@ -68,7 +68,7 @@ def plan_export(
     source = RepositorySource.from_image(loaded)
     data = stored_bytes(source)
     dest = destination(Path(file).absolute(), data, force=force, allow_ram=allow_ram)
-    return ExportPlan(loaded, source, dest, int(loaded.manifest.disk["size"]), data)
+    return ExportPlan(loaded, source, dest, loaded.manifest.disk.size, data)
 
 
 def swap_regions(plan: ExportPlan) -> list[Region]:
@@ -104,7 +104,9 @@ def export(
     progress = progress or Progress()
     started = time.monotonic()
     progress.total = plan.data_bytes
-    progress.set_phase("export", f"writing image {plan.image.manifest.name} as {plan.dest.what}")
+    progress.set_phase(
+        Phase.EXPORT, f"writing image {plan.image.manifest.name} as {plan.dest.what}"
+    )
     with written_as(plan.dest) as part:
         swaps = [(r.start, swap_header(r)) for r in swap_regions(plan)]
         write_file(
@@ -116,5 +118,5 @@ def export(
             cancel=cancel,
             level=level,
         )
-    progress.set_phase("done", f"{plan.dest.path} written")
+    progress.set_phase(Phase.DONE, f"{plan.dest.path} written")
     return time.monotonic() - started

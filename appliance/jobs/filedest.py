@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.disk.model import human_size
 from appliance.disk.usage import RAM_FILESYSTEMS, filesystem_type
 from appliance.errors import DeviceError, SafetyRefusal, UsageError
 from appliance.io.rawfile import describe_kind, file_kind
 from appliance.plan.preflight import free_space
+from appliance.units import human_size
 
 #: a VM disk's own tables and headers, beyond the data it holds (qcow2 L2 tables: 0.2 %)
 VM_OVERHEAD = 0.01

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from appliance.disk.fsprobe import whole_disk_filesystem
-from appliance.disk.model import Disk, human_size
+from appliance.disk.model import Disk
 from appliance.jobs.restore import RestorePlan, restore_steps
 from appliance.jobs.writeplan import describe_steps
 from appliance.plan.fit import FitPlan
 from appliance.repo.manifest import Manifest, Region
+from appliance.units import human_size, rate
 
 if TYPE_CHECKING:  # clone is optional in a build (the interface asks before it offers it)
     from appliance.jobs.clone import ClonePlan
@@ -92,17 +93,29 @@ def layout_lines(
 def image_source(manifest: Manifest) -> str:
     """The image as the source of a restore: its name, when and from which disk it was saved."""
     disk = manifest.disk
-    serial = f", serial {disk.get('serial')}" if disk.get("serial") else ""
+    serial = f", serial {disk.serial}" if disk.serial else ""
     return (
         f"image {manifest.name}, saved {manifest.created[:16].replace('T', ' ')} from "
-        f"{disk.get('model') or disk.get('name')}{serial} "
-        f"({human_size(int(disk['size']))}), {human_size(manifest.used_bytes)} of data"
+        f"{disk.what}{serial} ({human_size(disk.size)}), "
+        f"{human_size(manifest.used_bytes)} of data"
+    )
+
+
+def saved_lines(manifest: Manifest, seconds: float, what: str | None = None) -> tuple[str, ...]:
+    """What a finished save did, in the words the command line, the TUI and the unattended
+    console all print (its warnings are printed apart, each front end in its own way)."""
+    stats = manifest.figures
+    return (
+        f"Saved {what or manifest.disk.what} as image {manifest.name}: "
+        f"{rate(stats.used_bytes, seconds)}.",
+        f"{human_size(stats.new_bytes)} stored in {stats.new_chunks} new chunks; "
+        f"{stats.reused_chunks} chunks were already in the repository.",
     )
 
 
 def restore_layout(plan: RestorePlan) -> tuple[str, ...]:
     manifest = plan.image.manifest
-    table = manifest.table["type"] if manifest.table else None
+    table = manifest.table.type if manifest.table else None
     return layout_lines(table, manifest.regions, plan.fit, plan.target.size)
 
 

@@ -32,12 +32,13 @@ from appliance.jobs.savechecks import (
 from appliance.plan.regions import disk_record, outside_ranges, regions, table_record
 from appliance.plan.safety import check_source
 from appliance.plan.table import read_sfdisk_json
-from appliance.progress import Progress
+from appliance.progress import Phase, Progress
 from appliance.repo.chunk import Encoder, content_hash
 from appliance.repo.image import load_manifest
 from appliance.repo.imagelog import ImageLog
 from appliance.repo.manifest import Index, Manifest, Region, index_hash
-from appliance.repo.repository import ReadBack, Repository, check_save_place
+from appliance.repo.records import SaveStats
+from appliance.repo.repository import ReadBack, Repository, check_save_place, open_store
 
 
 @dataclass
@@ -54,7 +55,7 @@ def plan_regions(disk: Disk, progress: Progress) -> list[RegionPlan]:
         if region.partition is None:
             used = [(0, disk.size)] if region.method == "raw" else outside_ranges(disk)
         else:
-            progress.set_phase("map", f"reading the used-block map of {region.describe()}")
+            progress.set_phase(Phase.MAP, f"reading the used-block map of {region.describe()}")
             node = partition_node(disk, region.partition)
             try:  # mounted read-only (a read-write mount was refused): map it all the same
                 umap = used_map(
@@ -81,7 +82,9 @@ def windows_of(plans: list[RegionPlan]) -> Iterator[Window]:
 
 
 @dataclass
-class SaveStats:
+class Counters:
+    """The save's running counts, shared by the pool's workers."""
+
     new_chunks: int = 0
     reused_chunks: int = 0
     zero_windows: int = 0
@@ -109,6 +112,7 @@ def save(
     on the image (its own checker, read-only) before the image is called complete."""
     progress = progress or Progress()
     started = time.monotonic()
+    open_store(repo_path)  # a location this version cannot reach is refused first
     disk = probe_disk(source)
     check_source(disk, Path(repo_path))  # before the repository folder is created
     check_save_place(Path(repo_path), create=create, allow_ram=allow_ram)
@@ -131,10 +135,10 @@ def save(
                     f"An unfinished image named {image} is in {repo_path}; add "
                     "--resume to continue it, or choose another name."
                 )
-            if (old.disk.get("size"), old.disk.get("serial")) != (disk.size, disk.serial):
+            if (old.disk.size, old.disk.serial) != (disk.size, disk.serial):
                 raise ImageError(
                     f"The unfinished image {image} was saved from another disk "
-                    f"({old.disk.get('model')}, {old.disk.get('size')} bytes); "
+                    f"({old.disk.model}, {old.disk.size} bytes); "
                     "choose another name."
                 )
         repo.remove_tmp_files()
@@ -159,14 +163,14 @@ def save(
                 + (f" ({plan.region.note})" if plan.region.note else "")
             )
         progress.total = sum(plan.region.used_bytes for plan in plans)
-        stats = SaveStats()
+        stats = Counters()
         bad: list[tuple[int, int]] = []
         prover = _start_proofs(disk, repo, plans, log) if check else None
         if prover is None:
             proof.skip_all(manifest.regions)
         try:
             _move(disk, repo, plans, stats, bad, level, progress, cancel, workers, prover)
-            progress.set_phase("sync", "making the image durable")
+            progress.set_phase(Phase.SYNC, "making the image durable")
             repo.sync()
         except BaseException:
             if prover is not None:
@@ -196,17 +200,17 @@ def save(
             )
         for warning in warnings:
             log.write(f"warning: {warning}")
-        manifest.stats = {
-            "used_bytes": manifest.used_bytes,
-            "new_bytes": stats.new_bytes,
-            "new_chunks": stats.new_chunks,
-            "reused_chunks": stats.reused_chunks,
-            "zero_windows": stats.zero_windows,
-            "seconds": round(time.monotonic() - started, 3),
-            "read_errors": [list(r) for r in bad],
-            "repaired_chunks": stats.repaired_chunks,
-            "warnings": warnings,
-        }
+        manifest.stats = SaveStats(
+            used_bytes=manifest.used_bytes,
+            new_bytes=stats.new_bytes,
+            new_chunks=stats.new_chunks,
+            reused_chunks=stats.reused_chunks,
+            zero_windows=stats.zero_windows,
+            seconds=round(time.monotonic() - started, 3),
+            read_errors=[(int(a), int(b)) for a, b in bad],
+            repaired_chunks=stats.repaired_chunks,
+            warnings=warnings,
+        )
         manifest.complete = True
         manifest.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         repo.write_file(manifest_key, manifest.to_json().encode())
@@ -214,7 +218,7 @@ def save(
             f"save complete: {manifest.used_bytes} bytes used, {stats.new_chunks} new chunks "
             f"({stats.new_bytes} bytes), {stats.reused_chunks} already stored"
         )
-        progress.set_phase("done", f"image {image} saved")
+        progress.set_phase(Phase.DONE, f"image {image} saved")
         return manifest
 
 
@@ -244,7 +248,7 @@ def _finish_proofs(
     repo: Repository,
     plans: list[RegionPlan],
     prover: proof.Prover,
-    stats: SaveStats,
+    stats: Counters,
     bad: list[tuple[int, int]],
     level: int,
     progress: Progress,
@@ -253,7 +257,7 @@ def _finish_proofs(
     log: ImageLog,
 ) -> None:
     """Wait for the proofs; save every region whose image failed its check again, whole."""
-    progress.set_phase("proof", "checking the saved filesystems on the image")
+    progress.set_phase(Phase.PROOF, "checking the saved filesystems on the image")
     failed = [plans[number] for number in prover.finish()]
     if not failed:
         return
@@ -266,7 +270,7 @@ def _finish_proofs(
         region.used_bytes = region.size
         progress.total += region.size  # the bytes already moved stay counted as done
     _move(disk, repo, failed, stats, bad, level, progress, cancel, workers)
-    progress.set_phase("sync", "making the image durable")
+    progress.set_phase(Phase.SYNC, "making the image durable")
     repo.sync()
 
 
@@ -274,7 +278,7 @@ def _move(
     disk: Disk,
     repo: Repository,
     plans: list[RegionPlan],
-    stats: SaveStats,
+    stats: Counters,
     bad: list[tuple[int, int]],
     level: int,
     progress: Progress,
@@ -326,7 +330,7 @@ def _move(
         step = counter.wrap(work)
     fd = open_direct(disk.node)
     try:
-        progress.set_phase("save", f"saving {disk.describe()}")
+        progress.set_phase(Phase.SAVE, f"saving {disk.describe()}")
         read_windows(
             fd,
             windows_of(plans),

@@ -31,7 +31,7 @@ from appliance.io.source import DiskSource, SourceRegion
 from appliance.jobs.filedest import FileDestination, destination, written_as
 from appliance.jobs.save import RegionPlan, plan_regions
 from appliance.plan.safety import check_source
-from appliance.progress import Progress
+from appliance.progress import Phase, Progress
 
 SWAP_HEADER = 64 * 1024  # a swap partition's header page (4 KiB, up to 64 KiB pages)
 
@@ -94,7 +94,7 @@ def save_file(
     data = sum(length for region in regions for _, length in region.used)
     dest = destination(path, data, force=force, allow_ram=allow_ram)
     progress.total = data
-    progress.set_phase("save", f"saving {disk.describe()} to {dest.what}")
+    progress.set_phase(Phase.SAVE, f"saving {disk.describe()} to {dest.what}")
     with DiskSource(disk.node, disk.logical_sector, regions) as reader, written_as(dest) as part:
         write_file(
             reader,
@@ -106,5 +106,5 @@ def save_file(
             level=level,
             workers=workers,
         )
-    progress.set_phase("done", f"{dest.path} written")
+    progress.set_phase(Phase.DONE, f"{dest.path} written")
     return SaveFileResult(disk, dest, data, time.monotonic() - started, sorted(reader.bad))

@@ -16,6 +16,7 @@ from appliance.disk.model import Disk
 from appliance.jobs.save import RegionPlan
 from appliance.plan.fit import SourcePart, fit
 from appliance.repo.manifest import Region
+from appliance.repo.records import TableRecord
 from tui.backend import clone_layout, restore_layout
 from tui.screens.ask import AskScreen
 from tui.screens.clone import CloneScreen
@@ -151,7 +152,7 @@ def test_clone_confirmation_speaks_like_restore() -> None:
     target = Disk("sdb", "/dev/sdb", target_size, 512, 512)
     source = Disk("sda", "/dev/sda", source_size, 512, 512, table="dos")
     restore = SimpleNamespace(
-        image=SimpleNamespace(manifest=SimpleNamespace(table={"type": "dos"}, regions=regions)),
+        image=SimpleNamespace(manifest=SimpleNamespace(table=TableRecord("dos"), regions=regions)),
         fit=plan,
         target=target,
     )

@@ -15,6 +15,7 @@ from appliance.jobs.catalog import ImageSummary
 from appliance.plan.preflight import Finding, Preflight, Usage
 from appliance.progress import Progress, ProgressEvent
 from appliance.repo.mount import RepoMount, Volume
+from appliance.repo.records import DiskRecord
 from tui.backend import CLONE_MISSING
 from tui.jobspec import JobSpec, JobSummary, VerifyRequest, WritePlan
 
@@ -114,12 +115,13 @@ IMAGES = [
         "2024-04-02T09:12:40+0200",
         "2024-04-02T09:31:05+0200",
         True,
-        {
-            "model": "Samsung SSD 860 EVO 500GB",
-            "serial": "S3Z2NB0K123456A",
-            "size": LAPTOP.size,
-            "name": "sda",
-        },
+        DiskRecord(
+            "sda",
+            "/dev/sda",
+            LAPTOP.size,
+            model="Samsung SSD 860 EVO 500GB",
+            serial="S3Z2NB0K123456A",
+        ),
         61_204_557_824,
         28_120_334_336,
     ),
@@ -128,12 +130,9 @@ IMAGES = [
         "2024-03-28T17:02:11+0100",
         None,
         False,
-        {
-            "model": "TOSHIBA MQ01ABD100",
-            "serial": "X5TGT0QZT",
-            "size": 1_000_204_886_016,
-            "name": "sda",
-        },
+        DiskRecord(
+            "sda", "/dev/sda", 1_000_204_886_016, model="TOSHIBA MQ01ABD100", serial="X5TGT0QZT"
+        ),
         0,
         0,
     ),
