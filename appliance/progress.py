@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import TextIO
 
-from appliance.units import clock
+from appliance.units import clock, megabytes, speed
 
 
 class Phase(StrEnum):
@@ -149,10 +149,6 @@ class Progress:
         self.listener(self.event())
 
 
-def _mb(nbytes: float) -> str:
-    return f"{nbytes / 1e6:,.0f} MB"
-
-
 def terminal_listener(stream: TextIO = sys.stderr) -> Listener:
     """One self-overwriting line on a terminal; plain lines every few seconds otherwise."""
     is_tty = stream.isatty()
@@ -161,8 +157,8 @@ def terminal_listener(stream: TextIO = sys.stderr) -> Listener:
     def show(ev: ProgressEvent) -> None:
         pct = f"{min(100.0, 100 * ev.done / ev.total):5.1f}%" if ev.total else "  -  "
         line = (
-            f"{ev.phase:8} {pct} {_mb(ev.done)} of {_mb(ev.total)}  "
-            f"{ev.rate / 1e6:6.1f} MB/s  ETA {clock(ev.eta)}  {ev.message}"
+            f"{ev.phase:8} {pct} {megabytes(ev.done)} of {megabytes(ev.total)}  "
+            f"{speed(ev.rate, 6)}  ETA {clock(ev.eta)}  {ev.message}"
         )
         if is_tty:
             end = "\n" if ev.phase == "done" else ""

@@ -14,9 +14,14 @@ def human_size(size: int) -> str:
     return f"{size} B"
 
 
-def speed(bytes_per_second: float) -> str:
-    """123.4 MB/s."""
-    return f"{bytes_per_second / 1e6:.1f} MB/s"
+def speed(bytes_per_second: float, width: int = 0) -> str:
+    """123.4 MB/s (the number right-aligned in `width` columns for a line that updates)."""
+    return f"{bytes_per_second / 1e6:{width}.1f} MB/s"
+
+
+def megabytes(size: float) -> str:
+    """1,234 MB: one unit for a progress line whose figures must not change their width."""
+    return f"{size / 1e6:,.0f} MB"
 
 
 def clock(seconds: float | None) -> str:

@@ -20,7 +20,7 @@ from appliance.disk.probe import Problem, Scan, probe_disk, scan_disks
 from appliance.disk.usage import disks_of_path, nearest_existing
 from appliance.errors import ApplianceError
 from appliance.jobs.catalog import ImageSummary, list_images
-from appliance.jobs.plantext import clone_layout, image_source, restore_layout, saved_lines
+from appliance.jobs.plantext import clone_text, restore_text, saved_lines
 from appliance.jobs.verify import last_verified
 from appliance.plan.preflight import Preflight, Usage, free_space, measure_disk, preflight_save
 from appliance.progress import Progress
@@ -97,13 +97,11 @@ class EngineBackend:
         return WritePlan(
             "restore",
             plan.target,
-            image_source(plan.image.manifest),
-            restore_layout(plan),
+            restore_text(plan),
             plan.total,
             plan,
             repo,
             image,
-            target_fs=self.whole_filesystem(plan.target),
             verify_first=last_verified(plan.image.repo, image) is None,
         )
 
@@ -121,15 +119,7 @@ class EngineBackend:
         if module is None:
             raise ApplianceError(CLONE_MISSING)
         plan = module.plan_clone(source, target)
-        return WritePlan(
-            "clone",
-            plan.target,
-            f"a copy of {plan.source.describe()}",
-            clone_layout(plan),
-            int(plan.total),
-            plan,
-            target_fs=self.whole_filesystem(plan.target),
-        )
+        return WritePlan("clone", plan.target, clone_text(plan), int(plan.total), plan)
 
     def whole_filesystem(self, disk: Disk) -> str | None:
         fs = whole_disk_filesystem(disk.node, disk.table)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.disk.model import Disk
+from appliance.jobs.plantext import PlanText
 from appliance.progress import Progress, writes_target
 
 
@@ -22,15 +23,18 @@ class WritePlan:
 
     kind: str  # "restore" or "clone"
     target: Disk  # the disk that will be erased
-    source: str  # what is copied onto it, in words
-    layout: tuple[str, ...]  # the layout that will be written, a line each
+    text: PlanText  # the engine's lines: what is written, what the target holds, the layout
     total: int  # bytes that will be written
     engine_plan: object = None  # RestorePlan / ClonePlan, handed back to run it
     repo: str = ""  # restore: the repository and image, for a verify after
     image: str = ""
-    target_fs: str | None = None  # a filesystem on the whole target (no table): "ext4 DATA"
     verify_first: bool = False  # restore: re-hash every chunk before the first write
     # (the image was never verified whole)
+
+    @property
+    def source(self) -> str:
+        """What is copied onto the target, in words."""
+        return self.text.source
 
 
 @dataclass(frozen=True)

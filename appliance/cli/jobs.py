@@ -73,7 +73,7 @@ def describe_plan(text: PlanText) -> str:
         "will be ERASED. It now holds:",
         *(f"  {line}" for line in text.target_now),
         "It will hold:",
-        *(f"  {line}" for line in text.fit),
+        *(f"  {line}" for line in text.layout),
     ]
     return fit80("\n".join(lines))
 

@@ -33,23 +33,29 @@ class PlanText:
     source: str  # what is written: "image pc1, saved ... of data" or "a copy of <disk>"
     target: str  # the disk that is erased, as people name it
     target_now: tuple[str, ...]  # what the target holds now
-    layout: tuple[str, ...]  # the table and the partitions the target will hold
-    fit: tuple[str, ...]  # where each partition goes: unchanged, moved, grown or shrunk
+    layout: tuple[str, ...]  # the table and the partitions the target will hold, each
+    # placed: unchanged, moved, grown or shrunk
     steps: tuple[str, ...]  # "1. ...": exactly the steps that will run
 
 
 def target_now(target: Disk) -> tuple[str, ...]:
-    """What the target holds now, a line each: an interrupted job, a whole-disk filesystem,
-    its partitions, or nothing."""
+    """What the target holds now, a line each (it probes a disk with no table for a
+    filesystem on the whole disk)."""
+    whole = whole_disk_filesystem(target.node, target.table)
+    return holds_now(target, f"{whole.type} {whole.label or ''}".rstrip() if whole else None)
+
+
+def holds_now(target: Disk, whole: str | None) -> tuple[str, ...]:
+    """What the target holds now, a line each: an interrupted job, a whole-disk filesystem
+    (`whole`: "ext4 DATA"), its partitions, or nothing."""
     lines: list[str] = []
     if target.incomplete:
-        lines.append(f"an {target.incomplete} (this job writes it again from the start)")
-    whole = whole_disk_filesystem(target.node, target.table)
-    if whole is not None:
         lines.append(
-            f"a filesystem on the whole disk (no partition table): {whole.type} "
-            f"{whole.label or ''}".rstrip()
+            f"an {target.incomplete} (no valid partition table; this job writes it again "
+            "from the start)"
         )
+    if whole is not None:
+        lines.append(f"a filesystem on the whole disk (no partition table): {whole}")
     elif not target.partitions and not target.incomplete:
         lines.append("no partitions")
     for part in target.partitions:
@@ -101,12 +107,14 @@ def image_source(manifest: Manifest) -> str:
     )
 
 
-def saved_lines(manifest: Manifest, seconds: float, what: str | None = None) -> tuple[str, ...]:
-    """What a finished save did, in the words the command line, the TUI and the unattended
-    console all print (its warnings are printed apart, each front end in its own way)."""
+def saved_lines(
+    manifest: Manifest, seconds: float, what: str | None = None, verb: str = "Saved"
+) -> tuple[str, ...]:
+    """What a finished save (or import) did, in the words the command line, the TUI and the
+    unattended console all print (warnings are printed apart, each front end its own way)."""
     stats = manifest.figures
     return (
-        f"Saved {what or manifest.disk.what} as image {manifest.name}: "
+        f"{verb} {what or manifest.disk.what} as image {manifest.name}: "
         f"{rate(stats.used_bytes, seconds)}.",
         f"{human_size(stats.new_bytes)} stored in {stats.new_chunks} new chunks; "
         f"{stats.reused_chunks} chunks were already in the repository.",
@@ -132,7 +140,6 @@ def restore_text(plan: RestorePlan) -> PlanText:
         plan.target.describe(),
         target_now(plan.target),
         restore_layout(plan),
-        tuple(plan.fit.describe()),
         tuple(describe_steps(restore_steps(plan))),
     )
 
@@ -146,6 +153,5 @@ def clone_text(plan: ClonePlan) -> PlanText:
         plan.target.describe(),
         target_now(plan.target),
         clone_layout(plan),
-        tuple(plan.fit.describe()),
         tuple(describe_steps(clone_steps(plan))),
     )

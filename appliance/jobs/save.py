@@ -22,8 +22,9 @@ from appliance.disk.usage import mounted_readonly
 from appliance.errors import ImageError, ToolFailed
 from appliance.fs.usedmap import UsedMap, normalize_ranges, used_map
 from appliance.io.pipeline import WINDOW, Window, read_windows, workers_default
-from appliance.io.windows import window_count, windows, zero_hash
+from appliance.io.windows import window_count, windows
 from appliance.jobs import proof
+from appliance.jobs.chunkwriter import ChunkWriter, Counters
 from appliance.jobs.savechecks import (
     check_free_space,
     copied_whole_warnings,
@@ -33,12 +34,11 @@ from appliance.plan.regions import disk_record, outside_ranges, regions, table_r
 from appliance.plan.safety import check_source
 from appliance.plan.table import read_sfdisk_json
 from appliance.progress import Phase, Progress
-from appliance.repo.chunk import Encoder, content_hash
 from appliance.repo.image import load_manifest
 from appliance.repo.imagelog import ImageLog
 from appliance.repo.manifest import Index, Manifest, Region, index_hash
 from appliance.repo.records import SaveStats
-from appliance.repo.repository import ReadBack, Repository, check_save_place, open_store
+from appliance.repo.repository import Repository, check_save_place, open_store
 
 
 @dataclass
@@ -79,18 +79,6 @@ def plan_regions(disk: Disk, progress: Progress) -> list[RegionPlan]:
 def windows_of(plans: list[RegionPlan]) -> Iterator[Window]:
     for number, plan in enumerate(plans):
         yield from windows(plan.used, plan.region.size, base=plan.region.start, region=number)
-
-
-@dataclass
-class Counters:
-    """The save's running counts, shared by the pool's workers."""
-
-    new_chunks: int = 0
-    reused_chunks: int = 0
-    zero_windows: int = 0
-    new_bytes: int = 0
-    repaired_chunks: int = 0  # stored chunks that did not read back and were rewritten
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def save(
@@ -222,14 +210,6 @@ def save(
         return manifest
 
 
-def _reader(local: threading.local) -> ReadBack:
-    reader = getattr(local, "reader", None)
-    if reader is None:
-        reader = local.reader = ReadBack()
-    assert isinstance(reader, ReadBack)
-    return reader
-
-
 def _start_proofs(
     disk: Disk, repo: Repository, plans: list[RegionPlan], log: ImageLog
 ) -> proof.Prover:
@@ -286,38 +266,7 @@ def _move(
     workers: int | None,
     prover: proof.Prover | None = None,
 ) -> None:
-    local = threading.local()
-    seen: set[str] = set()
-
-    def work(win: Window, data: memoryview) -> None:
-        name = content_hash(data)
-        if name == zero_hash(win.length):
-            with stats.lock:
-                stats.zero_windows += 1
-            return
-        plans[win.region].chunks[win.number] = name
-        with stats.lock:
-            known = name in seen
-            seen.add(name)
-        if known:  # checked or written by this save already
-            with stats.lock:
-                stats.reused_chunks += 1
-            return
-        stored = repo.stored_chunk_state(name, win.length, _reader(local))
-        if stored == "same":  # a stored chunk is reused only if it reads back as these bytes
-            with stats.lock:
-                stats.reused_chunks += 1
-            return
-        encoder = getattr(local, "encoder", None)
-        if encoder is None:
-            encoder = local.encoder = Encoder(level)
-        blob = encoder.encode(data)
-        repo.put_chunk(name, blob)  # also repairs a damaged stored copy
-        with stats.lock:
-            stats.new_chunks += 1
-            stats.new_bytes += len(blob)
-            stats.repaired_chunks += 1 if stored == "damaged" else 0
-
+    work = ChunkWriter(repo, [plan.chunks for plan in plans], level, stats)
     step: Callable[[Window, memoryview], None] = work
     if prover is not None:
         counts = {

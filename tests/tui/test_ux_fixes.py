@@ -13,11 +13,11 @@ from kit.tui.pilot import drive, fake_app, screen_text, until
 from textual.pilot import Pilot
 
 from appliance.disk.model import Disk
+from appliance.jobs.plantext import clone_layout, restore_layout
 from appliance.jobs.save import RegionPlan
 from appliance.plan.fit import SourcePart, fit
 from appliance.repo.manifest import Region
 from appliance.repo.records import TableRecord
-from tui.backend import clone_layout, restore_layout
 from tui.screens.ask import AskScreen
 from tui.screens.clone import CloneScreen
 from tui.screens.confirm import ConfirmScreen
@@ -129,7 +129,7 @@ def test_a_whole_disk_filesystem_is_not_an_empty_disk() -> None:
             await pilot.pause(0.1)
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         text = screen_text(app)
-        assert "a filesystem on the whole disk (no partition table), ext4 BACKUP" in text
+        assert "a filesystem on the whole disk (no partition table): ext4 BACKUP" in text
         assert "holds no partitions" not in text
 
     drive(app, scenario)

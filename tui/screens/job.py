@@ -18,7 +18,7 @@ from textual.worker import Worker, WorkerState
 
 from appliance.errors import Cancelled
 from appliance.progress import Progress, ProgressEvent, phase_words
-from appliance.units import clock, human_size
+from appliance.units import clock, human_size, speed
 from tui.jobspec import JobSpec, JobSummary
 from tui.messages import (
     EXIT_POWEROFF,
@@ -140,7 +140,7 @@ class JobScreen(Screen[None]):
         left = clock(ev.eta) if self.running else "0:00"
         total = human_size(ev.total) if ev.total else "?"
         self.query_one("#figures", Static).update(
-            f"{human_size(ev.done)} of {total}   {ev.rate / 1e6:.1f} MB/s   "
+            f"{human_size(ev.done)} of {total}   {speed(ev.rate)}   "
             f"elapsed {clock(elapsed if self.running else ev.elapsed)}   left {left}"
         )
 
