@@ -29,7 +29,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Protocol
 
 from appliance.errors import CorruptData, UnsupportedImage
 from appliance.shelf import bitmap as bits
@@ -50,6 +50,12 @@ _OPT_V2 = struct.Struct("<IHHHHIBB")
 DESC_V2 = _HEAD_V2.size + _FS_V2.size + _OPT_V2.size + 4  # 110
 _HEAD_V1 = struct.Struct("<15s15s4s2siQQQ")
 DESC_V1 = _HEAD_V1.size + 4096  # 4160
+
+
+class ByteStream(Protocol):
+    """What the reader needs of its stream (a BinaryIO, or what streams.open_stream gives)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,7 @@ class PartcloneReader:
     `stream` is the decompressed stream (appliance.shelf.streams.open_stream); `what` names
     it in every sentence ("partition sda1 of Clonezilla image 2024-05-01-img")."""
 
-    def __init__(self, stream: BinaryIO, what: str) -> None:
+    def __init__(self, stream: ByteStream, what: str) -> None:
         self._stream = stream
         self.what = what
         self._pending = b""  # bytes read ahead (format 0001's CRC layout test)
