@@ -198,16 +198,15 @@ class PartcloneReader:
         _magic, fs, _version, _pad, block, device, total, used = _HEAD_V1.unpack_from(raw, 0)
         self._mode = checksums.CSM_CRC32
         self._check_sizes(block, device, total, used)
-        entries = bytearray()
+        packed = bytearray()  # one byte per block on disk, one bit per block here
         left = total
         while left:
-            piece = self._read(min(left, 1 << 20), "its bitmap")
-            entries += piece
+            piece = self._read(min(left, 1 << 20), "its bitmap")  # a multiple of 8 but the last
+            packed += bits.pack_byte_bitmap(piece)
             left -= len(piece)
         if self._read(len(BIT_MAGIC), "its bitmap") != BIT_MAGIC:
             raise CorruptData(f"The bitmap of {self.what} is damaged (its end mark is missing).")
-        self._bits = bits.trim(bits.pack_byte_bitmap(bytes(entries)), total)
-        del entries
+        self._bits = bits.trim(bytes(packed), total)
         return PartcloneHeader(
             version=1,
             fs=_text(fs),
