@@ -20,7 +20,6 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.disk.model import human_size
 from appliance.errors import (
     ApplianceError,
     Cancelled,
@@ -28,9 +27,10 @@ from appliance.errors import (
     ImageError,
     UnsupportedImage,
 )
-from appliance.progress import Progress
+from appliance.progress import Phase, Progress
 from appliance.shelf.partclone import MAGIC, PartcloneHeader, PartcloneReader
 from appliance.shelf.streams import compression_of, open_stream
+from appliance.units import human_size
 
 _COMP = r"(?:\.(?:gz|bz2|lzo|lzma|xz|lzip|lrz|lz4|zst|uncomp))?"
 _SPLIT = r"(?:\.[a-z]{2,})?"
@@ -197,11 +197,11 @@ def verify_clonezilla(
         )
         return result
     progress.total = _estimate(streams, sizes, image)
-    progress.set_phase("verify", f"checking Clonezilla image {image}")
+    progress.set_phase(Phase.VERIFY, f"checking Clonezilla image {image}")
     for stream in streams:
         what = f"partition {stream.part} of Clonezilla image {image}"
         result.parts.append(_verify_one(stream, what, sizes.get(stream.part), progress, cancel))
-    progress.set_phase("done", f"Clonezilla image {image} checked")
+    progress.set_phase(Phase.DONE, f"Clonezilla image {image} checked")
     return result
 
 
