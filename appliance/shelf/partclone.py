@@ -356,8 +356,9 @@ class PartcloneReader:
     # ---- reading ----
 
     def _peek(self, count: int) -> bytes:
-        more = self._read_some(count - len(self._pending))
-        self._pending += more
+        """The next `count` bytes (fewer at the end), left to be read again."""
+        pending, self._pending = self._pending, b""
+        self._pending = pending + self._read_some(count - len(pending))
         return self._pending[:count]
 
     def _read_some(self, count: int) -> bytes:
