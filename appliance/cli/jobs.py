@@ -14,6 +14,7 @@ from appliance.jobs.clone import clone, clone_steps, plan_clone
 from appliance.jobs.plantext import PlanText, clone_text, restore_text
 from appliance.jobs.restore import RestorePlan, plan_restore, restore, restore_steps
 from appliance.jobs.save import save
+from appliance.jobs.shelfrestore import find_folder
 from appliance.jobs.verify import verify_against, verify_image
 from appliance.jobs.writeplan import steps_json
 
@@ -110,6 +111,11 @@ def confirm(target: Disk, description: str, job: str) -> None:
 
 
 def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
+    folder = find_folder(args.repo, args.image)
+    if folder is not None:  # a Clonezilla image folder
+        from appliance.cli.shelfjobs import run_shelf_restore
+
+        return run_shelf_restore(args, cancel, folder)
     plan = plan_restore(args.repo, args.image, args.target, grow=args.grow)
     text = restore_text(plan)
     if args.dry_run:
