@@ -10,7 +10,7 @@ is appliance/shelf/clonezilla.py's business; the two meet later):
     `<part>.<fs>-ptcl-img.<comp>[.aa ...]`   a partclone image (comp: gz, zst, xz, ... uncomp)
     `<part>.dd-img[.<comp>][.aa ...]`         a raw image (compressed as its magic says)
     `<part>.<fs>-img[.aa ...]`, `<part>.<fs>.aa` ntfsclone and partimage images (old, unread)
-    `swappt-<part>.info`         a swap partition (nothing saved, recreated on restore)
+    `swappt-<part>.info`         a swap partition (not in `parts`; nothing saved, remade on restore)
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.disk.model import human_size
 from appliance.errors import (
     ApplianceError,
     Cancelled,
@@ -28,9 +27,10 @@ from appliance.errors import (
     ImageError,
     UnsupportedImage,
 )
-from appliance.progress import Progress
+from appliance.progress import Phase, Progress
 from appliance.shelf.partclone import MAGIC, PartcloneHeader, PartcloneReader
 from appliance.shelf.streams import compression_of, open_stream
+from appliance.units import human_size
 
 _COMP = r"(?:\.(?:gz|bz2|lzo|lzma|xz|lzip|lrz|lz4|zst|uncomp))?"
 _SPLIT = r"(?:\.[a-z]{2,})?"
@@ -105,6 +105,7 @@ class ShelfVerifyResult:
         names = ", ".join(v.part for v in bad)
         damaged = [v for v in bad if isinstance(v.error, CorruptData)]
         if damaged:
+            names = ", ".join(v.part for v in damaged)
             return CorruptData(f"Clonezilla image {self.image} is damaged (partitions {names}).")
         if any(isinstance(v.error, UnsupportedImage) for v in bad):
             return UnsupportedImage(
@@ -134,8 +135,8 @@ def partition_sizes(folder: Path) -> dict[str, int]:
 
 
 def find_streams(folder: Path) -> list[PartStream]:
-    """Every partition of the image and the file that holds it, in the order `parts` lists
-    them (then whatever else the folder holds: logical volumes, a `parts` file gone)."""
+    """Every partition of the image (those `parts` lists, the swap partitions, whatever else
+    the folder holds a stream of: logical volumes) and the file that holds it, in order."""
     found: dict[str, PartStream] = {}
     for entry in sorted(p.name for p in folder.iterdir() if p.is_file()):
         if m := _PTCL.match(entry):
@@ -152,17 +153,22 @@ def find_streams(folder: Path) -> list[PartStream]:
             )
             found.setdefault(m["part"], PartStream(m["part"], "unsupported", m["fs"], note=note))
     order = _listed(folder, "parts")
-    for part in order:
+    swaps = [p.name[len("swappt-") : -len(".info")] for p in folder.glob("swappt-*.info")]
+    for part in order + swaps:
         if part in found:
             continue
-        if (folder / f"swappt-{part}.info").is_file():
+        if part in swaps:  # swap is not saved: Clonezilla keeps its label and UUID to remake it
             found[part] = PartStream(part, "swap", "swap")
         elif (folder / f"{part}.aa").is_file():  # partimage, which old Clonezilla used
             found[part] = PartStream(part, "unsupported", note="a partimage image")
         else:
             found[part] = PartStream(part, "missing")
-    first = {part: n for n, part in enumerate(order)}
-    return sorted(found.values(), key=lambda s: (first.get(s.part, len(first)), s.part))
+    return sorted(found.values(), key=lambda s: _natural(s.part))
+
+
+def _natural(name: str) -> list[tuple[int, str]]:
+    """sda2 before sda10, nvme0n1p2 before nvme0n1p10."""
+    return [(int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"(\d+)", name) if p]
 
 
 def verify_clonezilla(
@@ -191,11 +197,11 @@ def verify_clonezilla(
         )
         return result
     progress.total = _estimate(streams, sizes, image)
-    progress.set_phase("verify", f"checking Clonezilla image {image}")
+    progress.set_phase(Phase.VERIFY, f"checking Clonezilla image {image}")
     for stream in streams:
         what = f"partition {stream.part} of Clonezilla image {image}"
         result.parts.append(_verify_one(stream, what, sizes.get(stream.part), progress, cancel))
-    progress.set_phase("done", f"Clonezilla image {image} checked")
+    progress.set_phase(Phase.DONE, f"Clonezilla image {image} checked")
     return result
 
 
@@ -251,11 +257,13 @@ def _verify_one(
     except ApplianceError as exc:
         line = f"{label}: {str(exc).rstrip('.')}"
         return PartVerdict(stream.part, stream.kind, stream.fs, False, line, error=exc)
-    how = (
-        f"all {head.checksum_count} of its {head.checksum.upper()} checksums match"
-        if head.checksum_count
-        else "it carries no checksums, its blocks were read to the end"
-    )
+    kind = head.checksum.upper()
+    if head.checksum_count > 1:
+        how = f"all {head.checksum_count} of its {kind} checksums match"
+    elif head.checksum_count:
+        how = f"its {kind} checksum matches"
+    else:
+        how = "it carries no checksums, its blocks were read to the end"
     line = (
         f"{label}: partclone image ({comp}, format {head.version:04d}), intact: "
         f"{human_size(nbytes)} in {head.used_blocks} blocks, {how}"
