@@ -6,18 +6,42 @@ import argparse
 import textwrap
 
 from appliance.cli.output import print_json
-from appliance.jobs.catalog import gc, list_images
+from appliance.errors import RepositoryError
+from appliance.jobs.catalog import ImageSummary, gc, list_images
+from appliance.jobs.shelflist import ShelfImage, list_shelf
 from appliance.units import human_size
 
 
 def run_images(args: argparse.Namespace) -> int:
-    images = list_images(args.repo)
+    shelf = list_shelf(args.repo)
+    try:
+        images = list_images(args.repo)
+    except RepositoryError:
+        if not shelf:
+            raise
+        images = []  # a plain folder of Clonezilla images, not one of our repositories
     if args.json:
-        print_json({"command": "images", "images": [i.to_json() for i in images]})
+        print_json(
+            {
+                "command": "images",
+                "images": [i.to_json() for i in images],
+                "shelf": [s.to_json() for s in shelf],
+            }
+        )
         return 0
+    if shelf:
+        print_shelf(shelf)
+        if not images:
+            return 0
+        print()
     if not images:
         print(f"The repository {args.repo} holds no images.")
         return 0
+    print_images(images)
+    return 0
+
+
+def print_images(images: list[ImageSummary]) -> None:
     print(f"{'NAME':17} {'SAVED':16}  {'SIZE':>8}  {'USED':>8}  {'STORED':>8}  STATE")
     for img in images:
         disk = img.disk
@@ -48,7 +72,6 @@ def run_images(args: argparse.Namespace) -> int:
                     textwrap.wrap(note, 80, initial_indent=" " * 18, subsequent_indent=" " * 20)
                 )
             )
-    return 0
 
 
 def run_gc(args: argparse.Namespace) -> int:
@@ -71,3 +94,39 @@ def run_gc(args: argparse.Namespace) -> int:
     for name, reason in result.skipped:
         print(f"Image {name} is damaged: {reason}.")
     return 0
+
+
+def print_shelf(shelf: list[ShelfImage]) -> None:
+    """Clonezilla image folders: name, date, source disk and size, stored size, kind and
+    compressor, then a line of partitions with their filesystems."""
+    print(f"{'NAME':17} {'SAVED':16}  {'SIZE':>8}  {'STORED':>8}  KIND")
+    for item in shelf:
+        name = item.name
+        if len(name) > 17:
+            print(name)
+            name = ""
+        img = item.image
+        if img is None:
+            print(f"{name:17} {'-':16}  {'-':>8}  {'-':>8}  Clonezilla image, DAMAGED")
+            notes = [item.problem or ""]
+        else:
+            size = sum(d.size or 0 for d in img.disks)
+            kind = ", ".join([img.kind, *img.compressors])
+            saved = img.date[:16].replace("T", " ")
+            print(
+                f"{name:17} {saved:16}  {human_size(size) if size else '-':>8}  "
+                f"{human_size(img.stored_bytes):>8}  {kind}"
+            )
+            notes = [
+                f"from {d.name} ({d.label}): "
+                + ", ".join(f"{p.name} {p.fstype or p.method}" for p in d.partitions)
+                for d in img.disks
+            ]
+            if item.problem:
+                notes.append(item.problem)
+        for note in notes:
+            print(
+                "\n".join(
+                    textwrap.wrap(note, 80, initial_indent=" " * 18, subsequent_indent=" " * 20)
+                )
+            )

@@ -1,0 +1,89 @@
+"""The shelf part of `images`: other tools' images found in a folder (today Clonezilla and
+Rescuezilla image folders), summarised for the listing whether or not the folder is also one
+of our repositories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import ApplianceError
+from appliance.shelf.clonezilla import ClonezillaImage, find_images, load
+
+
+@dataclass
+class ShelfImage:
+    """One image of another tool found in the folder; `problem` when it cannot be read or
+    cannot be restored here (one sentence)."""
+
+    path: Path
+    image: ClonezillaImage | None
+    problem: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def restorable(self) -> bool:
+        return self.image is not None and self.problem is None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "path": str(self.path),
+            "format": "clonezilla",
+            "kind": self.image.kind if self.image else "Clonezilla image",
+            "restorable": self.restorable,
+            "problem": self.problem,
+        }
+        if self.image is None:
+            return out
+        img = self.image
+        out.update(
+            {
+                "date": img.date,
+                "date_from": img.date_from,
+                "compressor": ", ".join(img.compressors) or None,
+                "compressors": img.compressors,
+                "stored_bytes": img.stored_bytes,
+                "size": sum(d.size or 0 for d in img.disks),
+                "disks": [
+                    {
+                        "name": d.name,
+                        "size": d.size,
+                        "table": d.label,
+                        "logical_sector": d.sector_size,
+                        "partitions": [
+                            {
+                                "name": p.name,
+                                "number": p.number,
+                                "start": p.start,
+                                "size": p.size,
+                                "fstype": p.fstype,
+                                "method": p.method,
+                                "files": [f.name for f in p.stream.files] if p.stream else [],
+                            }
+                            for p in d.partitions
+                        ],
+                    }
+                    for d in img.disks
+                ],
+            }
+        )
+        return out
+
+
+def list_shelf(folder: str) -> list[ShelfImage]:
+    """The Clonezilla image folders in `folder` (or `folder` itself when it is one)."""
+    out: list[ShelfImage] = []
+    for path in find_images(Path(folder)):
+        try:
+            image = load(path)
+        except (ApplianceError, OSError, ValueError) as exc:
+            problem = str(exc) if isinstance(exc, ApplianceError) else f"{path} cannot be read."
+            out.append(ShelfImage(path, None, problem))
+            continue
+        out.append(ShelfImage(path, image, image.unsupported))
+    return out

@@ -1,0 +1,453 @@
+"""restore of a Clonezilla (or Rescuezilla) image folder, through the same write plan, fit
+rules and safety checks as an image of our repository.
+
+What Clonezilla's own restore does, done here as printable steps (facts from its
+ocs-functions): the table is the folder's sfdisk dump with `last-lba` dropped, written by
+sfdisk for the target's size (so a GPT's backup lands at the target's real end, and EBRs are
+made new); LBA 0's boot code comes from `DISK-mbr`, the sectors after the MBR from
+`DISK-hidden-data-after-mbr`, an extended partition's boot code from `PART-ebr`; each
+partition is streamed from its partclone or raw stream; swap is recreated with the UUID and
+label of `swappt-PART.info`. One thing Clonezilla leaves damaged is done right: partclone
+never saves NTFS's backup boot sector (the volume's last sector is outside its bitmap), so
+it is rebuilt from the primary one.
+
+A smaller target is accepted when the partitions end before its end; shrinking a
+filesystem of a Clonezilla image is not supported (a sentence says so before any write).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.disk.blockio import aligned_buffer
+from appliance.disk.marker import Marker
+from appliance.disk.model import Disk
+from appliance.disk.probe import probe_disk
+from appliance.errors import Cancelled, ImageError, SafetyRefusal, UnsupportedImage
+from appliance.fs.ntfs import BOOT_SIZE, parse_boot_sector
+from appliance.io.clonezillasource import ClonezillaSource
+from appliance.io.pipeline import Placement, write_windows
+from appliance.jobs.fitting import PartInfo, finishing_steps, kernel_parts, needs_shrink
+from appliance.jobs.plantext import PlanText, target_now
+from appliance.jobs.writeplan import (
+    AddPartitions,
+    Context,
+    Flush,
+    MarkIncomplete,
+    Step,
+    TableSectors,
+    TellKernel,
+    WipeSignatures,
+    WriteTableLast,
+    describe_steps,
+    execute,
+    now_utc,
+)
+from appliance.plan.fit import GROWABLE_FS, FitPlan, SourcePart, fit
+from appliance.plan.safety import check_target
+from appliance.plan.table import table_sectors
+from appliance.progress import Phase, Progress
+from appliance.shelf import clonezilla
+from appliance.shelf.clonezilla import ClonezillaImage, is_clonezilla
+from appliance.units import human_size
+
+
+def find_folder(repo: str, name: str) -> Path | None:
+    """The Clonezilla image folder NAME in `repo` (or `repo` itself when it is that folder);
+    None when NAME is an image of our repository there, or no such folder exists."""
+    root = Path(repo)
+    if (root / "repo.json").is_file() and (root / "images" / name).is_dir():
+        return None
+    if name and "/" not in name and is_clonezilla(root / name):
+        return root / name
+    if root.name == name and is_clonezilla(root):
+        return root
+    return None
+
+
+@dataclass
+class ShelfRestorePlan:
+    image: ClonezillaImage
+    disk: clonezilla.Disk
+    source: ClonezillaSource
+    target: Disk
+    fit: FitPlan
+    source_size: int
+
+    @property
+    def total(self) -> int:
+        return sum(size for r in self.source.regions for _, size in r.used)
+
+    @property
+    def same_size(self) -> bool:
+        return self.fit.identity
+
+    def table_json(self) -> dict[str, Any]:
+        return sfdisk_table(self.disk, self.image.name)
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def sfdisk_table(disk: clonezilla.Disk, image: str) -> dict[str, Any]:
+    """The saved sfdisk dump as `sfdisk --json` names its fields (plan/table.py writes it);
+    last-lba is left out: sfdisk puts the GPT backup at the target's own end."""
+    header = disk.header
+    _, entries = clonezilla.parse_sfdisk_dump(disk.table.read_text(), image)
+    out: dict[str, Any] = {
+        "label": disk.label,
+        "id": header.get("label-id", ""),
+        "sectorsize": disk.sector_size,
+        "partitions": [
+            {
+                **{k: v for k, v in e.items() if k in ("node", "type", "uuid", "name", "attrs")},
+                "start": int(e.get("start", "0")),
+                "size": int(e.get("size", "0")),
+                "bootable": "bootable" in e,
+            }
+            for e in entries
+        ],
+    }
+    if "first-lba" in header:
+        out["firstlba"] = int(header["first-lba"])
+    return out
+
+
+def _source_size(disk: clonezilla.Disk) -> int:
+    """The saved disk's size: pt.parted's, else the GPT's last usable sector plus its backup
+    area, else where the last partition ends."""
+    if disk.size:
+        return disk.size
+    if "last-lba" in disk.header:
+        return (int(disk.header["last-lba"]) + 34) * disk.sector_size
+    return disk.used_end
+
+
+def plan_shelf_restore(folder: Path, target: str, grow: int | None = None) -> ShelfRestorePlan:
+    image = clonezilla.load(folder)
+    if image.unsupported:
+        raise UnsupportedImage(image.unsupported)
+    if not (folder / "disk").is_file():
+        raise UnsupportedImage(
+            f"The Clonezilla image {image.name} holds only some partitions (saved with "
+            "saveparts), not a whole disk; restore it with Clonezilla's restoreparts."
+        )
+    if len(image.disks) != 1:
+        names = ", ".join(d.name for d in image.disks)
+        raise UnsupportedImage(
+            f"The Clonezilla image {image.name} holds {len(image.disks)} disks ({names}); "
+            "restoring one disk of several is not supported yet."
+        )
+    disk = image.disks[0]
+    missing = [p.name for p in disk.partitions if p.method == "none" and p.fstype != "swap"]
+    if any(n in image.parts for n in missing):
+        raise ImageError(
+            f"The Clonezilla image {image.name} is incomplete: no stream holds "
+            f"{', '.join(n for n in missing if n in image.parts)}."
+        )
+    node = probe_disk(target)
+    check_target(node, repo_path=folder, sector=disk.sector_size)
+    size = _source_size(disk)
+    parts = [
+        SourcePart(
+            p.number,
+            "extended"
+            if p.extended
+            else ("logical" if p.number > 4 and disk.label == "dos" else "primary"),
+            p.type,
+            p.start,
+            p.size,
+            p.fstype,
+        )
+        for p in disk.partitions
+    ]
+    if needs_shrink(parts, disk.label, node.size, disk.sector_size):
+        raise SafetyRefusal(
+            f"The target {node.describe()} is too small for the Clonezilla image "
+            f"{image.name}: its partitions end at {human_size(disk.used_end)}, and shrinking "
+            "a filesystem of a Clonezilla image is not supported; use a larger target."
+        )
+    fitted = fit(
+        parts,
+        table=disk.label,
+        source_size=size,
+        target_size=node.size,
+        sector=disk.sector_size,
+        grow=grow,
+    )
+    source = ClonezillaSource(image, disk)  # reads each partclone header and bitmap now
+    return ShelfRestorePlan(image, disk, source, node, fitted, size)
+
+
+@dataclass
+class BootArea(Step):
+    """The saved boot code of LBA 0 (kept for the last step, the table is written around
+    it) and the hidden data between the MBR and the first partition."""
+
+    mbr: Path | None
+    hidden: Path | None
+    limit: int  # where the first partition starts on the target
+
+    def describe(self) -> str:
+        what = ["the saved boot code (LBA 0, bytes 0-439, held back)"] if self.mbr else []
+        if self.hidden is not None:
+            what.append("the hidden data after the MBR")
+        return "write " + " and ".join(what)
+
+    def run(self, ctx: Context) -> None:
+        ctx.progress.set_phase(Phase.TABLE, f"writing the boot area of {ctx.target.node}")
+        if self.mbr is not None:
+            ctx.keep(0, self.mbr.read_bytes()[:440])
+        if self.hidden is not None:
+            sector = ctx.sector
+            data = self.hidden.read_bytes()[: max(0, self.limit - sector)]
+            data = data[: len(data) // sector * sector]
+            now, later = ctx.split(sector, [(0, len(data))])
+            for start, length in now:
+                ctx.put(sector + start, data[start : start + length])
+            for start, length in later:
+                ctx.keep(sector + start, data[start : start + length])
+
+
+@dataclass
+class EbrBootCode(Step):
+    """The boot code Clonezilla saved with an extended partition's first EBR (bytes 0-445),
+    over the EBR sfdisk wrote (whose entries follow the fitted layout)."""
+
+    number: int
+    path: Path
+    offset: int  # the extended partition's start on the target
+
+    def describe(self) -> str:
+        return f"write the saved boot code of the extended partition {self.number}'s EBR"
+
+    def run(self, ctx: Context) -> None:
+        code = self.path.read_bytes()[:446]
+        sector = bytearray(_read(ctx, self.offset, ctx.sector))
+        sector[: len(code)] = code
+        ctx.put(self.offset, bytes(sector))
+
+
+def _read(ctx: Context, offset: int, length: int) -> bytes:
+    buf = aligned_buffer(max(length, 4096))
+    try:
+        view = memoryview(buf)
+        got = os.preadv(ctx.fd, [view[:length]], offset)
+        data = bytes(view[:got])
+        view.release()
+        return data
+    finally:
+        buf.close()
+
+
+@dataclass
+class ShelfPartition(Step):
+    """Stream one partition from its partclone or raw stream to its place on the target;
+    bytes on held-back sectors are kept for the last step."""
+
+    plan: ShelfRestorePlan = field(repr=False)
+    region: int
+
+    def describe(self) -> str:
+        src = self.plan.source.regions[self.region]
+        used = sum(n for _, n in src.used)
+        assert src.partition is not None
+        start = self.plan.fit.new_start(src.partition)
+        return f"write {src.what}: {human_size(used)} used, at byte {start}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "region": self.plan.source.regions[self.region].name}
+
+    def run(self, ctx: Context) -> None:
+        source = self.plan.source
+        src = source.regions[self.region]
+        assert src.partition is not None
+        base = self.plan.fit.new_start(src.partition)
+        later: dict[int, list[tuple[int, int]]] = {}
+
+        def placements() -> Any:
+            for win in src.windows(self.region, base=base):
+                now, held = ctx.split(win.offset, win.used)
+                if held:
+                    later[win.offset] = held
+                yield Placement(self.region, win.offset, win.length, tuple(now), str(win.number))
+
+        def fetch(number: str) -> bytes:
+            return source.read_window(self.region, int(number)) or b""
+
+        def decode(place: Placement, blob: bytes) -> bytes:
+            for start, length in later.get(place.offset, ()):
+                ctx.keep(place.offset + start, blob[start : start + length], count=True)
+            return blob
+
+        ctx.progress.set_phase(Phase.RESTORE, f"restoring {src.what} onto {ctx.target.node}")
+        write_windows(
+            ctx.fd,
+            placements(),
+            fetch,
+            decode,
+            progress=ctx.progress,
+            cancel=ctx.cancel,
+            workers=ctx.workers,
+        )
+
+
+@dataclass
+class NtfsBackupBoot(Step):
+    """NTFS keeps a copy of its boot sector in the sector after the volume; partclone never
+    saves it (it is outside the bitmap), so it is written here from the restored primary."""
+
+    number: int
+    start: int  # the partition's start on the target
+    size: int  # its size on the target
+
+    def describe(self) -> str:
+        return (
+            f"rebuild the NTFS backup boot sector of partition {self.number} from its "
+            "primary one (partclone does not save it)"
+        )
+
+    def run(self, ctx: Context) -> None:
+        primary = _read(ctx, self.start, BOOT_SIZE)
+        boot = parse_boot_sector(primary)
+        if boot is None:
+            raise ImageError(
+                f"Partition {self.number} was restored without an NTFS boot sector; "
+                "the image's NTFS stream is damaged."
+            )
+        offset = boot.backup_offset
+        if offset + BOOT_SIZE > self.size:
+            return  # no room after the volume: there is no backup to write
+        now, later = ctx.split(self.start + offset, [(0, BOOT_SIZE)])
+        for begin, length in now:
+            ctx.put(self.start + offset + begin, primary[begin : begin + length])
+        for begin, length in later:
+            ctx.keep(self.start + offset + begin, primary[begin : begin + length])
+
+
+def shelf_restore_steps(plan: ShelfRestorePlan, target: Disk | None = None) -> list[Step]:
+    """Every step, in order (printed by --dry-run, run by the restore)."""
+    target = target or plan.target
+    disk, fitp = plan.disk, plan.fit
+    sector = disk.sector_size
+    marker = Marker("restore", plan.image.name, str(plan.image.path), disk.name, now_utc())
+    first = min((fitp.new_start(p.number) for p in disk.partitions), default=0)
+    steps: list[Step] = [
+        MarkIncomplete(marker),
+        WipeSignatures(tuple(p.node for p in target.partitions if p.kind != "extended")),
+    ]
+    mbr, hidden = disk.boot.get("mbr"), disk.boot.get("hidden-data-after-mbr")
+    if mbr is not None or hidden is not None:
+        steps.append(BootArea(mbr, hidden if disk.label == "dos" else None, first))
+    table = plan.table_json()
+    steps.append(TableSectors(disk.label, lambda: table_sectors(table, fitp, target.size, sector)))
+    ebr = disk.boot.get("ebr")
+    extended = next((p for p in disk.partitions if p.extended), None)
+    if ebr is not None and extended is not None and any(ebr.read_bytes()[:446]):
+        steps.append(EbrBootCode(extended.number, ebr, fitp.new_start(extended.number)))
+    parts = kernel_parts(fitp)
+    if parts:
+        steps.append(AddPartitions(parts))
+    steps += [ShelfPartition(plan, i) for i in range(len(plan.source.regions))]
+    steps += [
+        NtfsBackupBoot(p.number, fitp.new_start(p.number), fitp.part(p.number).new_size)
+        for p in disk.partitions
+        if p.fstype == "ntfs" and p.method == "partclone"
+    ]
+    steps += finishing_steps(
+        fitp,
+        [
+            PartInfo(p.number, p.fstype, p.swap_label, p.swap_uuid, p.method)
+            for p in disk.partitions
+            if not p.extended
+        ],
+    )
+    return [*steps, Flush(), WriteTableLast(), TellKernel()]
+
+
+def shelf_restore(
+    plan: ShelfRestorePlan,
+    *,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+) -> None:
+    progress = progress or Progress()
+    target = probe_disk(plan.target.node)
+    if target.devnum != plan.target.devnum or target.size != plan.target.size:
+        raise SafetyRefusal("The target disk changed since the plan was made; start again.")
+    check_target(target, repo_path=plan.image.path, sector=plan.disk.sector_size)
+    progress.total = plan.total
+    steps = shelf_restore_steps(plan, target)
+    execute(steps, target, progress=progress, cancel=cancel, workers=workers, table=plan.disk.label)
+    progress.set_phase(Phase.DONE, f"{plan.image.name} restored onto {target.node}")
+
+
+def shelf_restore_text(plan: ShelfRestorePlan) -> PlanText:
+    img, disk = plan.image, plan.disk
+    source = (
+        f"{img.kind.lower()} {img.name}, saved {img.date[:16].replace('T', ' ')} from "
+        f"{disk.name} ({human_size(plan.source_size)}), {human_size(plan.total)} of data"
+    )
+    layout = [f"{disk.label.upper()} partition table"]
+    end = 0
+    for p in disk.partitions:
+        fitted = plan.fit.part(p.number)
+        change = ""
+        if fitted.new_size > fitted.old_size:
+            change = f", grown from {human_size(fitted.old_size)}"
+            if p.fstype in GROWABLE_FS:
+                change += "; the filesystem grows"
+        elif fitted.new_start != fitted.old_start:
+            change = ", moved"
+        what = "extended" if p.extended else (p.fstype or "unformatted")
+        end = max(end, fitted.new_start + fitted.new_size)
+        layout.append(
+            f"partition {p.number}: {human_size(fitted.new_size)} {what} ({p.method}{change})"
+        )
+    spare = plan.target.size - end - 1024 * 1024
+    if end and spare > 0:
+        layout.append(f"{human_size(spare)} at the end stay unallocated")
+    return PlanText(
+        "restore",
+        source,
+        plan.target.describe(),
+        target_now(plan.target),
+        tuple(layout),
+        tuple(describe_steps(shelf_restore_steps(plan))),
+    )
+
+
+def shelf_plan_json(plan: ShelfRestorePlan) -> dict[str, object]:
+    return {
+        "command": "restore",
+        "image": plan.image.name,
+        "format": "clonezilla",
+        "target": plan.target.node,
+        "target_size": plan.target.size,
+        "image_disk_size": plan.source_size,
+        "same_size": plan.same_size,
+        "bytes": plan.total,
+        "fit": plan.fit.to_json(),
+    }
+
+
+def check_streams(
+    plan: ShelfRestorePlan, *, progress: Progress, cancel: threading.Event | None = None
+) -> None:
+    """Read every partition's stream to its end before anything is written (--verify-first):
+    every partclone checksum checked, a cut or damaged stream found first."""
+    progress.total = plan.total
+    progress.set_phase(Phase.VERIFY, f"checking the streams of {plan.image.name}")
+    with ClonezillaSource(plan.image, plan.disk) as source:
+        for number, region in enumerate(source.regions):
+            for win in region.windows(number):
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("Stopped by the user; nothing was written.")
+                source.read_window(number, win.number)
+                progress.add(win.used_bytes)
+    progress.total = 0
