@@ -60,7 +60,7 @@ class Progress:
     def set_phase(self, phase: str, message: str = "") -> None:
         self.phase = phase
         self.message = message
-        if phase in ("save", "restore", "verify", "clone") and self._moving_since is None:
+        if phase in ("save", "restore", "verify", "clone", "write") and self._moving_since is None:
             self._moving_since = time.monotonic()
             self._moving_base = self._done
         self.tick(force=True)

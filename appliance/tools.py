@@ -17,6 +17,7 @@ TOOLS: dict[str, str] = {
     "partx": "util-linux",
     "blkid": "util-linux",
     "wipefs": "util-linux",
+    "xz": "xz-utils",
     "mkswap": "util-linux",
     "blockdev": "util-linux",
     "losetup": "util-linux",
