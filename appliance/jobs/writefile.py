@@ -60,6 +60,7 @@ from appliance.plan.safety import check_target
 from appliance.progress import Progress
 from appliance.shelf import imagefile
 from appliance.shelf.imagefile import ImageFile
+from appliance.tools import run
 
 MiB = 1024 * 1024
 BLKDISCARD = 0x1277  # _IO(0x12, 119)
@@ -238,6 +239,19 @@ def discard_reads_zeros(fd: int, disk: Disk) -> bool:
 
 
 @dataclass
+class TellKernelAnyTable(TellKernel):
+    """An image's table may be one libparted refuses (an isohybrid ISO's partition starts at
+    sector 0, "recursive"): the kernel then gets what partx reads, and that is no error."""
+
+    def run(self, ctx: Context) -> None:
+        try:
+            super().run(ctx)
+        except ApplianceError:
+            run(["partx", "--delete", ctx.target.node], check=False)
+            run(["partx", "--add", ctx.target.node], check=False)
+
+
+@dataclass
 class CopyImage(Step):
     """Every target at once from one read of the file (run by `write_file`, not per target)."""
 
@@ -268,7 +282,7 @@ def write_steps(plan: WriteFilePlan, zeroed: dict[str, bool] | None = None) -> l
         CopyImage(plan),
         Flush(),
         WriteTableLast(),
-        TellKernel(),
+        TellKernelAnyTable(),
         ReadBack(plan),
     ]
 

@@ -128,6 +128,8 @@ def _probe_zip(path: Path) -> ImageFile:
 def _xz_size(path: Path) -> int | None:
     """The uncompressed size the xz index records (None when xz cannot read it)."""
     proc = run(["xz", "--robot", "--list", str(path)], check=False, timeout=120)
+    if proc.returncode != 0:
+        return None  # damaged or cut short: the first read of the stream says how
     for line in proc.stdout.splitlines():
         fields = line.split("\t")
         if fields[0] == "totals" and len(fields) > 4 and fields[4].isdigit():

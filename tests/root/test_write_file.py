@@ -1,0 +1,126 @@
+"""`appliance write FILE TARGET...`: real image files (xorriso's hybrid ISO, xz, zip) onto
+three loop disks at once, each read back by the test and compared byte for byte with the
+source; the refusals leave a target's bytes unchanged; a damaged file leaves every target
+marked incomplete."""
+
+from __future__ import annotations
+
+import lzma
+import subprocess
+from pathlib import Path
+
+import pytest
+from kit.cli import appliance, file_digest, refused, result_json
+from kit.diskbuild import MiB, sparse_file
+from kit.diskcompare import fsck_part, partition_nodes, read_bytes
+from kit.imagefiles import (
+    DISK_SIZE,
+    hybrid_iso,
+    partitioned_image,
+    xz_file,
+    zip_file,
+)
+from kit.loops import Loops
+
+pytestmark = pytest.mark.root
+
+MARKER = b"APPLIANCE INCOMPLETE RESTORE\n"
+
+
+def targets(loops: Loops, directory: Path, count: int, size: int) -> list[tuple[str, Path]]:
+    out = []
+    for number in range(count):
+        path = sparse_file(directory, f"target{number}.img", size)
+        with open(path, "r+b") as handle:  # an old head: must be gone afterwards
+            handle.write(b"\xee" * 4096)
+        out.append((loops.attach(path), path))
+    return out
+
+
+def raw_bytes(source: Path) -> bytes:
+    """The image's raw bytes, decoded by the test itself (not by the appliance)."""
+    if source.suffix == ".xz":
+        return lzma.decompress(source.read_bytes())
+    if source.suffix == ".zip":
+        import zipfile
+
+        with zipfile.ZipFile(source) as archive:
+            return archive.read("disk.img")
+    return source.read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["iso", "xz", "zip"])
+def test_one_file_onto_three_disks(loops: Loops, tmp_path: Path, kind: str) -> None:
+    if kind == "iso":
+        source = hybrid_iso(tmp_path)
+    else:
+        raw = partitioned_image(loops, tmp_path)
+        readme = tmp_path / "README.txt"
+        readme.write_text("write disk.img to a stick\n")
+        source = xz_file(raw) if kind == "xz" else zip_file(raw, readme)
+    expected = raw_bytes(source)
+    disks = targets(loops, tmp_path, 3, 64 * MiB)
+    proc = appliance("write", str(source), *(node for node, _ in disks), "--yes", "--json")
+    result = result_json(proc)
+    assert result["ok"] is True and result["bytes"] == len(expected)
+    assert [v["ok"] for v in result["verdicts"]] == [True, True, True]
+    for node, _ in disks:
+        assert read_bytes(node, 0, len(expected)) == expected, f"{node} differs from {source}"
+    if kind != "iso":  # the written disk is a working disk: its table and its filesystem
+        for node, _ in disks:
+            fsck_part(partition_nodes(node)[1], "ext4")
+        # loop disks read zeros after a discard: the image's empty windows were not written
+        assert all(v["skipped_zero_bytes"] >= 4 * MiB for v in result["verdicts"]), result
+
+
+def test_too_small_target_refused_unchanged(loops: Loops, tmp_path: Path) -> None:
+    raw = partitioned_image(loops, tmp_path)
+    # ext4's backup superblocks lie past 20 MiB, and its partition ends at PART_END
+    (node, path), *_ = targets(loops, tmp_path, 1, 20 * MiB)
+    before = file_digest(path)
+    proc = appliance("write", str(raw), node, "--yes", check=False)
+    refused(proc, 5, "too small")
+    assert file_digest(path) == before, "a refused write changed the target"
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_smaller_target_with_zero_tail(loops: Loops, tmp_path: Path, compressed: bool) -> None:
+    """Sticks of one size differ: the image's last MiBs hold only zeros, so they may go."""
+    raw = partitioned_image(loops, tmp_path)
+    source = xz_file(raw) if compressed else raw
+    size = DISK_SIZE - 4 * MiB
+    (node, _), *_ = targets(loops, tmp_path, 1, size)
+    result = result_json(appliance("write", str(source), node, "--yes", "--json"))
+    assert result["verdicts"][0]["ok"] is True and result["verdicts"][0]["bytes"] == size
+    assert read_bytes(node, 0, size) == raw.read_bytes()[:size]
+    fsck_part(partition_nodes(node)[1], "ext4")
+
+
+def test_damaged_xz_leaves_every_target_incomplete(loops: Loops, tmp_path: Path) -> None:
+    raw = partitioned_image(loops, tmp_path)
+    source = xz_file(raw)
+    data = bytearray(source.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)  # damaged in the middle; its index still reads
+    source.write_bytes(bytes(data))
+    disks = targets(loops, tmp_path, 3, 64 * MiB)
+    proc = appliance("write", str(source), *(node for node, _ in disks), "--yes", check=False)
+    sentence = refused(proc, 9, "damaged")
+    for node, _ in disks:
+        assert node in sentence
+        head = read_bytes(node, 0, 512)
+        assert head.startswith(MARKER), f"{node} does not say it is incomplete"
+        assert head[510:512] != b"\x55\xaa"
+        table = subprocess.run(["sfdisk", "--json", node], capture_output=True, text=True)
+        assert table.returncode != 0 or '"partitions"' not in table.stdout, table.stdout
+
+
+def test_truncated_xz_refused_before_writing(loops: Loops, tmp_path: Path) -> None:
+    """Cut short, its index is gone: the size is learnt by a first read, which fails."""
+    raw = partitioned_image(loops, tmp_path)
+    source = xz_file(raw)
+    source.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+    (node, path), *_ = targets(loops, tmp_path, 1, 64 * MiB)
+    before = file_digest(path)
+    refused(appliance("write", str(source), node, "--yes", check=False), 9, "cut short")
+    assert file_digest(path) == before
