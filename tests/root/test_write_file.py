@@ -124,3 +124,17 @@ def test_truncated_xz_refused_before_writing(loops: Loops, tmp_path: Path) -> No
     before = file_digest(path)
     refused(appliance("write", str(source), node, "--yes", check=False), 9, "cut short")
     assert file_digest(path) == before
+
+
+def test_dry_run_and_confirmation_write_nothing(loops: Loops, tmp_path: Path) -> None:
+    source = hybrid_iso(tmp_path)
+    disks = targets(loops, tmp_path, 2, 64 * MiB)
+    nodes = [node for node, _ in disks]
+    before = [file_digest(path) for _, path in disks]
+    plan = result_json(appliance("write", str(source), *nodes, "--dry-run", "--json"))
+    assert [t["target"] for t in plan["targets"]] == nodes
+    steps = [s["step"] for s in plan["steps"]]
+    assert steps[0] == "MarkIncomplete" and steps.index("CopyImage") < steps.index("WriteTableLast")
+    refused(appliance("write", str(source), *nodes, check=False), 5, "add --yes")
+    refused(appliance("write", str(source), nodes[0], nodes[0], "--yes", check=False), 5, "twice")
+    assert [file_digest(path) for _, path in disks] == before
