@@ -9,8 +9,9 @@ import time
 
 from appliance.cli.output import fit80, make_progress, print_json, rate
 from appliance.errors import DeviceError, SafetyRefusal, VerifyMismatch
+from appliance.jobs.imagefit import WriteFilePlan, plan_write
 from appliance.jobs.plantext import target_now
-from appliance.jobs.writefile import Verdict, WriteFilePlan, plan_write, write_file, write_steps
+from appliance.jobs.writefile import Verdict, write_file, write_steps
 from appliance.jobs.writeplan import describe_steps, steps_json
 
 

@@ -32,20 +32,18 @@ from appliance.disk.blockio import (
     write_from,
 )
 from appliance.disk.marker import Marker
-from appliance.disk.model import Disk, human_size
-from appliance.disk.probe import probe_disk
-from appliance.disk.usage import disks_of_path
+from appliance.disk.model import Disk
 from appliance.errors import (
     ApplianceError,
     Cancelled,
     CorruptData,
     DeviceError,
     ImageError,
-    SafetyRefusal,
 )
 from appliance.io.fanout import Block, fan_out
 from appliance.io.windows import WINDOW
 from appliance.jobs.fitting import recheck_target
+from appliance.jobs.imagefit import TargetPlan, WriteFilePlan
 from appliance.jobs.writeplan import (
     Context,
     Flush,
@@ -59,54 +57,10 @@ from appliance.jobs.writeplan import (
 from appliance.plan.safety import check_target
 from appliance.progress import Progress
 from appliance.shelf import imagefile
-from appliance.shelf.imagefile import ImageFile
 from appliance.tools import run
 
 MiB = 1024 * 1024
 BLKDISCARD = 0x1277  # _IO(0x12, 119)
-
-
-@dataclass
-class TargetPlan:
-    """One target: the disk, the image bytes it gets, and why fewer than all are fine."""
-
-    disk: Disk
-    length: int
-    short: str | None = None  # why a target smaller than the image is accepted
-
-    @property
-    def span(self) -> int:
-        """Bytes written on the disk: the image's bytes padded to a whole sector."""
-        sector = self.disk.logical_sector
-        return min(-(-self.length // sector) * sector, self.disk.size)
-
-
-@dataclass
-class WriteFilePlan:
-    image: ImageFile
-    size: int
-    targets: list[TargetPlan]
-
-    def lines(self) -> list[str]:
-        lines = [f"Write {self.image.name} ({self.image.describe()}, {human_size(self.size)})"]
-        for target in self.targets:
-            lines.append(f"onto {target.disk.describe()}")
-            if target.short:
-                lines.append(f"  only its first {target.length} bytes: {target.short}")
-        return lines
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "command": "write",
-            "file": str(self.image.path),
-            "member": self.image.member,
-            "kind": self.image.kind,
-            "bytes": self.size,
-            "targets": [
-                {"target": t.disk.node, "target_size": t.disk.size, "bytes": t.length}
-                for t in self.targets
-            ],
-        }
 
 
 @dataclass
@@ -144,56 +98,6 @@ class Verdict:
             "discarded": self.discarded,
             "error": self.error,
         }
-
-
-def plan_write(path: str, targets: list[str], *, progress: Progress | None = None) -> WriteFilePlan:
-    """The file and every target checked: nothing is written by a plan."""
-    progress = progress or Progress()
-    image = imagefile.probe(path)
-    disks: list[Disk] = []
-    for name in targets:
-        disk = probe_disk(name)
-        if any(d.devnum == disk.devnum for d in disks):
-            raise SafetyRefusal(f"The target {disk.node} is named twice; name each disk once.")
-        check_target(disk)
-        if disk.name in disks_of_path(image.path):
-            raise SafetyRefusal(
-                f"The target {disk.describe()} holds the image file {image.path}; "
-                "choose another disk."
-            )
-        disks.append(disk)
-    size = image.size
-    smallest = min(d.size for d in disks)
-    scan = None
-    if size is None or smallest < size:
-        progress.set_phase("scan", f"reading {image.name} once to learn its size")
-        scan = imagefile.scan(image, tick=progress.add, limit=smallest)
-        size = scan.size
-    if size == 0:
-        raise ImageError(f"The image file {image.name} is empty.")
-    plans = [_fit(image, size, disk, scan) for disk in disks]
-    return WriteFilePlan(image, size, plans)
-
-
-def _fit(image: ImageFile, size: int, disk: Disk, scan: imagefile.Scan | None) -> TargetPlan:
-    if disk.size >= size:
-        return TargetPlan(disk, size)
-    assert scan is not None
-    missing = size - disk.size
-    if scan.data_end <= disk.size:
-        return TargetPlan(disk, disk.size, f"the last {missing} bytes of the image are zeros")
-    table, end = imagefile.partitions_end(image, size)
-    if table == "dos" and end is not None and end <= disk.size:
-        return TargetPlan(
-            disk, disk.size, f"the image's partitions end at byte {end}; what follows is cut"
-        )
-    where = f"; its partitions end at byte {end}" if end is not None else ""
-    gpt = "; a GPT image keeps its backup header at its end" if table == "gpt" else ""
-    raise SafetyRefusal(
-        f"The target {disk.describe()} is too small for {image.name}: the image needs "
-        f"{human_size(size)} ({size} bytes) and its data runs to byte {scan.data_end}"
-        f"{where}{gpt}."
-    )
 
 
 def marker_for(plan: WriteFilePlan) -> Marker:
@@ -252,6 +156,22 @@ class TellKernelAnyTable(TellKernel):
 
 
 @dataclass
+class FitGpt(Step):
+    """A target smaller than a GPT image: its rebuilt GPT sectors replace the image's (held
+    back, so they are written last like every table sector)."""
+
+    plan: WriteFilePlan = field(repr=False)
+
+    def describe(self) -> str:
+        return "put the GPT rebuilt for the target's size in place of the image's (held back)"
+
+    def run(self, ctx: Context) -> None:
+        target = next(t for t in self.plan.targets if t.disk.node == ctx.target.node)
+        for offset, data in sorted(target.patch.items()):
+            ctx.keep(offset, data)
+
+
+@dataclass
 class CopyImage(Step):
     """Every target at once from one read of the file (run by `write_file`, not per target)."""
 
@@ -280,6 +200,7 @@ def write_steps(plan: WriteFilePlan, zeroed: dict[str, bool] | None = None) -> l
         WipeSignatures(()),
         Discard(zeroed if zeroed is not None else {}),
         CopyImage(plan),
+        *([FitGpt(plan)] if any(t.patch for t in plan.targets) else []),
         Flush(),
         WriteTableLast(),
         TellKernelAnyTable(),
@@ -294,10 +215,16 @@ class TargetSink:
         self.name = target.disk.node
         self.ctx = ctx
         self.span = target.span
+        self.length = target.length
         self.zeroed = zeroed
         self.skipped = 0
+        self.patch = target.patch
+        # what this target must hold, hashed here when it differs from the image's bytes
+        self.hasher = blake3.blake3() if self.patch else None
 
     def put(self, block: Block) -> None:
+        if self.hasher is not None:
+            self._hash(block)
         end = min(block.offset + block.padded, self.span)
         if end <= block.offset:
             return
@@ -311,6 +238,21 @@ class TargetSink:
         for start, size in now:
             write_from(self.ctx.fd, block.view[start : start + size], block.offset + start)
 
+    def _hash(self, block: Block) -> None:
+        assert self.hasher is not None
+        lo = block.offset
+        data = block.view[: max(0, min(block.length, self.length - lo))]
+        hi = lo + len(data)
+        hits = [(o, d) for o, d in self.patch.items() if o < hi and o + len(d) > lo]
+        if not hits:
+            self.hasher.update(data)
+            return
+        patched = bytearray(data)
+        for offset, sectors in hits:
+            start, stop = max(offset, lo), min(offset + len(sectors), hi)
+            patched[start - lo : stop - lo] = sectors[start - offset : stop - offset]
+        self.hasher.update(patched)
+
 
 def _open(target: TargetPlan, progress: Progress, cancel: threading.Event | None) -> Context:
     disk = target.disk
@@ -318,6 +260,7 @@ def _open(target: TargetPlan, progress: Progress, cancel: threading.Event | None
     holds = [(0, min(MiB, target.span))]
     if target.span > MiB:
         holds.append((target.span - sector, sector))
+    holds += [(offset, len(data)) for offset, data in target.patch.items() if offset >= MiB]
     return Context(disk, open_direct(disk.node, write=True), progress, cancel, None, holds)
 
 
@@ -341,7 +284,7 @@ def write_file(
     for target in plan.targets:  # the disks may have changed since the plan
         target.disk = recheck_target(target.disk)
         check_target(target.disk)
-    progress.total = plan.size + sum(t.length for t in plan.targets)
+    progress.total = progress.done + plan.size + sum(t.length for t in plan.targets)
     zeroed: dict[str, bool] = {}
     steps = write_steps(plan, zeroed)
     verdicts = {t.disk.node: Verdict(t) for t in plan.targets}
@@ -350,7 +293,7 @@ def write_file(
     try:
         for target in plan.targets:
             ctxs[target.disk.node] = _open(target, progress, cancel)
-        digests: dict[int, str] = {}
+        digests: dict[str, str] = {}
         for step in steps:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("Stopped by the user.")
@@ -399,8 +342,8 @@ def _copy(
     zeroed: dict[str, bool],
     verdicts: dict[str, Verdict],
     cancel: threading.Event | None,
-) -> dict[int, str]:
-    """One read of the file into every live target; the file's hash and prefix hashes."""
+) -> dict[str, str]:
+    """One read of the file into every live target; the hash each target must show."""
     progress = next(iter(ctxs.values())).progress if ctxs else Progress()
     progress.set_phase("write", f"writing {plan.image.name} onto {len(ctxs)} disk(s)")
     sinks = [TargetSink(ctxs[n], verdicts[n].target, zeroed.get(n, False)) for n in ctxs]
@@ -438,13 +381,16 @@ def _copy(
         if sink.name in result.errors:
             failed = result.errors[sink.name]
             verdicts[sink.name].error = _failed(failed, sink.ctx.target, plan, True)
-    return {plan.size: result.digest, **result.prefixes}
+    hashes = {plan.size: result.digest, **result.prefixes}
+    return {
+        sink.name: sink.hasher.hexdigest() if sink.hasher else hashes[sink.length] for sink in sinks
+    }
 
 
 def _read_back(
     plan: WriteFilePlan,
     ctxs: dict[str, Context],
-    digests: dict[int, str],
+    digests: dict[str, str],
     verdicts: dict[str, Verdict],
     cancel: threading.Event | None,
 ) -> None:
@@ -459,7 +405,7 @@ def _read_back(
         except (ApplianceError, OSError) as exc:
             verdicts[node].error = _failed(exc, target.disk, plan, False)
             return
-        if got == digests[target.length]:
+        if got == digests[node]:
             verdicts[node].verified = True
         else:
             verdicts[node].error = (

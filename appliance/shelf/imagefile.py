@@ -230,17 +230,22 @@ def partitions_end(image: ImageFile, size: int) -> tuple[str | None, int | None]
     as sfdisk reads the image's head (a sparse scratch copy of it when it is compressed)."""
     if image.seekable:
         return _table_end(str(image.path))
-    head = bytearray(HEAD)
+    with tempfile.NamedTemporaryFile(prefix="appliance-head-", suffix=".img") as scratch:
+        scratch.write(read_head(image))
+        scratch.truncate(size)
+        scratch.flush()
+        return _table_end(scratch.name)
+
+
+def read_head(image: ImageFile, length: int = HEAD) -> bytes:
+    """The image's first `length` bytes (fewer when it is smaller)."""
+    head = bytearray(length)
     with open_image(image) as stream:
         try:
             got = read_full(stream, memoryview(head))
         except Exception as exc:
             raise damaged(image, 0, exc) from exc
-    with tempfile.NamedTemporaryFile(prefix="appliance-head-", suffix=".img") as scratch:
-        scratch.write(head[:got])
-        scratch.truncate(size)
-        scratch.flush()
-        return _table_end(scratch.name)
+    return bytes(head[:got])
 
 
 def _table_end(node: str) -> tuple[str | None, int | None]:

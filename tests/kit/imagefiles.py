@@ -29,13 +29,19 @@ class Detacher(LoopAttacher):
 
 
 def partitioned_image(
-    loops: Detacher, directory: Path, *, size: int = DISK_SIZE, part_end: int = PART_END
+    loops: Detacher,
+    directory: Path,
+    *,
+    size: int = DISK_SIZE,
+    part_end: int = PART_END,
+    label: str = "dos",
 ) -> Path:
-    """`disk.img`: an MBR disk with one ext4 partition holding files (and a random file, so
-    that compressed forms are not trivial); every byte after `part_end` is zero."""
+    """`disk.img`: an MBR (or GPT) disk with one ext4 partition holding files (and a random
+    file, so that compressed forms are not trivial); after `part_end` every byte is zero but
+    a GPT's backup at the end."""
     path = sparse_file(directory, "disk.img", size)
     node = loops.attach(path)
-    script = f"label: dos\nstart=2048, size={(part_end - MiB) // 512}, type=83\n"
+    script = f"label: {label}\nstart=2048, size={(part_end - MiB) // 512}, type=L\n"
     run("sfdisk", "--no-reread", "--no-tell-kernel", "-q", node, input=script)
     part = partition_nodes(node)[1]
     run("mkfs.ext4", "-q", "-L", "written", part)

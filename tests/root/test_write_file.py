@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from kit.cli import appliance, file_digest, refused, result_json
 from kit.diskbuild import MiB, sparse_file
-from kit.diskcompare import fsck_part, partition_nodes, read_bytes
+from kit.diskcompare import fsck_part, partition_nodes, read_bytes, table
 from kit.imagefiles import (
     DISK_SIZE,
+    PART_END,
     hybrid_iso,
     partitioned_image,
     xz_file,
@@ -93,6 +94,23 @@ def test_smaller_target_with_zero_tail(loops: Loops, tmp_path: Path, compressed:
     result = result_json(appliance("write", str(source), node, "--yes", "--json"))
     assert result["verdicts"][0]["ok"] is True and result["verdicts"][0]["bytes"] == size
     assert read_bytes(node, 0, size) == raw.read_bytes()[:size]
+    fsck_part(partition_nodes(node)[1], "ext4")
+
+
+def test_smaller_target_for_a_gpt_image(loops: Loops, tmp_path: Path) -> None:
+    """A GPT image's tail holds its backup header, never zeros: the target is taken because
+    the partitions end before its end, and its GPT is rebuilt with the backup at the end."""
+    raw = partitioned_image(loops, tmp_path, label="gpt")
+    size = DISK_SIZE - 4 * MiB
+    (node, _), *_ = targets(loops, tmp_path, 1, size)
+    result = result_json(appliance("write", str(raw), node, "--yes", "--json"))
+    assert result["targets"][0]["gpt_rebuilt"] is True
+    assert result["verdicts"][0]["ok"] is True, result
+    assert read_bytes(node, MiB, PART_END - MiB) == raw.read_bytes()[MiB:PART_END]
+    verify = subprocess.run(["sgdisk", "-v", node], capture_output=True, text=True, check=True)
+    assert "No problems found" in verify.stdout, verify.stdout
+    mine, theirs = table(node, ignore_size=True), table(str(raw), ignore_size=True)
+    assert mine["partitions"] == theirs["partitions"]
     fsck_part(partition_nodes(node)[1], "ext4")
 
 
