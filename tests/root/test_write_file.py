@@ -6,7 +6,9 @@ marked incomplete."""
 from __future__ import annotations
 
 import lzma
+import random
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from kit.imagefiles import (
     xz_file,
     zip_file,
 )
+from kit.interrupt import first_write, has_valid_table, kill_after, reported, start
 from kit.loops import Loops
 
 pytestmark = pytest.mark.root
@@ -156,3 +159,32 @@ def test_dry_run_and_confirmation_write_nothing(loops: Loops, tmp_path: Path) ->
     refused(appliance("write", str(source), *nodes, check=False), 5, "add --yes")
     refused(appliance("write", str(source), nodes[0], nodes[0], "--yes", check=False), 5, "twice")
     assert [file_digest(path) for _, path in disks] == before
+
+
+def test_sigkill_while_writing_leaves_no_good_looking_disk(loops: Loops, tmp_path: Path) -> None:
+    """Killed at random moments, a target holds the marker and no table (or, killed after
+    its last write, the finished image); writing it again finishes it."""
+    raw = partitioned_image(loops, tmp_path, size=96 * MiB, part_end=88 * MiB)
+    source = xz_file(raw)
+    (node, _), *_ = targets(loops, tmp_path, 1, 128 * MiB)
+    args = ["write", str(source), node, "--yes"]
+    proc = start(*args)  # how long the writing takes here
+    began = time.monotonic() + first_write(proc, node)
+    assert proc.wait() == 0
+    duration = time.monotonic() - began
+    rng = random.Random(5)
+    interrupted = 0
+    for attempt in range(8):
+        if not kill_after(start(*args), node, rng.uniform(0.0, duration * 0.8)):
+            continue
+        state = reported(node)
+        if state is None:
+            assert has_valid_table(node), attempt
+            continue
+        interrupted += 1
+        assert not has_valid_table(node), attempt
+        assert state.startswith("incomplete write of the image file disk.img.xz"), state
+    assert interrupted >= 4, f"only {interrupted} of 8 kills hit the write while it wrote"
+    appliance(*args)
+    assert reported(node) is None
+    assert read_bytes(node, 0, raw.stat().st_size) == raw.read_bytes()
