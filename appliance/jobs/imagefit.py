@@ -106,6 +106,15 @@ def plan_write(path: str, targets: list[str], *, progress: Progress | None = Non
         size = scan.size
     if size == 0:
         raise ImageError(f"The image file {image.name} is empty.")
+    other = [d for d in disks if d.logical_sector != SECTOR]
+    if other:
+        table, _ = imagefile.partitions_end(image, size)
+        if table is not None:
+            raise SafetyRefusal(
+                f"The target {other[0].describe()} has {other[0].logical_sector}-byte sectors "
+                f"and the {table.upper()} table of {image.name} counts {SECTOR}-byte sectors; "
+                f"use a disk with {SECTOR}-byte sectors."
+            )
     plans = [_fit(image, size, disk, scan) for disk in disks]
     return WriteFilePlan(image, size, plans)
 
@@ -143,6 +152,8 @@ def relocated_gpt(head: bytes, size: int) -> dict[int, bytes]:
     """The sectors of the image's GPT made for a disk of `size` bytes: the protective MBR,
     the primary header and entries, the backup entries and header at the disk's real end.
     sgdisk -e moves them on a sparse scratch file holding the image's head."""
+    if head[SECTOR : SECTOR + 8] != b"EFI PART":
+        raise ImageError("The image's GPT header cannot be read; it cannot be rebuilt.")
     with tempfile.NamedTemporaryFile(prefix="appliance-gpt-", suffix=".img") as scratch:
         scratch.write(head[:MiB])
         scratch.truncate(size)

@@ -87,6 +87,16 @@ def test_too_small_target_refused_unchanged(loops: Loops, tmp_path: Path) -> Non
     assert file_digest(path) == before, "a refused write changed the target"
 
 
+def test_target_with_other_sector_size_refused(loops: Loops, tmp_path: Path) -> None:
+    """The image's table counts 512-byte sectors: on a 4Kn disk it would point elsewhere."""
+    raw = partitioned_image(loops, tmp_path)
+    path = sparse_file(tmp_path, "target4k.img", 64 * MiB)
+    node = loops.attach(path, sector_size=4096)
+    before = file_digest(path)
+    refused(appliance("write", str(raw), node, "--yes", check=False), 5, "4096-byte sectors")
+    assert file_digest(path) == before
+
+
 @pytest.mark.parametrize("compressed", [False, True])
 def test_smaller_target_with_zero_tail(loops: Loops, tmp_path: Path, compressed: bool) -> None:
     """Sticks of one size differ: the image's last MiBs hold only zeros, so they may go."""
