@@ -1,16 +1,16 @@
 """write: a raw image file (.img .iso .bin, compressed, or in a .zip) onto one or more disks.
 
-The ImageUSB / Etcher job. Plan first: the file (appliance.shelf.imagefile), every target
+The ImageUSB / Etcher job. Plan first (appliance.jobs.imagefit): the file, every target
 probed and passed through the same guards as a restore, and each target known to take the
-image before anything is written: a target smaller than the image is accepted only when
-what it cannot hold is zeros, or lies after the image's partitions (an MBR image).
+image before anything is written.
 
 Then the write plan's order (appliance.jobs.writeplan) on every target: mark it incomplete,
 erase old signatures, discard its blocks and check they read back as zeros, then ONE read
 of the file feeds every target at once (appliance.io.fanout), all-zero windows skipped on a
 target that reads zeros after discard; the first MiB and the image's last sector are held
-back and written last, after a flush. Last, every target is read back and its blake3 hash
-compared with the file's, computed while it was read. Each target gets its own verdict.
+back and written last, after a flush (with a GPT rebuilt for a smaller target, if any).
+Last, every target is read back and its blake3 hash compared with the file's, computed while
+it was read. Each target gets its own verdict; a target that fails stops only itself.
 """
 
 from __future__ import annotations
@@ -106,8 +106,9 @@ def marker_for(plan: WriteFilePlan) -> Marker:
 
 @dataclass
 class Discard(Step):
-    """BLKDISCARD the image's span after the first MiB, then check that it reads back as
-    zeros (bmaptool's reasoning): only then are all-zero windows skipped on this target."""
+    """BLKDISCARD the target after its first MiB (the marker stays), then check that it
+    reads back as zeros (bmaptool's reasoning): only then are all-zero windows skipped on
+    this target; elsewhere they are written."""
 
     zeroed: dict[str, bool] = field(default_factory=dict, repr=False)
 
@@ -298,6 +299,8 @@ def write_file(
             if cancel is not None and cancel.is_set():
                 raise Cancelled("Stopped by the user.")
             live = [n for n in ctxs if verdicts[n].error is None]
+            if not live:
+                break  # every target has its verdict already
             if step.writes:
                 wrote.extend(n for n in live if n not in wrote)
             if isinstance(step, CopyImage):
