@@ -367,7 +367,7 @@ def _copy(
     with imagefile.open_image(image) as stream:
         try:
             result = fan_out(read, list(sinks), progress=progress, cancel=cancel, cuts=cuts)
-        except (ApplianceError, OSError, EOFError, ValueError) as exc:
+        except imagefile.STREAM_ERRORS as exc:
             if isinstance(exc, Cancelled):
                 raise
             error = imagefile.damaged(image, position[0], exc)

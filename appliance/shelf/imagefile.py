@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import errno
 import io
+import lzma
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +35,9 @@ from appliance.tools import run
 RAW_SUFFIXES = (".img", ".iso", ".bin")
 COMPRESSED_SUFFIXES = {".gz": "gzip", ".xz": "xz", ".zst": "zstd", ".bz2": "bzip2"}
 BLOCK = 4 * 1024 * 1024
+ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+#: what reading a damaged stream raises (streams' CorruptData, or the zip reader's own errors)
+STREAM_ERRORS = (ApplianceError, OSError, EOFError, zipfile.BadZipFile, zlib.error, lzma.LZMAError)
 HEAD = 8 * 1024 * 1024  # the table sectors of an image: MBR, GPT header and entries
 
 
@@ -122,7 +127,18 @@ def _probe_zip(path: Path) -> ImageFile:
             f"The zip file {path} holds {len(entries)} images ({names}); extract the one "
             "to write and name it."
         )
-    return ImageFile(path, "zip", entries[0].file_size, entries[0].filename)
+    entry = entries[0]
+    if entry.flag_bits & 0x1:
+        raise UnsupportedImage(
+            f"The image {entry.filename} in {path.name} is encrypted; extract it with its "
+            "password first."
+        )
+    if entry.compress_type not in ZIP_METHODS:
+        raise UnsupportedImage(
+            f"The image {entry.filename} in {path.name} is compressed with zip method "
+            f"{entry.compress_type}, which this appliance cannot read; extract it first."
+        )
+    return ImageFile(path, "zip", entry.file_size, entry.filename)
 
 
 def _xz_size(path: Path) -> int | None:
@@ -192,7 +208,7 @@ def scan(
         while True:
             try:
                 got = read_full(stream, view)
-            except Exception as exc:  # the decompressor's own error: zlib, lzma, zstd, EOF
+            except STREAM_ERRORS as exc:
                 raise damaged(image, size, exc) from exc
             if not got:
                 break
@@ -243,7 +259,7 @@ def read_head(image: ImageFile, length: int = HEAD) -> bytes:
     with open_image(image) as stream:
         try:
             got = read_full(stream, memoryview(head))
-        except Exception as exc:
+        except STREAM_ERRORS as exc:
             raise damaged(image, 0, exc) from exc
     return bytes(head[:got])
 

@@ -83,6 +83,17 @@ def test_zip_with_one_image_and_a_readme(tmp_path: Path) -> None:
     assert read_all(image) == DATA
 
 
+def test_damaged_zip_entry_is_one_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "download.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("stick.img", DATA)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 32] = bytes(32)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptData, match=r"download\.zip:stick\.img is damaged or cut short"):
+        imagefile.scan(imagefile.probe(path))
+
+
 def test_zip_with_two_images_is_a_sentence(tmp_path: Path) -> None:
     path = tmp_path / "two.zip"
     with zipfile.ZipFile(path, "w") as archive:
