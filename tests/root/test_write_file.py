@@ -5,6 +5,7 @@ marked incomplete."""
 
 from __future__ import annotations
 
+import json
 import lzma
 import random
 import subprocess
@@ -64,8 +65,13 @@ def test_one_file_onto_three_disks(loops: Loops, tmp_path: Path, kind: str) -> N
         source = xz_file(raw) if kind == "xz" else zip_file(raw, readme)
     expected = raw_bytes(source)
     disks = targets(loops, tmp_path, 3, 64 * MiB)
-    proc = appliance("write", str(source), *(node for node, _ in disks), "--yes", "--json")
+    output = "--progress=json" if kind == "zip" else "--json"  # the first implies the second
+    proc = appliance("write", str(source), *(node for node, _ in disks), "--yes", output)
     result = result_json(proc)
+    if kind == "zip":  # stdout holds JSON lines only: progress of each phase, then the result
+        lines = [json.loads(line) for line in proc.stdout.splitlines()]
+        phases = {line["phase"] for line in lines if line["type"] == "progress"}
+        assert {"write", "verify", "done"} <= phases, phases
     assert result["ok"] is True and result["bytes"] == len(expected)
     assert [v["ok"] for v in result["verdicts"]] == [True, True, True]
     for node, _ in disks:
