@@ -105,6 +105,21 @@ def marker_for(plan: WriteFilePlan) -> Marker:
 
 
 @dataclass
+class MarkWriteIncomplete(MarkIncomplete):
+    """writeplan's first write; it zeroes up to the end of the held-back head, so it sees
+    only the holds in the first MiB (the image's last sector, a rebuilt GPT's backup are
+    held back too, far from there)."""
+
+    def run(self, ctx: Context) -> None:
+        holds = ctx.holds
+        ctx.holds = [(start, length) for start, length in holds if start + length <= MiB]
+        try:
+            super().run(ctx)
+        finally:
+            ctx.holds = holds
+
+
+@dataclass
 class Discard(Step):
     """BLKDISCARD the target after its first MiB (the marker stays), then check that it
     reads back as zeros (bmaptool's reasoning): only then are all-zero windows skipped on
@@ -197,7 +212,7 @@ class ReadBack(Step):
 def write_steps(plan: WriteFilePlan, zeroed: dict[str, bool] | None = None) -> list[Step]:
     """The steps every target goes through, in order (printed by --dry-run)."""
     return [
-        MarkIncomplete(marker_for(plan)),
+        MarkWriteIncomplete(marker_for(plan)),
         WipeSignatures(()),
         Discard(zeroed if zeroed is not None else {}),
         CopyImage(plan),

@@ -171,7 +171,8 @@ def test_dry_run_and_confirmation_write_nothing(loops: Loops, tmp_path: Path) ->
     plan = result_json(appliance("write", str(source), *nodes, "--dry-run", "--json"))
     assert [t["target"] for t in plan["targets"]] == nodes
     steps = [s["step"] for s in plan["steps"]]
-    assert steps[0] == "MarkIncomplete" and steps.index("CopyImage") < steps.index("WriteTableLast")
+    assert steps[0] == "MarkWriteIncomplete"
+    assert steps.index("CopyImage") < steps.index("WriteTableLast")
     refused(appliance("write", str(source), *nodes, check=False), 5, "add --yes")
     refused(appliance("write", str(source), nodes[0], nodes[0], "--yes", check=False), 5, "twice")
     assert [file_digest(path) for _, path in disks] == before
