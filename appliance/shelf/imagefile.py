@@ -2,7 +2,8 @@
 
 `appliance write FILE TARGET...` takes `.img .iso .bin` (the disk's bytes as they are), the
 same compressed (`.gz .xz .zst .bz2`: decompressed by appliance.shelf.streams, which finds the
-compressor by its magic bytes) and a `.zip` that holds exactly one image (stdlib zipfile).
+compressor by its magic bytes) and a `.zip` that holds exactly one image (stdlib zipfile);
+a file split into pieces (`NAME.aa`, `NAME.ab`, ...) is named by NAME and read as one.
 Every kind is one branch of `probe` and `open_image`; a VM disk (`.qcow2 .vhdx ...`) read
 through a raw view becomes one more.
 
@@ -15,6 +16,7 @@ the stream once first (`scan`) to learn the size and where its data ends.
 from __future__ import annotations
 
 import errno
+import glob
 import io
 import lzma
 import os
@@ -50,19 +52,24 @@ class ImageFile:
     kind: str
     size: int | None
     member: str | None = None
+    pieces: int = 1  # split pieces (`NAME.aa`, `NAME.ab`, ...) read as one file
 
     @property
     def name(self) -> str:
         return self.path.name if self.member is None else f"{self.path.name}:{self.member}"
 
     @property
+    def split(self) -> str:
+        return f", in {self.pieces} pieces" if self.pieces > 1 else ""
+
+    @property
     def seekable(self) -> bool:
         """Whether any byte can be read without reading all before it."""
-        return self.kind == "raw"
+        return self.kind == "raw" and self.pieces == 1
 
     def describe(self) -> str:
         how = {"raw": "raw image", "zip": "image in a zip file"}.get(self.kind, "")
-        return how or f"{self.kind}-compressed raw image"
+        return (how or f"{self.kind}-compressed raw image") + self.split
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ def probe(path: str | Path) -> ImageFile:
         st = path.stat()
     except OSError as exc:
         if exc.errno == errno.ENOENT:
-            raise ImageError(f"The image file {path} does not exist.") from exc
+            return _probe_pieces(path)
         raise ImageError(f"The image file {path} cannot be read: {exc.strerror}.") from exc
     if not path.is_file():
         raise UsageError(f"{path} is not a file; name an image file ({_kinds()}).")
@@ -104,6 +111,22 @@ def probe(path: str | Path) -> ImageFile:
             f"(it reads {', '.join(streams.READABLE[:-1])})."
         )
     return ImageFile(path, kind, _xz_size(path) if kind == "xz" else None)
+
+
+def _probe_pieces(path: Path) -> ImageFile:
+    """A file split into pieces (`split -b`: `NAME.aa`, `NAME.ab`, ...), named by NAME."""
+    if not any(path.parent.glob(glob.escape(path.name) + ".a*")):
+        raise ImageError(f"The image file {path} does not exist.")
+    found = streams.pieces(path)
+    if path.suffix.lower() not in RAW_SUFFIXES and path.suffix.lower() not in COMPRESSED_SUFFIXES:
+        raise UsageError(f"{path.name} is not a disk image file this tool writes; use {_kinds()}.")
+    kind = streams.compression_of(path)
+    if kind not in streams.READABLE:
+        raise UnsupportedImage(
+            f"{path.name} is compressed with {kind}, which this appliance cannot read."
+        )
+    size = sum(piece.stat().st_size for piece in found) if kind == "none" else None
+    return ImageFile(path, "raw" if kind == "none" else kind, size, pieces=len(found))
 
 
 def _probe_zip(path: Path) -> ImageFile:
@@ -157,7 +180,7 @@ def _xz_size(path: Path) -> int | None:
 def open_image(image: ImageFile) -> Iterator[io.BufferedIOBase]:
     """The image's raw bytes as a stream, from its first byte."""
     try:
-        if image.kind == "raw":
+        if image.seekable:
             with open(image.path, "rb") as handle:
                 yield handle
         elif image.kind == "zip":

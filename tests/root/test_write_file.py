@@ -54,7 +54,7 @@ def raw_bytes(source: Path) -> bytes:
     return source.read_bytes()
 
 
-@pytest.mark.parametrize("kind", ["iso", "xz", "zip"])
+@pytest.mark.parametrize("kind", ["iso", "xz", "zip", "split"])
 def test_one_file_onto_three_disks(loops: Loops, tmp_path: Path, kind: str) -> None:
     if kind == "iso":
         source = hybrid_iso(tmp_path)
@@ -62,8 +62,11 @@ def test_one_file_onto_three_disks(loops: Loops, tmp_path: Path, kind: str) -> N
         raw = partitioned_image(loops, tmp_path)
         readme = tmp_path / "README.txt"
         readme.write_text("write disk.img to a stick\n")
-        source = xz_file(raw) if kind == "xz" else zip_file(raw, readme)
+        source = {"xz": xz_file, "zip": lambda r: zip_file(r, readme)}.get(kind, Path)(raw)
     expected = raw_bytes(source)
+    if kind == "split":  # disk.img.aa, .ab, ...: named as the whole file
+        subprocess.run(["split", "-b", "16M", str(raw), f"{raw}."], check=True)
+        raw.unlink()
     disks = targets(loops, tmp_path, 3, 64 * MiB)
     output = "--progress=json" if kind == "zip" else "--json"  # the first implies the second
     proc = appliance("write", str(source), *(node for node, _ in disks), "--yes", output)

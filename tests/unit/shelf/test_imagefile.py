@@ -72,6 +72,26 @@ def test_compressor_found_by_magic_not_by_name(tmp_path: Path) -> None:
     assert image.kind == "gzip" and read_all(image) == DATA
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_split_pieces_read_as_one_file(tmp_path: Path, packed: bool) -> None:
+    """`split -b` pieces (`disk.img.aa`, `.ab`, ...), named by the whole file's name."""
+    whole = raw(tmp_path)
+    if packed:
+        whole.with_name("disk.img.gz").write_bytes(gzip.compress(DATA))
+        whole.unlink()
+        whole = whole.with_name("disk.img.gz")
+    subprocess.run(["split", "-b", "1M", str(whole), f"{whole}."], check=True)
+    whole.unlink()
+    image = imagefile.probe(whole)
+    assert image.pieces > 1 and not image.seekable
+    assert (image.kind, image.size) == (("gzip", None) if packed else ("raw", len(DATA)))
+    assert read_all(image) == DATA
+    assert imagefile.scan(image).data_end == len(DATA.rstrip(b"\0"))
+    whole.with_name(whole.name + ".ab").unlink()
+    with pytest.raises(CorruptData, match=r"\.ab is missing"):
+        imagefile.probe(whole)
+
+
 def test_zip_with_one_image_and_a_readme(tmp_path: Path) -> None:
     path = tmp_path / "download.zip"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
