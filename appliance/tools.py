@@ -18,6 +18,7 @@ TOOLS: dict[str, str] = {
     "blkid": "util-linux",
     "wipefs": "util-linux",
     "xz": "xz-utils",
+    "zstd": "zstd",
     "mkswap": "util-linux",
     "blockdev": "util-linux",
     "losetup": "util-linux",

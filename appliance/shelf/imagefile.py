@@ -8,9 +8,10 @@ Every kind is one branch of `probe` and `open_image`; a VM disk (`.qcow2 .vhdx .
 through a raw view becomes one more.
 
 The raw size comes from the container where it says it reliably: the file itself, the zip
-entry's size, the xz index (`xz --robot --list`). gzip's trailer holds the size modulo 4 GiB,
-and bzip2 and zstd streams need not say it at all: for those `size` is None and the job reads
-the stream once first (`scan`) to learn the size and where its data ends.
+entry's size, the xz index (`xz --robot --list`), zstd's frame headers (`zstd -lv`; the zstd
+tool writes them for a file, not for a pipe). gzip's trailer holds the size modulo 4 GiB and
+bzip2 never says it: for those `size` is None and the job reads the stream once first
+(`scan`) to learn the size and where its data ends.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import glob
 import io
 import lzma
 import os
+import re
 import tempfile
 import zipfile
 import zlib
@@ -37,6 +39,7 @@ from appliance.tools import run
 RAW_SUFFIXES = (".img", ".iso", ".bin")
 COMPRESSED_SUFFIXES = {".gz": "gzip", ".xz": "xz", ".zst": "zstd", ".bz2": "bzip2"}
 BLOCK = 4 * 1024 * 1024
+_ZSTD_SIZE = re.compile(r"^Decompressed Size: .*\((\d+) B\)$", re.MULTILINE)
 ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 #: what reading a damaged stream raises (streams' CorruptData, or the zip reader's own errors)
 STREAM_ERRORS = (ApplianceError, OSError, EOFError, zipfile.BadZipFile, zlib.error, lzma.LZMAError)
@@ -110,7 +113,7 @@ def probe(path: str | Path) -> ImageFile:
             f"{path.name} is compressed with {kind}, which this appliance cannot read "
             f"(it reads {', '.join(streams.READABLE[:-1])})."
         )
-    return ImageFile(path, kind, _xz_size(path) if kind == "xz" else None)
+    return ImageFile(path, kind, _container_size(path, kind))
 
 
 def _probe_pieces(path: Path) -> ImageFile:
@@ -164,15 +167,23 @@ def _probe_zip(path: Path) -> ImageFile:
     return ImageFile(path, "zip", entry.file_size, entry.filename)
 
 
-def _xz_size(path: Path) -> int | None:
-    """The uncompressed size the xz index records (None when xz cannot read it)."""
-    proc = run(["xz", "--robot", "--list", str(path)], check=False, timeout=120)
-    if proc.returncode != 0:
-        return None  # damaged or cut short: the first read of the stream says how
-    for line in proc.stdout.splitlines():
-        fields = line.split("\t")
-        if fields[0] == "totals" and len(fields) > 4 and fields[4].isdigit():
-            return int(fields[4])
+def _container_size(path: Path, kind: str) -> int | None:
+    """The uncompressed size the container records: the xz index (`xz --robot --list`), the
+    zstd frame headers (`zstd -lv`, when every frame says it); None when it does not say, or
+    cannot be read (the first read of the stream then says how)."""
+    if kind == "xz":
+        proc = run(["xz", "--robot", "--list", str(path)], check=False, timeout=120)
+        if proc.returncode != 0:
+            return None
+        for line in proc.stdout.splitlines():
+            fields = line.split("\t")
+            if fields[0] == "totals" and len(fields) > 4 and fields[4].isdigit():
+                return int(fields[4])
+    if kind == "zstd":
+        proc = run(["zstd", "-lv", str(path)], check=False, timeout=120)
+        found = _ZSTD_SIZE.search(proc.stdout)
+        if proc.returncode == 0 and found:
+            return int(found.group(1))
     return None
 
 

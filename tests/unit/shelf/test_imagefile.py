@@ -54,6 +54,19 @@ def test_xz_size_from_its_index(tmp_path: Path) -> None:
     assert read_all(image) == DATA
 
 
+def test_zstd_size_from_its_frame_header_not_from_a_pipe(tmp_path: Path) -> None:
+    path = raw(tmp_path)
+    subprocess.run(["zstd", "-q", "-1", str(path)], check=True)  # a file: the size is recorded
+    image = imagefile.probe(tmp_path / "disk.img.zst")
+    assert (image.kind, image.size) == ("zstd", len(DATA))
+    piped = tmp_path / "piped.img.zst"
+    with open(piped, "wb") as out:
+        subprocess.run(["zstd", "-q", "-1", "-c"], input=DATA, stdout=out, check=True)
+    image = imagefile.probe(piped)
+    assert (image.kind, image.size) == ("zstd", None)
+    assert imagefile.scan(image).size == len(DATA)
+
+
 def test_gzip_size_learnt_by_one_read(tmp_path: Path) -> None:
     path = tmp_path / "disk.img.gz"
     path.write_bytes(gzip.compress(DATA))
