@@ -39,16 +39,19 @@ def confirm(plan: WriteFilePlan) -> None:
         raise SafetyRefusal(f"Nothing was written: you typed {answer!r}, not {names}.")
 
 
-def failure(verdicts: list[Verdict]) -> Exception | None:
+def failure(verdicts: list[Verdict], as_json: bool = False) -> Exception | None:
     """The one sentence (and exit code) for targets that failed; None when all are good."""
     failed = [v for v in verdicts if not v.ok]
     if not failed:
         return None
     nodes = ", ".join(v.target.disk.node for v in failed)
     good = len(verdicts) - len(failed)
+    where = (
+        "the result's verdicts" if as_json else "its line" if len(failed) == 1 else "their lines"
+    )
     sentence = (
-        f"Writing failed on {nodes} (see {'its line' if len(failed) == 1 else 'their lines'} "
-        f"above); {good} of {len(verdicts)} targets hold the image, verified."
+        f"Writing failed on {nodes} (see {where}{'' if as_json else ' above'}); "
+        f"{good} of {len(verdicts)} targets hold the image, verified."
     )
     if all(v.error and "differs from the image" in v.error for v in failed):
         return VerifyMismatch(sentence)
@@ -83,7 +86,7 @@ def run_write(args: argparse.Namespace, cancel: threading.Event) -> int:
         print(f"Wrote {plan.image.name} onto {len(verdicts)} disk(s): {rate(plan.size, seconds)}.")
         for verdict in verdicts:
             print(fit80(verdict.line() + "."))
-    error = failure(verdicts)
+    error = failure(verdicts, args.json)
     if error is not None:
         raise error
     return 0
