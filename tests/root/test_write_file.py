@@ -208,3 +208,25 @@ def test_sigkill_while_writing_leaves_no_good_looking_disk(loops: Loops, tmp_pat
     appliance(*args)
     assert reported(node) is None
     assert read_bytes(node, 0, raw.stat().st_size) == raw.read_bytes()
+
+
+def test_a_target_that_fails_halfway_stops_only_itself(loops: Loops, tmp_path: Path) -> None:
+    """A stick that dies mid-write (its loop file lives on an 8 MiB tmpfs: past that every
+    write fails) is marked incomplete and named; the others are written and verified."""
+    raw = partitioned_image(loops, tmp_path)
+    small = tmp_path / "small-tmpfs"  # not below loops.mount_root: detach would unmount it
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)], check=True)
+    try:
+        dying = loops.attach(sparse_file(small, "dying.img", 64 * MiB))
+        (good, _), *_ = targets(loops, tmp_path, 1, 64 * MiB)
+        proc = appliance("write", str(raw), dying, good, "--yes", "--progress=none", check=False)
+        sentence = refused(proc, 4, f"Writing failed on {dying}")
+        assert good not in sentence and "1 of 2 targets hold the image" in sentence
+        assert f"{good}: written and verified" in proc.stdout
+        assert f"{dying}: FAILED" in proc.stdout and "incomplete write" in proc.stdout
+        assert read_bytes(good, 0, raw.stat().st_size) == raw.read_bytes()
+        assert read_bytes(dying, 0, 512).startswith(MARKER)
+        loops.detach(dying)
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
