@@ -7,12 +7,13 @@ import sys
 import threading
 import time
 
-from appliance.cli.output import fit80, make_progress, print_json, rate
+from appliance.cli.output import fit80, make_progress, print_json
 from appliance.errors import DeviceError, SafetyRefusal, VerifyMismatch
 from appliance.jobs.imagefit import WriteFilePlan, plan_write
 from appliance.jobs.plantext import target_now
 from appliance.jobs.writefile import Verdict, write_file, write_steps
 from appliance.jobs.writeplan import describe_steps, steps_json
+from appliance.units import rate
 
 
 def describe(plan: WriteFilePlan) -> str:

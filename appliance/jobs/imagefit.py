@@ -16,15 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.disk.model import Disk, human_size
+from appliance.disk.model import Disk
 from appliance.disk.probe import probe_disk
 from appliance.disk.usage import disks_of_path
 from appliance.errors import ImageError, SafetyRefusal
 from appliance.plan.safety import check_target
-from appliance.progress import Progress
+from appliance.progress import Phase, Progress
 from appliance.shelf import imagefile
 from appliance.shelf.imagefile import ImageFile
 from appliance.tools import run
+from appliance.units import human_size
 
 MiB = 1024 * 1024
 SECTOR = 512  # the sector size an image file's table is read with (sfdisk's, on a file)
@@ -101,7 +102,7 @@ def plan_write(path: str, targets: list[str], *, progress: Progress | None = Non
     smallest = min(d.size for d in disks)
     scan = None
     if size is None or smallest < size:
-        progress.set_phase("scan", f"reading {image.name} once to learn its size")
+        progress.set_phase(Phase.CHECK, f"reading {image.name} once to learn its size")
         scan = imagefile.scan(image, tick=progress.add, limit=smallest)
         size = scan.size
     if size == 0:

@@ -55,7 +55,7 @@ from appliance.jobs.writeplan import (
     now_utc,
 )
 from appliance.plan.safety import check_target
-from appliance.progress import Progress
+from appliance.progress import Phase, Progress
 from appliance.shelf import imagefile
 from appliance.tools import run
 
@@ -131,7 +131,7 @@ class Discard(Step):
         return "discard the target's blocks and check that they read back as zeros"
 
     def run(self, ctx: Context) -> None:
-        ctx.progress.set_phase("table", f"discarding the blocks of {ctx.target.node}")
+        ctx.progress.set_phase(Phase.TABLE, f"discarding the blocks of {ctx.target.node}")
         self.zeroed[ctx.target.node] = discard_reads_zeros(ctx.fd, ctx.target)
 
 
@@ -336,7 +336,7 @@ def write_file(
     finally:
         for ctx in ctxs.values():
             os.close(ctx.fd)
-    progress.set_phase("done", f"{plan.image.name} written onto {len(plan.targets)} disk(s)")
+    progress.set_phase(Phase.DONE, f"{plan.image.name} written onto {len(plan.targets)} disk(s)")
     return list(verdicts.values())
 
 
@@ -363,7 +363,7 @@ def _copy(
 ) -> dict[str, str]:
     """One read of the file into every live target; the hash each target must show."""
     progress = next(iter(ctxs.values())).progress if ctxs else Progress()
-    progress.set_phase("write", f"writing {plan.image.name} onto {len(ctxs)} disk(s)")
+    progress.set_phase(Phase.WRITE, f"writing {plan.image.name} onto {len(ctxs)} disk(s)")
     sinks = [TargetSink(ctxs[n], verdicts[n].target, zeroed.get(n, False)) for n in ctxs]
     image = plan.image
     position = [0]
@@ -414,7 +414,7 @@ def _read_back(
 ) -> None:
     """Every live target read back (O_DIRECT) in parallel and hashed."""
     progress = next(iter(ctxs.values())).progress if ctxs else Progress()
-    progress.set_phase("verify", f"reading back {len(ctxs)} disk(s)")
+    progress.set_phase(Phase.VERIFY, f"reading back {len(ctxs)} disk(s)")
 
     def check(node: str) -> None:
         target = verdicts[node].target

@@ -32,8 +32,8 @@ def test_an_interrupted_restore_is_said_first() -> None:
         incomplete="incomplete restore of pc1, started 2026-12-01 16:00",
     )
     assert target_now(disk) == (
-        "an incomplete restore of pc1, started 2026-12-01 16:00 (this job writes it again "
-        "from the start)",
+        "an incomplete restore of pc1, started 2026-12-01 16:00 (no valid partition table; "
+        "this job writes it again from the start)",
     )
 
 
@@ -46,7 +46,10 @@ def test_layout_says_what_grows_and_what_stays_free() -> None:
     ]
     lines = layout_lines("dos", regions, plan, 2048 * MiB)
     assert lines[0] == "DOS partition table"
-    assert lines[1].startswith("partition 1: ") and "(partclone, grown from 419.4 MB)" in lines[1]
+    assert (
+        lines[1].startswith("partition 1: ")
+        and "(partclone, grown from 419.4 MB; the filesystem grows)" in lines[1]
+    )
     assert len(lines) == 2  # the one partition takes the whole disk: nothing is left free
     unfitted = layout_lines("dos", regions, None, 2048 * MiB)
     assert unfitted[1] == "partition 1: 419.4 MB ext4 root (partclone)"
@@ -60,7 +63,6 @@ def test_the_command_line_prints_the_plan_lines_in_order() -> None:
         "QEMU HARDDISK (1.1 GB) at /dev/sdb",
         ("no partitions",),
         ("GPT partition table", "partition 1: 1.1 GB ext4 (partclone)"),
-        ("partition 1 (ext4): 1.1 GB at 1048576, unchanged",),
         ("1. mark the target", "2. write partition 1"),
     )
     assert describe_plan(text).splitlines() == [
@@ -69,5 +71,6 @@ def test_the_command_line_prints_the_plan_lines_in_order() -> None:
         "will be ERASED. It now holds:",
         "  no partitions",
         "It will hold:",
-        "  partition 1 (ext4): 1.1 GB at 1048576, unchanged",
+        "  GPT partition table",
+        "  partition 1: 1.1 GB ext4 (partclone)",
     ]
