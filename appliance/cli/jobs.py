@@ -6,14 +6,16 @@ import argparse
 import sys
 import threading
 import time
+from pathlib import Path
 
 from appliance.cli.output import fit80, make_progress, print_json
 from appliance.disk.model import Disk
-from appliance.errors import WARNINGS_EXIT, SafetyRefusal
+from appliance.errors import WARNINGS_EXIT, SafetyRefusal, UsageError
 from appliance.jobs.clone import clone, clone_steps, plan_clone
 from appliance.jobs.plantext import PlanText, clone_text, restore_text, saved_lines
 from appliance.jobs.restore import RestorePlan, plan_restore, restore, restore_steps
 from appliance.jobs.save import save
+from appliance.jobs.shelfverify import is_clonezilla_image, verify_clonezilla
 from appliance.jobs.verify import verify_against, verify_image
 from appliance.jobs.writeplan import steps_json
 from appliance.units import rate
@@ -155,6 +157,9 @@ def run_clone(args: argparse.Namespace, cancel: threading.Event) -> int:
 def run_verify(args: argparse.Namespace, cancel: threading.Event) -> int:
     progress = make_progress(args.progress)
     started = time.monotonic()
+    folder = Path(args.repo) / args.image
+    if is_clonezilla_image(folder):
+        return run_shelf_verify(args, cancel, folder)
     if args.against:
         result = verify_against(
             args.repo, args.image, args.against, progress=progress, cancel=cancel
@@ -185,4 +190,44 @@ def run_verify(args: argparse.Namespace, cancel: threading.Event) -> int:
         print(fit80(f"{what} ({rate(result.bytes_checked, seconds)})."))
         for check in result.checks:  # verify --against: how each region was compared
             print(fit80(f"  {check.line()}."))
+    return 0
+
+
+def run_shelf_verify(args: argparse.Namespace, cancel: threading.Event, folder: Path) -> int:
+    """verify of a Clonezilla image folder: one line per partition, then the image's."""
+    if args.against:
+        raise UsageError(
+            f"{args.image} is a Clonezilla image: verify --against compares a disk with "
+            "this appliance's own images only."
+        )
+    progress = make_progress(args.progress)
+    started = time.monotonic()
+    result = verify_clonezilla(folder, args.image, progress=progress, cancel=cancel)
+    seconds = time.monotonic() - started
+    error = result.error()
+    if args.json:
+        print_json(
+            {
+                "command": "verify",
+                "image": args.image,
+                "format": "clonezilla",
+                "ok": error is None,
+                "bytes": result.bytes_checked,
+                "seconds": round(seconds, 3),
+                "partitions": [verdict.to_json() for verdict in result.parts],
+            }
+        )
+    else:
+        for verdict in result.parts:
+            print(fit80(f"  {verdict.line}."))
+    if error is not None:
+        raise error
+    if not args.json:
+        count = len(result.parts)
+        print(
+            fit80(
+                f"Clonezilla image {args.image} is intact: {count} partition"
+                f"{'s' if count != 1 else ''} checked ({rate(result.bytes_checked, seconds)})."
+            )
+        )
     return 0
