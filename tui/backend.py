@@ -20,14 +20,15 @@ from appliance.disk.probe import Problem, Scan, probe_disk, scan_disks
 from appliance.disk.usage import disks_of_path, nearest_existing
 from appliance.errors import ApplianceError, RepositoryError
 from appliance.jobs.catalog import ImageSummary, list_images
-from appliance.jobs.plantext import clone_text, restore_text, saved_lines
+from appliance.jobs.plantext import PlanText, clone_text, restore_text, saved_lines, target_now
 from appliance.jobs.restore import RestorePlan
 from appliance.jobs.shelflist import list_shelf, shelf_summary
 from appliance.jobs.verify import last_verified
+from appliance.jobs.writeplan import describe_steps
 from appliance.plan.preflight import Preflight, Usage, free_space, measure_disk, preflight_save
 from appliance.progress import Progress
 from appliance.repo.mount import RepoMount, Volume, mount_volume, volumes
-from appliance.units import rate
+from appliance.units import human_size, rate
 from tui.jobspec import JobSpec, JobSummary, VerifyRequest, WritePlan
 
 CLONE_MISSING = "Clone is not available in this build."
@@ -48,6 +49,8 @@ class Backend(Protocol):
     def mount(self, node: str, *, writable: bool, avoid: Sequence[str] = ()) -> RepoMount: ...
     def save_job(self, disk: Disk, repo: str, image: str, *, resume: bool) -> JobSpec: ...
     def write_job(self, plan: WritePlan) -> JobSpec: ...
+    def plan_write_file(self, path: str, targets: Sequence[str]) -> list[WritePlan]: ...
+    def write_file_job(self, plans: Sequence[WritePlan]) -> JobSpec: ...
     def verify_job(self, request: VerifyRequest) -> JobSpec: ...
     def today(self) -> str: ...
     def free(self, path: str) -> int | None: ...
@@ -224,6 +227,62 @@ class EngineBackend:
             f"{verb} {plan.source} onto {plan.target.describe()}",
             run,
             target=plan.target,
+        )
+
+    def plan_write_file(self, path: str, targets: Sequence[str]) -> list[WritePlan]:
+        """`appliance write`'s plan, as one confirmation per target."""
+        from appliance.jobs.imagefit import plan_write
+        from appliance.jobs.writefile import write_steps
+
+        plan = plan_write(path, list(targets))
+        source = f"image file {plan.image.name} ({plan.image.describe()}, {human_size(plan.size)})"
+        steps = tuple(describe_steps(write_steps(plan)))
+        out = []
+        for target in plan.targets:
+            layout = [f"the file's {human_size(target.length)}, then read back and compared"]
+            if target.short:
+                layout.append(f"only its first {target.length} bytes: {target.short}")
+            text = PlanText(
+                "write", source, target.disk.describe(), target_now(target.disk), tuple(layout),
+                steps,
+            )  # fmt: skip
+            out.append(WritePlan("write", target.disk, text, target.length, plan))
+        return out
+
+    def write_file_job(self, plans: Sequence[WritePlan]) -> JobSpec:
+        from appliance.jobs.imagefit import WriteFilePlan
+        from appliance.jobs.writefile import write_file
+
+        engine_plan = plans[0].engine_plan
+        assert isinstance(engine_plan, WriteFilePlan)  # what plan_write_file handed out
+        # only the targets the user confirmed (all of them, or the job is not started)
+        confirmed = {p.target.node for p in plans}
+        engine_plan.targets = [t for t in engine_plan.targets if t.disk.node in confirmed]
+
+        def run(progress: Progress, cancel: threading.Event) -> JobSummary:
+            started = time.monotonic()
+            verdicts = write_file(engine_plan, progress=progress, cancel=cancel)
+            took = time.monotonic() - started
+            lines = [
+                f"Wrote {engine_plan.image.name} onto {len(verdicts)} disk(s): "
+                f"{rate(engine_plan.size, took)}.",
+                *(f"{v.line()}." for v in verdicts),
+            ]
+            failed = [v for v in verdicts if not v.ok]
+            return JobSummary(
+                tuple(lines),
+                f"{len(failed)} of {len(verdicts)} disks do NOT hold the image: see the "
+                "FAILED lines."
+                if failed
+                else "Every disk was read back and matches the file.",
+            )
+
+        disks = tuple(t.disk for t in engine_plan.targets)
+        return JobSpec(
+            "write",
+            f"Write {engine_plan.image.name} onto {', '.join(d.node for d in disks)}",
+            run,
+            targets=disks,
         )
 
     def _shelf_restore(

@@ -21,7 +21,7 @@ from appliance.progress import Progress, writes_target
 class WritePlan:
     """A restore or clone, planned and checked by the engine; nothing written yet."""
 
-    kind: str  # "restore" or "clone"
+    kind: str  # "restore", "clone" or "write" (an image file; one plan per target)
     target: Disk  # the disk that will be erased
     text: PlanText  # the engine's lines: what is written, what the target holds, the layout
     total: int  # bytes that will be written
@@ -61,10 +61,19 @@ class JobSpec:
     run: JobRunner
     target: Disk | None = None  # the disk the job overwrites (restore, clone)
     image: str | None = None  # save: the image being written
+    targets: tuple[Disk, ...] = ()  # write: the disks an image file is written onto
 
     def stopped(self, phases_seen: set[str]) -> str:
         """What a stop (cancel, error, unplugged disk) leaves behind, in one sentence."""
         wrote = any(writes_target(phase) for phase in phases_seen)
+        if self.kind == "write" and self.targets:
+            names = ", ".join(d.node for d in self.targets)
+            if not wrote:
+                return f"Nothing was written: {names} are as they were."
+            return (
+                f"{names} hold an incomplete write (no valid partition table) and will not "
+                "start as they are; write the image again to finish them."
+            )
         if self.kind in ("restore", "clone") and self.target is not None:
             if not wrote:
                 return f"Nothing was written: {self.target.describe()} is as it was."

@@ -90,6 +90,14 @@ class Checked(WorkerResult):
         self.images = images
 
 
+class FilePlanned(WorkerResult):
+    """An image file's write planned and checked by the engine: one plan per target."""
+
+    def __init__(self, plans: list[WritePlan]) -> None:
+        super().__init__()
+        self.plans = plans
+
+
 class Planned(WorkerResult):
     """A restore or clone planned and checked by the engine, ready for the confirmation."""
 

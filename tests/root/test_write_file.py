@@ -230,3 +230,26 @@ def test_a_target_that_fails_halfway_stops_only_itself(loops: Loops, tmp_path: P
         loops.detach(dying)
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_the_interface_writes_a_file_onto_two_disks(loops: Loops, tmp_path: Path) -> None:
+    """What the TUI's Write file screen runs: one plan per disk for the confirmations, then
+    one job that writes them all and reads each back."""
+    import threading
+
+    from appliance.progress import Progress
+    from tui.backend import EngineBackend
+
+    source = xz_file(partitioned_image(loops, tmp_path))
+    expected = raw_bytes(source)
+    disks = targets(loops, tmp_path, 2, 64 * MiB)
+    backend = EngineBackend(include_loop=True)
+    plans = backend.plan_write_file(str(source), [node for node, _ in disks])
+    assert [p.target.node for p in plans] == [node for node, _ in disks]
+    assert all(p.kind == "write" and "image file disk.img.xz" in p.source for p in plans)
+    spec = backend.write_file_job(plans)
+    summary = spec.run(Progress(), threading.Event())
+    assert summary.verified == "Every disk was read back and matches the file.", summary
+    assert sum("written and verified" in line for line in summary.lines) == 2
+    for node, _ in disks:
+        assert read_bytes(node, 0, len(expected)) == expected

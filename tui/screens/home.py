@@ -18,6 +18,7 @@ from tui.screens.repository import RepositoryScreen
 from tui.screens.restore import RestoreScreen
 from tui.screens.save import SaveScreen
 from tui.screens.verify import VerifyScreen
+from tui.screens.writefile import WriteFileScreen
 from tui.session import Session
 from tui.widgets.disktable import DiskTable
 from tui.widgets.parttable import PartitionTable
@@ -37,6 +38,7 @@ class HomeScreen(Screen[None]):
         Binding("r", "restore", "Restore"),
         Binding("c", "clone", "Clone"),
         Binding("v", "verify", "Verify"),
+        Binding("w", "write_file", "Write file"),
         Binding("p", "repository", "Repository"),
         Binding("f5", "rescan", "Rescan"),
         Binding("q", "app.quit", "Quit"),
@@ -59,11 +61,13 @@ class HomeScreen(Screen[None]):
                 yield Button("Restore", id="restore", compact=True, variant="warning")
                 yield Button("Clone", id="clone", compact=True, variant="warning")
                 yield Button("Verify", id="verify", compact=True)
+                yield Button("Write file", id="write_file", compact=True, variant="warning")
                 yield Button("Repository", id="repository", compact=True)
                 yield Button("Quit", id="quit", compact=True)
             yield Static(
-                "Save copies a whole disk into an image. Restore and Clone ERASE the disk you "
-                "choose, after you type its name. Nothing is written until then.",
+                "Save copies a whole disk into an image. Restore, Clone and Write file ERASE "
+                "the disks you choose, after you type their names. Nothing is written until "
+                "then.",
                 classes="hint",
             )
         yield Footer()
@@ -137,6 +141,9 @@ class HomeScreen(Screen[None]):
 
     def action_verify(self) -> None:
         self.app.push_screen(VerifyScreen(self.session))
+
+    def action_write_file(self) -> None:
+        self.app.push_screen(WriteFileScreen(self.session))
 
     def action_repository(self) -> None:
         self.app.push_screen(RepositoryScreen(self.session))

@@ -157,6 +157,7 @@ class FakeBackend:
     disks: list[Disk] = field(default_factory=lambda: [LAPTOP, BLANK, STICK])
     problems: list[Problem] = field(default_factory=list)
     images_list: list[ImageSummary] = field(default_factory=lambda: list(IMAGES))
+    written_files: list[list[str]] = field(default_factory=list)  # write_file_job's targets
     clone: bool = True
     blocked: bool = False
     gate: threading.Event | None = None  # jobs wait for it (cancel tests, snapshots)
@@ -326,7 +327,9 @@ class FakeBackend:
             self.ran.append(kind)
             emit = progress.listener
             assert emit is not None
-            phase = {"save": "save", "restore": "restore", "clone": "clone"}.get(kind, "verify")
+            phase = {"save": "save", "restore": "restore", "clone": "clone", "write": "write"}.get(
+                kind, "verify"
+            )
             if kind in ("restore", "clone"):
                 emit(ProgressEvent("table", 0, total, 0.0, None, 0.4, "writing the table"))
             emit(
@@ -384,6 +387,39 @@ class FakeBackend:
             f"{plan.kind.capitalize()} {plan.source} onto {plan.target.describe()}",
             self._runner(plan.kind, plan.total, summary),
             target=plan.target,
+        )
+
+    def plan_write_file(self, path: str, targets: Sequence[str]) -> list[WritePlan]:
+        if not path.endswith((".img", ".iso", ".img.xz")):
+            raise ApplianceError(f"{path} is not a disk image file this tool writes.")
+        plans = []
+        for name in targets:
+            disk = next(d for d in self.disks if d.name == name)
+            text = PlanText(
+                "write",
+                f"image file {path.rsplit('/', 1)[-1]} (raw image, 1.1 GB)",
+                disk.describe(),
+                holds_now(disk, self.whole.get(disk.name)),
+                ("the file's 1.1 GB, then read back and compared",),
+                (),
+            )
+            plans.append(WritePlan("write", disk, text, 1_073_741_824, path))
+        return plans
+
+    def write_file_job(self, plans: Sequence[WritePlan]) -> JobSpec:
+        self.written_files.append([p.target.name for p in plans])
+        lines = (
+            f"Wrote {plans[0].engine_plan} onto {len(plans)} disk(s): 1.1 GB in 0:09 "
+            "(119.3 MB/s).",
+            *(f"{p.target.node}: written and verified (the image, blake3 matches the file)."
+              for p in plans),
+        )  # fmt: skip
+        summary = JobSummary(lines, "Every disk was read back and matches the file.")
+        return JobSpec(
+            "write",
+            f"Write {plans[0].engine_plan} onto {', '.join(p.target.node for p in plans)}",
+            self._runner("write", 1_073_741_824, summary),
+            targets=tuple(p.target for p in plans),
         )
 
     def verify_job(self, request: VerifyRequest) -> JobSpec:
