@@ -12,12 +12,74 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import TextIO
+
+from appliance.units import clock, megabytes, speed
+
+
+class Phase(StrEnum):
+    """What a job is doing now. The value is what `--progress=json` prints (stable);
+    `words` is what people read; `writes_target` says whether the phase writes the disk a
+    restore or clone overwrites (a job stopped after such a phase left that disk incomplete)."""
+
+    START = "start"
+    MAP = "map"
+    SAVE = "save"
+    PROOF = "proof"
+    SYNC = "sync"
+    CHECK = "check"
+    TABLE = "table"
+    RESTORE = "restore"
+    CLONE = "clone"
+    COPY = "copy"
+    RESIZE = "resize"
+    VERIFY = "verify"
+    DONE = "done"
+
+    @property
+    def words(self) -> str:
+        return _WORDS[self]
+
+    @property
+    def writes_target(self) -> bool:
+        return self in (Phase.TABLE, Phase.RESTORE, Phase.CLONE, Phase.COPY, Phase.RESIZE)
+
+    @property
+    def moves_data(self) -> bool:
+        """The phase whose bytes the rate and ETA are measured on."""
+        return self in (Phase.SAVE, Phase.RESTORE, Phase.VERIFY, Phase.CLONE)
+
+
+_WORDS = {
+    Phase.START: "starting",
+    Phase.MAP: "reading which blocks are used",
+    Phase.SAVE: "saving",
+    Phase.PROOF: "checking the saved filesystems",
+    Phase.SYNC: "making the image durable",
+    Phase.CHECK: "checking the image before writing",
+    Phase.TABLE: "writing the partition table",
+    Phase.RESTORE: "restoring",
+    Phase.CLONE: "cloning",
+    Phase.COPY: "copying",
+    Phase.RESIZE: "resizing a filesystem",
+    Phase.VERIFY: "verifying",
+    Phase.DONE: "finished",
+}
+
+
+def phase_words(phase: str) -> str:
+    """A phase (or its JSON value) as people read it."""
+    return Phase(phase).words if phase in Phase.__members__.values() else phase
+
+
+def writes_target(phase: str) -> bool:
+    return phase in Phase.__members__.values() and Phase(phase).writes_target
 
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    phase: str  # "map", "save", "restore", "verify", "table", "done"
+    phase: Phase
     done: int  # bytes of used data done
     total: int  # bytes of used data in the whole job (>= done; 0 while unknown)
     rate: float  # bytes per second since the job started moving data
@@ -33,7 +95,7 @@ class Progress:
     def __init__(self, listener: Listener | None = None, interval: float = 0.5) -> None:
         self.listener = listener
         self.interval = interval
-        self.phase = "start"
+        self.phase = Phase.START
         self.message = ""
         self.total = 0
         self._done = 0
@@ -57,10 +119,10 @@ class Progress:
     def done(self) -> int:
         return self._done
 
-    def set_phase(self, phase: str, message: str = "") -> None:
+    def set_phase(self, phase: Phase, message: str = "") -> None:
         self.phase = phase
         self.message = message
-        if phase in ("save", "restore", "verify", "clone") and self._moving_since is None:
+        if phase.moves_data and self._moving_since is None:
             self._moving_since = time.monotonic()
             self._moving_base = self._done
         self.tick(force=True)
@@ -85,19 +147,6 @@ class Progress:
         self.listener(self.event())
 
 
-def _mb(nbytes: float) -> str:
-    return f"{nbytes / 1e6:,.0f} MB"
-
-
-def clock(seconds: float | None) -> str:
-    """0:42, 12:05 or 1:02:03; --:-- while unknown."""
-    if seconds is None:
-        return "--:--"
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
 def terminal_listener(stream: TextIO = sys.stderr) -> Listener:
     """One self-overwriting line on a terminal; plain lines every few seconds otherwise."""
     is_tty = stream.isatty()
@@ -106,8 +155,8 @@ def terminal_listener(stream: TextIO = sys.stderr) -> Listener:
     def show(ev: ProgressEvent) -> None:
         pct = f"{min(100.0, 100 * ev.done / ev.total):5.1f}%" if ev.total else "  -  "
         line = (
-            f"{ev.phase:8} {pct} {_mb(ev.done)} of {_mb(ev.total)}  "
-            f"{ev.rate / 1e6:6.1f} MB/s  ETA {clock(ev.eta)}  {ev.message}"
+            f"{ev.phase:8} {pct} {megabytes(ev.done)} of {megabytes(ev.total)}  "
+            f"{speed(ev.rate, 6)}  ETA {clock(ev.eta)}  {ev.message}"
         )
         if is_tty:
             end = "\n" if ev.phase == "done" else ""

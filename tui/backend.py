@@ -15,17 +15,18 @@ from typing import Any, Protocol
 
 from appliance.disk import identity
 from appliance.disk.fsprobe import whole_disk_filesystem
-from appliance.disk.model import Disk, human_size
+from appliance.disk.model import Disk
 from appliance.disk.probe import Problem, Scan, probe_disk, scan_disks
 from appliance.disk.usage import disks_of_path, nearest_existing
 from appliance.errors import ApplianceError
 from appliance.jobs.catalog import ImageSummary, list_images
-from appliance.jobs.plantext import clone_layout, image_source, restore_layout
+from appliance.jobs.plantext import clone_text, restore_text, saved_lines
 from appliance.jobs.verify import last_verified
 from appliance.plan.preflight import Preflight, Usage, free_space, measure_disk, preflight_save
 from appliance.progress import Progress
 from appliance.repo.mount import RepoMount, Volume, mount_volume, volumes
-from tui.jobspec import JobSpec, JobSummary, VerifyRequest, WritePlan, rate_text
+from appliance.units import rate
+from tui.jobspec import JobSpec, JobSummary, VerifyRequest, WritePlan
 
 CLONE_MISSING = "Clone is not available in this build."
 
@@ -96,13 +97,11 @@ class EngineBackend:
         return WritePlan(
             "restore",
             plan.target,
-            image_source(plan.image.manifest),
-            restore_layout(plan),
+            restore_text(plan),
             plan.total,
             plan,
             repo,
             image,
-            target_fs=self.whole_filesystem(plan.target),
             verify_first=last_verified(plan.image.repo, image) is None,
         )
 
@@ -120,15 +119,7 @@ class EngineBackend:
         if module is None:
             raise ApplianceError(CLONE_MISSING)
         plan = module.plan_clone(source, target)
-        return WritePlan(
-            "clone",
-            plan.target,
-            f"a copy of {plan.source.describe()}",
-            clone_layout(plan),
-            int(plan.total),
-            plan,
-            target_fs=self.whole_filesystem(plan.target),
-        )
+        return WritePlan("clone", plan.target, clone_text(plan), int(plan.total), plan)
 
     def whole_filesystem(self, disk: Disk) -> str | None:
         fs = whole_disk_filesystem(disk.node, disk.table)
@@ -160,16 +151,9 @@ class EngineBackend:
             manifest = save(
                 disk.node, repo, image, resume=resume, progress=progress, cancel=cancel, create=True
             )
-            stats = manifest.stats
-            lines = [
-                f"Saved {disk.describe()} as image {image}: "
-                f"{rate_text(int(stats['used_bytes']), time.monotonic() - started)}.",
-                f"{human_size(int(stats['new_bytes']))} stored in {stats['new_chunks']} "
-                f"new chunks; {stats['reused_chunks']} chunks were already in the "
-                "repository.",
-            ]
+            lines = list(saved_lines(manifest, time.monotonic() - started, disk.describe()))
             # copied whole, unreadable areas and the files they hit (all of it in log.txt)
-            lines += [f"Warning: {warning}" for warning in stats.get("warnings", [])]
+            lines += [f"Warning: {warning}" for warning in manifest.figures.warnings]
             return JobSummary(
                 tuple(lines),
                 "Not verified yet: press V to re-read and check every chunk of the image.",
@@ -194,7 +178,7 @@ class EngineBackend:
                 return JobSummary(
                     (
                         f"Restored image {plan.image} onto {plan.target.describe()}: "
-                        f"{rate_text(plan.total, took)}.",
+                        f"{rate(plan.total, took)}.",
                     ),
                     "Every chunk was re-hashed as it was read. Press V to compare the whole "
                     "disk with the image.",
@@ -206,10 +190,7 @@ class EngineBackend:
             module.clone(plan.engine_plan, progress=progress, cancel=cancel)
             took = time.monotonic() - started
             return JobSummary(
-                (
-                    f"Cloned {plan.source} onto {plan.target.describe()}: "
-                    f"{rate_text(plan.total, took)}.",
-                ),
+                (f"Cloned {plan.source} onto {plan.target.describe()}: {rate(plan.total, took)}.",),
                 "The copy was not compared with the source afterwards.",
             )
 
@@ -237,7 +218,7 @@ class EngineBackend:
             if result.skipped:
                 what += " in every part that was compared; not everything was"
             took = time.monotonic() - started
-            lines = [f"{what} ({rate_text(result.bytes_checked, took)})."]
+            lines = [f"{what} ({rate(result.bytes_checked, took)})."]
             lines += [f"{check.line()}." for check in result.checks]
             # "Verified." is said only of a job that compared everything it holds
             return JobSummary(

@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from appliance.disk.model import Disk, human_size
-from appliance.progress import Progress, clock
+from appliance.disk.model import Disk
+from appliance.jobs.plantext import PlanText
+from appliance.progress import Progress, writes_target
 
 
 @dataclass(frozen=True)
@@ -22,15 +23,18 @@ class WritePlan:
 
     kind: str  # "restore" or "clone"
     target: Disk  # the disk that will be erased
-    source: str  # what is copied onto it, in words
-    layout: tuple[str, ...]  # the layout that will be written, a line each
+    text: PlanText  # the engine's lines: what is written, what the target holds, the layout
     total: int  # bytes that will be written
     engine_plan: object = None  # RestorePlan / ClonePlan, handed back to run it
     repo: str = ""  # restore: the repository and image, for a verify after
     image: str = ""
-    target_fs: str | None = None  # a filesystem on the whole target (no table): "ext4 DATA"
     verify_first: bool = False  # restore: re-hash every chunk before the first write
     # (the image was never verified whole)
+
+    @property
+    def source(self) -> str:
+        """What is copied onto the target, in words."""
+        return self.text.source
 
 
 @dataclass(frozen=True)
@@ -57,11 +61,10 @@ class JobSpec:
     run: JobRunner
     target: Disk | None = None  # the disk the job overwrites (restore, clone)
     image: str | None = None  # save: the image being written
-    writes_from: tuple[str, ...] = field(default=("table", "restore", "clone"))
 
     def stopped(self, phases_seen: set[str]) -> str:
         """What a stop (cancel, error, unplugged disk) leaves behind, in one sentence."""
-        wrote = bool(phases_seen & set(self.writes_from))
+        wrote = any(writes_target(phase) for phase in phases_seen)
         if self.kind in ("restore", "clone") and self.target is not None:
             if not wrote:
                 return f"Nothing was written: {self.target.describe()} is as it was."
@@ -89,11 +92,6 @@ def default_image_name(disk: Disk, today: str, label: str | None = None) -> str:
     name = NAME_OK.sub("-", "-".join(words)).strip("-._+")
     name = re.sub(r"-{2,}", "-", name)
     return (name or f"disk-{today}")[:100]
-
-
-def rate_text(nbytes: int, seconds: float) -> str:
-    per = nbytes / seconds if seconds > 0 else 0.0
-    return f"{human_size(nbytes)} in {clock(seconds)} ({per / 1e6:.1f} MB/s)"
 
 
 def unique_name(name: str, taken: set[str]) -> str:

@@ -6,10 +6,10 @@ import argparse
 import textwrap
 
 from appliance.cli.output import print_json
-from appliance.disk.model import human_size
 from appliance.errors import RepositoryError
 from appliance.jobs.catalog import ImageSummary, gc, list_images
 from appliance.jobs.shelflist import ShelfImage, list_shelf
+from appliance.units import human_size
 
 
 def run_images(args: argparse.Namespace) -> int:
@@ -44,7 +44,8 @@ def run_images(args: argparse.Namespace) -> int:
 def print_images(images: list[ImageSummary]) -> None:
     print(f"{'NAME':17} {'SAVED':16}  {'SIZE':>8}  {'USED':>8}  {'STORED':>8}  STATE")
     for img in images:
-        source = f"{img.disk.get('model') or '?'} {img.disk.get('serial') or ''}".strip()
+        disk = img.disk
+        source = f"{disk.model or '?'} {disk.serial or ''}".strip() if disk else "?"
         state = (
             img.proof
             if img.complete and not img.problem
@@ -56,11 +57,11 @@ def print_images(images: list[ImageSummary]) -> None:
             name = ""
         saved = (img.finished or img.created)[:16].replace("T", " ")
         sizes = [
-            human_size(n) if img.disk else "-"
-            for n in (int(img.disk.get("size") or 0), img.used_bytes, img.stored_bytes)
+            human_size(n) if disk else "-"
+            for n in (disk.size if disk else 0, img.used_bytes, img.stored_bytes)
         ]
         print(f"{name:17} {saved or '-':16}  {sizes[0]:>8}  {sizes[1]:>8}  {sizes[2]:>8}  {state}")
-        notes = [f"from {source}"] if img.disk else []
+        notes = [f"from {source}"] if disk else []
         if img.problem:
             notes.append(img.problem)
         elif not img.complete:

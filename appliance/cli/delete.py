@@ -11,10 +11,10 @@ import argparse
 import sys
 
 from appliance.cli.output import print_json
-from appliance.disk.model import human_size
 from appliance.errors import ApplianceError, SafetyRefusal
 from appliance.jobs.catalog import delete_image
 from appliance.jobs.imageinfo import image_info
+from appliance.units import human_size
 
 
 def _describe(repo: str, image: str) -> str:
@@ -22,7 +22,7 @@ def _describe(repo: str, image: str) -> str:
         m = image_info(repo, image).manifest
     except (ApplianceError, ValueError):  # a damaged image is still deletable; say so
         return f"Image {image} in {repo} (its manifest cannot be read) will be DELETED."
-    disk = f"{m.disk.get('model') or '?'}, {human_size(int(m.disk.get('size') or 0))}"
+    disk = f"{m.disk.model or '?'}, {human_size(m.disk.size)}"
     state = "complete" if m.complete else "incomplete"
     return (
         f"Image {image} in {repo} ({state}, saved {m.created[:19]} from {disk}, "

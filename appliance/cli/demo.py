@@ -7,13 +7,13 @@ import sys
 import threading
 
 from appliance.cli.output import make_progress
-from appliance.disk.model import human_size
 from appliance.errors import SafetyRefusal
 from appliance.jobs.catalog import list_images
 from appliance.jobs.demodisks import demo_disks
 from appliance.jobs.restore import plan_restore, restore
 from appliance.jobs.save import save
 from appliance.jobs.verify import verify_against, verify_image
+from appliance.units import human_size
 
 
 def say(text: str) -> None:
@@ -40,12 +40,13 @@ def run_demo(cancel: threading.Event) -> int:
         )
         print(
             f"saved {human_size(manifest.used_bytes)} of used data; "
-            f"{manifest.stats['new_chunks']} chunks stored"
+            f"{manifest.figures.new_chunks} chunks stored"
         )
         say("appliance images")
         for image in list_images(str(demo.repo)):
             print(
-                f"{image.name}: {image.disk.get('model')}, {human_size(image.used_bytes)} "
+                f"{image.name}: {image.disk.model if image.disk else None}, "
+                f"{human_size(image.used_bytes)} "
                 f"used, {human_size(image.stored_bytes)} stored, "
                 f"{'complete' if image.complete else 'incomplete'}"
             )

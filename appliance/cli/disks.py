@@ -36,10 +36,11 @@ from dataclasses import asdict
 from typing import Any, TextIO
 
 from appliance.disk.fsprobe import FsInfo, whole_disk_filesystem
-from appliance.disk.model import Disk, Partition, human_size
+from appliance.disk.model import Disk, Partition
 from appliance.disk.parttypes import type_name
 from appliance.disk.probe import Problem, scan_disks
 from appliance.plan.regions import disk_record
+from appliance.units import human_size
 
 
 def partition_json(part: Partition) -> dict[str, Any]:
@@ -63,7 +64,7 @@ def partition_json(part: Partition) -> dict[str, Any]:
 
 def disk_json(disk: Disk, whole_fs: FsInfo | None = None) -> dict[str, Any]:
     return {
-        **disk_record(disk),  # the identity an image's manifest keeps too
+        **disk_record(disk).to_dict(),  # the identity an image's manifest keeps too
         "removable": disk.removable,
         "readonly": disk.readonly,
         "is_loop": disk.is_loop,

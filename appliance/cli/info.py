@@ -12,8 +12,9 @@ import textwrap
 from typing import Any
 
 from appliance.cli.output import print_json
-from appliance.disk.model import human_size
 from appliance.jobs.imageinfo import ImageInfo, RegionInfo, image_info
+from appliance.repo.records import DiskRecord, TableRecord
+from appliance.units import human_size
 
 WIDTH = 80
 
@@ -37,24 +38,23 @@ def proof_text(proof: Any) -> str:
     return str(proof)
 
 
-def _disk_line(disk: dict[str, Any]) -> str:
-    who = disk.get("model") or "Unknown model"
+def _disk_line(disk: DiskRecord) -> str:
+    who = disk.model or "Unknown model"
     facts = [
-        f"serial {disk['serial']}" if disk.get("serial") else "no serial",
-        human_size(int(disk.get("size") or 0)),
-        f"{disk.get('logical_sector') or '?'}-byte sectors",
+        f"serial {disk.serial}" if disk.serial else "no serial",
+        human_size(disk.size),
+        f"{disk.logical_sector}-byte sectors",
     ]
-    if disk.get("name"):
-        facts.append(f"was {disk['name']}")
+    if disk.name:
+        facts.append(f"was {disk.name}")
     return f"Source disk: {who} ({', '.join(facts)})"
 
 
-def _table_line(table: dict[str, Any] | None) -> str:
+def _table_line(table: TableRecord | None) -> str:
     if not table:
         return "Table: none (the disk had no partition table)"
-    kind = "GPT, disk GUID" if table.get("type") == "gpt" else "MBR (dos), disk id"
-    count = len(table.get("partitions") or [])
-    return f"Table: {kind} {table.get('id') or '-'}, {count} partitions"
+    kind = "GPT, disk GUID" if table.type == "gpt" else "MBR (dos), disk id"
+    return f"Table: {kind} {table.id or '-'}, {len(table.partitions)} partitions"
 
 
 def _region_lines(info: RegionInfo) -> list[str]:
@@ -83,7 +83,7 @@ def info_lines(info: ImageInfo) -> list[str]:
     if m.complete and any(not r.index_ok for r in info.regions):
         state = "DAMAGED (not restorable)"
     lines = wrap(f"Image {m.name}: {state}")
-    seconds = m.stats.get("seconds")
+    seconds = m.figures.seconds
     timing = f"Saved {m.created}" + (f", finished {m.finished}" if m.finished else "")
     if seconds is not None:
         timing += f", {float(seconds):.1f} s"
@@ -97,7 +97,7 @@ def info_lines(info: ImageInfo) -> list[str]:
     lines += wrap(_table_line(m.table))
     lines.append(
         f"Used {human_size(m.used_bytes)}; the save stored "
-        f"{human_size(int(m.stats.get('new_bytes') or 0))} of new chunks"
+        f"{human_size(m.figures.new_bytes)} of new chunks"
     )
     lines.append("Regions:")
     for region in info.regions:

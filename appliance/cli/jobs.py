@@ -8,17 +8,18 @@ import threading
 import time
 from pathlib import Path
 
-from appliance.cli.output import fit80, make_progress, print_json, rate
-from appliance.disk.model import Disk, human_size
+from appliance.cli.output import fit80, make_progress, print_json
+from appliance.disk.model import Disk
 from appliance.errors import WARNINGS_EXIT, SafetyRefusal, UsageError
 from appliance.jobs.clone import clone, clone_steps, plan_clone
-from appliance.jobs.plantext import PlanText, clone_text, restore_text
+from appliance.jobs.plantext import PlanText, clone_text, restore_text, saved_lines
 from appliance.jobs.restore import RestorePlan, plan_restore, restore, restore_steps
 from appliance.jobs.save import save
 from appliance.jobs.shelfrestore import find_folder
 from appliance.jobs.shelfverify import is_clonezilla_image, verify_clonezilla
 from appliance.jobs.verify import verify_against, verify_image
 from appliance.jobs.writeplan import steps_json
+from appliance.units import rate
 
 WIDTH = 80
 
@@ -39,26 +40,21 @@ def run_save(args: argparse.Namespace, cancel: threading.Event) -> int:
         check=not args.no_check,
     )
     seconds = time.monotonic() - started
-    stats = manifest.stats
-    warnings = [str(w) for w in stats.get("warnings", [])]
+    stats = manifest.figures
+    warnings = list(stats.warnings)
     if args.json:
         print_json(
             {
                 "command": "save",
                 "image": manifest.name,
                 "seconds": round(seconds, 3),
-                **stats,
+                **stats.to_dict(),
                 "warnings": warnings,
                 "proofs": {r.name: r.proof for r in manifest.regions if r.proof is not None},
             }
         )
     else:
-        print(
-            f"Saved {manifest.disk.get('model') or manifest.disk['name']} as image "
-            f"{manifest.name}: {rate(int(stats['used_bytes']), seconds)}; "
-            f"{stats['new_chunks']} new chunks ({human_size(int(stats['new_bytes']))}), "
-            f"{stats['reused_chunks']} already stored."
-        )
+        print(fit80("\n".join(saved_lines(manifest, seconds))))
     print_warnings(warnings)
     return WARNINGS_EXIT if warnings else 0
 
@@ -80,7 +76,7 @@ def describe_plan(text: PlanText) -> str:
         "will be ERASED. It now holds:",
         *(f"  {line}" for line in text.target_now),
         "It will hold:",
-        *(f"  {line}" for line in text.fit),
+        *(f"  {line}" for line in text.layout),
     ]
     return fit80("\n".join(lines))
 
@@ -92,7 +88,7 @@ def plan_json(plan: RestorePlan) -> dict[str, object]:
         "image": manifest.name,
         "target": plan.target.node,
         "target_size": plan.target.size,
-        "image_disk_size": manifest.disk["size"],
+        "image_disk_size": manifest.disk.size,
         "same_size": plan.same_size,
         "bytes": plan.total,
         "fit": plan.fit.to_json(),

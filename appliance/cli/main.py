@@ -148,6 +148,18 @@ def build_parser() -> Parser:
     )
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser(
+        "import",
+        help="store images kept elsewhere (another repository) in a repository, deduplicated",
+    )
+    p.add_argument("--repo", required=True, help="the repository that receives the images")
+    p.add_argument("--from", dest="source", required=True, metavar="DIR", help="where they are")
+    p.add_argument("--image", help="only this image (default: every image found there)")
+    p.add_argument("--as", dest="name", metavar="NAME", help="the imported image's new name")
+    p.add_argument("--create", action="store_true", help="make the repository if it is not there")
+    p.add_argument("--json", action="store_true")
+    progress_opt(p)
+
     p = sub.add_parser("info", help="show an image: its disk, partitions, proofs and log")
     p.add_argument("--repo", required=True)
     p.add_argument("--image", required=True)
@@ -186,6 +198,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from appliance.cli import info
 
         return info.run_info(args)
+    if args.command == "import":
+        from appliance.cli import importing
+
+        return importing.run_import(args, CANCEL)
     from appliance.cli import catalog, jobs
 
     if args.command == "save":

@@ -7,7 +7,6 @@ import sys
 import textwrap
 from typing import Any
 
-from appliance.disk.model import human_size
 from appliance.progress import Progress, json_listener, terminal_listener
 
 
@@ -22,11 +21,6 @@ def make_progress(mode: str) -> Progress:
 def print_json(data: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps({"type": "result", **data}, indent=None) + "\n")
     sys.stdout.flush()
-
-
-def rate(nbytes: int, seconds: float) -> str:
-    per = nbytes / seconds if seconds > 0 else 0.0
-    return f"{human_size(nbytes)} in {seconds:.1f} s ({per / 1e6:.1f} MB/s)"
 
 
 WIDTH = 80  # the console of the live system

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from appliance.cli.jobs import confirm, describe_plan
-from appliance.cli.output import make_progress, print_json, rate
+from appliance.cli.output import make_progress, print_json
 from appliance.jobs.shelfrestore import (
     check_streams,
     plan_shelf_restore,
@@ -19,6 +19,7 @@ from appliance.jobs.shelfrestore import (
     shelf_restore_text,
 )
 from appliance.jobs.writeplan import steps_json
+from appliance.units import rate
 
 
 def run_shelf_restore(args: argparse.Namespace, cancel: threading.Event, folder: Path) -> int:

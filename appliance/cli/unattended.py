@@ -21,7 +21,6 @@ from pathlib import Path
 
 from appliance.cli.cmdline import JobSpec, parse_cmdline
 from appliance.cli.console import Console, mirror_consoles
-from appliance.disk.model import human_size
 from appliance.disk.naming import resolve_disk, resolve_partition
 from appliance.errors import ApplianceError, DeviceError, UsageError
 from appliance.logsetup import report_internal_error, setup_logging
@@ -77,7 +76,7 @@ def run_job(spec: JobSpec, console: Console, cancel: threading.Event | None = No
     """Resolve the disks, mount the repository, run the job; the line that says what was
     done. Raises ApplianceError with the sentence when anything fails."""
     from appliance.cli.jobs import describe_plan
-    from appliance.jobs.plantext import restore_text
+    from appliance.jobs.plantext import restore_text, saved_lines
     from appliance.jobs.restore import plan_restore, restore
     from appliance.jobs.save import save
     from appliance.jobs.verify import verify_against, verify_image
@@ -106,14 +105,9 @@ def run_job(spec: JobSpec, console: Console, cancel: threading.Event | None = No
                 cancel=cancel,
                 create=True,
             )
-            stats = manifest.stats
-            for warning in stats.get("warnings", []):
+            for warning in manifest.figures.warnings:
                 say(f"warning: {warning}")
-            return (
-                f"saved {disk} as image {spec.image}: {human_size(int(stats['used_bytes']))} "
-                f"used, {stats['new_chunks']} new chunks, {stats['reused_chunks']} already "
-                f"stored, in {time.monotonic() - started:.1f} s"
-            )
+            return " ".join(saved_lines(manifest, time.monotonic() - started, disk))
         if spec.job == "restore":
             assert disk is not None
             plan = plan_restore(repo, spec.image, disk)

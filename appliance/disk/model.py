@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from appliance.units import human_size
+
 
 @dataclass(frozen=True)
 class Partition:
@@ -66,13 +68,3 @@ class Disk:
             if part.number == number:
                 return part
         return None
-
-
-def human_size(size: int) -> str:
-    """1000-based units, as disk vendors print them: 512.1 GB."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
-        if value < 1000 or unit == "PB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"

@@ -6,9 +6,12 @@ The kernel here has no device-mapper (the live ISO's has, but one mechanism is e
 prove than two), so the view is a FUSE file served by this module in a child process:
 
     python -m appliance.io.cowview --mount DIR --overlay FILE --size N
-        (--device PATH --offset N | --repo DIR --image NAME --region NAME)
-    python -m appliance.io.cowview --mount DIR --overlay FILE --size 0 --repo DIR --index-dir D
-        (a save's proofs: DIR/REGION reads the region of each index file D/REGION.idx)
+        (--device PATH --offset N | --repo LOCATION --image NAME --region NAME)
+    python -m appliance.io.cowview --mount DIR --overlay FILE --size 0 --repo LOCATION
+        --index-dir D    (a save's proofs: DIR/REGION reads the region of each index D/REGION.idx)
+
+LOCATION is what `Repository.open` takes (`Repository.location`), so the child reads the
+same store as its parent, whatever kind it is.
 
 `CowView` starts it, waits for DIR/disk to appear, and unmounts it when done.
 """

@@ -35,6 +35,7 @@ __all__ = [  # Window and WINDOW are io.windows': the pipelines' callers get the
     "Stage",
     "Window",
     "read_windows",
+    "run_windows",
     "spans",
     "workers_default",
     "write_windows",
@@ -144,23 +145,40 @@ def read_windows(
     bad: list[tuple[int, int]] | None = None,
 ) -> None:
     """Read every window's used bytes from `fd` and run `work` on each, in parallel."""
+    bad_ranges = bad if bad is not None else []
+
+    def fill(win: Window, view: memoryview) -> None:
+        for start, length in spans(win.used):
+            read_into(fd, view[start : start + length], win.offset + start, sector, bad_ranges)
+        zero_unused(view, win.used, win.length)
+
+    run_windows(windows, fill, work, progress=progress, cancel=cancel, workers=workers)
+
+
+def run_windows(
+    windows: Iterator[Window],
+    fill: Callable[[Window, memoryview], None],
+    work: Callable[[Window, memoryview], None],
+    *,
+    progress: Progress,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+) -> None:
+    """`fill` each window's buffer in order in one thread (a disk read, a stream that can
+    only be read front to back) and run `work` on the pool; buffers are pooled and aligned."""
     nworkers = workers or workers_default()
     stage = Stage(progress, cancel)
     free: queue.Queue[mmap.mmap | None] = queue.Queue()
     for _ in range(nworkers * 2 + 2):
         free.put(aligned_buffer(WINDOW))
     full: queue.Queue[tuple[Window, mmap.mmap] | None] = queue.Queue(maxsize=nworkers * 2)
-    bad_ranges = bad if bad is not None else []
 
     def reader() -> None:
         for win in windows:
             buf = stage.get(free)
             if buf is None:
                 return
-            view = memoryview(buf)
-            for start, length in spans(win.used):
-                read_into(fd, view[start : start + length], win.offset + start, sector, bad_ranges)
-            zero_unused(view, win.used, win.length)
+            fill(win, memoryview(buf)[: win.length])
             if not stage.put(full, (win, buf)):
                 return
         for _ in range(nworkers):

@@ -10,6 +10,7 @@ from appliance.errors import ApplianceError, CorruptData, ImageError
 from appliance.jobs.verify import last_verified
 from appliance.repo.image import load_image, load_manifest
 from appliance.repo.manifest import Index, Region
+from appliance.repo.records import DiskRecord
 from appliance.repo.repository import Repository, check_image_name
 
 
@@ -19,7 +20,7 @@ class ImageSummary:
     created: str
     finished: str | None
     complete: bool
-    disk: dict[str, Any]
+    disk: DiskRecord | None  # None when its manifest cannot be read
     used_bytes: int
     stored_bytes: int
     problem: str | None = None
@@ -35,7 +36,8 @@ class ImageSummary:
             "complete": self.complete,
             "restorable": self.complete and not self.problem,
             "disk": {
-                k: self.disk.get(k) for k in ("model", "serial", "size", "logical_sector", "name")
+                k: (self.disk.to_dict() if self.disk else {}).get(k)
+                for k in ("model", "serial", "size", "logical_sector", "name")
             },
             "used_bytes": self.used_bytes,
             "stored_bytes": self.stored_bytes,
@@ -53,7 +55,7 @@ def list_images(repo_path: str) -> list[ImageSummary]:
         try:
             manifest = load_manifest(repo, name)
         except ApplianceError as exc:
-            out.append(ImageSummary(name, "", None, False, {}, 0, 0, problem=str(exc)))
+            out.append(ImageSummary(name, "", None, False, None, 0, 0, problem=str(exc)))
             continue
         out.append(
             ImageSummary(
@@ -63,7 +65,7 @@ def list_images(repo_path: str) -> list[ImageSummary]:
                 manifest.complete,
                 manifest.disk,
                 manifest.used_bytes,
-                int(manifest.stats.get("new_bytes", 0)),
+                manifest.figures.new_bytes,
                 proof=proof_word(manifest.regions),
                 proofs={r.name: r.proof for r in manifest.regions if r.proof is not None},
                 verified=last_verified(repo, name),

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.disk.marker import Marker
-from appliance.disk.model import Disk, human_size
+from appliance.disk.model import Disk
 from appliance.disk.probe import probe_disk
 from appliance.io.source import DiskSource, SourceRegion
 from appliance.jobs.fitting import (
@@ -42,7 +42,8 @@ from appliance.jobs.writeplan import (
 from appliance.plan.fit import FitPlan, SourcePart, fit
 from appliance.plan.safety import check_not_in_use, check_source, check_target
 from appliance.plan.table import read_sfdisk_json, table_sectors
-from appliance.progress import Progress
+from appliance.progress import Phase, Progress
+from appliance.units import human_size
 
 
 @dataclass
@@ -135,7 +136,7 @@ class DiskRegion(Step):
 
     def run(self, ctx: Context) -> None:
         src, fitp = self.plan.source, self.plan.fit
-        ctx.progress.set_phase("clone", f"cloning {src.node} onto {ctx.target.node}")
+        ctx.progress.set_phase(Phase.CLONE, f"cloning {src.node} onto {ctx.target.node}")
         with self.plan.image_source() as source:
             region = source.regions[self.index]
             if region.partition is None:
@@ -221,5 +222,6 @@ def clone(
     steps = clone_steps(plan, target)
     execute(steps, target, progress=progress, cancel=cancel, workers=workers, table=src.table)
     progress.set_phase(
-        "done", f"{src.node} cloned onto {target.node} ({human_size(progress.done)} of used data)"
+        Phase.DONE,
+        f"{src.node} cloned onto {target.node} ({human_size(progress.done)} of used data)",
     )

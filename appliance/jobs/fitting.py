@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from appliance.disk.blockio import aligned_buffer, write_from
-from appliance.disk.model import Disk, human_size
+from appliance.disk.model import Disk
 from appliance.disk.probe import probe_disk
 from appliance.errors import ApplianceError, SafetyRefusal
 from appliance.fs import resize as fsresize
@@ -29,7 +29,9 @@ from appliance.plan.fit import (
     SourcePart,
     usable_end,
 )
-from appliance.progress import Progress
+from appliance.progress import Phase, Progress
+from appliance.repo.records import PartitionRecord
+from appliance.units import human_size
 
 
 @dataclass(frozen=True)
@@ -121,12 +123,14 @@ class ShrinkCopy(Step):
     def run(self, ctx: Context) -> None:
         part = self.plan.part(self.number)
         with CowView(part.old_size, **self.view_args) as view:
-            ctx.progress.set_phase("resize", f"shrinking partition {part.number} ({part.fstype})")
+            ctx.progress.set_phase(
+                Phase.RESIZE, f"shrinking partition {part.number} ({part.fstype})"
+            )
             fsresize.shrink(view.path, part.fstype, part.new_size)
             umap = used_map(view.path, part.fstype, part.new_size, align=ctx.sector)
             # the shrunk filesystem's used bytes are what is copied: the total follows them
             ctx.progress.adjust_total(umap.used_bytes - self.counted)
-            ctx.progress.set_phase("copy", f"copying the shrunk partition {part.number}")
+            ctx.progress.set_phase(Phase.COPY, f"copying the shrunk partition {part.number}")
             fd = os.open(view.path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 copy_held(ctx, fd, 0, part.new_start, list(umap.ranges), part.new_size)
@@ -182,7 +186,7 @@ class GrowFilesystem(Step):
         return f"grow the {self.fstype} filesystem of partition {self.number}{how}"
 
     def run(self, ctx: Context) -> None:
-        ctx.progress.set_phase("resize", f"growing partition {self.number} ({self.fstype})")
+        ctx.progress.set_phase(Phase.RESIZE, f"growing partition {self.number} ({self.fstype})")
         try:
             fsresize.grow(ctx.nodes[self.number], self.fstype)
         except ApplianceError as exc:
@@ -222,16 +226,9 @@ def recheck_target(planned: Disk) -> Disk:
 
 
 def source_parts(
-    disk_parts: list[dict[str, Any]], fstypes: dict[int, str | None]
+    disk_parts: Iterable[PartitionRecord], fstypes: dict[int, str | None]
 ) -> list[SourcePart]:
     return [
-        SourcePart(
-            int(p["number"]),
-            str(p["kind"]),
-            str(p["type"]),
-            int(p["start"]),
-            int(p["size"]),
-            fstypes.get(int(p["number"])),
-        )
+        SourcePart(p.number, p.kind, str(p.type), p.start, p.size, fstypes.get(p.number))
         for p in disk_parts
     ]

@@ -75,13 +75,13 @@ class ImageInfo:
 
     @property
     def read_errors(self) -> list[tuple[int, int]]:
-        return [(int(a), int(b)) for a, b in self.manifest.stats.get("read_errors") or []]
+        return list(self.manifest.figures.read_errors)
 
     @property
     def warnings(self) -> list[str]:
         """What the save warned about: its own list when it has one, else what follows from
         the regions (copied whole, unreadable areas) and the indexes."""
-        found = [str(w) for w in self.manifest.stats.get("warnings") or []]
+        found = list(self.manifest.figures.warnings)
         if not found:
             found = [
                 f"{r.region.describe()} was copied whole: {r.method_text()}"
@@ -103,10 +103,10 @@ class ImageInfo:
             "created": m.created,
             "finished": m.finished,
             "tool_version": m.tool_version,
-            "disk": m.disk,
-            "table": m.table,
+            "disk": m.disk.to_dict(),
+            "table": m.table.to_dict() if m.table else None,
             "regions": [r.to_json() for r in self.regions],
-            "stats": m.stats,
+            "stats": m.stats.to_dict() if m.stats else {},
             "read_errors": [list(r) for r in self.read_errors],
             "warnings": self.warnings,
             "log_tail": self.log_tail,

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from appliance.disk.fsprobe import whole_disk_filesystem
-from appliance.disk.model import Disk, human_size
+from appliance.disk.model import Disk
 from appliance.jobs.restore import RestorePlan, restore_steps
 from appliance.jobs.writeplan import describe_steps
 from appliance.plan.fit import FitPlan
 from appliance.repo.manifest import Manifest, Region
+from appliance.units import human_size, rate
 
 if TYPE_CHECKING:  # clone is optional in a build (the interface asks before it offers it)
     from appliance.jobs.clone import ClonePlan
@@ -32,23 +33,29 @@ class PlanText:
     source: str  # what is written: "image pc1, saved ... of data" or "a copy of <disk>"
     target: str  # the disk that is erased, as people name it
     target_now: tuple[str, ...]  # what the target holds now
-    layout: tuple[str, ...]  # the table and the partitions the target will hold
-    fit: tuple[str, ...]  # where each partition goes: unchanged, moved, grown or shrunk
+    layout: tuple[str, ...]  # the table and the partitions the target will hold, each
+    # placed: unchanged, moved, grown or shrunk
     steps: tuple[str, ...]  # "1. ...": exactly the steps that will run
 
 
 def target_now(target: Disk) -> tuple[str, ...]:
-    """What the target holds now, a line each: an interrupted job, a whole-disk filesystem,
-    its partitions, or nothing."""
+    """What the target holds now, a line each (it probes a disk with no table for a
+    filesystem on the whole disk)."""
+    whole = whole_disk_filesystem(target.node, target.table)
+    return holds_now(target, f"{whole.type} {whole.label or ''}".rstrip() if whole else None)
+
+
+def holds_now(target: Disk, whole: str | None) -> tuple[str, ...]:
+    """What the target holds now, a line each: an interrupted job, a whole-disk filesystem
+    (`whole`: "ext4 DATA"), its partitions, or nothing."""
     lines: list[str] = []
     if target.incomplete:
-        lines.append(f"an {target.incomplete} (this job writes it again from the start)")
-    whole = whole_disk_filesystem(target.node, target.table)
-    if whole is not None:
         lines.append(
-            f"a filesystem on the whole disk (no partition table): {whole.type} "
-            f"{whole.label or ''}".rstrip()
+            f"an {target.incomplete} (no valid partition table; this job writes it again "
+            "from the start)"
         )
+    if whole is not None:
+        lines.append(f"a filesystem on the whole disk (no partition table): {whole}")
     elif not target.partitions and not target.incomplete:
         lines.append("no partitions")
     for part in target.partitions:
@@ -92,17 +99,31 @@ def layout_lines(
 def image_source(manifest: Manifest) -> str:
     """The image as the source of a restore: its name, when and from which disk it was saved."""
     disk = manifest.disk
-    serial = f", serial {disk.get('serial')}" if disk.get("serial") else ""
+    serial = f", serial {disk.serial}" if disk.serial else ""
     return (
         f"image {manifest.name}, saved {manifest.created[:16].replace('T', ' ')} from "
-        f"{disk.get('model') or disk.get('name')}{serial} "
-        f"({human_size(int(disk['size']))}), {human_size(manifest.used_bytes)} of data"
+        f"{disk.what}{serial} ({human_size(disk.size)}), "
+        f"{human_size(manifest.used_bytes)} of data"
+    )
+
+
+def saved_lines(
+    manifest: Manifest, seconds: float, what: str | None = None, verb: str = "Saved"
+) -> tuple[str, ...]:
+    """What a finished save (or import) did, in the words the command line, the TUI and the
+    unattended console all print (warnings are printed apart, each front end its own way)."""
+    stats = manifest.figures
+    return (
+        f"{verb} {what or manifest.disk.what} as image {manifest.name}: "
+        f"{rate(stats.used_bytes, seconds)}.",
+        f"{human_size(stats.new_bytes)} stored in {stats.new_chunks} new chunks; "
+        f"{stats.reused_chunks} chunks were already in the repository.",
     )
 
 
 def restore_layout(plan: RestorePlan) -> tuple[str, ...]:
     manifest = plan.image.manifest
-    table = manifest.table["type"] if manifest.table else None
+    table = manifest.table.type if manifest.table else None
     return layout_lines(table, manifest.regions, plan.fit, plan.target.size)
 
 
@@ -119,7 +140,6 @@ def restore_text(plan: RestorePlan) -> PlanText:
         plan.target.describe(),
         target_now(plan.target),
         restore_layout(plan),
-        tuple(plan.fit.describe()),
         tuple(describe_steps(restore_steps(plan))),
     )
 
@@ -133,6 +153,5 @@ def clone_text(plan: ClonePlan) -> PlanText:
         plan.target.describe(),
         target_now(plan.target),
         clone_layout(plan),
-        tuple(plan.fit.describe()),
         tuple(describe_steps(clone_steps(plan))),
     )

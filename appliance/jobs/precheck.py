@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.errors import CorruptData
 from appliance.jobs.verify import verify_image
-from appliance.progress import Progress, ProgressEvent
+from appliance.progress import Phase, Progress, ProgressEvent
 from appliance.repo.manifest import Region
 from appliance.tools import run
 
@@ -43,12 +43,12 @@ def precheck(
     """Refuse (CorruptData, exit 9) an image the restore could not finish; write nothing."""
     progress = progress or Progress()
     name = plan.image.manifest.name
-    progress.set_phase("check", f"checking that image {name} is whole")
+    progress.set_phase(Phase.CHECK, f"checking that image {name} is whole")
     check_chunks_present(plan)
     check_table(plan)
     if verify_first:
-        verify_image(str(plan.image.repo.root), name, progress=_as_check(progress), cancel=cancel)
-        progress.set_phase("check", f"every chunk of image {name} was re-hashed")
+        verify_image(plan.image.repo.location, name, progress=_as_check(progress), cancel=cancel)
+        progress.set_phase(Phase.CHECK, f"every chunk of image {name} was re-hashed")
 
 
 def needed_chunks(plan: RestorePlan) -> dict[str, Region]:
@@ -91,8 +91,8 @@ def check_chunks_present(plan: RestorePlan) -> None:
 def check_table(plan: RestorePlan) -> None:
     """The table the manifest records is the one its saved table bytes hold."""
     manifest = plan.image.manifest
-    recorded = (manifest.table or {}).get("sfdisk")
-    if not recorded or int(manifest.disk["logical_sector"]) != FILE_SECTOR:
+    recorded = manifest.table.sfdisk if manifest.table else None
+    if not recorded or manifest.disk.logical_sector != FILE_SECTOR:
         # no table, a manifest from before the table was recorded, or a disk with larger
         # sectors (sfdisk reads a file with 512-byte sectors and has no option to change it)
         return
@@ -101,7 +101,7 @@ def check_table(plan: RestorePlan) -> None:
         return
     with tempfile.TemporaryDirectory(prefix="appliance-table-") as tmp:
         path = Path(tmp) / "table.img"
-        _rebuild_outside(plan, outside, path, int(manifest.disk["size"]))
+        _rebuild_outside(plan, outside, path, manifest.disk.size)
         proc = run(["sfdisk", "--json", str(path)], check=False)
     saved = None
     if proc.returncode == 0:
@@ -152,6 +152,6 @@ def _as_check(progress: Progress) -> Progress:
 
     def forward(event: ProgressEvent) -> None:
         if outer is not None:
-            outer(dataclasses.replace(event, phase="check"))
+            outer(dataclasses.replace(event, phase=Phase.CHECK))
 
     return Progress(forward if outer is not None else None, interval=progress.interval)

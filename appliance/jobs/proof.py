@@ -101,7 +101,7 @@ class ProofView:
         self.folder = Path(tempfile.mkdtemp(prefix="appliance-proof-", dir=workdir))
         self.view = CowView(
             0,
-            repo=str(repo.root),
+            repo=repo.location,
             index_dir=str(self.folder),
             workdir=workdir,
             purpose="for checking the image",

@@ -15,11 +15,10 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from appliance.disk.marker import Marker
-from appliance.disk.model import Disk, human_size
+from appliance.disk.model import Disk
 from appliance.disk.probe import probe_disk
 from appliance.errors import ImageError
 from appliance.io.pipeline import Placement, write_windows
@@ -51,11 +50,12 @@ from appliance.jobs.writeplan import (
 from appliance.plan.fit import FitPlan, fit
 from appliance.plan.safety import check_target
 from appliance.plan.table import table_sectors
-from appliance.progress import Progress
+from appliance.progress import Phase, Progress
 from appliance.repo.image import LoadedImage, load_image
 from appliance.repo.imagelog import ImageLog
 from appliance.repo.manifest import Region
 from appliance.repo.repository import Repository
+from appliance.units import human_size
 
 
 @dataclass
@@ -89,7 +89,7 @@ class RestorePlan:
         """Where the first partition starts: the table and boot area lie before it."""
         return min(
             (r.start for r in self.image.manifest.regions if r.partition is not None),
-            default=int(self.image.manifest.disk["size"]),
+            default=self.image.manifest.disk.size,
         )
 
     def placements(self, only: str | None = None) -> Iterator[Placement]:
@@ -125,14 +125,14 @@ def _fit_for(loaded: LoadedImage, target: Disk, grow: int | None) -> FitPlan:
     manifest = loaded.manifest
     table = manifest.table
     fstypes = {r.partition: r.fstype for r in manifest.regions if r.partition is not None}
-    parts = source_parts(table["partitions"] if table else [], fstypes)
-    sector = int(manifest.disk["logical_sector"])
+    parts = source_parts(table.partitions if table else (), fstypes)
+    sector = manifest.disk.logical_sector
     names = {r.partition: r.name for r in manifest.regions if r.partition is not None}
-    if needs_shrink(parts, table["type"] if table else None, target.size, sector):
+    if needs_shrink(parts, table.type if table else None, target.size, sector):
         parts = with_min_sizes(
             parts,
             lambda p: {
-                "repo": str(loaded.repo.root),
+                "repo": loaded.repo.location,
                 "image": manifest.name,
                 "region": names[p.number],
             },
@@ -140,10 +140,10 @@ def _fit_for(loaded: LoadedImage, target: Disk, grow: int | None) -> FitPlan:
         )
     return fit(
         parts,
-        table=table["type"] if table else None,
-        source_size=int(manifest.disk["size"]),
+        table=table.type if table else None,
+        source_size=manifest.disk.size,
         target_size=target.size,
-        sector=int(manifest.disk["logical_sector"]),
+        sector=manifest.disk.logical_sector,
         grow=grow,
     )
 
@@ -152,15 +152,13 @@ def plan_restore(repo_path: str, image: str, target: str, grow: int | None = Non
     repo = Repository.open(repo_path)
     loaded = load_image(repo, image)
     disk = probe_disk(target)
-    check_target(
-        disk, repo_path=Path(repo_path), sector=int(loaded.manifest.disk["logical_sector"])
-    )
+    check_target(disk, repo_path=repo.folder, sector=loaded.manifest.disk.logical_sector)
     return RestorePlan(loaded, disk, _fit_for(loaded, disk, grow))
 
 
 def _view_args(plan: RestorePlan, region: Region) -> dict[str, Any]:
     return {
-        "repo": str(plan.image.repo.root),
+        "repo": plan.image.repo.location,
         "image": plan.image.manifest.name,
         "region": region.name,
     }
@@ -210,7 +208,7 @@ class ImageRegion(Step):
             return data
 
         ctx.progress.set_phase(
-            "restore", f"restoring {self.plan.image.manifest.name} onto {ctx.target.node}"
+            Phase.RESTORE, f"restoring {self.plan.image.manifest.name} onto {ctx.target.node}"
         )
         write_windows(
             ctx.fd,
@@ -227,7 +225,7 @@ def _table_json(plan: RestorePlan) -> dict[str, Any]:
     manifest = plan.image.manifest
     if plan.fit.identity or not manifest.table:
         return {}
-    table: dict[str, Any] = manifest.table.get("sfdisk") or {}
+    table: dict[str, Any] = manifest.table.sfdisk or {}
     if not table:
         raise ImageError(
             f"The image {manifest.name} does not record its partition table "
@@ -241,12 +239,12 @@ def restore_steps(plan: RestorePlan, target: Disk | None = None) -> list[Step]:
     """Every step of the restore, in order (printed by --dry-run, run by restore)."""
     target = target or plan.target
     manifest = plan.image.manifest
-    sector = int(manifest.disk["logical_sector"])
-    source = manifest.disk.get("model") or manifest.disk.get("name")
+    sector = manifest.disk.logical_sector
+    source = manifest.disk.what
     marker = Marker(
         "restore",
         manifest.name,
-        str(plan.image.repo.root),
+        plan.image.repo.location,
         str(source) if source else None,
         now_utc(),
     )
@@ -302,9 +300,7 @@ def restore(
     precheck(plan, verify_first=verify_first, progress=progress, cancel=cancel)
     manifest = plan.image.manifest
     target = recheck_target(plan.target)  # the disk may have changed since the plan
-    check_target(
-        target, repo_path=plan.image.repo.root, sector=int(manifest.disk["logical_sector"])
-    )
+    check_target(target, repo_path=plan.image.repo.folder, sector=manifest.disk.logical_sector)
     log = ImageLog(plan.image.repo, manifest.name)
     progress.total = plan.total
     steps = restore_steps(plan, target)
@@ -314,10 +310,10 @@ def restore(
         progress=progress,
         cancel=cancel,
         workers=workers,
-        table=manifest.table["type"] if manifest.table else None,
+        table=manifest.table.type if manifest.table else None,
     )
     log.write(
         f"restored onto {target.describe()}"
         + ("" if plan.fit.identity else f"; layout fitted: {'; '.join(plan.describe())}")
     )
-    progress.set_phase("done", f"{manifest.name} restored onto {target.node}")
+    progress.set_phase(Phase.DONE, f"{manifest.name} restored onto {target.node}")

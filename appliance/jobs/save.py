@@ -22,8 +22,9 @@ from appliance.disk.usage import mounted_readonly
 from appliance.errors import ImageError, ToolFailed
 from appliance.fs.usedmap import UsedMap, normalize_ranges, used_map
 from appliance.io.pipeline import WINDOW, Window, read_windows, workers_default
-from appliance.io.windows import window_count, windows, zero_hash
+from appliance.io.windows import window_count, windows
 from appliance.jobs import proof
+from appliance.jobs.chunkwriter import ChunkWriter, Counters
 from appliance.jobs.savechecks import (
     check_free_space,
     copied_whole_warnings,
@@ -32,12 +33,12 @@ from appliance.jobs.savechecks import (
 from appliance.plan.regions import disk_record, outside_ranges, regions, table_record
 from appliance.plan.safety import check_source
 from appliance.plan.table import read_sfdisk_json
-from appliance.progress import Progress
-from appliance.repo.chunk import Encoder, content_hash
+from appliance.progress import Phase, Progress
 from appliance.repo.image import load_manifest
 from appliance.repo.imagelog import ImageLog
 from appliance.repo.manifest import Index, Manifest, Region, index_hash
-from appliance.repo.repository import ReadBack, Repository, check_save_place
+from appliance.repo.records import SaveStats
+from appliance.repo.repository import Repository, check_save_place, open_store
 
 
 @dataclass
@@ -54,7 +55,7 @@ def plan_regions(disk: Disk, progress: Progress) -> list[RegionPlan]:
         if region.partition is None:
             used = [(0, disk.size)] if region.method == "raw" else outside_ranges(disk)
         else:
-            progress.set_phase("map", f"reading the used-block map of {region.describe()}")
+            progress.set_phase(Phase.MAP, f"reading the used-block map of {region.describe()}")
             node = partition_node(disk, region.partition)
             try:  # mounted read-only (a read-write mount was refused): map it all the same
                 umap = used_map(
@@ -80,16 +81,6 @@ def windows_of(plans: list[RegionPlan]) -> Iterator[Window]:
         yield from windows(plan.used, plan.region.size, base=plan.region.start, region=number)
 
 
-@dataclass
-class SaveStats:
-    new_chunks: int = 0
-    reused_chunks: int = 0
-    zero_windows: int = 0
-    new_bytes: int = 0
-    repaired_chunks: int = 0  # stored chunks that did not read back and were rewritten
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 def save(
     source: str,
     repo_path: str,
@@ -109,6 +100,7 @@ def save(
     on the image (its own checker, read-only) before the image is called complete."""
     progress = progress or Progress()
     started = time.monotonic()
+    open_store(repo_path)  # a location this version cannot reach is refused first
     disk = probe_disk(source)
     check_source(disk, Path(repo_path))  # before the repository folder is created
     check_save_place(Path(repo_path), create=create, allow_ram=allow_ram)
@@ -131,10 +123,10 @@ def save(
                     f"An unfinished image named {image} is in {repo_path}; add "
                     "--resume to continue it, or choose another name."
                 )
-            if (old.disk.get("size"), old.disk.get("serial")) != (disk.size, disk.serial):
+            if (old.disk.size, old.disk.serial) != (disk.size, disk.serial):
                 raise ImageError(
                     f"The unfinished image {image} was saved from another disk "
-                    f"({old.disk.get('model')}, {old.disk.get('size')} bytes); "
+                    f"({old.disk.model}, {old.disk.size} bytes); "
                     "choose another name."
                 )
         repo.remove_tmp_files()
@@ -159,14 +151,14 @@ def save(
                 + (f" ({plan.region.note})" if plan.region.note else "")
             )
         progress.total = sum(plan.region.used_bytes for plan in plans)
-        stats = SaveStats()
+        stats = Counters()
         bad: list[tuple[int, int]] = []
         prover = _start_proofs(disk, repo, plans, log) if check else None
         if prover is None:
             proof.skip_all(manifest.regions)
         try:
             _move(disk, repo, plans, stats, bad, level, progress, cancel, workers, prover)
-            progress.set_phase("sync", "making the image durable")
+            progress.set_phase(Phase.SYNC, "making the image durable")
             repo.sync()
         except BaseException:
             if prover is not None:
@@ -196,17 +188,17 @@ def save(
             )
         for warning in warnings:
             log.write(f"warning: {warning}")
-        manifest.stats = {
-            "used_bytes": manifest.used_bytes,
-            "new_bytes": stats.new_bytes,
-            "new_chunks": stats.new_chunks,
-            "reused_chunks": stats.reused_chunks,
-            "zero_windows": stats.zero_windows,
-            "seconds": round(time.monotonic() - started, 3),
-            "read_errors": [list(r) for r in bad],
-            "repaired_chunks": stats.repaired_chunks,
-            "warnings": warnings,
-        }
+        manifest.stats = SaveStats(
+            used_bytes=manifest.used_bytes,
+            new_bytes=stats.new_bytes,
+            new_chunks=stats.new_chunks,
+            reused_chunks=stats.reused_chunks,
+            zero_windows=stats.zero_windows,
+            seconds=round(time.monotonic() - started, 3),
+            read_errors=[(int(a), int(b)) for a, b in bad],
+            repaired_chunks=stats.repaired_chunks,
+            warnings=warnings,
+        )
         manifest.complete = True
         manifest.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         repo.write_file(manifest_key, manifest.to_json().encode())
@@ -214,16 +206,8 @@ def save(
             f"save complete: {manifest.used_bytes} bytes used, {stats.new_chunks} new chunks "
             f"({stats.new_bytes} bytes), {stats.reused_chunks} already stored"
         )
-        progress.set_phase("done", f"image {image} saved")
+        progress.set_phase(Phase.DONE, f"image {image} saved")
         return manifest
-
-
-def _reader(local: threading.local) -> ReadBack:
-    reader = getattr(local, "reader", None)
-    if reader is None:
-        reader = local.reader = ReadBack()
-    assert isinstance(reader, ReadBack)
-    return reader
 
 
 def _start_proofs(
@@ -244,7 +228,7 @@ def _finish_proofs(
     repo: Repository,
     plans: list[RegionPlan],
     prover: proof.Prover,
-    stats: SaveStats,
+    stats: Counters,
     bad: list[tuple[int, int]],
     level: int,
     progress: Progress,
@@ -253,7 +237,7 @@ def _finish_proofs(
     log: ImageLog,
 ) -> None:
     """Wait for the proofs; save every region whose image failed its check again, whole."""
-    progress.set_phase("proof", "checking the saved filesystems on the image")
+    progress.set_phase(Phase.PROOF, "checking the saved filesystems on the image")
     failed = [plans[number] for number in prover.finish()]
     if not failed:
         return
@@ -266,7 +250,7 @@ def _finish_proofs(
         region.used_bytes = region.size
         progress.total += region.size  # the bytes already moved stay counted as done
     _move(disk, repo, failed, stats, bad, level, progress, cancel, workers)
-    progress.set_phase("sync", "making the image durable")
+    progress.set_phase(Phase.SYNC, "making the image durable")
     repo.sync()
 
 
@@ -274,7 +258,7 @@ def _move(
     disk: Disk,
     repo: Repository,
     plans: list[RegionPlan],
-    stats: SaveStats,
+    stats: Counters,
     bad: list[tuple[int, int]],
     level: int,
     progress: Progress,
@@ -282,38 +266,7 @@ def _move(
     workers: int | None,
     prover: proof.Prover | None = None,
 ) -> None:
-    local = threading.local()
-    seen: set[str] = set()
-
-    def work(win: Window, data: memoryview) -> None:
-        name = content_hash(data)
-        if name == zero_hash(win.length):
-            with stats.lock:
-                stats.zero_windows += 1
-            return
-        plans[win.region].chunks[win.number] = name
-        with stats.lock:
-            known = name in seen
-            seen.add(name)
-        if known:  # checked or written by this save already
-            with stats.lock:
-                stats.reused_chunks += 1
-            return
-        stored = repo.stored_chunk_state(name, win.length, _reader(local))
-        if stored == "same":  # a stored chunk is reused only if it reads back as these bytes
-            with stats.lock:
-                stats.reused_chunks += 1
-            return
-        encoder = getattr(local, "encoder", None)
-        if encoder is None:
-            encoder = local.encoder = Encoder(level)
-        blob = encoder.encode(data)
-        repo.put_chunk(name, blob)  # also repairs a damaged stored copy
-        with stats.lock:
-            stats.new_chunks += 1
-            stats.new_bytes += len(blob)
-            stats.repaired_chunks += 1 if stored == "damaged" else 0
-
+    work = ChunkWriter(repo, [plan.chunks for plan in plans], level, stats)
     step: Callable[[Window, memoryview], None] = work
     if prover is not None:
         counts = {
@@ -326,7 +279,7 @@ def _move(
         step = counter.wrap(work)
     fd = open_direct(disk.node)
     try:
-        progress.set_phase("save", f"saving {disk.describe()}")
+        progress.set_phase(Phase.SAVE, f"saving {disk.describe()}")
         read_windows(
             fd,
             windows_of(plans),

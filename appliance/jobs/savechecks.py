@@ -12,14 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from appliance.disk.model import Disk, human_size
+from appliance.disk.model import Disk
 from appliance.errors import ApplianceError, RepositoryError
 from appliance.fs.files import files_at, used_bytes
 from appliance.fs.usedmap import PARTCLONE_PROGRAM
 from appliance.plan.preflight import free_space
 from appliance.repo.image import load_manifest
-from appliance.repo.manifest import Region
+from appliance.repo.manifest import Manifest, Region
 from appliance.repo.repository import Repository
+from appliance.units import human_size
 
 # stored bytes per used byte when the repository has no image to learn from (zstd -3 on
 # typical system disks stores 40-60 %: assume the worse end)
@@ -31,35 +32,32 @@ MAX_FILES = 8  # files hit listed as warnings
 WARNING_WIDTH = 70  # a warning and its "warning: " prefix fit an 80-column console
 
 
-def _earlier_images(repo_path: Path) -> list[dict[str, object]]:
-    """disk, used_bytes and stats of every complete image; [] when there is no repository."""
+def _earlier_images(repo_path: Path) -> list[Manifest]:
+    """Every complete image's manifest; [] when there is no repository."""
     try:
         repo = Repository.open(repo_path)
     except ApplianceError:
         return []
-    out: list[dict[str, object]] = []
+    out: list[Manifest] = []
     for name in repo.image_names():
         try:
             manifest = load_manifest(repo, name)
         except ApplianceError:
             continue  # a damaged manifest teaches nothing; `images` reports it
         if manifest.complete:
-            out.append(
-                {"disk": manifest.disk, "used": manifest.used_bytes, "stats": manifest.stats}
-            )
+            out.append(manifest)
     return out
 
 
-def compression_ratio(images: list[dict[str, object]]) -> float:
+def compression_ratio(images: list[Manifest]) -> float:
     """Stored bytes per used byte, from the earlier saves that stored mostly new chunks."""
     stored = used = 0
     for image in images:
-        stats = image["stats"]
-        assert isinstance(stats, dict)
-        new, reused = int(stats.get("new_chunks", 0)), int(stats.get("reused_chunks", 0))
+        stats = image.figures
+        new, reused = stats.new_chunks, stats.reused_chunks
         if new and new >= MOSTLY_NEW * (new + reused):
-            stored += int(stats.get("new_bytes", 0))
-            used += int(stats.get("used_bytes", 0))
+            stored += stats.new_bytes
+            used += stats.used_bytes
     return min(1.0, stored / used) if used > 0 and stored > 0 else DEFAULT_RATIO
 
 
@@ -68,10 +66,9 @@ def estimate_new_bytes(repo_path: Path, disk: Disk, used: int) -> tuple[int, flo
     images = _earlier_images(repo_path)
     ratio = compression_ratio(images)
     same = [
-        int(str(image["used"]))
+        image.used_bytes
         for image in images
-        if isinstance(image["disk"], dict)
-        and (image["disk"].get("serial"), image["disk"].get("size")) == (disk.serial, disk.size)
+        if (image.disk.serial, image.disk.size) == (disk.serial, disk.size)
     ]
     if same:  # an earlier image of this disk: deduplication reuses what it stored
         used = max(0, used - max(same))

@@ -25,7 +25,7 @@ from typing import Any
 
 from appliance.disk.blockio import aligned_buffer
 from appliance.disk.marker import Marker
-from appliance.disk.model import Disk, human_size
+from appliance.disk.model import Disk
 from appliance.disk.probe import probe_disk
 from appliance.errors import Cancelled, ImageError, SafetyRefusal, UnsupportedImage
 from appliance.fs.ntfs import BOOT_SIZE, parse_boot_sector
@@ -50,9 +50,10 @@ from appliance.jobs.writeplan import (
 from appliance.plan.fit import FitPlan, SourcePart, fit
 from appliance.plan.safety import check_target
 from appliance.plan.table import table_sectors
-from appliance.progress import Progress
+from appliance.progress import Phase, Progress
 from appliance.shelf import clonezilla
 from appliance.shelf.clonezilla import ClonezillaImage, is_clonezilla
+from appliance.units import human_size
 
 
 def find_folder(repo: str, name: str) -> Path | None:
@@ -197,7 +198,7 @@ class BootArea(Step):
         return "write " + " and ".join(what)
 
     def run(self, ctx: Context) -> None:
-        ctx.progress.set_phase("table", f"writing the boot area of {ctx.target.node}")
+        ctx.progress.set_phase(Phase.TABLE, f"writing the boot area of {ctx.target.node}")
         if self.mbr is not None:
             ctx.keep(0, self.mbr.read_bytes()[:440])
         if self.hidden is not None:
@@ -282,7 +283,7 @@ class ShelfPartition(Step):
                 ctx.keep(place.offset + start, blob[start : start + length], count=True)
             return blob
 
-        ctx.progress.set_phase("restore", f"restoring {src.what} onto {ctx.target.node}")
+        ctx.progress.set_phase(Phase.RESTORE, f"restoring {src.what} onto {ctx.target.node}")
         write_windows(
             ctx.fd,
             placements(),
@@ -382,7 +383,7 @@ def shelf_restore(
     progress.total = plan.total
     steps = shelf_restore_steps(plan, target)
     execute(steps, target, progress=progress, cancel=cancel, workers=workers, table=plan.disk.label)
-    progress.set_phase("done", f"{plan.image.name} restored onto {target.node}")
+    progress.set_phase(Phase.DONE, f"{plan.image.name} restored onto {target.node}")
 
 
 def shelf_restore_text(plan: ShelfRestorePlan) -> PlanText:
@@ -408,8 +409,7 @@ def shelf_restore_text(plan: ShelfRestorePlan) -> PlanText:
         source,
         plan.target.describe(),
         target_now(plan.target),
-        tuple(layout),
-        tuple(plan.fit.describe()),
+        tuple(layout) + tuple(plan.fit.describe()),
         tuple(describe_steps(shelf_restore_steps(plan))),
     )
 
@@ -434,7 +434,7 @@ def check_streams(
     """Read every partition's stream to its end before anything is written (--verify-first):
     every partclone checksum checked, a cut or damaged stream found first."""
     progress.total = plan.total
-    progress.set_phase("verify", f"checking the streams of {plan.image.name}")
+    progress.set_phase(Phase.VERIFY, f"checking the streams of {plan.image.name}")
     with ClonezillaSource(plan.image, plan.disk) as source:
         for number, region in enumerate(source.regions):
             for win in region.windows(number):

@@ -19,8 +19,8 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, cast
 
-from appliance.disk.model import human_size
 from appliance.errors import (
     ApplianceError,
     Cancelled,
@@ -28,9 +28,10 @@ from appliance.errors import (
     ImageError,
     UnsupportedImage,
 )
-from appliance.progress import Progress
+from appliance.progress import Phase, Progress
 from appliance.shelf.partclone import MAGIC, PartcloneHeader, PartcloneReader
 from appliance.shelf.streams import compression_of, open_stream
+from appliance.units import human_size
 
 _COMP = r"(?:\.(?:gz|bz2|lzo|lzma|xz|lzip|lrz|lz4|zst|uncomp))?"
 _SPLIT = r"(?:\.[a-z]{2,})?"
@@ -191,11 +192,11 @@ def verify_clonezilla(
         )
         return result
     progress.total = _estimate(streams, sizes, image)
-    progress.set_phase("verify", f"checking Clonezilla image {image}")
+    progress.set_phase(Phase.VERIFY, f"checking Clonezilla image {image}")
     for stream in streams:
         what = f"partition {stream.part} of Clonezilla image {image}"
         result.parts.append(_verify_one(stream, what, sizes.get(stream.part), progress, cancel))
-    progress.set_phase("done", f"Clonezilla image {image} checked")
+    progress.set_phase(Phase.DONE, f"Clonezilla image {image} checked")
     return result
 
 
@@ -209,7 +210,7 @@ def _estimate(streams: list[PartStream], sizes: dict[str, int], image: str) -> i
         elif stream.kind == "partclone" and stream.path is not None:
             try:
                 with open_stream(stream.path, stream.part) as data:
-                    total += PartcloneReader(data, stream.part).header.used_bytes
+                    total += PartcloneReader(cast(BinaryIO, data), stream.part).header.used_bytes
             except ApplianceError:
                 continue  # said in its verdict
     return total
@@ -274,7 +275,7 @@ def _read_partclone(
     path: Path, what: str, progress: Progress, cancel: threading.Event | None
 ) -> tuple[int, PartcloneHeader]:
     with open_stream(path, what) as data:
-        reader = PartcloneReader(data, what)
+        reader = PartcloneReader(cast(BinaryIO, data), what)
         nbytes = since = 0
         for _offset, blocks in reader.blocks():
             nbytes += len(blocks)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.disk.blockio import open_direct
-from appliance.disk.model import Disk, human_size
+from appliance.disk.model import Disk
 from appliance.disk.probe import probe_disk
 from appliance.errors import CorruptData, RepositoryError, VerifyMismatch
 from appliance.fs.compare import (
@@ -30,11 +30,12 @@ from appliance.io.pipeline import Stage, Window, read_windows, workers_default
 from appliance.io.source import RepositorySource
 from appliance.io.windows import window_length
 from appliance.plan.fit import GROWABLE_FS
-from appliance.progress import Progress
+from appliance.progress import Phase, Progress
 from appliance.repo.chunk import Decoder, content_hash
 from appliance.repo.image import LoadedImage, load_image
 from appliance.repo.manifest import Region
 from appliance.repo.repository import Repository
+from appliance.units import human_size
 
 
 @dataclass
@@ -67,7 +68,7 @@ def verify_image(
                 owner[name] = (region, length)
     result = VerifyResult(image, chunks=len(owner))
     progress.total = sum(length for _, length in owner.values())
-    progress.set_phase("verify", f"checking {len(owner)} chunks of {image}")
+    progress.set_phase(Phase.VERIFY, f"checking {len(owner)} chunks of {image}")
     names: queue.Queue[object] = queue.Queue()
     for name in owner:
         names.put(name)
@@ -96,7 +97,7 @@ def verify_image(
     stage.wait()
     result.bytes_checked = progress.done
     record_verified(repo, image, result.chunks)
-    progress.set_phase("done", f"image {image} is intact")
+    progress.set_phase(Phase.DONE, f"image {image} is intact")
     return result
 
 
@@ -156,7 +157,7 @@ def _plan_checks(
 ) -> tuple[list[Window], list[tuple[Region, int, int]]]:
     """The image's windows at the places the disk now holds them (a partition may have moved
     on a disk of another size), and the resized partitions to compare by files instead."""
-    same_size = disk.size == int(loaded.manifest.disk["size"])
+    same_size = disk.size == loaded.manifest.disk.size
     windows: list[Window] = []
     by_files: list[tuple[Region, int, int]] = []
     for number, region in enumerate(loaded.manifest.regions):
@@ -230,9 +231,7 @@ def _compare_files(
     @contextlib.contextmanager
     def image_side() -> Iterator[Path]:
         with (
-            CowView(
-                region.size, repo=str(loaded.repo.root), image=name, region=region.name
-            ) as view,
+            CowView(region.size, repo=loaded.repo.location, image=name, region=region.name) as view,
             read_only_loop(view.path) as node,
             mounted_read_only(node, fstype) as root,
         ):
@@ -246,7 +245,7 @@ def _compare_files(
         ):
             yield root
 
-    progress.set_phase("verify", f"comparing the files of {check.what} (resized)")
+    progress.set_phase(Phase.VERIFY, f"comparing the files of {check.what} (resized)")
     diff = compare_trees(image_side, disk_side, progress.add, cancel)
     if not diff.same:
         raise VerifyMismatch(
@@ -292,7 +291,7 @@ def verify_against(
 
     fd = open_direct(disk.node)
     try:
-        progress.set_phase("verify", f"comparing {disk.node} with {image}")
+        progress.set_phase(Phase.VERIFY, f"comparing {disk.node} with {image}")
         read_windows(
             fd,
             iter(windows),
@@ -315,7 +314,7 @@ def verify_against(
     progress.adjust_total(progress.done - progress.total)  # the file data was an estimate
     result.bytes_checked = progress.done
     progress.set_phase(
-        "done",
+        Phase.DONE,
         f"{disk.node} matches image {image}" + ("" if not result.skipped else " where compared"),
     )
     return result

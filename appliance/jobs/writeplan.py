@@ -28,7 +28,7 @@ from appliance.disk.blockio import aligned_buffer, device_error, flush, open_dir
 from appliance.disk.model import Disk
 from appliance.disk.probe import probe_disk, set_kernel_partitions, sync_partitions
 from appliance.errors import ApplianceError, Cancelled, DeviceError
-from appliance.progress import Progress
+from appliance.progress import Phase, Progress
 from appliance.tools import run
 
 MiB = 1024 * 1024
@@ -137,7 +137,7 @@ class MarkIncomplete(Step):
         return f"mark the target as an incomplete {what} (no valid table until the end)"
 
     def run(self, ctx: Context) -> None:
-        ctx.progress.set_phase("table", f"marking {ctx.target.node} as being written")
+        ctx.progress.set_phase(Phase.TABLE, f"marking {ctx.target.node} as being written")
         sector, size = ctx.sector, ctx.target.size
         end = max(
             [2 * sector] + [start + length for start, length in ctx.holds if start < size - sector]
@@ -161,7 +161,7 @@ class WipeSignatures(Step):
         return f"erase old signatures on the target ({len(self.partitions)} old partitions)"
 
     def run(self, ctx: Context) -> None:
-        ctx.progress.set_phase("table", f"wiping old signatures on {ctx.target.node}")
+        ctx.progress.set_phase(Phase.TABLE, f"wiping old signatures on {ctx.target.node}")
         for node in self.partitions:
             if node and os.path.exists(node):
                 run(["wipefs", "--all", "--quiet", node])
@@ -180,7 +180,7 @@ class TableSectors(Step):
         return f"write the fitted {self.label} table's entries (its headers held back)"
 
     def run(self, ctx: Context) -> None:
-        ctx.progress.set_phase("table", f"writing the partition table of {ctx.target.node}")
+        ctx.progress.set_phase(Phase.TABLE, f"writing the partition table of {ctx.target.node}")
         table: dict[int, bytes] = self.sectors()
         boot = bytes(ctx.held.get(0, bytearray(ctx.sector))[:440])
         for offset, data in sorted(table.items()):
@@ -248,7 +248,7 @@ class WriteTableLast(Step):
         return "make the table valid: backup header, LBA 1, then LBA 0 over the marker"
 
     def run(self, ctx: Context) -> None:
-        ctx.progress.set_phase("table", f"making the table of {ctx.target.node} valid")
+        ctx.progress.set_phase(Phase.TABLE, f"making the table of {ctx.target.node} valid")
         sector = ctx.sector
         ctx.held.setdefault(0, bytearray(sector))  # the marker always goes
         flush(ctx.fd)

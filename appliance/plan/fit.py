@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from appliance.disk.model import human_size
 from appliance.errors import ImageError, SafetyRefusal
 from appliance.fs.kinds import GROWABLE, SHRINKABLE
+from appliance.units import human_size
 
 MiB = 1024 * 1024
 FIXED_TYPES = {

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.disk.model import Disk, Partition, human_size
+from appliance.disk.model import Disk, Partition
 from appliance.disk.usage import mounted_devnums, nearest_existing
 from appliance.errors import ApplianceError, RepositoryError, SafetyRefusal, ToolMissing
 from appliance.fs.kinds import MAPPABLE, kind_of
@@ -27,6 +27,7 @@ from appliance.plan.regions import data_partitions, outside_ranges
 from appliance.plan.safety import check_source
 from appliance.repo.repository import check_save_place
 from appliance.tools import which
+from appliance.units import human_size
 
 # A raw copy smaller than this (Microsoft reserved, BIOS boot) is only worth an "info".
 SMALL_RAW = 128 * 1024 * 1024

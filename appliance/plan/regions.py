@@ -9,8 +9,11 @@ part of any image.
 
 from __future__ import annotations
 
+from typing import Any
+
 from appliance.disk.model import Disk, Partition
 from appliance.repo.manifest import Region
+from appliance.repo.records import DiskRecord, PartitionRecord, TableRecord
 
 
 def merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -90,42 +93,42 @@ def regions(disk: Disk) -> list[Region]:
     return out
 
 
-def table_record(disk: Disk, sfdisk: dict[str, object] | None = None) -> dict[str, object] | None:
+def table_record(disk: Disk, sfdisk: dict[str, Any] | None = None) -> TableRecord | None:
     """The partition table as the manifest records it; `sfdisk` is `sfdisk --json`'s view,
     kept whole so that a restore onto another size can write the same table, attributes and
     all, with sfdisk."""
     if disk.table is None:
         return None
-    return {
-        "type": disk.table,
-        "sfdisk": sfdisk,
-        "id": disk.table_id,
-        "first_lba": disk.first_lba,
-        "last_lba": disk.last_lba,
-        "sector": disk.logical_sector,
-        "partitions": [
-            {
-                "number": p.number,
-                "start": p.start,
-                "size": p.size,
-                "type": p.type,
-                "kind": p.kind,
-                "guid": p.guid,
-                "name": p.name,
-                "flags": list(p.flags),
-            }
+    return TableRecord(
+        type=disk.table,
+        sfdisk=sfdisk,
+        id=disk.table_id,
+        first_lba=disk.first_lba,
+        last_lba=disk.last_lba,
+        sector=disk.logical_sector,
+        partitions=tuple(
+            PartitionRecord(
+                number=p.number,
+                start=p.start,
+                size=p.size,
+                type=p.type,
+                kind=p.kind,
+                guid=p.guid,
+                name=p.name,
+                flags=tuple(p.flags),
+            )
             for p in disk.partitions
-        ],
-    }
+        ),
+    )
 
 
-def disk_record(disk: Disk) -> dict[str, object]:
-    return {
-        "name": disk.name,
-        "node": disk.node,
-        "model": disk.model,
-        "serial": disk.serial,
-        "size": disk.size,
-        "logical_sector": disk.logical_sector,
-        "physical_sector": disk.physical_sector,
-    }
+def disk_record(disk: Disk) -> DiskRecord:
+    return DiskRecord(
+        name=disk.name,
+        node=disk.node,
+        model=disk.model,
+        serial=disk.serial,
+        size=disk.size,
+        logical_sector=disk.logical_sector,
+        physical_sector=disk.physical_sector,
+    )

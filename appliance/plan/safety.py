@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from appliance.disk.model import Disk, human_size
+from appliance.disk.model import Disk
 from appliance.disk.usage import (
     disk_devnums,
     disks_of_path,
@@ -22,6 +22,7 @@ from appliance.disk.usage import (
     swap_devnums,
 )
 from appliance.errors import SafetyRefusal
+from appliance.units import human_size
 
 LIVE_MEDIUM = ("/run/live/medium", "/lib/live/mount/medium")
 

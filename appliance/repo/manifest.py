@@ -20,13 +20,14 @@ used: [[offset, length], ...] (relative to the region), chunks: [hash or null pe
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import blake3
 import zstandard
 
 from appliance.errors import CorruptData, ImageError
+from appliance.repo.records import DiskRecord, SaveStats, TableRecord
 
 FORMAT = "appliance-image"
 INDEX_FORMAT = "appliance-index"
@@ -62,17 +63,29 @@ class Region:
 @dataclass
 class Manifest:
     name: str
-    disk: dict[str, Any]
-    table: dict[str, Any] | None
+    disk: DiskRecord
+    table: TableRecord | None
     regions: list[Region]
     created: str
     tool_version: str
     complete: bool = False
     finished: str | None = None
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: SaveStats | None = None  # None until the save completes ({} in the file)
 
     def to_json(self) -> str:
-        data = {"format": FORMAT, "version": VERSION, **asdict(self)}
+        data = {
+            "format": FORMAT,
+            "version": VERSION,
+            "name": self.name,
+            "disk": self.disk.to_dict(),
+            "table": self.table.to_dict() if self.table else None,
+            "regions": [asdict(region) for region in self.regions],
+            "created": self.created,
+            "tool_version": self.tool_version,
+            "complete": self.complete,
+            "finished": self.finished,
+            "stats": self.stats.to_dict() if self.stats else {},
+        }
         data["manifest_hash"] = manifest_hash(data)
         return json.dumps(data, indent=2) + "\n"
 
@@ -96,14 +109,14 @@ class Manifest:
             regions = [Region(**region) for region in data["regions"]]
             return cls(
                 name=data["name"],
-                disk=data["disk"],
-                table=data["table"],
+                disk=DiskRecord.from_dict(data["disk"]),
+                table=TableRecord.from_dict(data["table"]),
                 regions=regions,
                 created=data["created"],
                 tool_version=data["tool_version"],
                 complete=bool(data["complete"]),
                 finished=data.get("finished"),
-                stats=data.get("stats") or {},
+                stats=SaveStats.from_dict(data.get("stats")),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ImageError(f"The manifest {where} is damaged and cannot be read.") from exc
@@ -113,6 +126,11 @@ class Manifest:
             if region.name == name:
                 return region
         raise ImageError(f"The image {self.name} has no region {name}.")
+
+    @property
+    def figures(self) -> SaveStats:
+        """The save's figures (all zero for an image whose save has not finished)."""
+        return self.stats or SaveStats()
 
     @property
     def used_bytes(self) -> int:

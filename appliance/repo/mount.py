@@ -16,17 +16,17 @@ from pathlib import Path
 
 from appliance.disk import identity
 from appliance.disk.fsprobe import probe_filesystem
-from appliance.disk.model import Disk, human_size
+from appliance.disk.model import Disk
 from appliance.disk.usage import mounts as mounts_of
 from appliance.errors import ApplianceError, DeviceError, RepositoryError, SafetyRefusal
 from appliance.fs.kinds import REPOSITORY, kind_of
-from appliance.repo.repository import MARKER
+from appliance.repo.repository import holds_repository
 from appliance.tools import run
+from appliance.units import human_size
 
 RUN_DIR = Path(os.environ.get("APPLIANCE_RUN_DIR", "/run/appliance"))
 # Filesystems a repository can live on (appliance/fs/kinds.py says which).
 MOUNTABLE = REPOSITORY
-REPO_MARKER = MARKER
 DEFAULT_FOLDER = "appliance-images"
 
 
@@ -139,7 +139,7 @@ def find_repositories(root: Path, depth: int = 2) -> list[Path]:
     for _ in range(depth + 1):
         following: list[Path] = []
         for folder in level:
-            if (folder / REPO_MARKER).is_file():
+            if holds_repository(folder):
                 found.append(folder)
                 continue
             try:

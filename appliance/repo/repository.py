@@ -50,6 +50,38 @@ def check_image_name(name: str) -> str:
     return name
 
 
+ADDRESS_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def open_store(location: str | os.PathLike[str]) -> Store:
+    """The store a repository location names. Every job takes a location (a string that
+    also reopens the repository in a child process, such as a FUSE view); today it is a
+    folder on this machine. A store at a network address is one more branch here."""
+    text = os.fspath(location)
+    address = ADDRESS_RE.match(text)
+    if address:
+        raise RepositoryError(
+            f"The repository {text} is at a {address.group(1)}:// address, which this version "
+            "cannot reach; mount the share and name the folder of the repository on it."
+        )
+    return LocalStore(Path(text))
+
+
+def local_folder(location: str | os.PathLike[str]) -> Path | None:
+    """The folder on this machine that a location names, None for a network address (the
+    safety checks that ask which disk holds the repository need one)."""
+    text = os.fspath(location)
+    return None if ADDRESS_RE.match(text) else Path(text)
+
+
+def holds_repository(location: str | os.PathLike[str]) -> bool:
+    """A repository is at `location` (its repo.json is there), readable or not."""
+    try:
+        return open_store(location).exists(MARKER)
+    except (RepositoryError, OSError):
+        return False
+
+
 def chunk_key(name: str) -> str:
     return f"chunks/{name[:2]}/{name[2:4]}/{name}"
 
@@ -132,6 +164,16 @@ class Repository:
         self.window = int(meta["chunk_size"])
 
     @property
+    def location(self) -> str:
+        """What `open` takes to open this repository again (a child process does)."""
+        return self.store.where
+
+    @property
+    def folder(self) -> Path | None:
+        """The repository's folder on this machine; None for a store that is not one."""
+        return self.store.root if isinstance(self.store, LocalStore) else None
+
+    @property
     def root(self) -> Path:
         """The repository's folder on this machine, for what only a local folder has: the
         lock, the filesystem it is on, a FUSE view's --repo; messages use `where`."""
@@ -143,11 +185,14 @@ class Repository:
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
-    def open(cls, root: str | os.PathLike[str]) -> Repository:
-        path = Path(root)
+    def open(cls, location: str | os.PathLike[str]) -> Repository:
+        store = open_store(location)
+        if not isinstance(store, LocalStore):
+            return cls.in_store(store)
+        path = store.root
         if not path.is_dir():
             raise RepositoryError(f"There is no repository at {path}: the folder does not exist.")
-        repo = cls.in_store(LocalStore(path))
+        repo = cls.in_store(store)
         if not (path / "chunks").is_dir() or not (path / "images").is_dir():
             raise RepositoryError(
                 f"The repository at {path} is truncated: its chunks or images folder is missing."
@@ -187,6 +232,7 @@ class Repository:
 
     @classmethod
     def open_or_create(cls, root: str | os.PathLike[str]) -> Repository:
+        open_store(root)  # a network address is refused in its own words
         path = Path(root)
         if path.exists() and not path.is_dir():
             raise RepositoryError(
@@ -230,6 +276,7 @@ class Repository:
     ) -> Repository:
         """The repository a save writes to: created only when asked, never in RAM unless
         asked (the live system's / and /tmp vanish at power off)."""
+        open_store(root)  # a network address is refused in its own words
         path = Path(root)
         check_save_place(path, create=create, allow_ram=allow_ram)
         return cls.open_or_create(path) if create else cls.open(path)

@@ -59,7 +59,7 @@ def test_unattended_save_verify_restore(
     assert code == 0, text
     assert actions == ["poweroff"]
     assert f"{repo_part} mounted read-write at {root}/repo-{Path(repo_part).name}" in text
-    assert "unattended save done: saved" in text
+    assert "unattended save done: Saved" in text and "as image pc1" in text
     assert not os.path.ismount(root / f"repo-{Path(repo_part).name}")  # unmounted at the end
 
     code, text, actions = _job(f"{common} appliance.job=verify appliance.repo_dir=lab/images")

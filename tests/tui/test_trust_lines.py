@@ -7,6 +7,7 @@ import dataclasses
 
 from kit.tui.fakes import BLANK, LAPTOP, FakeBackend
 
+from appliance.jobs.plantext import PlanText, holds_now
 from tui.jobspec import WritePlan
 from tui.session import Session
 from tui.widgets.planview import render_plan
@@ -18,14 +19,15 @@ HALF = dataclasses.replace(
 
 def plan(target: object = BLANK, *, verify_first: bool = False) -> WritePlan:
     assert isinstance(target, type(BLANK))
-    return WritePlan(
+    text = PlanText(
         "restore",
-        target,
         "image lab-2026",
+        target.describe(),
+        holds_now(target, None),
         ("GPT partition table",),
-        1000,
-        verify_first=verify_first,
+        (),
     )
+    return WritePlan("restore", target, text, 1000, verify_first=verify_first)
 
 
 def test_an_interrupted_restore_is_named_in_the_note_and_the_confirmation() -> None:

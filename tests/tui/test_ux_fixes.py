@@ -13,10 +13,11 @@ from kit.tui.pilot import drive, fake_app, screen_text, until
 from textual.pilot import Pilot
 
 from appliance.disk.model import Disk
+from appliance.jobs.plantext import clone_layout, restore_layout
 from appliance.jobs.save import RegionPlan
 from appliance.plan.fit import SourcePart, fit
 from appliance.repo.manifest import Region
-from tui.backend import clone_layout, restore_layout
+from appliance.repo.records import TableRecord
 from tui.screens.ask import AskScreen
 from tui.screens.clone import CloneScreen
 from tui.screens.confirm import ConfirmScreen
@@ -128,7 +129,7 @@ def test_a_whole_disk_filesystem_is_not_an_empty_disk() -> None:
             await pilot.pause(0.1)
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         text = screen_text(app)
-        assert "a filesystem on the whole disk (no partition table), ext4 BACKUP" in text
+        assert "a filesystem on the whole disk (no partition table): ext4 BACKUP" in text
         assert "holds no partitions" not in text
 
     drive(app, scenario)
@@ -151,7 +152,7 @@ def test_clone_confirmation_speaks_like_restore() -> None:
     target = Disk("sdb", "/dev/sdb", target_size, 512, 512)
     source = Disk("sda", "/dev/sda", source_size, 512, 512, table="dos")
     restore = SimpleNamespace(
-        image=SimpleNamespace(manifest=SimpleNamespace(table={"type": "dos"}, regions=regions)),
+        image=SimpleNamespace(manifest=SimpleNamespace(table=TableRecord("dos"), regions=regions)),
         fit=plan,
         target=target,
     )

@@ -16,9 +16,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
 
-from appliance.disk.model import human_size
 from appliance.errors import Cancelled
-from appliance.progress import Progress, ProgressEvent, clock
+from appliance.progress import Progress, ProgressEvent, phase_words
+from appliance.units import clock, human_size, speed
 from tui.jobspec import JobSpec, JobSummary
 from tui.messages import (
     EXIT_POWEROFF,
@@ -33,22 +33,6 @@ from tui.session import Session
 from tui.widgets.errorline import ErrorLine
 from tui.widgets.jobbar import JobBar
 from tui.widgets.topbar import TopBar
-
-PHASES = {
-    "start": "starting",
-    "map": "reading which blocks are used",
-    "save": "saving",
-    "sync": "making the image durable",
-    "proof": "checking the saved filesystems",
-    "table": "writing the partition table",
-    "restore": "restoring",
-    "clone": "cloning",
-    "verify": "verifying",
-    "done": "finished",
-    "check": "checking the image before writing",
-    "resize": "resizing a filesystem",
-    "copy": "copying",
-}
 
 
 class JobScreen(Screen[None]):
@@ -86,7 +70,7 @@ class JobScreen(Screen[None]):
         self.cancel = threading.Event()
         self.running = True
         self.stopping = False
-        self.phases: set[str] = set()
+        self.phases: set[str] = set()  # what ran: it says what a stop leaves behind
         self.summary: JobSummary | None = None
         self.last: ProgressEvent | None = None
         self.started = time.monotonic()
@@ -138,7 +122,7 @@ class JobScreen(Screen[None]):
         bar.total = ev.total
         bar.done = ev.done
         if self.running:
-            phase = PHASES.get(ev.phase, ev.phase)
+            phase = phase_words(ev.phase)
             self.query_one("#phase", Static).update(
                 Text.assemble(
                     ("Now: ", "bold"), phase + (" (stopping...)" if self.stopping else "")
@@ -156,7 +140,7 @@ class JobScreen(Screen[None]):
         left = clock(ev.eta) if self.running else "0:00"
         total = human_size(ev.total) if ev.total else "?"
         self.query_one("#figures", Static).update(
-            f"{human_size(ev.done)} of {total}   {ev.rate / 1e6:.1f} MB/s   "
+            f"{human_size(ev.done)} of {total}   {speed(ev.rate)}   "
             f"elapsed {clock(elapsed if self.running else ev.elapsed)}   left {left}"
         )
 

@@ -12,10 +12,10 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Footer, Input, Static
 
-from appliance.disk.model import human_size
 from appliance.disk.probe import Scan
 from appliance.repo.mount import RepoMount, Volume
-from appliance.repo.repository import MARKER
+from appliance.repo.repository import holds_repository
+from appliance.units import human_size
 from tui.messages import VolumeMounted, VolumesListed
 from tui.screens.flow import FlowScreen
 from tui.widgets.errorline import ErrorLine
@@ -102,7 +102,7 @@ class RepositoryScreen(FlowScreen):
     def on_volume_mounted(self, message: VolumeMounted) -> None:
         path = message.path
         self.use(str(path), message.mount)
-        found = (path / MARKER).exists()
+        found = holds_repository(path)
         self.query_one(Input).value = str(path)
         state = (
             "a repository was found there"
@@ -132,7 +132,7 @@ class RepositoryScreen(FlowScreen):
             self.say(f"{path} is a file, not a folder.")
             return
         self.use(str(path), None)
-        state = "a repository" if (path / MARKER).exists() else "no repository yet"
+        state = "a repository" if holds_repository(path) else "no repository yet"
         self.query_one(ErrorLine).note(f"Using {path} ({state}).")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

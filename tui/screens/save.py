@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 from textual import work
@@ -16,7 +15,7 @@ from appliance.disk.model import Disk
 from appliance.errors import ApplianceError, RepositoryError
 from appliance.jobs.catalog import ImageSummary
 from appliance.plan.preflight import Preflight
-from appliance.repo.repository import MARKER, check_image_name
+from appliance.repo.repository import check_image_name, holds_repository
 from tui.jobspec import default_image_name, unique_name
 from tui.messages import Checked
 from tui.screens.flow import FlowScreen
@@ -106,7 +105,7 @@ class SaveScreen(FlowScreen):
         try:
             images = {i.name: i for i in session.backend.images(repo)}
         except RepositoryError:
-            if (Path(repo) / MARKER).exists():
+            if holds_repository(repo):
                 raise  # a damaged repository; a missing one is made by the save
         preflight = session.backend.preflight(disk, repo)
         if get_current_worker().is_cancelled:

@@ -6,7 +6,8 @@ from collections.abc import Iterable, Mapping
 
 from rich.text import Text
 
-from appliance.disk.model import Disk, human_size
+from appliance.disk.model import Disk
+from appliance.units import human_size
 from tui.widgets.keyedtable import Cell, KeyedTable
 
 NONE_KEY = "-"

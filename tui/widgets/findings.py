@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from appliance.disk.model import human_size
 from appliance.plan.preflight import Preflight
+from appliance.units import human_size
 
 MARKS = {
     "stop": ("STOP", "bold red"),

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 from rich.text import Text
 
-from appliance.disk.model import human_size
 from appliance.jobs.catalog import ImageSummary
+from appliance.units import human_size
 from tui.widgets.disktable import fit
 from tui.widgets.keyedtable import Cell, KeyedTable
 
@@ -34,9 +34,9 @@ class ImageTable(KeyedTable):
         for image in ordered:
             self.images[image.name] = image
             disk = image.disk
-            source = disk.get("model") or disk.get("name") or "?"
-            if disk.get("serial"):
-                source = f"{source} {str(disk['serial'])[-4:]}"
+            source = (disk.what or "?") if disk else "?"
+            if disk and disk.serial:
+                source = f"{source} {disk.serial[-4:]}"
             state: Cell = Text("ready", style="bold")
             if image.problem:
                 state = Text("damaged", style="bold red")
@@ -49,7 +49,7 @@ class ImageTable(KeyedTable):
                         Text(fit(image.name, 28), style="bold" if restorable(image) else "dim"),
                         when(image),
                         fit(str(source), 24),
-                        human_size(int(disk.get("size") or 0)) if disk.get("size") else "-",
+                        human_size(disk.size) if disk and disk.size else "-",
                         human_size(image.used_bytes),
                         state,
                     ],

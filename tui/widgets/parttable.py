@@ -6,9 +6,10 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from appliance.disk.model import Disk, human_size
+from appliance.disk.model import Disk
 from appliance.disk.parttypes import type_name
 from appliance.plan.preflight import Usage
+from appliance.units import human_size
 from tui.widgets.disktable import fit
 from tui.widgets.keyedtable import Cell, KeyedTable
 

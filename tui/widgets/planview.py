@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from appliance.disk.model import human_size
+from appliance.units import human_size
 from tui.jobspec import WritePlan
 
 
@@ -15,23 +15,11 @@ def render_plan(plan: WritePlan) -> Text:
     text.append(f"{plan.kind.capitalize()} will ERASE this disk:\n", style="bold red")
     text.append(f"  {target.model or 'Unknown model'}", style="bold")
     text.append(f"  serial {target.serial or '(none)'}  {human_size(target.size)}  {target.node}\n")
-    if target.incomplete:
-        text.append(f"  now: an {target.incomplete} (no valid partition table)\n")
-    if plan.target_fs:
-        text.append(
-            f"  now: a filesystem on the whole disk (no partition table), {plan.target_fs}\n"
-        )
-    elif not target.partitions:
-        text.append("  it holds no partitions now\n")
-    for part in target.partitions:
-        label = f" {part.label}" if part.label else ""
-        text.append(
-            f"  now: partition {part.number}, {human_size(part.size)} "
-            f"{part.fstype or 'unformatted'}{label}\n"
-        )
+    for line in plan.text.target_now:
+        text.append(f"  now: {line}\n")
     text.append("and write onto it:\n", style="bold")
     text.append(f"  {plan.source}\n")
-    for line in plan.layout:
+    for line in plan.text.layout:
         text.append(f"  {line}\n")
     if plan.verify_first:
         text.append(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from appliance.disk.model import human_size
+from appliance.units import human_size
 from tui.session import Session
 
 

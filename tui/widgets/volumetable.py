@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 from rich.text import Text
 
-from appliance.disk.model import human_size
 from appliance.repo.mount import Volume
+from appliance.units import human_size
 from tui.widgets.disktable import fit
 from tui.widgets.keyedtable import Cell, KeyedTable
 

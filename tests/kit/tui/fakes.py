@@ -12,9 +12,11 @@ from appliance.disk.model import Disk, Partition
 from appliance.disk.probe import Problem, Scan
 from appliance.errors import ApplianceError, Cancelled, SafetyRefusal
 from appliance.jobs.catalog import ImageSummary
+from appliance.jobs.plantext import PlanText, holds_now
 from appliance.plan.preflight import Finding, Preflight, Usage
 from appliance.progress import Progress, ProgressEvent
 from appliance.repo.mount import RepoMount, Volume
+from appliance.repo.records import DiskRecord
 from tui.backend import CLONE_MISSING
 from tui.jobspec import JobSpec, JobSummary, VerifyRequest, WritePlan
 
@@ -114,12 +116,13 @@ IMAGES = [
         "2024-04-02T09:12:40+0200",
         "2024-04-02T09:31:05+0200",
         True,
-        {
-            "model": "Samsung SSD 860 EVO 500GB",
-            "serial": "S3Z2NB0K123456A",
-            "size": LAPTOP.size,
-            "name": "sda",
-        },
+        DiskRecord(
+            "sda",
+            "/dev/sda",
+            LAPTOP.size,
+            model="Samsung SSD 860 EVO 500GB",
+            serial="S3Z2NB0K123456A",
+        ),
         61_204_557_824,
         28_120_334_336,
     ),
@@ -128,12 +131,9 @@ IMAGES = [
         "2024-03-28T17:02:11+0100",
         None,
         False,
-        {
-            "model": "TOSHIBA MQ01ABD100",
-            "serial": "X5TGT0QZT",
-            "size": 1_000_204_886_016,
-            "name": "sda",
-        },
+        DiskRecord(
+            "sda", "/dev/sda", 1_000_204_886_016, model="TOSHIBA MQ01ABD100", serial="X5TGT0QZT"
+        ),
         0,
         0,
     ),
@@ -240,18 +240,16 @@ class FakeBackend:
             "partition 4: 629.1 MB ntfs Recovery (partclone)",
             "500.1 GB at the end stay unallocated",
         )
-        return WritePlan(
+        text = PlanText(
             "restore",
-            disk,
             f"image {image}, saved 2024-04-02 09:12 from Samsung "
             "SSD 860 EVO 500GB, serial S3Z2NB0K123456A (500.1 GB), 61.2 GB of data",
+            disk.describe(),
+            holds_now(disk, self.whole.get(disk.name)),
             layout,
-            61_204_557_824,
-            None,
-            repo,
-            image,
-            target_fs=self.whole.get(disk.name),
+            (),
         )
+        return WritePlan("restore", disk, text, 61_204_557_824, None, repo, image)
 
     def clone_available(self) -> bool:
         return self.clone
@@ -268,14 +266,15 @@ class FakeBackend:
             "partition 3: 998.3 GB ntfs Windows (partclone, grown from 523.2 GB)",
             "partition 4: 629.1 MB ntfs Recovery (partclone, moved)",
         )
-        return WritePlan(
+        text = PlanText(
             "clone",
-            dst,
             f"a copy of {src.describe()}",
+            dst.describe(),
+            holds_now(dst, self.whole.get(dst.name)),
             layout,
-            61_204_557_824,
-            target_fs=self.whole.get(dst.name),
+            (),
         )
+        return WritePlan("clone", dst, text, 61_204_557_824)
 
     def volumes(self, disks: Sequence[Disk]) -> list[Volume]:
         return [

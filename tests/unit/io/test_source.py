@@ -12,6 +12,7 @@ from appliance.io.windows import WINDOW, zero_hash
 from appliance.repo.chunk import Encoder, content_hash
 from appliance.repo.image import load_image
 from appliance.repo.manifest import Index, Manifest, Region, index_hash
+from appliance.repo.records import DiskRecord
 from appliance.repo.repository import Repository
 
 SIZE = 2 * WINDOW + 3 * 4096  # three windows: data, zeros, a short one with data
@@ -58,7 +59,7 @@ def build_image(root: Path) -> tuple[Repository, bytes]:
                 index_hash=index_hash(blob),
             )
         )
-    disk = {"size": WINDOW + SIZE, "logical_sector": 512}
+    disk = DiskRecord("loop9", "/dev/loop9", WINDOW + SIZE)
     manifest = Manifest("tiny", disk, None, regions, "now", "test", complete=True)
     (folder / "manifest.json").write_text(manifest.to_json())
     return repo, bytes(data)

@@ -32,8 +32,8 @@ def test_an_interrupted_restore_is_said_first() -> None:
         incomplete="incomplete restore of pc1, started 2026-12-01 16:00",
     )
     assert target_now(disk) == (
-        "an incomplete restore of pc1, started 2026-12-01 16:00 (this job writes it again "
-        "from the start)",
+        "an incomplete restore of pc1, started 2026-12-01 16:00 (no valid partition table; "
+        "this job writes it again from the start)",
     )
 
 
@@ -60,7 +60,6 @@ def test_the_command_line_prints_the_plan_lines_in_order() -> None:
         "QEMU HARDDISK (1.1 GB) at /dev/sdb",
         ("no partitions",),
         ("GPT partition table", "partition 1: 1.1 GB ext4 (partclone)"),
-        ("partition 1 (ext4): 1.1 GB at 1048576, unchanged",),
         ("1. mark the target", "2. write partition 1"),
     )
     assert describe_plan(text).splitlines() == [
@@ -69,5 +68,6 @@ def test_the_command_line_prints_the_plan_lines_in_order() -> None:
         "will be ERASED. It now holds:",
         "  no partitions",
         "It will hold:",
-        "  partition 1 (ext4): 1.1 GB at 1048576, unchanged",
+        "  GPT partition table",
+        "  partition 1: 1.1 GB ext4 (partclone)",
     ]

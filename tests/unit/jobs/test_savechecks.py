@@ -9,6 +9,8 @@ from appliance.disk.usage import filesystem_type, mounted_readonly, mounts
 from appliance.errors import RepositoryError
 from appliance.jobs.savechecks import DEFAULT_RATIO, compression_ratio
 from appliance.repo.chunk import Encoder, content_hash
+from appliance.repo.manifest import Manifest
+from appliance.repo.records import DiskRecord, SaveStats
 from appliance.repo.repository import ReadBack, Repository, check_save_place
 
 MOUNTINFO = """\
@@ -64,17 +66,10 @@ def test_ram_is_refused_unless_allowed(tmp_path: Path, monkeypatch: pytest.Monke
     check_save_place(tmp_path / "repo", create=True, allow_ram=True)
 
 
-def image(new: int, reused: int, new_bytes: int, used: int) -> dict[str, object]:
-    return {
-        "disk": {},
-        "used": used,
-        "stats": {
-            "new_chunks": new,
-            "reused_chunks": reused,
-            "new_bytes": new_bytes,
-            "used_bytes": used,
-        },
-    }
+def image(new: int, reused: int, new_bytes: int, used: int) -> Manifest:
+    stats = SaveStats(used_bytes=used, new_bytes=new_bytes, new_chunks=new, reused_chunks=reused)
+    disk = DiskRecord("sda", "/dev/sda", 1 << 30)
+    return Manifest("m", disk, None, [], "now", "test", complete=True, stats=stats)
 
 
 def test_the_ratio_is_learnt_from_first_saves_only() -> None:

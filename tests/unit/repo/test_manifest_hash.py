@@ -6,18 +6,19 @@ import pytest
 
 from appliance.errors import CorruptData, ImageError
 from appliance.repo.manifest import Manifest, Region
+from appliance.repo.records import DiskRecord, SaveStats
 
 
 def manifest() -> Manifest:
     return Manifest(
         name="m",
-        disk={"size": 1 << 20, "logical_sector": 512},
+        disk=DiskRecord("sdz", "/dev/sdz", 1 << 20),
         table=None,
         regions=[Region("outside", None, 0, 1 << 20, "raw")],
         created="2026-01-01T00:00:00+0000",
         tool_version="1",
         complete=True,
-        stats={"seconds": 1.25, "warnings": ["a", "b"]},
+        stats=SaveStats(seconds=1.25, warnings=["a", "b"]),
     )
 
 
@@ -25,7 +26,7 @@ def test_round_trip_keeps_the_hash_valid() -> None:
     text = manifest().to_json()
     assert len(json.loads(text)["manifest_hash"]) == 64
     loaded = Manifest.from_json(text, "m.json")
-    assert loaded.stats["warnings"] == ["a", "b"] and loaded.to_json() == text
+    assert loaded.figures.warnings == ["a", "b"] and loaded.to_json() == text
 
 
 def test_an_edited_manifest_is_refused() -> None:

@@ -18,6 +18,7 @@ from appliance.repo.chunk import Encoder, content_hash
 from appliance.repo.image import load_image, load_manifest
 from appliance.repo.imagelog import ImageLog
 from appliance.repo.manifest import Index, Manifest, Region, index_hash
+from appliance.repo.records import DiskRecord
 from appliance.repo.repository import WINDOW, ReadBack, Repository, chunk_key, storage_error
 from appliance.repo.store import LocalStore, Store, check_key
 
@@ -225,7 +226,9 @@ def _image(repo: Repository, name: str, windows: list[bytes]) -> Manifest:
     blob = index.encode()
     region = Region("p1", 1, 1 << 20, size, "raw", used_bytes=size)
     region.index, region.index_hash = "p1.idx", index_hash(blob)
-    manifest = Manifest(name, {"size": 1 << 30}, None, [region], "now", "test", complete=True)
+    manifest = Manifest(
+        name, DiskRecord("sdz", "/dev/sdz", 1 << 30), None, [region], "now", "test", complete=True
+    )
     repo.sync()
     repo.write_file(repo.image_key(name, region.index), blob)
     repo.write_file(repo.image_key(name, "manifest.json"), manifest.to_json().encode())

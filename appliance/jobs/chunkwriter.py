@@ -1,0 +1,80 @@
+"""Storing windows as chunks: the step every job that writes an image runs on its pool
+(save, and import from another repository or another tool's image).
+
+A window's blake3 names its chunk; an all-zero window is not stored. A chunk already in the
+repository is reused only if it reads back as these bytes (decompressed and hashed, once
+per job); a damaged stored copy is rewritten with the good bytes and counted.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from appliance.io.windows import Window, zero_hash
+from appliance.repo.chunk import Encoder, content_hash
+from appliance.repo.repository import ReadBack, Repository
+
+
+@dataclass
+class Counters:
+    """The job's running counts, shared by the pool's workers."""
+
+    new_chunks: int = 0
+    reused_chunks: int = 0
+    zero_windows: int = 0
+    new_bytes: int = 0
+    repaired_chunks: int = 0  # stored chunks that did not read back and were rewritten
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ChunkWriter:
+    """`writer(win, data)` stores one window and records its chunk name in
+    `chunks[win.region][win.number]` (None stays for an all-zero window)."""
+
+    def __init__(
+        self, repo: Repository, chunks: list[list[str | None]], level: int, stats: Counters
+    ) -> None:
+        self.repo = repo
+        self.chunks = chunks
+        self.level = level
+        self.stats = stats
+        self._local = threading.local()
+        self._seen: set[str] = set()
+
+    def _reader(self) -> ReadBack:
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = ReadBack()
+        assert isinstance(reader, ReadBack)
+        return reader
+
+    def __call__(self, win: Window, data: memoryview) -> None:
+        stats = self.stats
+        name = content_hash(data)
+        if name == zero_hash(win.length):
+            with stats.lock:
+                stats.zero_windows += 1
+            return
+        self.chunks[win.region][win.number] = name
+        with stats.lock:
+            known = name in self._seen
+            self._seen.add(name)
+        if known:  # checked or written by this job already
+            with stats.lock:
+                stats.reused_chunks += 1
+            return
+        stored = self.repo.stored_chunk_state(name, win.length, self._reader())
+        if stored == "same":  # a stored chunk is reused only if it reads back as these bytes
+            with stats.lock:
+                stats.reused_chunks += 1
+            return
+        encoder = getattr(self._local, "encoder", None)
+        if encoder is None:
+            encoder = self._local.encoder = Encoder(self.level)
+        blob = encoder.encode(data)
+        self.repo.put_chunk(name, blob)  # also repairs a damaged stored copy
+        with stats.lock:
+            stats.new_chunks += 1
+            stats.new_bytes += len(blob)
+            stats.repaired_chunks += 1 if stored == "damaged" else 0
