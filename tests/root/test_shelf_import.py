@@ -1,0 +1,131 @@
+"""import of Clonezilla image folders made by Debian 12's real `ocs-sr`: an imported image
+restores with our own `restore` onto a disk equal to its source (tables, fsck, identities,
+file trees, NTFS backup boot sector, boot code); a second near-identical image stores
+little; `images` lists them as our images; a folder with parts this appliance cannot
+import is refused with one sentence before anything is written.
+
+Shelf (built once per module, kit.czshelf): pc1 is kit.diskbuild.build_gpt_disk (FAT32 ESP,
+ext4, NTFS, swap) saved with `-q2 -z9p -i 0` (zstd); pc2 is a copy of that disk with a new
+~1 MiB file and 4 KiB of another file changed, saved the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kit.cli import appliance, chunk_files, refused, result_json
+from kit.clonezilla import have_ocs_sr
+from kit.czshelf import CzShelf, build_shelf
+from kit.diskbuild import GPT_DISK_SIZE, MiB, sparse_file
+from kit.diskcompare import assert_equivalent
+from kit.loops import Loops
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(not have_ocs_sr(), reason="needs ocs-sr (apt install clonezilla drbl)"),
+]
+
+
+@dataclass
+class Office:
+    shelf: CzShelf
+    repo: Path
+    loops: Loops
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def office(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Office]:
+    root = tmp_path_factory.mktemp("shelfimport")
+    loops = Loops(root)
+    try:
+        shelf = build_shelf(loops, root, 2)
+        yield Office(shelf, root / "office", loops, root)
+    finally:
+        loops.cleanup()
+
+
+def imported(office: Office, image: str, *extra: str) -> dict[str, object]:
+    out = result_json(
+        appliance(
+            "import", "--repo", str(office.repo), "--from", str(office.shelf.folder),
+            "--image", image, "--create", "--json", *extra,
+        )
+    )  # fmt: skip
+    [done] = out["images"]
+    assert isinstance(done, dict)
+    return done
+
+
+def test_imported_image_restores_to_a_disk_equal_to_its_source(office: Office) -> None:
+    done = imported(office, "pc1")
+    assert done["image"] == "pc1" and done["warnings"] == []
+    manifest = json.loads((office.repo / "images/pc1/manifest.json").read_text())
+    assert manifest["complete"] and manifest["disk"]["size"] == GPT_DISK_SIZE
+    assert manifest["table"]["sfdisk"]["label"] == "gpt"
+    regions = {r["name"]: r for r in manifest["regions"]}
+    assert [r["method"] for r in manifest["regions"]] == [
+        "table", "partclone", "partclone", "partclone", "swap",
+    ]  # fmt: skip
+    assert [regions[n]["fstype"] for n in ("p1", "p2", "p3", "p4")] == [
+        "vfat", "ext4", "ntfs", "swap",
+    ]  # fmt: skip
+    assert regions["p3"]["label"] == "DATA" and regions["p4"]["label"] == "SWAP"
+    # the filesystem proofs ran on the stored image, as a save's do
+    assert [regions[n]["proof"]["result"] for n in ("p1", "p2", "p3")] == ["passed"] * 3
+    appliance("verify", "--repo", str(office.repo), "--image", "pc1")
+
+    source, _ = office.shelf.disks["pc1"]
+    target = office.loops.attach(sparse_file(office.root, "target.img", GPT_DISK_SIZE))
+    appliance("restore", "--repo", str(office.repo), "--image", "pc1", target, "--yes")
+    # NTFS backup boot sector (never in a partclone stream), swap identity, boot code included
+    assert_equivalent(source, target, same_size=True)
+    office.loops.detach(target)
+
+
+def test_a_near_identical_second_image_stores_little(office: Office) -> None:
+    if not (office.repo / "images/pc1").is_dir():
+        imported(office, "pc1")
+    before = chunk_files(office.repo)
+    first = json.loads((office.repo / "images/pc1/manifest.json").read_text())["stats"]
+    second = imported(office, "pc2")
+    added = chunk_files(office.repo) - before
+    print(
+        f"pc1 stored {first['new_bytes']} bytes ({first['new_chunks']} chunks); pc2 stored "
+        f"{second['new_bytes']} bytes ({second['new_chunks']} chunks, "
+        f"{second['reused_chunks']} reused)"
+    )
+    assert isinstance(second["new_bytes"], int) and isinstance(second["reused_chunks"], int)
+    assert len(added) == second["new_chunks"]
+    # the second disk differs by ~1 MiB of random bytes: it stores about that, not a disk
+    assert second["new_bytes"] < first["new_bytes"] / 2
+    assert second["new_bytes"] < 3 * MiB
+    assert second["reused_chunks"] > 0
+    listing = result_json(appliance("images", "--repo", str(office.repo), "--json"))
+    ours = {i["name"]: i for i in listing["images"]}
+    assert {"pc1", "pc2"} <= set(ours)
+    assert all(ours[n]["complete"] for n in ("pc1", "pc2"))
+
+
+def test_unsupported_parts_are_refused_before_anything_is_written(office: Office) -> None:
+    shelf = office.root / "mixed"
+    shutil.copytree(office.shelf.folder / "pc2", shelf / "pc2")
+    shutil.copytree(office.shelf.folder / "pc2", shelf / "vg")
+    (shelf / "vg" / "lvm_vg_dev.list").write_text("/dev/sda5 vg0 abc\n")
+    repo = office.root / "untouched"
+    # every folder there (pc2 and vg): vg is refused before pc2 is stored
+    proc = appliance("import", "--repo", str(repo), "--from", str(shelf), "--create", check=False)
+    refused(proc, 8, "The Clonezilla image vg cannot be imported here: it holds LVM volume groups")
+    assert not repo.exists()
+
+
+def test_a_folder_that_holds_no_image_is_one_sentence(office: Office) -> None:
+    empty = office.root / "empty"
+    empty.mkdir()
+    proc = appliance("import", "--repo", str(office.repo), "--from", str(empty), check=False)
+    refused(proc, 8, "nor a Clonezilla or Rescuezilla image folder")
