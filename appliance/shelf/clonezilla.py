@@ -279,6 +279,12 @@ def parse_sfdisk_dump(text: str, what: str) -> tuple[dict[str, str], list[dict[s
                 f"The partition table {what} has a line that is not sfdisk's: {line!r}."
             )
         header[key.strip()] = value.strip()
+    entries = [e for e in entries if e.get("size", "1").strip() not in ("0", "")]
+    if "label" not in header and any("Id" in e for e in entries):
+        header["label"] = "dos"  # util-linux before 2.26 wrote no label line
+    for entry in entries:
+        if "type" not in entry and "Id" in entry:
+            entry["type"] = entry.pop("Id").strip()
     if header.get("label") not in ("gpt", "dos"):
         raise UnsupportedImage(
             f"The partition table {what} is a {header.get('label', 'unknown')!r} table; "
@@ -329,7 +335,7 @@ def _disk(
         part = entry["node"].removeprefix("/dev/").replace("/", "-")
         digits = re.search(r"(\d+)$", part)
         number = int(digits.group(1)) if digits else 0
-        ptype = entry.get("type", entry.get("Id", ""))
+        ptype = entry.get("type", "")
         extended = header["label"] == "dos" and ptype.lower() in ("5", "f", "85")
         fstype = _fs_of(path, part, streams)
         if fstype is None and part in swaps:

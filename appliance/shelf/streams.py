@@ -164,11 +164,15 @@ class _ZstdFrames:
         self._obj = self._dctx.decompressobj()
         self._started = False
         self._pending = b""
+        self._at = 0  # how much of _pending was returned already
 
     def read(self, size: int = -1, /) -> bytes:
         want = size if size >= 0 else 1 << 62
-        out = [self._pending]
-        have = len(self._pending)
+        have = len(self._pending) - self._at
+        if size >= 0 and have >= want:  # a frame can hold far more than one read asks for:
+            self._at += want  # hand it out piece by piece, never copying the rest again
+            return self._pending[self._at - want : self._at]
+        out = [self._pending[self._at :]]
         while have < want:
             blob = self._raw.read(1 << 20)
             if not blob:
@@ -184,7 +188,7 @@ class _ZstdFrames:
                 out.append(data)
                 have += len(data)
         joined = b"".join(out)
-        self._pending = joined[want:] if size >= 0 else b""
+        self._pending, self._at = (joined, min(want, len(joined))) if size >= 0 else (b"", 0)
         return joined[:want] if size >= 0 else joined
 
     def close(self) -> None:

@@ -213,3 +213,18 @@ def test_images_lists_a_plain_folder(shelf: Path) -> None:
     assert human.returncode == 0, human.stderr
     assert "mbrimg" in human.stdout and "Clonezilla image, gzip" in human.stdout
     assert "loop0p1 ext4" in human.stdout and "loop0p6 raw" in human.stdout
+
+
+def test_old_sfdisk_dump_without_label() -> None:
+    """util-linux before 2.26 (Clonezilla images of that time): no label line, Id=, and
+    empty slots of size 0."""
+    header, entries = parse_sfdisk_dump(
+        "# partition table of /dev/sda\nunit: sectors\n\n"
+        "/dev/sda1 : start=     2048, size=  1024000, Id=83, bootable\n"
+        "/dev/sda2 : start=        0, size=        0, Id= 0\n",
+        "t",
+    )
+    assert header["label"] == "dos"
+    assert entries == [
+        {"node": "/dev/sda1", "start": "2048", "size": "1024000", "type": "83", "bootable": "yes"}
+    ]
