@@ -110,11 +110,26 @@ def disk_size(disk: clonezilla.Disk) -> int:
 
 
 def _dump_for_sfdisk(disk: clonezilla.Disk) -> str:
-    """The folder's dump as Clonezilla's restore feeds it to sfdisk: without last-lba (the
-    backup GPT goes to the disk's end) and without the source device's name."""
-    lines = disk.table.read_text(errors="replace").splitlines()
-    keep = [ln for ln in lines if not re.match(r"\s*(last-lba|device)\s*:", ln)]
-    return "\n".join(keep) + "\n"
+    """The folder's dump as a script for sfdisk, as Clonezilla's restore feeds it: without
+    last-lba (the backup GPT goes to the disk's end) and the source device's name; older
+    dumps (no label line, `Id=`, empty slots) as the folder model reads them."""
+    header, entries = clonezilla.parse_sfdisk_dump(
+        disk.table.read_text(errors="replace"), f"{disk.table.name} of {disk.table.parent.name}"
+    )
+    lines = [f"label: {header['label']}", "unit: sectors", f"sector-size: {disk.sector_size}"]
+    if header.get("label-id"):
+        lines.append(f"label-id: {header['label-id']}")
+    if header["label"] == "gpt" and header.get("first-lba"):
+        lines.append(f"first-lba: {header['first-lba']}")
+    lines.append("")
+    for entry in entries:
+        fields = [f"start={entry.get('start', '0')}", f"size={entry.get('size', '0')}"]
+        fields += [f"{key}={entry[key]}" for key in ("type", "uuid") if entry.get(key)]
+        fields += [f'{key}="{entry[key]}"' for key in ("name", "attrs") if entry.get(key)]
+        if "bootable" in entry:
+            fields.append("bootable")
+        lines.append(f"{entry['node']} : {', '.join(fields)}")
+    return "\n".join(lines) + "\n"
 
 
 def _boot_area(disk: clonezilla.Disk, size: int) -> tuple[TableInfo, list[tuple[int, bytes]]]:

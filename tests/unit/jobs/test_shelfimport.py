@@ -131,3 +131,25 @@ def test_ntfs_backup_boot_sector_is_the_primary() -> None:
     out = source.read_window(1, 3)
     assert out is not None and out[-512:] == boot and not any(out[:-512])
     assert inner.reads == [3]  # the first window was not read twice
+
+
+def test_an_older_dump_gives_the_same_table(tmp_path: Path) -> None:
+    """util-linux before 2.26: no label line, `Id=`, empty slots (sfdisk would refuse the
+    empty slot lines as they are; the script is made from the model's reading)."""
+    old = tmp_path / "old"
+    shutil.copytree(DATA / "mbrimg", old)
+    (old / "loop0-pt.sf").write_text(
+        "# partition table of /dev/loop0\nunit: sectors\n\n"
+        "/dev/loop0p1 : start=     2048, size=   204800, Id=83, bootable\n"
+        "/dev/loop0p2 : start=   206848, size=   368640, Id= 5\n"
+        "/dev/loop0p3 : start=        0, size=        0, Id= 0\n"
+        "/dev/loop0p4 : start=        0, size=        0, Id= 0\n"
+        "/dev/loop0p5 : start=   208896, size=   245760, Id=83\n"
+        "/dev/loop0p6 : start=   456704, size=    81920, Id=da\n"
+    )
+    new_disk = saved_disk(load(DATA / "mbrimg"))
+    old_disk = saved_disk(load(old))
+    new_table, _ = _boot_area(new_disk, disk_size(new_disk))
+    old_table, _ = _boot_area(old_disk, disk_size(old_disk))
+    assert old_table.type == "dos"
+    assert old_table.partitions == new_table.partitions
