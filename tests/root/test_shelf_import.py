@@ -6,7 +6,9 @@ import is refused with one sentence before anything is written.
 
 Shelf (built once per module, kit.czshelf): pc1 is kit.diskbuild.build_gpt_disk (FAT32 ESP,
 ext4, NTFS, swap) saved with `-q2 -z9p -i 0` (zstd); pc2 is a copy of that disk with a new
-~1 MiB file and 4 KiB of another file changed, saved the same way.
+~1 MiB file and 4 KiB of another file changed, saved the same way. One more image, of
+kit.clonezilla.build_mbr_logical_disk (`-q2 -z1p -i 1`: gzip, 1 MB pieces, a raw stream),
+carries the gap after the MBR, the EBRs and a partclone.dd partition.
 """
 
 from __future__ import annotations
@@ -19,10 +21,16 @@ from pathlib import Path
 
 import pytest
 from kit.cli import appliance, chunk_files, refused, result_json
-from kit.clonezilla import have_ocs_sr
+from kit.clonezilla import (
+    MBR_DISK_SIZE,
+    build_mbr_logical_disk,
+    have_ocs_sr,
+    ocs_save,
+    raw_noise,
+)
 from kit.czshelf import CzShelf, build_shelf
 from kit.diskbuild import GPT_DISK_SIZE, MiB, sparse_file
-from kit.diskcompare import assert_equivalent
+from kit.diskcompare import assert_equivalent, partition_nodes, read_bytes
 from kit.loops import Loops
 
 pytestmark = [
@@ -129,3 +137,26 @@ def test_a_folder_that_holds_no_image_is_one_sentence(office: Office) -> None:
     empty.mkdir()
     proc = appliance("import", "--repo", str(office.repo), "--from", str(empty), check=False)
     refused(proc, 8, "nor a Clonezilla or Rescuezilla image folder")
+
+
+def test_mbr_image_with_logicals_and_a_raw_stream(office: Office) -> None:
+    """kit.clonezilla.build_mbr_logical_disk saved with gzip in 1 MB pieces: the gap after
+    the MBR (hidden-data-after-mbr), the EBRs and a partclone.dd raw stream go through the
+    import and our restore."""
+    path = office.root / "mbr.img"
+    source = build_mbr_logical_disk(office.loops, path)
+    folder = office.root / "mbrshelf"
+    ocs_save(source, folder, "mbr", "-q2", "-z1p", "-i", "1")
+    repo = office.root / "mbrrepo"
+    appliance("import", "--repo", str(repo), "--from", str(folder / "mbr"), "--create")
+    manifest = json.loads((repo / "images/mbr/manifest.json").read_text())
+    assert [r["method"] for r in manifest["regions"]] == ["table", "partclone", "partclone", "raw"]
+    assert [r["name"] for r in manifest["regions"]] == ["outside", "p1", "p5", "p6"]
+    target = office.loops.attach(sparse_file(office.root, "mbr-target.img", MBR_DISK_SIZE))
+    appliance("restore", "--repo", str(repo), "--image", "mbr", target, "--yes")
+    assert_equivalent(source, target, same_size=True)
+    assert read_bytes(partition_nodes(target)[6], 0, 40 * MiB) == read_bytes(
+        partition_nodes(source)[6], 0, 40 * MiB
+    )
+    assert read_bytes(partition_nodes(target)[6], 0, len(raw_noise(0))) == raw_noise(0)
+    office.loops.detach(target)
