@@ -234,6 +234,23 @@ def read_blkid_list(folder: Path) -> dict[str, dict[str, str]]:
     return out
 
 
+def disk_model(folder: Path, name: str) -> str | None:
+    """The saved disk's model, from `blkdev.list` (lsblk's table when the image was saved:
+    fixed-width columns, MODEL last); None when it does not say."""
+    try:
+        lines = (folder / "blkdev.list").read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    if not lines or "MODEL" not in lines[0]:
+        return None
+    column = lines[0].index("MODEL")
+    for line in lines[1:]:
+        words = line.split()
+        if words and words[0] == name:
+            return line[column:].strip() or None
+    return None
+
+
 def _sfdisk_named(document: dict[str, object] | None, disk: clonezilla.Disk) -> object:
     """The scratch file's `sfdisk --json`, its nodes named as on the saved machine."""
     if document is None:
@@ -426,6 +443,7 @@ def _incoming(
             size=layout.size,
             logical_sector=disk.sector_size,
             physical_sector=disk.sector_size,
+            model=disk_model(image.path, disk.name),
         ),
         table=record,
         regions=records,

@@ -17,6 +17,7 @@ from appliance.jobs.shelfimport import (
     ImportSource,
     _boot_area,
     _sfdisk_named,
+    disk_model,
     disk_size,
     read_blkid_list,
     saved_disk,
@@ -79,6 +80,17 @@ def test_blkid_list_gives_labels_and_uuids() -> None:
     ids = read_blkid_list(DATA / "gptimg")
     assert ids["loop0p3"]["TYPE"] == "ntfs" and ids["loop0p3"]["LABEL"] == "DATA"
     assert ids["loop0p1"]["LABEL"] == "ESP"
+
+
+def test_the_disk_model_comes_from_blkdev_list(tmp_path: Path) -> None:
+    assert disk_model(DATA / "gptimg", "loop0") is None  # a loop device has none
+    (tmp_path / "blkdev.list").write_text(
+        "KNAME   NAME       SIZE TYPE FSTYPE MOUNTPOINT MODEL\n"
+        "sda     sda      238.5G disk                   Samsung SSD 860 EVO 250GB\n"
+        "sda1    `-sda1     512M part vfat              \n"
+    )
+    assert disk_model(tmp_path, "sda") == "Samsung SSD 860 EVO 250GB"
+    assert disk_model(tmp_path, "sda1") is None
 
 
 def test_what_cannot_be_imported_is_one_sentence(tmp_path: Path) -> None:
