@@ -35,6 +35,7 @@ class Phase(StrEnum):
     COPY = "copy"
     RESIZE = "resize"
     VERIFY = "verify"
+    EXPORT = "export"
     DONE = "done"
 
     @property
@@ -48,7 +49,7 @@ class Phase(StrEnum):
     @property
     def moves_data(self) -> bool:
         """The phase whose bytes the rate and ETA are measured on."""
-        return self in (Phase.SAVE, Phase.RESTORE, Phase.VERIFY, Phase.CLONE)
+        return self in (Phase.SAVE, Phase.RESTORE, Phase.VERIFY, Phase.CLONE, Phase.EXPORT)
 
 
 _WORDS = {
@@ -64,6 +65,7 @@ _WORDS = {
     Phase.COPY: "copying",
     Phase.RESIZE: "resizing a filesystem",
     Phase.VERIFY: "verifying",
+    Phase.EXPORT: "writing the disk file",
     Phase.DONE: "finished",
 }
 

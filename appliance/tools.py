@@ -48,6 +48,9 @@ TOOLS: dict[str, str] = {
     "partclone.ntfs": "partclone",
     "partclone.fat": "partclone",
     "partclone.exfat": "partclone",
+    "qemu-img": "qemu-utils",
+    "qemu-storage-daemon": "qemu-system-common",
+    "setpriv": "util-linux",
 }
 
 

@@ -15,7 +15,15 @@ from appliance.jobs.clone import clone, clone_steps, plan_clone
 from appliance.jobs.plantext import PlanText, clone_text, restore_text, saved_lines
 from appliance.jobs.restore import RestorePlan, plan_restore, restore, restore_steps
 from appliance.jobs.save import save
-from appliance.jobs.shelfrestore import find_folder
+from appliance.jobs.shelfrestore import (
+    check_streams,
+    find_folder,
+    plan_shelf_restore,
+    shelf_plan_json,
+    shelf_restore,
+    shelf_restore_steps,
+    shelf_restore_text,
+)
 from appliance.jobs.shelfverify import is_clonezilla_image, verify_clonezilla
 from appliance.jobs.verify import verify_against, verify_image
 from appliance.jobs.writeplan import steps_json
@@ -111,8 +119,6 @@ def confirm(target: Disk, description: str, job: str) -> None:
 def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
     folder = find_folder(args.repo, args.image)
     if folder is not None:  # a Clonezilla image folder
-        from appliance.cli.shelfjobs import run_shelf_restore
-
         return run_shelf_restore(args, cancel, folder)
     plan = plan_restore(args.repo, args.image, args.target, grow=args.grow)
     text = restore_text(plan)
@@ -134,6 +140,38 @@ def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
         print(
             f"Restored image {plan.image.manifest.name} onto {plan.target.node}: "
             f"{rate(plan.total, seconds)}; every chunk was checked."
+        )
+    return 0
+
+
+def run_shelf_restore(args: argparse.Namespace, cancel: threading.Event, folder: Path) -> int:
+    plan = plan_shelf_restore(folder, args.target, grow=args.grow)
+    try:
+        text = shelf_restore_text(plan)
+        if args.dry_run:
+            if args.json:
+                print_json(
+                    {**shelf_plan_json(plan), "steps": steps_json(shelf_restore_steps(plan))}
+                )
+            else:
+                print("\n".join([describe_plan(text), "Steps:", *text.steps]))
+            return 0
+        if not args.yes:
+            confirm(plan.target, describe_plan(text), "Restoring")
+        progress = make_progress(args.progress)
+        if args.verify_first:
+            check_streams(plan, progress=progress, cancel=cancel)
+        started = time.monotonic()
+        shelf_restore(plan, progress=progress, cancel=cancel)
+        seconds = time.monotonic() - started
+    finally:
+        plan.close()
+    if args.json:
+        print_json({**shelf_plan_json(plan), "seconds": round(seconds, 3)})
+    else:
+        print(
+            f"Restored Clonezilla image {plan.image.name} onto {plan.target.node}: "
+            f"{rate(plan.total, seconds)}; every partclone checksum was checked."
         )
     return 0
 

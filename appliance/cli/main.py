@@ -61,10 +61,16 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="stable JSON output")
     p.add_argument("--all", action="store_true", help="include loop devices")
 
-    p = sub.add_parser("save", help="save a whole disk into an image")
+    p = sub.add_parser("save", help="save a whole disk into an image (or a file: --to)")
     p.add_argument("source", help="the disk to save: sda, /dev/nvme0n1, /dev/disk/by-id/...")
-    p.add_argument("--repo", required=True, help="the repository folder")
-    p.add_argument("--image", required=True, help="the new image's name")
+    p.add_argument("--repo", help="the repository folder")
+    p.add_argument("--image", help="the new image's name")
+    p.add_argument(
+        "--to",
+        metavar="FILE",
+        help="save to one plain file instead: FILE.img (sparse) or FILE.img.zst",
+    )
+    p.add_argument("--force", action="store_true", help="with --to: replace an existing file")
     p.add_argument(
         "--level",
         type=int,
@@ -111,6 +117,20 @@ def build_parser() -> Parser:
     p.add_argument("--image", required=True)
     p.add_argument("--against", metavar="DISK", help="compare this disk's data with the image")
     p.add_argument("--json", action="store_true")
+    progress_opt(p)
+
+    p = sub.add_parser("export", help="write an image as a disk file (.img, .img.zst, VM disk)")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("file", help="FILE.img, .img.zst, .qcow2, .vhdx, .vhd, .vmdk or .vdi")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.add_argument(
+        "--allow-ram", action="store_true", help="allow a file in memory (tmpfs), lost at power off"
+    )
+    p.add_argument(
+        "--level", type=int, default=3, choices=range(1, 20), metavar="N", help="zstd level"
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     progress_opt(p)
 
     p = sub.add_parser("images", help="list the images in a repository")
@@ -207,7 +227,13 @@ def dispatch(args: argparse.Namespace) -> int:
         return importing.run_import(args, CANCEL)
     from appliance.cli import catalog, jobs
 
-    if args.command == "save":
+    if args.command in ("save", "export"):
+        from appliance.cli import files
+
+        if args.command == "export":
+            return files.run_export(args, CANCEL)
+        if files.save_to_file(args):
+            return files.run_save_file(args, CANCEL)
         return jobs.run_save(args, CANCEL)
     if args.command == "restore":
         return jobs.run_restore(args, CANCEL)

@@ -17,7 +17,7 @@ from appliance.disk.fsprobe import whole_disk_filesystem
 from appliance.disk.model import Disk
 from appliance.jobs.restore import RestorePlan, restore_steps
 from appliance.jobs.writeplan import describe_steps
-from appliance.plan.fit import FitPlan
+from appliance.plan.fit import GROWABLE_FS, FitPlan
 from appliance.repo.manifest import Manifest, Region
 from appliance.units import human_size, rate
 
@@ -80,9 +80,12 @@ def layout_lines(
         if fitted is not None and fitted.parts:
             part = fitted.part(region.partition)
             size, start = part.new_size, part.new_start
-            if part.new_size != part.old_size:
-                how = "grown" if part.new_size > part.old_size else "shrunk"
-                change = f", {how} from {human_size(part.old_size)}"
+            if part.new_size > part.old_size:
+                change = f", grown from {human_size(part.old_size)}"
+                if region.fstype in GROWABLE_FS:
+                    change += "; the filesystem grows"
+            elif part.new_size < part.old_size:
+                change = f", shrunk from {human_size(part.old_size)}; the filesystem shrinks"
             elif part.new_start != part.old_start:
                 change = ", moved"
         end = max(end, start + size)

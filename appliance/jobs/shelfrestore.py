@@ -47,7 +47,7 @@ from appliance.jobs.writeplan import (
     execute,
     now_utc,
 )
-from appliance.plan.fit import FitPlan, SourcePart, fit
+from appliance.plan.fit import GROWABLE_FS, FitPlan, SourcePart, fit
 from appliance.plan.safety import check_target
 from appliance.plan.table import table_sectors
 from appliance.progress import Phase, Progress
@@ -393,23 +393,30 @@ def shelf_restore_text(plan: ShelfRestorePlan) -> PlanText:
         f"{disk.name} ({human_size(plan.source_size)}), {human_size(plan.total)} of data"
     )
     layout = [f"{disk.label.upper()} partition table"]
+    end = 0
     for p in disk.partitions:
         fitted = plan.fit.part(p.number)
         change = ""
-        if fitted.new_size != fitted.old_size:
+        if fitted.new_size > fitted.old_size:
             change = f", grown from {human_size(fitted.old_size)}"
+            if p.fstype in GROWABLE_FS:
+                change += "; the filesystem grows"
         elif fitted.new_start != fitted.old_start:
             change = ", moved"
         what = "extended" if p.extended else (p.fstype or "unformatted")
+        end = max(end, fitted.new_start + fitted.new_size)
         layout.append(
             f"partition {p.number}: {human_size(fitted.new_size)} {what} ({p.method}{change})"
         )
+    spare = plan.target.size - end - 1024 * 1024
+    if end and spare > 0:
+        layout.append(f"{human_size(spare)} at the end stay unallocated")
     return PlanText(
         "restore",
         source,
         plan.target.describe(),
         target_now(plan.target),
-        tuple(layout) + tuple(plan.fit.describe()),
+        tuple(layout),
         tuple(describe_steps(shelf_restore_steps(plan))),
     )
 

@@ -10,7 +10,7 @@ is appliance/shelf/clonezilla.py's business; the two meet later):
     `<part>.<fs>-ptcl-img.<comp>[.aa ...]`   a partclone image (comp: gz, zst, xz, ... uncomp)
     `<part>.dd-img[.<comp>][.aa ...]`         a raw image (compressed as its magic says)
     `<part>.<fs>-img[.aa ...]`, `<part>.<fs>.aa` ntfsclone and partimage images (old, unread)
-    `swappt-<part>.info`         a swap partition (nothing saved, recreated on restore)
+    `swappt-<part>.info`         a swap partition (not in `parts`; nothing saved, remade on restore)
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, cast
 
 from appliance.errors import (
     ApplianceError,
@@ -106,6 +105,7 @@ class ShelfVerifyResult:
         names = ", ".join(v.part for v in bad)
         damaged = [v for v in bad if isinstance(v.error, CorruptData)]
         if damaged:
+            names = ", ".join(v.part for v in damaged)
             return CorruptData(f"Clonezilla image {self.image} is damaged (partitions {names}).")
         if any(isinstance(v.error, UnsupportedImage) for v in bad):
             return UnsupportedImage(
@@ -135,8 +135,8 @@ def partition_sizes(folder: Path) -> dict[str, int]:
 
 
 def find_streams(folder: Path) -> list[PartStream]:
-    """Every partition of the image and the file that holds it, in the order `parts` lists
-    them (then whatever else the folder holds: logical volumes, a `parts` file gone)."""
+    """Every partition of the image (those `parts` lists, the swap partitions, whatever else
+    the folder holds a stream of: logical volumes) and the file that holds it, in order."""
     found: dict[str, PartStream] = {}
     for entry in sorted(p.name for p in folder.iterdir() if p.is_file()):
         if m := _PTCL.match(entry):
@@ -153,17 +153,22 @@ def find_streams(folder: Path) -> list[PartStream]:
             )
             found.setdefault(m["part"], PartStream(m["part"], "unsupported", m["fs"], note=note))
     order = _listed(folder, "parts")
-    for part in order:
+    swaps = [p.name[len("swappt-") : -len(".info")] for p in folder.glob("swappt-*.info")]
+    for part in order + swaps:
         if part in found:
             continue
-        if (folder / f"swappt-{part}.info").is_file():
+        if part in swaps:  # swap is not saved: Clonezilla keeps its label and UUID to remake it
             found[part] = PartStream(part, "swap", "swap")
         elif (folder / f"{part}.aa").is_file():  # partimage, which old Clonezilla used
             found[part] = PartStream(part, "unsupported", note="a partimage image")
         else:
             found[part] = PartStream(part, "missing")
-    first = {part: n for n, part in enumerate(order)}
-    return sorted(found.values(), key=lambda s: (first.get(s.part, len(first)), s.part))
+    return sorted(found.values(), key=lambda s: _natural(s.part))
+
+
+def _natural(name: str) -> list[tuple[int, str]]:
+    """sda2 before sda10, nvme0n1p2 before nvme0n1p10."""
+    return [(int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"(\d+)", name) if p]
 
 
 def verify_clonezilla(
@@ -210,7 +215,7 @@ def _estimate(streams: list[PartStream], sizes: dict[str, int], image: str) -> i
         elif stream.kind == "partclone" and stream.path is not None:
             try:
                 with open_stream(stream.path, stream.part) as data:
-                    total += PartcloneReader(cast(BinaryIO, data), stream.part).header.used_bytes
+                    total += PartcloneReader(data, stream.part).header.used_bytes
             except ApplianceError:
                 continue  # said in its verdict
     return total
@@ -252,11 +257,13 @@ def _verify_one(
     except ApplianceError as exc:
         line = f"{label}: {str(exc).rstrip('.')}"
         return PartVerdict(stream.part, stream.kind, stream.fs, False, line, error=exc)
-    how = (
-        f"all {head.checksum_count} of its {head.checksum.upper()} checksums match"
-        if head.checksum_count
-        else "it carries no checksums, its blocks were read to the end"
-    )
+    kind = head.checksum.upper()
+    if head.checksum_count > 1:
+        how = f"all {head.checksum_count} of its {kind} checksums match"
+    elif head.checksum_count:
+        how = f"its {kind} checksum matches"
+    else:
+        how = "it carries no checksums, its blocks were read to the end"
     line = (
         f"{label}: partclone image ({comp}, format {head.version:04d}), intact: "
         f"{human_size(nbytes)} in {head.used_blocks} blocks, {how}"
@@ -275,7 +282,7 @@ def _read_partclone(
     path: Path, what: str, progress: Progress, cancel: threading.Event | None
 ) -> tuple[int, PartcloneHeader]:
     with open_stream(path, what) as data:
-        reader = PartcloneReader(cast(BinaryIO, data), what)
+        reader = PartcloneReader(data, what)
         nbytes = since = 0
         for _offset, blocks in reader.blocks():
             nbytes += len(blocks)

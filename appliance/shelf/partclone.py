@@ -29,7 +29,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Protocol
 
 from appliance.errors import CorruptData, UnsupportedImage
 from appliance.shelf import bitmap as bits
@@ -50,6 +50,12 @@ _OPT_V2 = struct.Struct("<IHHHHIBB")
 DESC_V2 = _HEAD_V2.size + _FS_V2.size + _OPT_V2.size + 4  # 110
 _HEAD_V1 = struct.Struct("<15s15s4s2siQQQ")
 DESC_V1 = _HEAD_V1.size + 4096  # 4160
+
+
+class ByteStream(Protocol):
+    """What the reader needs of its stream (a BinaryIO, or what streams.open_stream gives)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,7 @@ class PartcloneReader:
     `stream` is the decompressed stream (appliance.shelf.streams.open_stream); `what` names
     it in every sentence ("partition sda1 of Clonezilla image 2024-05-01-img")."""
 
-    def __init__(self, stream: BinaryIO, what: str) -> None:
+    def __init__(self, stream: ByteStream, what: str) -> None:
         self._stream = stream
         self.what = what
         self._pending = b""  # bytes read ahead (format 0001's CRC layout test)
@@ -192,16 +198,15 @@ class PartcloneReader:
         _magic, fs, _version, _pad, block, device, total, used = _HEAD_V1.unpack_from(raw, 0)
         self._mode = checksums.CSM_CRC32
         self._check_sizes(block, device, total, used)
-        entries = bytearray()
+        packed = bytearray()  # one byte per block on disk, one bit per block here
         left = total
         while left:
-            piece = self._read(min(left, 1 << 20), "its bitmap")
-            entries += piece
+            piece = self._read(min(left, 1 << 20), "its bitmap")  # a multiple of 8 but the last
+            packed += bits.pack_byte_bitmap(piece)
             left -= len(piece)
         if self._read(len(BIT_MAGIC), "its bitmap") != BIT_MAGIC:
             raise CorruptData(f"The bitmap of {self.what} is damaged (its end mark is missing).")
-        self._bits = bits.trim(bits.pack_byte_bitmap(bytes(entries)), total)
-        del entries
+        self._bits = bits.trim(bytes(packed), total)
         return PartcloneHeader(
             version=1,
             fs=_text(fs),
@@ -351,8 +356,9 @@ class PartcloneReader:
     # ---- reading ----
 
     def _peek(self, count: int) -> bytes:
-        more = self._read_some(count - len(self._pending))
-        self._pending += more
+        """The next `count` bytes (fewer at the end), left to be read again."""
+        pending, self._pending = self._pending, b""
+        self._pending = pending + self._read_some(count - len(pending))
         return self._pending[:count]
 
     def _read_some(self, count: int) -> bytes:

@@ -164,5 +164,5 @@ def test_clone_confirmation_speaks_like_restore() -> None:
     assert lines[0] == "DOS partition table"
     assert (
         lines[2].startswith("partition 2: ")
-        and "ext4 root (partclone, grown from 419.4 MB)" in lines[2]
+        and "ext4 root (partclone, grown from 419.4 MB; the filesystem grows)" in lines[2]
     )

@@ -46,7 +46,10 @@ def test_layout_says_what_grows_and_what_stays_free() -> None:
     ]
     lines = layout_lines("dos", regions, plan, 2048 * MiB)
     assert lines[0] == "DOS partition table"
-    assert lines[1].startswith("partition 1: ") and "(partclone, grown from 419.4 MB)" in lines[1]
+    assert (
+        lines[1].startswith("partition 1: ")
+        and "(partclone, grown from 419.4 MB; the filesystem grows)" in lines[1]
+    )
     assert len(lines) == 2  # the one partition takes the whole disk: nothing is left free
     unfitted = layout_lines("dos", regions, None, 2048 * MiB)
     assert unfitted[1] == "partition 1: 419.4 MB ext4 root (partclone)"

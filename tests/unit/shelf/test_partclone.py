@@ -5,11 +5,14 @@ filesystems, and on format 0001 images written from the format's facts and prove
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import io
 import itertools
 import os
 import random
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -244,3 +247,72 @@ def test_blocks_are_bounded_and_in_order(filesystems: dict[str, Path], tmp_path:
         items = list(reader.blocks())
     assert all(len(data) <= 4 << 20 and len(data) % 4096 == 0 for _, data in items)
     assert [o for o, _ in items] == sorted(o for o, _ in items)
+
+
+# ---- format 0002 from the facts: xxHash checksums (partclone builds newer than Debian's) ----
+
+
+def _xxh_lib() -> ctypes.CDLL:
+    lib = ctypes.CDLL(ctypes.util.find_library("xxhash") or "libxxhash.so.0")
+    lib.XXH64.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint64]
+    lib.XXH64.restype = ctypes.c_uint64
+
+    class Hash128(ctypes.Structure):
+        _fields_ = [("low64", ctypes.c_uint64), ("high64", ctypes.c_uint64)]
+
+    lib.XXH3_128bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    lib.XXH3_128bits.restype = Hash128
+    return lib
+
+
+def one_shot(kind: str) -> Callable[[bytes], bytes]:
+    """The digest of a whole buffer in one call, stored as partclone memcpy's it."""
+    lib = _xxh_lib()
+    if kind == "xxh64":
+        return lambda data: int(lib.XXH64(data, len(data), 0)).to_bytes(8, "little")
+    if kind == "xxh128":
+
+        def x128(data: bytes) -> bytes:
+            value = lib.XXH3_128bits(data, len(data))
+            return int(value.low64).to_bytes(8, "little") + int(value.high64).to_bytes(8, "little")
+
+        return x128
+    return lambda data: pc.table_crc(data).to_bytes(4, "little")
+
+
+XXH_CASES = [("xxh64", 1, True), ("xxh64", 6, False), ("xxh128", 4, True), ("xxh128", 3, False)]
+
+
+@pytest.mark.parametrize(("kind", "per", "reseed"), XXH_CASES)
+def test_xxhash_images_are_read_and_their_damage_found(
+    filesystems: dict[str, Path], tmp_path: Path, kind: str, per: int, reseed: bool
+) -> None:
+    source = filesystems["fat"].read_bytes()
+    used = v1_used_blocks(source, 2048)
+    image = pc.write_v2(tmp_path / "x.img", filesystems["fat"], 2048, used, checksum=kind,
+                        digest=one_shot(kind), per=per, reseed=reseed)  # fmt: skip
+    reader, data = read_file(image)
+    assert (reader.header.checksum, reader.header.reseed) == (kind, reseed)
+    assert reader.header.image_size == image.stat().st_size
+    expected = bytearray(len(source))
+    for n in used:
+        expected[n * 2048 : (n + 1) * 2048] = source[n * 2048 : (n + 1) * 2048]
+    assert data == bytes(expected)
+    raw = bytearray(image.read_bytes())
+    raw[-(2048 * 3)] ^= 0x04  # inside one of the last blocks
+    with pytest.raises(CorruptData, match=r"^partition sda1 is damaged: the checksum of its block"):
+        read_file(write(tmp_path / "bad.img", raw))
+
+
+def test_an_image_without_a_bitmap_holds_every_block(
+    filesystems: dict[str, Path], tmp_path: Path
+) -> None:
+    image = pc.write_v2(tmp_path / "all.img", filesystems["fat"], 4096, None, checksum="crc32",
+                        digest=one_shot("crc32"), per=10)  # fmt: skip
+    reader, data = read_file(image)
+    assert reader.header.bitmap == "none" and reader.used_ranges() == [(0, len(data))]
+    assert data == filesystems["fat"].read_bytes() == pc.restore(image, tmp_path / "r", len(data))
+    big = bytearray(image.read_bytes())
+    big[34:36] = b"\xc0\xde"  # the endianness mark as a big-endian writer stores it
+    with pytest.raises(UnsupportedImage, match="big-endian"):
+        read_file(write(tmp_path / "big.img", big))
