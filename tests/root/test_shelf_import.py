@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import zstandard
 from kit.cli import appliance, chunk_files, refused, result_json
 from kit.clonezilla import (
     MBR_DISK_SIZE,
@@ -160,3 +161,21 @@ def test_mbr_image_with_logicals_and_a_raw_stream(office: Office) -> None:
     )
     assert read_bytes(partition_nodes(target)[6], 0, len(raw_noise(0))) == raw_noise(0)
     office.loops.detach(target)
+
+
+def test_a_flipped_byte_in_a_partclone_block_stops_the_import(office: Office) -> None:
+    """One byte flipped inside the ext4 stream's blocks: partclone's own checksum finds it
+    while the import reads it; the image is not offered for restore."""
+    copy = office.root / "flip" / "pc1"
+    shutil.copytree(office.shelf.folder / "pc1", copy)
+    node, _ = office.shelf.disks["pc1"]
+    stream = copy / f"{Path(node).name}p2.ext4-ptcl-img.zst"
+    data = bytearray(zstandard.ZstdDecompressor().stream_reader(stream.read_bytes()).read())
+    data[len(data) // 2] ^= 0x40  # well inside the blocks, past header and bitmap
+    stream.write_bytes(zstandard.ZstdCompressor().compress(bytes(data)))
+    repo = office.root / "fliprepo"
+    proc = appliance("import", "--repo", str(repo), "--from", str(copy), "--create", check=False)
+    sentence = refused(proc, 9, "p2 (ext4)")
+    assert "pc1" in sentence
+    images = result_json(appliance("images", "--repo", str(repo), "--json"))["images"]
+    assert not any(i["restorable"] for i in images)
