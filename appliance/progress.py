@@ -36,6 +36,7 @@ class Phase(StrEnum):
     RESIZE = "resize"
     VERIFY = "verify"
     EXPORT = "export"
+    WRITE = "write"  # an image file onto disks (appliance write)
     DONE = "done"
 
     @property
@@ -44,12 +45,26 @@ class Phase(StrEnum):
 
     @property
     def writes_target(self) -> bool:
-        return self in (Phase.TABLE, Phase.RESTORE, Phase.CLONE, Phase.COPY, Phase.RESIZE)
+        return self in (
+            Phase.TABLE,
+            Phase.RESTORE,
+            Phase.CLONE,
+            Phase.COPY,
+            Phase.RESIZE,
+            Phase.WRITE,
+        )
 
     @property
     def moves_data(self) -> bool:
         """The phase whose bytes the rate and ETA are measured on."""
-        return self in (Phase.SAVE, Phase.RESTORE, Phase.VERIFY, Phase.CLONE, Phase.EXPORT)
+        return self in (
+            Phase.SAVE,
+            Phase.RESTORE,
+            Phase.VERIFY,
+            Phase.CLONE,
+            Phase.EXPORT,
+            Phase.WRITE,
+        )
 
 
 _WORDS = {
@@ -63,6 +78,7 @@ _WORDS = {
     Phase.RESTORE: "restoring",
     Phase.CLONE: "cloning",
     Phase.COPY: "copying",
+    Phase.WRITE: "writing the image file",
     Phase.RESIZE: "resizing a filesystem",
     Phase.VERIFY: "verifying",
     Phase.EXPORT: "writing the disk file",

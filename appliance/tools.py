@@ -17,6 +17,8 @@ TOOLS: dict[str, str] = {
     "partx": "util-linux",
     "blkid": "util-linux",
     "wipefs": "util-linux",
+    "xz": "xz-utils",
+    "zstd": "zstd",
     "mkswap": "util-linux",
     "blockdev": "util-linux",
     "losetup": "util-linux",

@@ -199,15 +199,37 @@ def program(fstype: str) -> str:
     return prog
 
 
+CZ_DISK = "sda"  # the disk's name in the Clonezilla folder (ocs-sr names files after it)
+
+
+def cz_stream(folder: Path, part: Part) -> Path:
+    """A partition's stream in the folder, named as ocs-sr names it (sda2.ext4-ptcl-img.zst)."""
+    return folder / f"{CZ_DISK}{part.number}.{part.fstype}-ptcl-img.zst"
+
+
 def cz_save(disk: Disk, folder: Path, label: str) -> Run:
+    """What ocs-sr savedisk runs for a partclone + zstd image, into a folder laid out as its
+    own (disk, parts, clonezilla-img, sda-pt.sf, sda-mbr, the streams), so the appliance can
+    restore the same folder as a Clonezilla image."""
     folder.mkdir(parents=True, exist_ok=True)
     q = shlex.quote
-    lines = ["set -euo pipefail", f"sfdisk --dump {q(disk.node)} > {q(str(folder))}/sfdisk.dump"]
+    out = q(str(folder))
+    parts = " ".join(f"{CZ_DISK}{p.number}" for p in disk.parts)
+    lines = [
+        "set -euo pipefail",
+        # the dump names the partitions as Clonezilla's does: /dev/sda1, not /dev/loop5p1
+        f"sfdisk --dump {q(disk.node)} | sed -e 's#^{disk.node}p\\?\\([0-9]\\)#/dev/{CZ_DISK}\\1#' "
+        f"-e 's#^device: {disk.node}$#device: /dev/{CZ_DISK}#' > {out}/{CZ_DISK}-pt.sf",
+        f"dd if={q(disk.node)} of={out}/{CZ_DISK}-mbr bs=512 count=1 status=none",
+        f"echo {CZ_DISK} > {out}/disk",
+        f"echo {q(parts)} > {out}/parts",
+        f"echo 'Image saved by bench (ocs-sr savedisk equivalent)' > {out}/clonezilla-img",
+    ]
     for p in disk.parts:
-        base = q(str(folder / f"p{p.number}"))
+        base = q(str(folder / f"{CZ_DISK}{p.number}"))
         lines.append(
             f"{program(p.fstype)} -c -s {q(p.node)} -o - -L {base}.log 2>{base}.err "
-            f"| zstd -T0 -3 -q > {base}.pc.zst"
+            f"| zstd -T0 -3 -q > {q(str(cz_stream(folder, p)))}"
         )
     lines.append("sync")
     return timed(label, ["bash", "-c", "\n".join(lines)])
@@ -218,19 +240,28 @@ def cz_restore(disk: Disk, folder: Path, target: Loop, label: str) -> Run:
     node = q(target.node)
     lines = [
         "set -euo pipefail",
-        f"sfdisk --force --no-reread --no-tell-kernel -q {node} < {q(str(folder))}/sfdisk.dump",
+        f"sfdisk --force --no-reread --no-tell-kernel -q {node} < {q(str(folder))}/{CZ_DISK}-pt.sf",
         f"partx --add {node}",
     ]
     for p in disk.parts:
         part = q(partition_node(target.node, p.number))
-        base = q(str(folder / f"p{p.number}"))
+        base = q(str(folder / f"{CZ_DISK}{p.number}"))
         lines.append(f"for i in $(seq 250); do [ -b {part} ] && break; sleep 0.02; done")
         lines.append(
-            f"zstd -dc {base}.pc.zst | {program(p.fstype)} -r -s - -o {part} "
+            f"zstd -dc {q(str(cz_stream(folder, p)))} | {program(p.fstype)} -r -s - -o {part} "
             f"-L {base}.restore.log 2>{base}.restore.err"
         )
     lines.append("sync")
     return timed(label, ["bash", "-c", "\n".join(lines)])
+
+
+def cz_size(folder: Path) -> int:
+    """The bytes of a Clonezilla image: its streams and its table dump."""
+    return sum(
+        p.stat().st_size
+        for p in folder.iterdir()
+        if "-ptcl-img." in p.name or p.name.endswith("-pt.sf")
+    )
 
 
 def raw_read(disk: Disk, work: Path, label: str) -> Run:

@@ -18,9 +18,11 @@ from appliance.disk.fsprobe import whole_disk_filesystem
 from appliance.disk.model import Disk
 from appliance.disk.probe import Problem, Scan, probe_disk, scan_disks
 from appliance.disk.usage import disks_of_path, nearest_existing
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, RepositoryError
 from appliance.jobs.catalog import ImageSummary, list_images
 from appliance.jobs.plantext import clone_text, restore_text, saved_lines
+from appliance.jobs.restore import RestorePlan
+from appliance.jobs.shelflist import list_shelf, shelf_summary
 from appliance.jobs.verify import last_verified
 from appliance.plan.preflight import Preflight, Usage, free_space, measure_disk, preflight_save
 from appliance.progress import Progress
@@ -85,13 +87,33 @@ class EngineBackend:
         return measure_disk(disk)
 
     def images(self, repo: str) -> list[ImageSummary]:
-        return list_images(repo)
+        """Our images, and other tools' images found in the same folder (Clonezilla's)."""
+        shelf = [shelf_summary(item) for item in list_shelf(repo)]
+        try:
+            return list_images(repo) + shelf
+        except RepositoryError:
+            if not shelf:
+                raise
+            return shelf  # a plain folder of Clonezilla images
 
     def preflight(self, disk: Disk, repo: str) -> Preflight:
         return preflight_save(disk, repo)
 
     def plan_restore(self, repo: str, image: str, target: str) -> WritePlan:
         from appliance.jobs.restore import plan_restore
+        from appliance.jobs.shelfrestore import (
+            find_folder,
+            plan_shelf_restore,
+            shelf_restore_text,
+        )
+
+        folder = find_folder(repo, image)
+        if folder is not None:  # a Clonezilla image: every stream is read through first
+            shelf = plan_shelf_restore(folder, target)
+            text = shelf_restore_text(shelf)
+            return WritePlan(
+                "restore", shelf.target, text, shelf.total, shelf, repo, image, verify_first=True
+            )
 
         plan = plan_restore(repo, image, target)
         return WritePlan(
@@ -166,8 +188,10 @@ class EngineBackend:
     def write_job(self, plan: WritePlan) -> JobSpec:
         def run(progress: Progress, cancel: threading.Event) -> JobSummary:
             started = time.monotonic()
+            if plan.kind == "restore" and not isinstance(plan.engine_plan, RestorePlan):
+                return self._shelf_restore(plan, progress, cancel, started)
             if plan.kind == "restore":
-                from appliance.jobs.restore import RestorePlan, restore
+                from appliance.jobs.restore import restore
 
                 engine_plan = plan.engine_plan
                 assert isinstance(engine_plan, RestorePlan)  # what plan_restore handed out
@@ -200,6 +224,23 @@ class EngineBackend:
             f"{verb} {plan.source} onto {plan.target.describe()}",
             run,
             target=plan.target,
+        )
+
+    def _shelf_restore(
+        self, plan: WritePlan, progress: Progress, cancel: threading.Event, started: float
+    ) -> JobSummary:
+        from appliance.jobs.shelfrestore import ShelfRestorePlan, check_streams, shelf_restore
+
+        engine_plan = plan.engine_plan
+        assert isinstance(engine_plan, ShelfRestorePlan)  # what plan_restore handed out
+        if plan.verify_first:
+            check_streams(engine_plan, progress=progress, cancel=cancel)
+        shelf_restore(engine_plan, progress=progress, cancel=cancel)
+        took = time.monotonic() - started
+        return JobSummary(
+            (f"Restored {plan.source} onto {plan.target.describe()}: {rate(plan.total, took)}.",),
+            "Every partclone checksum was checked before the first write and again as it "
+            "was written.",
         )
 
     def verify_job(self, request: VerifyRequest) -> JobSpec:

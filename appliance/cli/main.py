@@ -112,6 +112,16 @@ def build_parser() -> Parser:
     p.add_argument("source", help="the disk to copy")
     target_opts(p)
 
+    p = sub.add_parser(
+        "write", help="write a raw image file (.img .iso .bin, compressed, .zip) onto disks"
+    )
+    p.add_argument("file", help="the image file: .img .iso .bin, .gz .xz .zst .bz2, or .zip")
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="the disks to overwrite")
+    p.add_argument("--yes", action="store_true", help="do not ask before erasing the targets")
+    p.add_argument("--dry-run", action="store_true", help="show the plan and stop")
+    p.add_argument("--json", action="store_true", help="print the plan or result as JSON")
+    progress_opt(p)
+
     p = sub.add_parser("verify", help="check an image, or a disk against an image")
     p.add_argument("--repo", required=True)
     p.add_argument("--image", required=True)
@@ -221,6 +231,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from appliance.cli import info
 
         return info.run_info(args)
+    if args.command == "write":
+        from appliance.cli import write
+
+        return write.run_write(args, CANCEL)
     if args.command == "import":
         from appliance.cli import importing
 

@@ -27,7 +27,7 @@ FIELD_LIMIT = 120
 class Marker:
     """Who was writing the disk: a restore of an image, or a clone of a disk."""
 
-    job: str  # "restore" or "clone"
+    job: str  # "restore", "clone" or "write" (an image file)
     image: str | None  # image name (restore)
     repo: str | None  # repository path (restore)
     source: str | None  # source disk (clone; the image's source disk for a restore)
@@ -37,6 +37,8 @@ class Marker:
         """One line for `disks` and the TUI."""
         if self.job == "clone":
             what = f"incomplete clone of {self.source or 'another disk'}"
+        elif self.job == "write":
+            what = f"incomplete write of the image file {self.image or 'an image file'}"
         else:
             what = f"incomplete restore of {self.image or 'an image'}"
         return f"{what}, started {self.started}"

@@ -27,6 +27,7 @@ class ImageSummary:
     proof: str = "unproven"  # proof_word() of its regions
     proofs: dict[str, Any] = field(default_factory=dict)  # region name -> its proof
     verified: str | None = None  # when every chunk was last re-hashed
+    kind: str | None = None  # another tool's image ("Clonezilla image"); None: one of ours
 
     def to_json(self) -> dict[str, Any]:
         return {

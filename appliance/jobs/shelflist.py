@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import ApplianceError
+from appliance.jobs.catalog import ImageSummary
+from appliance.repo.records import DiskRecord
 from appliance.shelf.clonezilla import ClonezillaImage, find_images, load
 
 
@@ -73,6 +75,33 @@ class ShelfImage:
             }
         )
         return out
+
+
+def shelf_summary(item: ShelfImage) -> ImageSummary:
+    """A Clonezilla image in the terms the interface's image list shows ours in."""
+    img = item.image
+    if img is None:
+        return ImageSummary(
+            item.name, "", None, False, None, 0, 0, problem=item.problem, kind="Clonezilla image"
+        )
+    first = img.disks[0] if img.disks else None
+    disk = (
+        DiskRecord(first.name, f"/dev/{first.name}", first.size or 0, first.sector_size)
+        if first
+        else None
+    )
+    return ImageSummary(  # its data: what the folder stores (the used bytes are not listed)
+        item.name,
+        img.date,
+        img.date,
+        item.restorable,
+        disk,
+        img.stored_bytes,
+        img.stored_bytes,
+        problem=item.problem,
+        proof="unproven",
+        kind=img.kind,
+    )
 
 
 def list_shelf(folder: str) -> list[ShelfImage]:

@@ -87,33 +87,34 @@ class ShelfRestorePlan:
         return self.fit.identity
 
     def table_json(self) -> dict[str, Any]:
-        """The saved sfdisk dump as `sfdisk --json` names its fields (plan/table.py writes
-        it); last-lba is left out: sfdisk puts the GPT backup at the target's end."""
-        header = self.disk.header
-        sector = self.disk.sector_size
-        _, entries = clonezilla.parse_sfdisk_dump(self.disk.table.read_text(), self.image.name)
-        out: dict[str, Any] = {
-            "label": self.disk.label,
-            "id": header.get("label-id", ""),
-            "sectorsize": sector,
-            "partitions": [
-                {
-                    **{
-                        k: v for k, v in e.items() if k in ("node", "type", "uuid", "name", "attrs")
-                    },
-                    "start": int(e.get("start", "0")),
-                    "size": int(e.get("size", "0")),
-                    "bootable": "bootable" in e,
-                }
-                for e in entries
-            ],
-        }
-        if "first-lba" in header:
-            out["firstlba"] = int(header["first-lba"])
-        return out
+        return sfdisk_table(self.disk, self.image.name)
 
     def close(self) -> None:
         self.source.close()
+
+
+def sfdisk_table(disk: clonezilla.Disk, image: str) -> dict[str, Any]:
+    """The saved sfdisk dump as `sfdisk --json` names its fields (plan/table.py writes it);
+    last-lba is left out: sfdisk puts the GPT backup at the target's own end."""
+    header = disk.header
+    _, entries = clonezilla.parse_sfdisk_dump(disk.table.read_text(), image)
+    out: dict[str, Any] = {
+        "label": disk.label,
+        "id": header.get("label-id", ""),
+        "sectorsize": disk.sector_size,
+        "partitions": [
+            {
+                **{k: v for k, v in e.items() if k in ("node", "type", "uuid", "name", "attrs")},
+                "start": int(e.get("start", "0")),
+                "size": int(e.get("size", "0")),
+                "bootable": "bootable" in e,
+            }
+            for e in entries
+        ],
+    }
+    if "first-lba" in header:
+        out["firstlba"] = int(header["first-lba"])
+    return out
 
 
 def _source_size(disk: clonezilla.Disk) -> int:

@@ -133,7 +133,7 @@ class MarkIncomplete(Step):
     marker: restoremark.Marker
 
     def describe(self) -> str:
-        what = "restore" if self.marker.job == "restore" else "clone"
+        what = self.marker.job if self.marker.job in ("restore", "write") else "clone"
         return f"mark the target as an incomplete {what} (no valid table until the end)"
 
     def run(self, ctx: Context) -> None:

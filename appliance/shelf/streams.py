@@ -20,6 +20,8 @@ import gzip
 import io
 import lzma
 import re
+import subprocess
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,7 @@ import lz4.frame
 import zstandard
 
 from appliance.errors import CorruptData, UnsupportedImage
+from appliance.tools import which
 
 MAGICS: tuple[tuple[bytes, str], ...] = (
     (b"\x1f\x8b", "gzip"),
@@ -154,45 +157,54 @@ class _Checked(io.RawIOBase):
         super().close()
 
 
-class _ZstdFrames:
-    """zstd frames one after another (zstd -T, pzstd), with a stream that ends inside a frame
-    reported as cut short (the library's stream reader takes that for the end)."""
+class _ZstdProcess:
+    """zstd frames one after another (zstd -T, pzstd) decompressed by Debian's `zstd` in a
+    child process: memory stays flat whatever the ratio (a run of zeros is kilobytes of input
+    and gigabytes of output, which python-zstandard's decompressobj returns in one piece),
+    the work runs beside Python's, and a stream that ends inside a frame or is damaged makes
+    zstd fail, which is said (the library's stream reader takes a cut frame for the end)."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: io.BufferedIOBase) -> None:
         self._raw = raw
-        self._dctx = zstandard.ZstdDecompressor()
-        self._obj = self._dctx.decompressobj()
-        self._started = False
-        self._pending = b""
-        self._at = 0  # how much of _pending was returned already
+        self._proc = subprocess.Popen(
+            [which("zstd"), "-d", "-c", "-q"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self._feeder = threading.Thread(target=self._feed, name="zstd-feeder", daemon=True)
+        self._feeder.start()
+
+    def _feed(self) -> None:
+        stdin = self._proc.stdin
+        assert stdin is not None
+        with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+            while chunk := self._raw.read(1 << 20):
+                stdin.write(chunk)
+        with contextlib.suppress(BrokenPipeError, OSError):
+            stdin.close()
 
     def read(self, size: int = -1, /) -> bytes:
-        want = size if size >= 0 else 1 << 62
-        have = len(self._pending) - self._at
-        if size >= 0 and have >= want:  # a frame can hold far more than one read asks for:
-            self._at += want  # hand it out piece by piece, never copying the rest again
-            return self._pending[self._at - want : self._at]
-        out = [self._pending[self._at :]]
-        while have < want:
-            blob = self._raw.read(1 << 20)
-            if not blob:
-                if self._started and not self._obj.eof:
-                    raise EOFError("the stream ends inside a zstd frame")
-                break
-            while blob:
-                if self._obj.eof:
-                    self._obj = self._dctx.decompressobj()
-                data = self._obj.decompress(blob)
-                self._started = True
-                blob = self._obj.unused_data if self._obj.eof else b""
-                out.append(data)
-                have += len(data)
-        joined = b"".join(out)
-        self._pending, self._at = (joined, min(want, len(joined))) if size >= 0 else (b"", 0)
-        return joined[:want] if size >= 0 else joined
+        stdout = self._proc.stdout
+        assert stdout is not None
+        data = stdout.read(size)
+        if not data and size != 0:
+            self._feeder.join()
+            code = self._proc.wait()
+            if code != 0:
+                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+                lines = [line for line in err.splitlines() if line.strip()]
+                raise EOFError(lines[-1] if lines else f"zstd exited {code}")
+        return data
 
     def close(self) -> None:
-        self._raw.close()
+        if self._proc.poll() is None:
+            self._proc.kill()  # our own child, by its handle
+        self._proc.wait()
+        self._feeder.join()
+        for pipe in (self._proc.stdout, self._proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def _decompressor(stream: io.BufferedIOBase, kind: str) -> _Reader:
@@ -200,7 +212,7 @@ def _decompressor(stream: io.BufferedIOBase, kind: str) -> _Reader:
     if kind == "gzip":
         return gzip.GzipFile(fileobj=raw, mode="rb")
     if kind == "zstd":
-        return _ZstdFrames(raw)
+        return _ZstdProcess(stream)
     if kind == "xz":
         return lzma.LZMAFile(raw, "rb")
     if kind == "bzip2":

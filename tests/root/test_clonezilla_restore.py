@@ -204,3 +204,25 @@ def test_cut_gzip_piece_is_one_sentence(shelf: Shelf, tmp_path: Path) -> None:
     )  # fmt: skip
     refused(proc, 9, "p5")
     assert file_digest(path) == before
+
+
+def test_the_interface_restores_a_clonezilla_image(shelf: Shelf, tmp_path: Path) -> None:
+    """What the TUI's Restore screen runs: the engine backend lists the folder's Clonezilla
+    images, plans the restore (every stream read through before the first write) and runs
+    it through the same write plan."""
+    import threading
+
+    from appliance.progress import Progress
+    from tui.backend import EngineBackend
+
+    backend = EngineBackend(include_loop=True)
+    listed = {i.name: i for i in backend.images(str(shelf.folder))}
+    assert listed["mbr"].kind == "Clonezilla image"
+    src, _ = shelf.sources["mbr"]
+    dst, _ = blank(shelf, tmp_path, MBR_DISK_SIZE)
+    plan = backend.plan_restore(str(shelf.folder), "mbr", dst)
+    assert plan.verify_first and "clonezilla image mbr" in plan.source
+    assert any("partition 5" in line for line in plan.text.layout), plan.text.layout
+    summary = backend.write_job(plan).run(Progress(), threading.Event())
+    assert "Restored clonezilla image mbr" in summary.lines[0], summary.lines
+    assert_equivalent(src, dst)

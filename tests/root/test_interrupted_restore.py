@@ -11,7 +11,6 @@ A damaged chunk found late leaves the marker and says so; clone is killed the sa
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import random
 import shutil
@@ -36,6 +35,7 @@ from kit.diskbuild import (
     sparse_file,
 )
 from kit.diskcompare import assert_equivalent, file_tree, fsck_part, mounted
+from kit.interrupt import first_write, has_valid_table, kill_after, marked, reported, start
 from kit.loops import Loops
 
 pytestmark = pytest.mark.root
@@ -62,66 +62,6 @@ def src(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Source]:
         yield Source(loops, folder, node, repo)
     finally:
         loops.cleanup()
-
-
-def start(*args: str) -> subprocess.Popen[bytes]:
-    """The real command line in its own process group (its tools die with it)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def marked(node: str) -> bool:
-    """Whether sector 0 holds the incomplete-restore marker (read past the page cache)."""
-    fd = os.open(node, os.O_RDONLY | os.O_DIRECT)
-    buf = mmap.mmap(-1, 4096)
-    try:
-        os.preadv(fd, [buf], 0)
-        return buf[:28] == b"APPLIANCE INCOMPLETE RESTORE"
-    finally:
-        buf.close()
-        os.close(fd)
-
-
-def first_write(proc: subprocess.Popen[bytes], node: str) -> float:
-    """Wait until the job has written its marker; the seconds that took."""
-    began = time.monotonic()
-    while not marked(node) and proc.poll() is None:
-        time.sleep(0.005)
-    return time.monotonic() - began
-
-
-def kill_after(proc: subprocess.Popen[bytes], node: str, delay: float) -> bool:
-    """SIGKILL the job and its tools `delay` seconds after its first write; False when it
-    had finished by then."""
-    first_write(proc, node)
-    try:
-        proc.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        return True
-    assert proc.returncode == 0, proc.returncode
-    return False
-
-
-def has_valid_table(node: str) -> bool:
-    proc = subprocess.run(["sfdisk", "--json", node], capture_output=True, text=True)
-    sfdisk_sees = proc.returncode == 0 and "partitiontable" in proc.stdout
-    probe = subprocess.run(["blkid", "-p", "-o", "export", node], capture_output=True, text=True)
-    return sfdisk_sees or "PTTYPE=" in probe.stdout
-
-
-def reported(node: str) -> str | None:
-    out = json.loads(appliance("disks", "--all", "--json").stdout)
-    [disk] = [d for d in out["disks"] if d["node"] == node]
-    value = disk["incomplete"]
-    assert value is None or isinstance(value, str)
-    return value
 
 
 def restore_args(src: Source, target: str, repo: Path | None = None) -> list[str]:

@@ -49,11 +49,11 @@ def test_every_phase_has_words_and_says_whether_it_writes_the_target() -> None:
     # the values are what --progress=json prints: scripts depend on them
     assert [p.value for p in Phase] == [
         "start", "map", "save", "proof", "sync", "check", "table",
-        "restore", "clone", "copy", "resize", "verify", "export", "done",
+        "restore", "clone", "copy", "resize", "verify", "export", "write", "done",
     ]  # fmt: skip
     for phase in Phase:
         assert (phase.words and phase.words != phase.value) or phase is Phase.SAVE
         assert phase_words(phase.value) == phase.words
     writing = {p.value for p in Phase if writes_target(p.value)}
-    assert writing == {"table", "restore", "clone", "copy", "resize"}
+    assert writing == {"table", "restore", "clone", "copy", "resize", "write"}
     assert phase_words("later") == "later" and not writes_target("later")

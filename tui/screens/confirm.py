@@ -105,7 +105,9 @@ class ConfirmScreen(ModalScreen[bool]):
         self.attempts += 1
         typed = event.value.strip()
         said = f"You typed {typed!r}, which is not" if typed else "Nothing was typed; type"
-        self.query_one(ErrorLine).say(f"{said} {' or '.join(answers(disk))}: nothing is written.")
+        error = self.query_one(ErrorLine)
+        error.say(f"{said} {' or '.join(answers(disk))}: nothing is written.")
+        error.scroll_visible(animate=False)  # a long plan must not hide why nothing happened
         event.input.value = ""
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

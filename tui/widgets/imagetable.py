@@ -38,6 +38,8 @@ class ImageTable(KeyedTable):
             if disk and disk.serial:
                 source = f"{source} {disk.serial[-4:]}"
             state: Cell = Text("ready", style="bold")
+            if image.kind and restorable(image):
+                state = Text(image.kind.split()[0], style="bold")  # "Clonezilla", "Rescuezilla"
             if image.problem:
                 state = Text("damaged", style="bold red")
             elif not image.complete:
