@@ -6,8 +6,9 @@ import argparse
 import threading
 import time
 
+from appliance.cli.jobs import print_warnings
 from appliance.cli.output import fit80, make_progress, print_json
-from appliance.errors import UsageError
+from appliance.errors import WARNINGS_EXIT, UsageError
 from appliance.jobs.importimage import images_at, import_image, incoming_from
 from appliance.jobs.plantext import saved_lines
 
@@ -18,9 +19,19 @@ def run_import(args: argparse.Namespace, cancel: threading.Event) -> int:
         raise UsageError("--as names one image: add --image to say which one.")
     if not names:
         raise UsageError(f"{args.source} holds no complete image to import.")
+    # every image opened (and so checked: unsupported parts, headers) before one is stored
+    incomings = []
+    try:
+        for name in names:
+            incomings.append(incoming_from(args.source, name))
+    except BaseException:
+        for incoming in incomings:
+            if incoming.close is not None:
+                incoming.close()
+        raise
     results = []
-    for name in names:
-        incoming = incoming_from(args.source, name)
+    warnings: list[str] = []
+    for name, incoming in zip(names, incomings, strict=True):
         started = time.monotonic()
         manifest = import_image(
             args.repo,
@@ -36,8 +47,11 @@ def run_import(args: argparse.Namespace, cancel: threading.Event) -> int:
             {"image": manifest.name, "from": incoming.origin, "seconds": round(seconds, 3)}
             | stats.to_dict()
         )
+        results[-1]["warnings"] = list(stats.warnings)
+        warnings += stats.warnings
         if not args.json:
             print(fit80("\n".join(saved_lines(manifest, seconds, incoming.origin, "Imported"))))
     if args.json:
         print_json({"command": "import", "images": results})
-    return 0
+    print_warnings(warnings)
+    return WARNINGS_EXIT if warnings else 0

@@ -180,7 +180,10 @@ def build_parser() -> Parser:
 
     p = sub.add_parser(
         "import",
-        help="store images kept elsewhere (another repository) in a repository, deduplicated",
+        help=(
+            "store images kept elsewhere (another repository, Clonezilla or Rescuezilla "
+            "folders) in a repository, deduplicated"
+        ),
     )
     p.add_argument("--repo", required=True, help="the repository that receives the images")
     p.add_argument("--from", dest="source", required=True, metavar="DIR", help="where they are")

@@ -12,34 +12,25 @@ written anywhere but into the repository.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 from appliance import __version__
 from appliance.errors import ApplianceError, ImageError, UnsupportedImage
+from appliance.fs import check as fscheck
 from appliance.io.pipeline import WINDOW, Window, run_windows, workers_default
 from appliance.io.source import ImageSource, RepositorySource
+from appliance.jobs import proof, shelfimport
 from appliance.jobs.chunkwriter import ChunkWriter, Counters
+from appliance.jobs.incoming import Incoming
 from appliance.progress import Phase, Progress
 from appliance.repo.image import load_image, load_manifest
 from appliance.repo.imagelog import ImageLog
 from appliance.repo.manifest import Index, Manifest, Region, index_hash
-from appliance.repo.records import DiskRecord, SaveStats, TableRecord
+from appliance.repo.records import SaveStats
 from appliance.repo.repository import Repository, check_image_name, holds_repository
-
-
-@dataclass
-class Incoming:
-    """An image from elsewhere: what its manifest will record, and where its bytes are."""
-
-    origin: str  # for the log and sentences: "image pc1 of the repository /media/usb/images"
-    disk: DiskRecord
-    table: TableRecord | None
-    regions: list[Region]  # in the order of source.regions; used_bytes set, no index yet
-    source: ImageSource
-    created: str | None = None  # when the original was made (kept in the log)
 
 
 def _windows(incoming: Incoming) -> Iterator[Window]:
@@ -71,7 +62,35 @@ def import_image(
     cancel: threading.Event | None = None,
     workers: int | None = None,
 ) -> Manifest:
-    """Store `incoming` as image `name` of the repository at `location`."""
+    """Store `incoming` as image `name` of the repository at `location`; its source is
+    closed after, stored or not."""
+    try:
+        return _import(
+            location,
+            name,
+            incoming,
+            create=create,
+            level=level,
+            progress=progress,
+            cancel=cancel,
+            workers=workers,
+        )
+    finally:
+        if incoming.close is not None:
+            incoming.close()
+
+
+def _import(
+    location: str,
+    name: str,
+    incoming: Incoming,
+    *,
+    create: bool = False,
+    level: int = 3,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+) -> Manifest:
     progress = progress or Progress()
     started = time.monotonic()
     check_image_name(name)
@@ -124,13 +143,16 @@ def import_image(
         )
         progress.set_phase(Phase.SYNC, "making the image durable")
         repo.sync()
+        indexes = []
         for record, src, stored in zip(regions, incoming.source.regions, chunks, strict=True):
             index = Index(record.name, WINDOW, record.size, list(src.used), stored)
+            indexes.append(index)
             blob = index.encode()
             record.index = f"{record.name}.idx"
             record.index_hash = index_hash(blob)
             record.stored_windows = sum(1 for c in stored if c is not None)
             repo.write_file(repo.image_key(name, record.index), blob)
+        warnings = prove_imported(repo, regions, indexes, progress, log.write)
         manifest.stats = SaveStats(
             used_bytes=manifest.used_bytes,
             new_bytes=stats.new_bytes,
@@ -139,6 +161,7 @@ def import_image(
             zero_windows=stats.zero_windows,
             seconds=round(time.monotonic() - started, 3),
             repaired_chunks=stats.repaired_chunks,
+            warnings=warnings,
         )
         manifest.complete = True
         manifest.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -149,6 +172,57 @@ def import_image(
         )
         progress.set_phase(Phase.DONE, f"image {name} imported")
         return manifest
+
+
+def prove_imported(
+    repo: Repository,
+    regions: list[Region],
+    indexes: list[Index],
+    progress: Progress,
+    log: Callable[[str], None],
+) -> list[str]:
+    """Prove, as a save does, each region mapped by another tool's used-block map (a
+    partclone stream) that comes with no proof: its filesystem's own checker, read-only, on
+    the stored image (jobs/proof.py's view). One warning per region not proven."""
+    todo = [
+        (region, index)
+        for region, index in zip(regions, indexes, strict=True)
+        if region.proof is None and proof.proven_kind(region)
+    ]
+    if not todo:
+        return []
+    progress.set_phase(Phase.PROOF, "checking the imported filesystems on the image")
+    view = proof.ProofView(repo, os.environ.get("APPLIANCE_TMP", "/var/tmp"))
+    warnings = []
+    try:
+        for region, index in todo:
+            if fscheck.checker_for(region.fstype) is None:
+                result = fscheck.CheckResult(
+                    "-", "skipped", 0.0, f"no checker is known for {region.fstype or 'it'}"
+                )
+            else:
+                try:
+                    result = proof.prove_stored(view, region, index)
+                finally:
+                    view.withdraw(region)
+            region.proof = result.to_json()
+            log(
+                f"{region.name}: {result.tool} on the image: {result.result} in "
+                f"{result.seconds:.1f} s" + (f" ({result.detail})" if result.detail else "")
+            )
+            if result.result == "failed":
+                warnings.append(
+                    f"{region.describe()}: {result.tool} finds errors on the imported image "
+                    f"({result.detail}); the original image holds them too"
+                )
+            elif result.result == "skipped":
+                warnings.append(
+                    f"{region.describe()}: {result.tool} could not run, so it is unproven: "
+                    f"{result.detail}"
+                )
+    finally:
+        view.close()
+    return warnings
 
 
 def _count(size: int) -> int:
@@ -172,7 +246,8 @@ def from_repository(location: str, image: str) -> Incoming:
 
 
 def images_at(source: str) -> list[str]:
-    """The images an import from `source` can take: the complete images of a repository."""
+    """The images an import from `source` can take: the complete images of a repository,
+    or the Clonezilla and Rescuezilla image folders there (or `source` itself)."""
     if holds_repository(source):
         repo = Repository.open(source)
         names = []
@@ -183,14 +258,20 @@ def images_at(source: str) -> list[str]:
             except ApplianceError:
                 continue  # a damaged image is not imported; `images` names it
         return names
+    folders = shelfimport.images_in(source)
+    if folders:
+        return folders
     raise UnsupportedImage(
-        f"{source} holds no images this appliance can import (it is not an image "
-        "repository of this appliance)."
+        f"{source} holds no images this appliance can import (it is neither an image "
+        "repository of this appliance nor a Clonezilla or Rescuezilla image folder)."
     )
 
 
 def incoming_from(source: str, image: str) -> Incoming:
     if holds_repository(source):
         return from_repository(source, image)
+    folder = shelfimport.folder_named(source, image)
+    if folder is not None:
+        return shelfimport.from_clonezilla(folder)
     images_at(source)  # the sentence of what is there
     raise UnsupportedImage(f"{source} holds no image named {image}.")
