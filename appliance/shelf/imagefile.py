@@ -4,8 +4,8 @@
 same compressed (`.gz .xz .zst .bz2`: decompressed by appliance.shelf.streams, which finds the
 compressor by its magic bytes) and a `.zip` that holds exactly one image (stdlib zipfile);
 a file split into pieces (`NAME.aa`, `NAME.ab`, ...) is named by NAME and read as one.
-Every kind is one branch of `probe` and `open_image`; a VM disk (`.qcow2 .vhdx ...`) read
-through a raw view becomes one more.
+Every kind is one branch of `probe` and `open_image`; a VM disk (`.qcow2 .vhd .vhdx .vmdk
+.vdi`) is read through qemu's raw view of it (appliance.shelf.vmdisk), never converted.
 
 The raw size comes from the container where it says it reliably: the file itself, the zip
 entry's size, the xz index (`xz --robot --list`), zstd's frame headers (`zstd -lv`; the zstd
@@ -33,7 +33,7 @@ from typing import cast
 
 from appliance.disk.parted import read_sfdisk
 from appliance.errors import ApplianceError, CorruptData, ImageError, UnsupportedImage, UsageError
-from appliance.shelf import streams
+from appliance.shelf import streams, vmdisk
 from appliance.tools import run
 
 RAW_SUFFIXES = (".img", ".iso", ".bin")
@@ -56,6 +56,7 @@ class ImageFile:
     size: int | None
     member: str | None = None
     pieces: int = 1  # split pieces (`NAME.aa`, `NAME.ab`, ...) read as one file
+    vm: str | None = None  # a VM disk's format (qemu's name: qcow2, vpc, vhdx, vmdk, vdi)
 
     @property
     def name(self) -> str:
@@ -71,6 +72,8 @@ class ImageFile:
         return self.kind == "raw" and self.pieces == 1
 
     def describe(self) -> str:
+        if self.vm is not None:
+            return f"{vmdisk.NAMES.get(self.vm, self.vm)} VM disk"
         how = {"raw": "raw image", "zip": "image in a zip file"}.get(self.kind, "")
         return (how or f"{self.kind}-compressed raw image") + self.split
 
@@ -84,7 +87,7 @@ class Scan:
 
 
 def _kinds() -> str:
-    return ", ".join([*RAW_SUFFIXES, *COMPRESSED_SUFFIXES, ".zip"])
+    return ", ".join([*RAW_SUFFIXES, *COMPRESSED_SUFFIXES, ".zip", *vmdisk.FORMATS])
 
 
 def probe(path: str | Path) -> ImageFile:
@@ -103,6 +106,9 @@ def probe(path: str | Path) -> ImageFile:
     suffix = path.suffix.lower()
     if suffix == ".zip":
         return _probe_zip(path)
+    if vmdisk.vm_format(path) is not None:  # read through qemu's raw view, never converted
+        disk = vmdisk.inspect(path)
+        return ImageFile(path, "vm", disk.size, vm=disk.format)
     if suffix not in RAW_SUFFIXES and suffix not in COMPRESSED_SUFFIXES:
         raise UsageError(f"{path.name} is not a disk image file this tool writes; use {_kinds()}.")
     kind = streams.compression_of(path)  # by magic bytes: people rename files
@@ -194,6 +200,9 @@ def open_image(image: ImageFile) -> Iterator[io.BufferedIOBase]:
         if image.seekable:
             with open(image.path, "rb") as handle:
                 yield handle
+        elif image.vm is not None:
+            with vmdisk.RawView(image.path, fmt=image.vm) as view, open(view.path, "rb") as raw:
+                yield raw
         elif image.kind == "zip":
             assert image.member is not None
             with zipfile.ZipFile(image.path) as archive, archive.open(image.member) as entry:

@@ -253,3 +253,22 @@ def test_the_interface_writes_a_file_onto_two_disks(loops: Loops, tmp_path: Path
     assert sum("written and verified" in line for line in summary.lines) == 2
     for node, _ in disks:
         assert read_bytes(node, 0, len(expected)) == expected
+
+
+@pytest.mark.parametrize("fmt", ["qcow2", "vhdx"])
+def test_a_vm_disk_is_written_without_converting_it(loops: Loops, tmp_path: Path, fmt: str) -> None:
+    """A VM disk file (made by qemu-img from a partitioned image) written onto two disks
+    through qemu's raw view; each disk equals the image qemu-img itself reads."""
+    raw = partitioned_image(loops, tmp_path)
+    vm = tmp_path / f"disk.{fmt}"
+    subprocess.run(["qemu-img", "convert", "-O", fmt, str(raw), str(vm)], check=True)
+    expected = raw.read_bytes()
+    disks = targets(loops, tmp_path, 2, 64 * MiB)
+    result = result_json(
+        appliance("write", str(vm), *(node for node, _ in disks), "--yes", "--json")
+    )
+    assert result["ok"] is True and result["kind"] == "vm" and result["bytes"] == len(expected)
+    for node, _ in disks:
+        assert read_bytes(node, 0, len(expected)) == expected, f"{node} differs from {vm}"
+        fsck_part(partition_nodes(node)[1], "ext4")
+    assert not list(Path("/var/tmp").glob("appliance-vm-*/disk.raw")), "a view was left"
