@@ -151,6 +151,8 @@ def test_not_a_zip(tmp_path: Path) -> None:
 
 def test_unknown_kind_missing_file_and_lzop(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"not a disk image file this tool writes; use .img"):
+        imagefile.probe(raw(tmp_path, "disk.dmg"))
+    with pytest.raises(UnsupportedImage, match="not a QCOW2 file"):  # a VM disk by its name
         imagefile.probe(raw(tmp_path, "disk.qcow2"))
     with pytest.raises(ImageError, match="does not exist"):
         imagefile.probe(tmp_path / "gone.img")
