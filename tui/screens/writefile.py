@@ -1,4 +1,4 @@
-"""Write an image file (.img, .iso, compressed, in a zip) onto one or more disks: the USB
+"""Write an image file (.img, .iso, compressed, in a zip, a VM disk) onto one or more disks: the USB
 stick duplicator's job. Type the file's path, mark the disks with Enter, then W; every disk
 is confirmed on its own (its name typed), and one read of the file writes them all."""
 
@@ -42,8 +42,8 @@ class WriteFileScreen(FlowScreen):
         yield TopBar("Write an image file onto disks", self.session)
         with VerticalScroll():
             yield Static(
-                "1. The image file (.img .iso .bin, .gz .xz .zst .bz2, .zip): its full path, "
-                "then Enter",
+                "1. The image file (.img .iso .bin, compressed or zipped, or a VM disk such as "
+                ".qcow2 .vhdx .vmdk): its full path, then Enter",
                 id="step1",
                 classes="step",
             )
