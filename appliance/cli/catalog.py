@@ -4,31 +4,40 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from pathlib import Path
 
 from appliance.cli.output import print_json
 from appliance.errors import RepositoryError
 from appliance.jobs.catalog import ImageSummary, gc, list_images
 from appliance.jobs.shelflist import ShelfImage, list_shelf
+from appliance.shelf.winbackup import WindowsBackup, find_backups
 from appliance.units import human_size
 
 
 def run_images(args: argparse.Namespace) -> int:
     shelf = list_shelf(args.repo)
+    backups = find_backups(Path(args.repo)) if Path(args.repo).is_dir() else []
     try:
         images = list_images(args.repo)
     except RepositoryError:
-        if not shelf:
+        if not shelf and not backups:
             raise
-        images = []  # a plain folder of Clonezilla images, not one of our repositories
+        images = []  # a plain folder of other tools' images, not one of our repositories
     if args.json:
         print_json(
             {
                 "command": "images",
                 "images": [i.to_json() for i in images],
                 "shelf": [s.to_json() for s in shelf],
+                "windows_backups": [b.to_json() for b in backups],
             }
         )
         return 0
+    if backups:
+        print_backups(backups)
+        if not images and not shelf:
+            return 0
+        print()
     if shelf:
         print_shelf(shelf)
         if not images:
@@ -94,6 +103,30 @@ def run_gc(args: argparse.Namespace) -> int:
     for name, reason in result.skipped:
         print(f"Image {name} is damaged: {reason}.")
     return 0
+
+
+def print_backups(backups: list[WindowsBackup]) -> None:
+    """Windows system images: the computer and date, each disk's size and partitions."""
+    print(f"{'WINDOWS SYSTEM IMAGE':36}  {'DISKS':>5}  {'SIZE':>8}  STATE")
+    for backup in backups:
+        size = sum(d.size for d in backup.disks)
+        state = "DAMAGED" if backup.problem else "found (restore: not yet)"
+        print(
+            f"{backup.name:36}  {len(backup.disks):>5}  "
+            f"{human_size(size) if size else '-':>8}  {state}"
+        )
+        notes = [backup.problem] if backup.problem else []
+        notes += [
+            f"{d.file.name} ({d.format}, {d.table or 'no table'}): "
+            + ", ".join(f"{p.number} {p.fstype or p.type}" for p in d.partitions)
+            for d in backup.disks
+        ]
+        for note in notes:
+            print(
+                "\n".join(
+                    textwrap.wrap(note, 80, initial_indent=" " * 18, subsequent_indent=" " * 20)
+                )
+            )
 
 
 def print_shelf(shelf: list[ShelfImage]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from kit.cli import appliance, result_json
 from kit.diskcompare import device_size, run
 from kit.loops import Loops
 from kit.winbackup import build_windows_disk, make_backup_folder
@@ -37,6 +38,13 @@ def test_a_system_image_folder_is_found_and_described(tmp_path: Path, loops: Loo
         (3, "Microsoft basic data", "ntfs", "Windows"),
     ]
     assert found.to_json()["restorable"] is True
+    # `images` lists it on a plain folder (not one of our repositories), with its disks
+    out = result_json(appliance("images", "--repo", str(shelf), "--json"))
+    assert out["images"] == [] and out["shelf"] == []
+    [listed] = out["windows_backups"]
+    assert listed["computer"] == "PC-LAB-07" and listed["disks"][0]["table"] == "gpt"
+    text = appliance("images", "--repo", str(shelf)).stdout
+    assert "PC-LAB-07 2026-11-30 10:15:00" in text and "3 ntfs" in text, text
 
 
 def test_a_backup_without_disk_files_or_with_a_damaged_one_says_so(tmp_path: Path) -> None:
