@@ -3,16 +3,21 @@
 
 A window's blake3 names its chunk; an all-zero window is not stored. A chunk already in the
 repository is reused only if it reads back as these bytes (decompressed and hashed, once
-per job); a damaged stored copy is rewritten with the good bytes and counted.
+per job); a damaged stored copy is rewritten with the good bytes and counted. `complete`
+is the last write of such a job: the manifest with its figures, marked complete.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from appliance.io.windows import Window, zero_hash
 from appliance.repo.chunk import Encoder, content_hash
+from appliance.repo.manifest import Manifest
+from appliance.repo.records import SaveStats
 from appliance.repo.repository import ReadBack, Repository
 
 
@@ -26,6 +31,39 @@ class Counters:
     new_bytes: int = 0
     repaired_chunks: int = 0  # stored chunks that did not read back and were rewritten
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def complete(
+    repo: Repository,
+    manifest: Manifest,
+    stats: Counters,
+    started: float,
+    log: Callable[[str], None],
+    job: str,
+    *,
+    warnings: list[str],
+    read_errors: Iterable[tuple[int, int]] = (),
+) -> None:
+    """Record the job's figures in the manifest and write it marked complete (every chunk
+    and index is durable before this is called), then say so in the image's log."""
+    manifest.stats = SaveStats(
+        used_bytes=manifest.used_bytes,
+        new_bytes=stats.new_bytes,
+        new_chunks=stats.new_chunks,
+        reused_chunks=stats.reused_chunks,
+        zero_windows=stats.zero_windows,
+        seconds=round(time.monotonic() - started, 3),
+        read_errors=[(int(a), int(b)) for a, b in read_errors],
+        repaired_chunks=stats.repaired_chunks,
+        warnings=warnings,
+    )
+    manifest.complete = True
+    manifest.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    repo.write_file(repo.image_key(manifest.name, "manifest.json"), manifest.to_json().encode())
+    log(
+        f"{job} complete: {manifest.used_bytes} bytes used, {stats.new_chunks} new chunks "
+        f"({stats.new_bytes} bytes), {stats.reused_chunks} already stored"
+    )
 
 
 class ChunkWriter:

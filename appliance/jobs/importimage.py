@@ -23,13 +23,12 @@ from appliance.fs import check as fscheck
 from appliance.io.pipeline import WINDOW, Window, run_windows, workers_default
 from appliance.io.source import ImageSource, RepositorySource
 from appliance.jobs import proof, shelfimport
-from appliance.jobs.chunkwriter import ChunkWriter, Counters
+from appliance.jobs.chunkwriter import ChunkWriter, Counters, complete
 from appliance.jobs.incoming import Incoming
 from appliance.progress import Phase, Progress
 from appliance.repo.image import load_image, load_manifest
 from appliance.repo.imagelog import ImageLog
 from appliance.repo.manifest import Index, Manifest, Region, index_hash
-from appliance.repo.records import SaveStats
 from appliance.repo.repository import Repository, check_image_name, holds_repository
 
 
@@ -64,114 +63,72 @@ def import_image(
 ) -> Manifest:
     """Store `incoming` as image `name` of the repository at `location`; its source is
     closed after, stored or not."""
-    try:
-        return _import(
-            location,
-            name,
-            incoming,
-            create=create,
-            level=level,
-            progress=progress,
-            cancel=cancel,
-            workers=workers,
-        )
-    finally:
-        if incoming.close is not None:
-            incoming.close()
-
-
-def _import(
-    location: str,
-    name: str,
-    incoming: Incoming,
-    *,
-    create: bool = False,
-    level: int = 3,
-    progress: Progress | None = None,
-    cancel: threading.Event | None = None,
-    workers: int | None = None,
-) -> Manifest:
-    progress = progress or Progress()
-    started = time.monotonic()
-    check_image_name(name)
-    for region in incoming.source.regions:
-        if region.window != WINDOW:
-            raise ImageError(
-                f"{incoming.origin} is cut into windows of {region.window} bytes; this "
-                f"appliance stores {WINDOW}-byte windows and cannot import it."
+    with incoming:
+        progress = progress or Progress()
+        started = time.monotonic()
+        check_image_name(name)
+        for region in incoming.source.regions:
+            if region.window != WINDOW:
+                raise ImageError(
+                    f"{incoming.origin} is cut into windows of {region.window} bytes; this "
+                    f"appliance stores {WINDOW}-byte windows and cannot import it."
+                )
+        repo = Repository.open_for_save(location, create=create)
+        with repo.lock(f"import {name} from {incoming.origin}"):
+            key = repo.image_key(name, "manifest.json")
+            if repo.exists(key):
+                old = load_manifest(repo, name)
+                state = "an image" if old.complete else "an unfinished image"
+                raise ImageError(
+                    f"{state.capitalize()} named {name} is already in {repo.where}; choose "
+                    "another name with --as, or delete it first."
+                )
+            repo.remove_tmp_files()
+            regions = [
+                dataclasses.replace(r, index="", index_hash="", stored_windows=0)
+                for r in incoming.regions
+            ]
+            manifest = Manifest(
+                name=name,
+                disk=incoming.disk,
+                table=incoming.table,
+                regions=regions,
+                created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                tool_version=__version__,
             )
-    repo = Repository.open_for_save(location, create=create)
-    with repo.lock(f"import {name} from {incoming.origin}"):
-        key = repo.image_key(name, "manifest.json")
-        if repo.exists(key):
-            old = load_manifest(repo, name)
-            state = "an image" if old.complete else "an unfinished image"
-            raise ImageError(
-                f"{state.capitalize()} named {name} is already in {repo.where}; choose "
-                "another name with --as, or delete it first."
+            repo.write_file(key, manifest.to_json().encode())
+            log = ImageLog(repo, name)
+            made = f" (made {incoming.created})" if incoming.created else ""
+            log.write(f"import of {incoming.origin}{made} started")
+            chunks: list[list[str | None]] = [
+                [None] * _count(region.size) for region in incoming.source.regions
+            ]
+            stats = Counters()
+            progress.total = sum(sum(n for _, n in r.used) for r in incoming.source.regions)
+            progress.set_phase(Phase.SAVE, f"importing {incoming.origin}")
+            run_windows(
+                _windows(incoming),
+                _fill(incoming.source),
+                ChunkWriter(repo, chunks, level, stats),
+                progress=progress,
+                cancel=cancel,
+                workers=workers or workers_default(),
             )
-        repo.remove_tmp_files()
-        regions = [
-            dataclasses.replace(r, index="", index_hash="", stored_windows=0)
-            for r in incoming.regions
-        ]
-        manifest = Manifest(
-            name=name,
-            disk=incoming.disk,
-            table=incoming.table,
-            regions=regions,
-            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            tool_version=__version__,
-        )
-        repo.write_file(key, manifest.to_json().encode())
-        log = ImageLog(repo, name)
-        made = f" (made {incoming.created})" if incoming.created else ""
-        log.write(f"import of {incoming.origin}{made} started")
-        chunks: list[list[str | None]] = [
-            [None] * _count(region.size) for region in incoming.source.regions
-        ]
-        stats = Counters()
-        progress.total = sum(sum(n for _, n in r.used) for r in incoming.source.regions)
-        progress.set_phase(Phase.SAVE, f"importing {incoming.origin}")
-        run_windows(
-            _windows(incoming),
-            _fill(incoming.source),
-            ChunkWriter(repo, chunks, level, stats),
-            progress=progress,
-            cancel=cancel,
-            workers=workers or workers_default(),
-        )
-        progress.set_phase(Phase.SYNC, "making the image durable")
-        repo.sync()
-        indexes = []
-        for record, src, stored in zip(regions, incoming.source.regions, chunks, strict=True):
-            index = Index(record.name, WINDOW, record.size, list(src.used), stored)
-            indexes.append(index)
-            blob = index.encode()
-            record.index = f"{record.name}.idx"
-            record.index_hash = index_hash(blob)
-            record.stored_windows = sum(1 for c in stored if c is not None)
-            repo.write_file(repo.image_key(name, record.index), blob)
-        warnings = prove_imported(repo, regions, indexes, progress, log.write)
-        manifest.stats = SaveStats(
-            used_bytes=manifest.used_bytes,
-            new_bytes=stats.new_bytes,
-            new_chunks=stats.new_chunks,
-            reused_chunks=stats.reused_chunks,
-            zero_windows=stats.zero_windows,
-            seconds=round(time.monotonic() - started, 3),
-            repaired_chunks=stats.repaired_chunks,
-            warnings=warnings,
-        )
-        manifest.complete = True
-        manifest.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        repo.write_file(key, manifest.to_json().encode())
-        log.write(
-            f"import complete: {manifest.used_bytes} bytes used, {stats.new_chunks} new "
-            f"chunks ({stats.new_bytes} bytes), {stats.reused_chunks} already stored"
-        )
-        progress.set_phase(Phase.DONE, f"image {name} imported")
-        return manifest
+            progress.set_phase(Phase.SYNC, "making the image durable")
+            repo.sync()
+            indexes = []
+            for record, src, stored in zip(regions, incoming.source.regions, chunks, strict=True):
+                index = Index(record.name, WINDOW, record.size, list(src.used), stored)
+                indexes.append(index)
+                blob = index.encode()
+                record.index = f"{record.name}.idx"
+                record.index_hash = index_hash(blob)
+                record.stored_windows = sum(1 for c in stored if c is not None)
+                repo.write_file(repo.image_key(name, record.index), blob)
+            warnings = prove_imported(repo, regions, indexes, progress, log.write)
+            complete(repo, manifest, stats, started, log.write, "import", warnings=warnings)
+            progress.set_phase(Phase.DONE, f"image {name} imported")
+            return manifest
 
 
 def prove_imported(

@@ -23,3 +23,10 @@ class Incoming:
     source: ImageSource
     created: str | None = None  # when the original was made (kept in the log)
     close: Callable[[], None] | None = None  # frees the source (open streams) once stored
+
+    def __enter__(self) -> Incoming:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.close is not None:
+            self.close()

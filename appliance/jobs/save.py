@@ -24,7 +24,7 @@ from appliance.fs.usedmap import UsedMap, normalize_ranges, used_map
 from appliance.io.pipeline import WINDOW, Window, read_windows, workers_default
 from appliance.io.windows import window_count, windows
 from appliance.jobs import proof
-from appliance.jobs.chunkwriter import ChunkWriter, Counters
+from appliance.jobs.chunkwriter import ChunkWriter, Counters, complete
 from appliance.jobs.savechecks import (
     check_free_space,
     copied_whole_warnings,
@@ -37,7 +37,6 @@ from appliance.progress import Phase, Progress
 from appliance.repo.image import load_manifest
 from appliance.repo.imagelog import ImageLog
 from appliance.repo.manifest import Index, Manifest, Region, index_hash
-from appliance.repo.records import SaveStats
 from appliance.repo.repository import Repository, check_save_place, open_store
 
 
@@ -188,23 +187,8 @@ def save(
             )
         for warning in warnings:
             log.write(f"warning: {warning}")
-        manifest.stats = SaveStats(
-            used_bytes=manifest.used_bytes,
-            new_bytes=stats.new_bytes,
-            new_chunks=stats.new_chunks,
-            reused_chunks=stats.reused_chunks,
-            zero_windows=stats.zero_windows,
-            seconds=round(time.monotonic() - started, 3),
-            read_errors=[(int(a), int(b)) for a, b in bad],
-            repaired_chunks=stats.repaired_chunks,
-            warnings=warnings,
-        )
-        manifest.complete = True
-        manifest.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        repo.write_file(manifest_key, manifest.to_json().encode())
-        log.write(
-            f"save complete: {manifest.used_bytes} bytes used, {stats.new_chunks} new chunks "
-            f"({stats.new_bytes} bytes), {stats.reused_chunks} already stored"
+        complete(
+            repo, manifest, stats, started, log.write, "save", warnings=warnings, read_errors=bad
         )
         progress.set_phase(Phase.DONE, f"image {image} saved")
         return manifest
