@@ -69,22 +69,7 @@ def folder_named(source: str, image: str) -> Path | None:
 
 def saved_disk(image: ClonezillaImage) -> clonezilla.Disk:
     """The one whole disk of the folder; a sentence when it holds something else."""
-    if image.unsupported:
-        raise UnsupportedImage(
-            image.unsupported.replace("cannot be restored", "cannot be imported")
-        )
-    if not (image.path / "disk").is_file():
-        raise UnsupportedImage(
-            f"The Clonezilla image {image.name} holds only some partitions (saved with "
-            "saveparts), not a whole disk; it cannot be imported."
-        )
-    if len(image.disks) != 1:
-        names = ", ".join(d.name for d in image.disks)
-        raise UnsupportedImage(
-            f"The Clonezilla image {image.name} holds {len(image.disks)} disks ({names}); "
-            "importing an image of several disks is not supported yet."
-        )
-    disk = image.disks[0]
+    disk = image.one_disk("import")
     if disk.sector_size != 512:
         raise UnsupportedImage(
             f"The Clonezilla image {image.name} is of a disk with {disk.sector_size}-byte "

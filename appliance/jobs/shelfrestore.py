@@ -27,7 +27,7 @@ from appliance.disk.blockio import aligned_buffer
 from appliance.disk.marker import Marker
 from appliance.disk.model import Disk
 from appliance.disk.probe import probe_disk
-from appliance.errors import Cancelled, ImageError, SafetyRefusal, UnsupportedImage
+from appliance.errors import Cancelled, ImageError, SafetyRefusal
 from appliance.fs.ntfs import BOOT_SIZE, parse_boot_sector
 from appliance.io.clonezillasource import ClonezillaSource
 from appliance.io.pipeline import Placement, write_windows
@@ -129,20 +129,7 @@ def _source_size(disk: clonezilla.Disk) -> int:
 
 def plan_shelf_restore(folder: Path, target: str, grow: int | None = None) -> ShelfRestorePlan:
     image = clonezilla.load(folder)
-    if image.unsupported:
-        raise UnsupportedImage(image.unsupported)
-    if not (folder / "disk").is_file():
-        raise UnsupportedImage(
-            f"The Clonezilla image {image.name} holds only some partitions (saved with "
-            "saveparts), not a whole disk; restore it with Clonezilla's restoreparts."
-        )
-    if len(image.disks) != 1:
-        names = ", ".join(d.name for d in image.disks)
-        raise UnsupportedImage(
-            f"The Clonezilla image {image.name} holds {len(image.disks)} disks ({names}); "
-            "restoring one disk of several is not supported yet."
-        )
-    disk = image.disks[0]
+    disk = image.one_disk("restore")
     missing = [p.name for p in disk.partitions if p.method == "none" and p.fstype != "swap"]
     if any(n in image.parts for n in missing):
         raise ImageError(

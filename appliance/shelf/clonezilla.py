@@ -149,6 +149,38 @@ class ClonezillaImage:
     def kind(self) -> str:
         return "Rescuezilla image" if self.rescuezilla else "Clonezilla image"
 
+    def one_disk(self, job: str) -> Disk:
+        """The folder's one whole disk, for a `job` ("restore" or "import"); one sentence
+        when the folder holds what the job cannot take."""
+        restore = job == "restore"
+        if self.unsupported:
+            raise UnsupportedImage(
+                self.unsupported
+                if restore
+                else self.unsupported.replace("cannot be restored", "cannot be imported")
+            )
+        if not (self.path / "disk").is_file():
+            raise UnsupportedImage(
+                f"The Clonezilla image {self.name} holds only some partitions (saved with "
+                "saveparts), not a whole disk; "
+                + (
+                    "restore it with Clonezilla's restoreparts."
+                    if restore
+                    else "it cannot be imported."
+                )
+            )
+        if len(self.disks) != 1:
+            names = ", ".join(d.name for d in self.disks)
+            raise UnsupportedImage(
+                f"The Clonezilla image {self.name} holds {len(self.disks)} disks ({names}); "
+                + (
+                    "restoring one disk of several is not supported yet."
+                    if restore
+                    else "importing an image of several disks is not supported yet."
+                )
+            )
+        return self.disks[0]
+
 
 def is_clonezilla(path: Path) -> bool:
     """A Clonezilla or Rescuezilla image folder: `clonezilla-img`, or `disk`/`parts` beside
