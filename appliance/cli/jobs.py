@@ -24,9 +24,10 @@ from appliance.jobs.shelfrestore import (
     shelf_restore_steps,
     shelf_restore_text,
 )
-from appliance.jobs.shelfverify import is_clonezilla_image, verify_clonezilla
+from appliance.jobs.shelfverify import verify_clonezilla
 from appliance.jobs.verify import verify_against, verify_image
 from appliance.jobs.writeplan import steps_json
+from appliance.shelf.clonezilla import is_clonezilla
 from appliance.units import rate
 
 WIDTH = 80
@@ -202,7 +203,7 @@ def run_verify(args: argparse.Namespace, cancel: threading.Event) -> int:
     progress = make_progress(args.progress)
     started = time.monotonic()
     folder = Path(args.repo) / args.image
-    if is_clonezilla_image(folder):
+    if is_clonezilla(folder):
         return run_shelf_verify(args, cancel, folder)
     if args.against:
         result = verify_against(

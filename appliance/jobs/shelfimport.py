@@ -42,6 +42,7 @@ from appliance.io.clonezillasource import ClonezillaSource
 from appliance.io.source import SourceRegion
 from appliance.jobs.incoming import Incoming
 from appliance.plan.regions import gpt_tail_start, merge, outside_ranges, table_record
+from appliance.plan.table import saved_script
 from appliance.repo.manifest import Region
 from appliance.repo.records import DiskRecord
 from appliance.shelf import clonezilla
@@ -94,29 +95,6 @@ def disk_size(disk: clonezilla.Disk) -> int:
     return disk.used_end
 
 
-def _dump_for_sfdisk(disk: clonezilla.Disk) -> str:
-    """The folder's dump as a script for sfdisk, as Clonezilla's restore feeds it: without
-    last-lba (the backup GPT goes to the disk's end) and the source device's name; older
-    dumps (no label line, `Id=`, empty slots) as the folder model reads them."""
-    header, entries = clonezilla.parse_sfdisk_dump(
-        disk.table.read_text(errors="replace"), f"{disk.table.name} of {disk.table.parent.name}"
-    )
-    lines = [f"label: {header['label']}", "unit: sectors", f"sector-size: {disk.sector_size}"]
-    if header.get("label-id"):
-        lines.append(f"label-id: {header['label-id']}")
-    if header["label"] == "gpt" and header.get("first-lba"):
-        lines.append(f"first-lba: {header['first-lba']}")
-    lines.append("")
-    for entry in entries:
-        fields = [f"start={entry.get('start', '0')}", f"size={entry.get('size', '0')}"]
-        fields += [f"{key}={entry[key]}" for key in ("type", "uuid") if entry.get(key)]
-        fields += [f'{key}="{entry[key]}"' for key in ("name", "attrs") if entry.get(key)]
-        if "bootable" in entry:
-            fields.append("bootable")
-        lines.append(f"{entry['node']} : {', '.join(fields)}")
-    return "\n".join(lines) + "\n"
-
-
 def _boot_area(disk: clonezilla.Disk, size: int) -> tuple[TableInfo, list[tuple[int, bytes]]]:
     """The table as restored, and the bytes of the boot area around it: written on a
     sparse scratch file of the disk's size, then read back."""
@@ -126,7 +104,7 @@ def _boot_area(disk: clonezilla.Disk, size: int) -> tuple[TableInfo, list[tuple[
             handle.truncate(size)
         run(
             ["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", "--wipe", "never", path],
-            input_text=_dump_for_sfdisk(disk),
+            input_text=saved_script(disk.sfdisk_json(disk.table.parent.name), path),
         )
         table = read_table(path)
         if table is None:

@@ -31,7 +31,13 @@ from appliance.errors import Cancelled, ImageError, SafetyRefusal
 from appliance.fs.ntfs import BOOT_SIZE, parse_boot_sector
 from appliance.io.clonezillasource import ClonezillaSource
 from appliance.io.pipeline import Placement, write_windows
-from appliance.jobs.fitting import PartInfo, finishing_steps, kernel_parts, needs_shrink
+from appliance.jobs.fitting import (
+    PartInfo,
+    finishing_steps,
+    kernel_parts,
+    needs_shrink,
+    recheck_target,
+)
 from appliance.jobs.plantext import PlanText, target_now
 from appliance.jobs.writeplan import (
     AddPartitions,
@@ -87,34 +93,10 @@ class ShelfRestorePlan:
         return self.fit.identity
 
     def table_json(self) -> dict[str, Any]:
-        return sfdisk_table(self.disk, self.image.name)
+        return self.disk.sfdisk_json(self.image.name)
 
     def close(self) -> None:
         self.source.close()
-
-
-def sfdisk_table(disk: clonezilla.Disk, image: str) -> dict[str, Any]:
-    """The saved sfdisk dump as `sfdisk --json` names its fields (plan/table.py writes it);
-    last-lba is left out: sfdisk puts the GPT backup at the target's own end."""
-    header = disk.header
-    _, entries = clonezilla.parse_sfdisk_dump(disk.table.read_text(), image)
-    out: dict[str, Any] = {
-        "label": disk.label,
-        "id": header.get("label-id", ""),
-        "sectorsize": disk.sector_size,
-        "partitions": [
-            {
-                **{k: v for k, v in e.items() if k in ("node", "type", "uuid", "name", "attrs")},
-                "start": int(e.get("start", "0")),
-                "size": int(e.get("size", "0")),
-                "bootable": "bootable" in e,
-            }
-            for e in entries
-        ],
-    }
-    if "first-lba" in header:
-        out["firstlba"] = int(header["first-lba"])
-    return out
 
 
 def _source_size(disk: clonezilla.Disk) -> int:
@@ -364,9 +346,7 @@ def shelf_restore(
     workers: int | None = None,
 ) -> None:
     progress = progress or Progress()
-    target = probe_disk(plan.target.node)
-    if target.devnum != plan.target.devnum or target.size != plan.target.size:
-        raise SafetyRefusal("The target disk changed since the plan was made; start again.")
+    target = recheck_target(plan.target)  # the disk may have changed since the plan
     check_target(target, repo_path=plan.image.path, sector=plan.disk.sector_size)
     progress.total = plan.total
     steps = shelf_restore_steps(plan, target)

@@ -3,14 +3,9 @@ end, partclone's description, bitmap CRC and every block checksum checked, and t
 ends where the description says; raw `dd-img` streams decompressed to their end (and their
 length compared with the partition's in the saved table). One verdict per partition.
 
-Which files hold which partition is found here with the least the job needs (the folder model
-is appliance/shelf/clonezilla.py's business; the two meet later):
-    `parts`                      the partitions saved ("sda1 sda2 sda5")
-    `<disk>-pt.sf`               sfdisk's dump: each partition's size
-    `<part>.<fs>-ptcl-img.<comp>[.aa ...]`   a partclone image (comp: gz, zst, xz, ... uncomp)
-    `<part>.dd-img[.<comp>][.aa ...]`         a raw image (compressed as its magic says)
-    `<part>.<fs>-img[.aa ...]`, `<part>.<fs>.aa` ntfsclone and partimage images (old, unread)
-    `swappt-<part>.info`         a swap partition (not in `parts`; nothing saved, remade on restore)
+Which files hold which partition is the folder model's (appliance/shelf/clonezilla.py); a
+check reads every stream the folder holds, also those the model cannot restore (logical
+volumes), so it asks the model for the streams rather than for the disks.
 """
 
 from __future__ import annotations
@@ -28,28 +23,12 @@ from appliance.errors import (
     UnsupportedImage,
 )
 from appliance.progress import Phase, Progress
+from appliance.shelf import clonezilla
 from appliance.shelf.partclone import MAGIC, PartcloneHeader, PartcloneReader
 from appliance.shelf.streams import compression_of, open_stream
 from appliance.units import human_size
 
-_COMP = r"(?:\.(?:gz|bz2|lzo|lzma|xz|lzip|lrz|lz4|zst|uncomp))?"
-_SPLIT = r"(?:\.[a-z]{2,})?"
-_PTCL = re.compile(rf"^(?P<base>(?P<part>.+?)\.(?P<fs>[^.]+)-ptcl-img{_COMP}){_SPLIT}$")
-_DD = re.compile(rf"^(?P<base>(?P<part>.+?)\.dd-img{_COMP}){_SPLIT}$")
-_NTFSCLONE = re.compile(rf"^(?P<part>.+?)\.(?P<fs>[a-z0-9+]+)-img{_COMP}{_SPLIT}$")
-_SF_LINE = re.compile(r"^/dev/(?P<name>\S+)\s*:\s*.*?\bsize=\s*(?P<size>\d+)")
 _STEP = 8 << 20  # progress and cancel are looked at after about this much data
-
-
-def is_clonezilla_image(folder: Path) -> bool:
-    """A Clonezilla or Rescuezilla image folder: `clonezilla-img`, or `parts`/`disk` beside a
-    saved partition table (`*-pt.sf`)."""
-    if not folder.is_dir():
-        return False
-    if (folder / "clonezilla-img").is_file():
-        return True
-    marked = (folder / "parts").is_file() or (folder / "disk").is_file()
-    return marked and any(folder.glob("*-pt.sf"))
 
 
 @dataclass
@@ -58,7 +37,7 @@ class PartStream:
 
     part: str  # "sda1", "nvme0n1p2", "vg0-root"
     kind: str  # "partclone", "raw", "swap", "unsupported", "missing"
-    fs: str = ""  # as the file name says: "ext4", "ntfs", "vfat", ""
+    fs: str = ""  # blkid's TYPE, as the file name says: "ext4", "ntfs", "vfat", ""
     path: Path | None = None  # the stream, without its split suffix
     note: str = ""  # unsupported: what it is
 
@@ -115,51 +94,34 @@ class ShelfVerifyResult:
         return ImageError(f"Clonezilla image {self.image} is incomplete (partitions {names}).")
 
 
-def _listed(folder: Path, name: str) -> list[str]:
-    path = folder / name
-    if not path.is_file():
-        return []
-    return path.read_text(errors="replace").split()
-
-
 def partition_sizes(folder: Path) -> dict[str, int]:
-    """Each partition's size in bytes as the saved sfdisk dumps say."""
-    sizes: dict[str, int] = {}
-    for dump in sorted(folder.glob("*-pt.sf")):
-        text = dump.read_text(errors="replace")
-        sector = int(m.group(1)) if (m := re.search(r"^sector-size:\s*(\d+)", text, re.M)) else 512
-        for line in text.splitlines():
-            if found := _SF_LINE.match(line.strip()):
-                sizes[found["name"]] = int(found["size"]) * sector
-    return sizes
+    """Each partition's size in bytes as the saved tables say (none when they are unreadable:
+    each stream is then checked without its length)."""
+    try:
+        image = clonezilla.load(folder)
+    except ImageError:
+        return {}
+    return {p.name: p.size for d in image.disks for p in d.partitions}
 
 
 def find_streams(folder: Path) -> list[PartStream]:
     """Every partition of the image (those `parts` lists, the swap partitions, whatever else
     the folder holds a stream of: logical volumes) and the file that holds it, in order."""
-    found: dict[str, PartStream] = {}
-    for entry in sorted(p.name for p in folder.iterdir() if p.is_file()):
-        if m := _PTCL.match(entry):
-            found.setdefault(
-                m["part"], PartStream(m["part"], "partclone", m["fs"], folder / m["base"])
-            )
-        elif m := _DD.match(entry):
-            found.setdefault(m["part"], PartStream(m["part"], "raw", "", folder / m["base"]))
-        elif m := _NTFSCLONE.match(entry):
-            note = (
-                "an ntfsclone image"
-                if m["fs"] == "ntfs"
-                else f"an image by another program ({m['fs']}-img)"
-            )
-            found.setdefault(m["part"], PartStream(m["part"], "unsupported", m["fs"], note=note))
-    order = _listed(folder, "parts")
-    swaps = [p.name[len("swappt-") : -len(".info")] for p in folder.glob("swappt-*.info")]
-    for part in order + swaps:
+    names = {p.name for p in folder.iterdir() if p.is_file()}
+    found = {
+        part: PartStream(part, stream.kind, clonezilla.fstype_of(stream) or "", stream.base)
+        for part, stream in clonezilla.streams_of(folder, names).items()
+    }
+    for part, note in clonezilla.other_streams(names).items():
+        found.setdefault(part, PartStream(part, "unsupported", note=note))
+    order = (folder / "parts").read_text(errors="replace").split() if "parts" in names else []
+    swaps = clonezilla.swaps_of(folder, names)
+    for part in order + list(swaps):
         if part in found:
             continue
         if part in swaps:  # swap is not saved: Clonezilla keeps its label and UUID to remake it
             found[part] = PartStream(part, "swap", "swap")
-        elif (folder / f"{part}.aa").is_file():  # partimage, which old Clonezilla used
+        elif f"{part}.aa" in names:  # partimage, which old Clonezilla used
             found[part] = PartStream(part, "unsupported", note="a partimage image")
         else:
             found[part] = PartStream(part, "missing")
@@ -247,7 +209,7 @@ def _verify_one(
         return PartVerdict(stream.part, stream.kind, stream.fs, False, line, error=error)
     try:
         comp = compression_of(stream.path)
-        if stream.kind == "raw" or not _is_partclone(stream.path, what):
+        if not _is_partclone(stream.path, what):  # partclone.dd writes raw bytes
             nbytes = _read_raw(stream.path, what, size, progress, cancel)
             line = f"{label}: raw image ({comp}), read to its end: {human_size(nbytes)}"
             return PartVerdict(stream.part, "raw", stream.fs, True, line, nbytes)

@@ -15,7 +15,7 @@ import fcntl
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from appliance.disk.identity import partition_number
@@ -44,12 +44,26 @@ def read_sfdisk_json(node: str) -> dict[str, Any]:
 def script(table: dict[str, Any], plan: FitPlan, target: str) -> str:
     """An sfdisk script for `target`: the table with the plan's starts and sizes."""
     sector = int(table.get("sectorsize", 512))
-    lines = [
-        f"label: {table['label']}",
-        f"label-id: {table['id']}",
-        "unit: sectors",
-        f"sector-size: {sector}",
-    ]
+
+    def place(number: int, entry: dict[str, Any]) -> tuple[int, int]:
+        part = plan.part(number)
+        return part.new_start // sector, part.new_size // sector
+
+    return _script(table, target, place)
+
+
+def saved_script(table: dict[str, Any], target: str) -> str:
+    """An sfdisk script for `target`: the table with its own starts and sizes (in sectors)."""
+    return _script(table, target, lambda number, entry: (entry["start"], entry["size"]))
+
+
+def _script(
+    table: dict[str, Any], target: str, place: Callable[[int, dict[str, Any]], tuple[int, int]]
+) -> str:
+    lines = [f"label: {table['label']}"]
+    if table.get("id"):
+        lines.append(f"label-id: {table['id']}")
+    lines += ["unit: sectors", f"sector-size: {int(table.get('sectorsize', 512))}"]
     if table["label"] == "gpt" and "firstlba" in table:
         lines.append(f"first-lba: {table['firstlba']}")
     lines.append("")
@@ -59,12 +73,10 @@ def script(table: dict[str, Any], plan: FitPlan, target: str) -> str:
             raise DeviceError(
                 f"The recorded table names a partition {entry['node']} without a number."
             )
-        part = plan.part(number)
-        fields = [
-            f"start={part.new_start // sector}",
-            f"size={part.new_size // sector}",
-            f"type={entry['type']}",
-        ]
+        start, size = place(number, entry)
+        fields = [f"start={start}", f"size={size}"]
+        if entry.get("type"):
+            fields.append(f"type={entry['type']}")
         if "uuid" in entry:
             fields.append(f"uuid={entry['uuid']}")
         if entry.get("name"):

@@ -27,6 +27,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from appliance.errors import ImageError, UnsupportedImage
 
@@ -51,6 +52,8 @@ _LEGACY_DD = re.compile(r"^(?P<part>.+?)\.dd-img$")
 #: a stream's file: its own name, or that name and a split suffix (.aa, .ab, ...)
 _PIECE_OF = re.compile(r"^(?P<base>.+?(?:-ptcl-img\.[a-z0-9]+|\.dd-img))(?:\.[a-z]{2,})?$")
 _NTFSCLONE = re.compile(r"^(?P<part>.+?)\.ntfs-img(?:\.|$)")
+#: a stream of another program that old Clonezilla used: `<part>.<fs>-img[.<comp>][.aa]`
+_OTHER_IMG = re.compile(r"^(?P<part>.+?)\.(?P<fs>[a-z0-9+]+)-img(?:\.[a-z0-9]+)*$")
 _SAVED_AT = re.compile(r"saved by Clonezilla at (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?: ([A-Z]+))?")
 
 #: files that mean a part of the saved machine this appliance cannot restore
@@ -105,6 +108,9 @@ class Partition:
         return f"{self.name} ({what})"
 
 
+KEPT_FIELDS = ("node", "type", "uuid", "name", "attrs")  # of a dump's partition line
+
+
 @dataclass(frozen=True)
 class Disk:
     name: str  # "sda"
@@ -120,6 +126,29 @@ class Disk:
     def used_end(self) -> int:
         """The byte where the last partition ends."""
         return max((p.start + p.size for p in self.partitions), default=0)
+
+    def sfdisk_json(self, image: str) -> dict[str, Any]:
+        """The saved dump as `sfdisk --json` names its fields (what plan/table.py writes);
+        last-lba is left out, as Clonezilla's restore does: sfdisk puts the GPT backup at the
+        target's own end."""
+        _, entries = parse_sfdisk_dump(self.table.read_text(errors="replace"), image)
+        out: dict[str, Any] = {
+            "label": self.label,
+            "id": self.header.get("label-id", ""),
+            "sectorsize": self.sector_size,
+            "partitions": [
+                {
+                    **{k: v for k, v in e.items() if k in KEPT_FIELDS},
+                    "start": int(e.get("start", "0")),
+                    "size": int(e.get("size", "0")),
+                    "bootable": "bootable" in e,
+                }
+                for e in entries
+            ],
+        }
+        if "first-lba" in self.header:
+            out["firstlba"] = int(self.header["first-lba"])
+        return out
 
 
 @dataclass(frozen=True)
@@ -217,8 +246,8 @@ def load(path: Path) -> ClonezillaImage:
     parts = tuple(_words(path / "parts"))
     if not disk_names:  # a saveparts image: the disks are those whose tables were saved
         disk_names = sorted(n.removesuffix("-pt.sf") for n in names if n.endswith("-pt.sf"))
-    streams = _streams(path, names)
-    swaps = _swaps(path, names)
+    streams = streams_of(path, names)
+    swaps = swaps_of(path, names)
     disks = tuple(_disk(path, d, names, streams, swaps) for d in disk_names)
     date, date_from = _date(path)
     return ClonezillaImage(
@@ -240,8 +269,8 @@ def _words(path: Path) -> list[str]:
         return []
 
 
-def _streams(path: Path, names: set[str]) -> dict[str, Stream]:
-    """Partition name -> its stream, from the file names."""
+def streams_of(path: Path, names: set[str]) -> dict[str, Stream]:
+    """Partition name -> its stream, from the file names (of the folder `path`)."""
     groups: dict[str, list[str]] = {}
     for name in names:
         m = _PIECE_OF.match(name)
@@ -263,8 +292,11 @@ def _streams(path: Path, names: set[str]) -> dict[str, Stream]:
 
 def _fs_of(path: Path, part: str, streams: dict[str, Stream]) -> str | None:
     stream = streams.get(part)
-    if stream is None:
-        return None
+    return None if stream is None else fstype_of(stream)
+
+
+def fstype_of(stream: Stream) -> str | None:
+    """blkid's TYPE of what a stream holds, as its file name says (None: raw bytes)."""
     m = _STREAM.match(stream.base.name)
     if m is None:
         return None
@@ -272,7 +304,22 @@ def _fs_of(path: Path, part: str, streams: dict[str, Stream]) -> str | None:
     return _FS_NAMES.get(fs, fs)
 
 
-def _swaps(path: Path, names: set[str]) -> dict[str, tuple[str | None, str | None]]:
+def other_streams(names: set[str]) -> dict[str, str]:
+    """Partition name -> what saved it, for the streams of programs this appliance does not
+    read (ntfsclone, partimage: old Clonezilla options)."""
+    out: dict[str, str] = {}
+    for name in sorted(names):
+        m = _OTHER_IMG.match(name)
+        if m is None or "-ptcl-img" in name or ".dd-img" in name:
+            continue
+        ntfs = m["fs"] == "ntfs"
+        what = "an ntfsclone image" if ntfs else f"an image by another program ({m['fs']}-img)"
+        out.setdefault(m["part"], what)
+    return out
+
+
+def swaps_of(path: Path, names: set[str]) -> dict[str, tuple[str | None, str | None]]:
+    """Partition name -> (UUID, LABEL) of each swap partition (`swappt-<part>.info`)."""
     out: dict[str, tuple[str | None, str | None]] = {}
     for name in names:
         if name.startswith("swappt-") and name.endswith(".info"):

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from kit.cli import appliance
+from kit.clonezilla import have_ocs_sr, ocs_save
 from kit.diskbuild import build_gpt_disk, flush_all, sparse_file
 from kit.diskcompare import partition_nodes
 from kit.loops import Loops
-from kit.ocs import ocs_save
 
 pytestmark = pytest.mark.root
 
@@ -27,7 +27,7 @@ MiB = 1 << 20
 @pytest.fixture(scope="module")
 def shelf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """Two Clonezilla images in one folder, made by ocs-sr; the disks are gone after."""
-    if shutil.which("ocs-sr") is None:
+    if not have_ocs_sr():
         pytest.skip("needs ocs-sr (Debian package clonezilla)")
     where = tmp_path_factory.mktemp("shelf")
     loops = Loops(where)
@@ -35,8 +35,8 @@ def shelf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
         gpt = build_gpt_disk(loops, where / "gpt.img", seed=3)
         mbr = build_small_mbr_disk(loops, where / "mbr.img")
         folders = {
-            "gpt": ocs_save(gpt, where / "repo", "gpt-zst", compress="-z9p"),
-            "mbr": ocs_save(mbr, where / "repo", "mbr-gz-split", compress="-z1p", split_mb=1),
+            "gpt": ocs_save(gpt, where / "repo", "gpt-zst", "-q2", "-z9p", "-i", "0"),
+            "mbr": ocs_save(mbr, where / "repo", "mbr-gz-split", "-q2", "-z1p", "-i", "1"),
             "gpt_node": Path(gpt),
             "mbr_node": Path(mbr),
         }
@@ -173,7 +173,7 @@ def test_a_missing_split_piece_of_a_raw_stream_fails_verify(
         proc = verify(folder)
         assert proc.returncode == 9, proc.stdout + proc.stderr
         out = proc.stdout.replace("\n      ", " ")
-        (line,) = [x for x in out.splitlines() if x.startswith(f"  {node}p5 (dd): ")]
+        (line,) = [x for x in out.splitlines() if x.startswith(f"  {node}p5: ")]
         if gone == -1:
             assert f"partition {node}p5 of Clonezilla image mbr-gz-split" in line
             assert "cut short" in line

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.jobs.shelfrestore import find_folder, sfdisk_table
+from appliance.jobs.shelfrestore import find_folder
 from appliance.plan.fit import SourcePart, fit
 from appliance.plan.table import script
 from appliance.shelf.clonezilla import load
@@ -18,7 +18,7 @@ MiB = 1024 * 1024
 def test_gpt_dump_without_last_lba_fits_a_larger_disk() -> None:
     img = load(DATA / "gptimg")
     disk = img.disks[0]
-    table = sfdisk_table(disk, img.name)
+    table = disk.sfdisk_json(img.name)
     assert "lastlba" not in table and table["firstlba"] == 2048
     assert table["id"] == "A3147DD3-508A-4510-888B-E474CCC23F61"
     assert table["partitions"][1]["attrs"] == "LegacyBIOSBootable"
@@ -39,7 +39,7 @@ def test_gpt_dump_without_last_lba_fits_a_larger_disk() -> None:
 
 def test_mbr_dump_keeps_bootable_and_logicals() -> None:
     img = load(DATA / "mbrimg")
-    table = sfdisk_table(img.disks[0], img.name)
+    table = img.disks[0].sfdisk_json(img.name)
     assert table["label"] == "dos" and table["id"] == "0x994decd2"
     assert [(p["node"], p["type"], p["bootable"]) for p in table["partitions"]] == [
         ("/dev/loop0p1", "83", True),

@@ -11,9 +11,9 @@ from appliance.jobs.shelfverify import (
     PartVerdict,
     ShelfVerifyResult,
     find_streams,
-    is_clonezilla_image,
     partition_sizes,
 )
+from appliance.shelf.clonezilla import is_clonezilla
 
 PT_SF = """label: gpt
 label-id: 23DC550F-1ACD-ED4F-A893-89FF02E42F84
@@ -56,7 +56,7 @@ def test_streams_split_pieces_raw_swap_and_order(tmp_path: Path) -> None:
     assert (got["sda10"].kind, got["sda10"].fs) == ("partclone", "ext4")
     assert got["sda10"].path == folder / "sda10.ext4-ptcl-img.gz"  # split suffix dropped
     assert got["sda1"].path == folder / "sda1.vfat-ptcl-img.uncomp"
-    assert (got["sda5"].kind, got["sda5"].fs) == ("partclone", "dd")  # raw inside: peeked later
+    assert (got["sda5"].kind, got["sda5"].fs) == ("raw", "")  # partclone.dd: raw bytes
     assert (got["sda6"].kind, got["sda6"].path) == ("raw", folder / "sda6.dd-img")
     assert (got["sda7"].kind, got["sda7"].note) == ("unsupported", "an ntfsclone image")
     assert got["sda3"].kind == "swap" and got["sda8"].kind == "missing"
@@ -65,12 +65,12 @@ def test_streams_split_pieces_raw_swap_and_order(tmp_path: Path) -> None:
 
 def test_what_marks_a_clonezilla_folder_and_the_saved_sizes(tmp_path: Path) -> None:
     folder = folder_with(tmp_path, ["sda1.ext4-ptcl-img.gz"], "sda1")
-    assert is_clonezilla_image(folder)
+    assert is_clonezilla(folder)
     (folder / "parts").unlink()
-    assert not is_clonezilla_image(folder)
+    assert not is_clonezilla(folder)
     (folder / "clonezilla-img").write_text("This image was saved by Clonezilla.\n")
-    assert is_clonezilla_image(folder)
-    assert not is_clonezilla_image(tmp_path / "nothing")
+    assert is_clonezilla(folder)
+    assert not is_clonezilla(tmp_path / "nothing")
     assert partition_sizes(folder) == {"sda1": 204800 * 512, "sda2": 122880 * 512}
 
 
