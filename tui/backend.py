@@ -294,10 +294,13 @@ class EngineBackend:
         assert isinstance(engine_plan, ShelfRestorePlan)  # what plan_restore handed out
         if plan.verify_first:
             check_streams(engine_plan, progress=progress, cancel=cancel)
-        shelf_restore(engine_plan, progress=progress, cancel=cancel)
+        warnings = shelf_restore(engine_plan, progress=progress, cancel=cancel)
         took = time.monotonic() - started
         return JobSummary(
-            (f"Restored {plan.source} onto {plan.target.describe()}: {rate(plan.total, took)}.",),
+            (
+                f"Restored {plan.source} onto {plan.target.describe()}: {rate(plan.total, took)}.",
+                *(f"Warning: {warning}" for warning in warnings),
+            ),
             "Every partclone checksum was checked before the first write and again as it "
             "was written.",
         )

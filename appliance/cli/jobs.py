@@ -163,18 +163,19 @@ def run_shelf_restore(args: argparse.Namespace, cancel: threading.Event, folder:
         if args.verify_first:
             check_streams(plan, progress=progress, cancel=cancel)
         started = time.monotonic()
-        shelf_restore(plan, progress=progress, cancel=cancel)
+        warnings = shelf_restore(plan, progress=progress, cancel=cancel)
         seconds = time.monotonic() - started
     finally:
         plan.close()
     if args.json:
-        print_json({**shelf_plan_json(plan), "seconds": round(seconds, 3)})
+        print_json({**shelf_plan_json(plan), "seconds": round(seconds, 3), "warnings": warnings})
     else:
         print(
             f"Restored Clonezilla image {plan.image.name} onto {plan.target.node}: "
             f"{rate(plan.total, seconds)}; every partclone checksum was checked."
         )
-    return 0
+        print_warnings(warnings)
+    return WARNINGS_EXIT if warnings else 0
 
 
 def run_clone(args: argparse.Namespace, cancel: threading.Event) -> int:

@@ -15,6 +15,7 @@ Images (built once per module):
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -226,3 +227,40 @@ def test_the_interface_restores_a_clonezilla_image(shelf: Shelf, tmp_path: Path)
     summary = backend.write_job(plan).run(Progress(), threading.Event())
     assert "Restored clonezilla image mbr" in summary.lines[0], summary.lines
     assert_equivalent(src, dst)
+
+
+def test_a_damaged_filesystem_in_the_image_is_said_after_the_restore(
+    shelf: Shelf, tmp_path: Path
+) -> None:
+    """An image of another tool was never proven: an ext4 whose file inode was cleared (its
+    directory entry kept) saves and restores byte for byte, and the restore says that its
+    checker fails, naming the partition; a clean image gets no warning (the tests above)."""
+    root = tmp_path / "damaged"
+    root.mkdir()
+    src = build_raw_disk(shelf.loops, root / "src.img", seed=3)
+    part = partition_nodes(src)[2]
+    listing = run_text("debugfs", "-R", "ls -l /", part)
+    inode = next(
+        int(line.split()[0])
+        for line in listing.splitlines()
+        if line.split() and line.split()[0].isdigit() and int(line.split()[0]) > 11
+    )
+    run_text("debugfs", "-w", "-R", f"clri <{inode}>", part)
+    assert subprocess.run(["e2fsck", "-fn", part], capture_output=True).returncode != 0
+    ocs_save(src, root / "shelf", "broken", "-q2", "-z9p", "-i", "0")
+    dst, _ = blank(shelf, tmp_path, RAW_DISK_SIZE)
+    proc = appliance(
+        "restore", "--repo", str(root / "shelf"), "--image", "broken", dst, "--yes",
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 20, proc.stdout + proc.stderr
+    (warning,) = [x for x in proc.stderr.splitlines() if x.startswith("warning:")]
+    assert "Clonezilla image broken holds a damaged ext4 in partition 2" in warning
+    assert "Traceback" not in proc.stderr
+    table = json.loads(run_text("sfdisk", "--json", dst))["partitiontable"]
+    assert table["label"] == "gpt"  # restored: the disk holds what the image holds
+
+
+def run_text(*argv: str) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return proc.stdout + proc.stderr
