@@ -300,7 +300,17 @@ class Repository:
         asked (the live system's / and /tmp vanish at power off)."""
         store = open_store(root)  # a network address is refused in its own words
         if not isinstance(store, LocalStore):
-            return cls._open_or_create_in(store) if create else cls.in_store(store)
+            if create:
+                return cls._open_or_create_in(store)
+            try:
+                there = store.exists(MARKER)
+            except OSError as exc:
+                raise storage_error(store.where, exc) from exc
+            if not there:
+                raise RepositoryError(
+                    f"There is no repository at {store.where}; add --create to make one."
+                )
+            return cls.in_store(store)
         path = Path(root)
         check_save_place(path, create=create, allow_ram=allow_ram)
         return cls.open_or_create(path) if create else cls.open(path)

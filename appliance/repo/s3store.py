@@ -24,6 +24,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
@@ -276,23 +277,28 @@ class S3Store:
         self._call(lambda: self.client.delete_object(Bucket=self.bucket, Key=name))
 
     def delete_folder(self, prefix: str) -> None:
-        """An image's manifest goes first: a delete stopped half-way leaves no image that
-        can be restored or that gc counts, only keys that `images` shows as an image with no
-        manifest and that deleting it again removes."""
+        """An image's manifest goes first, on its own: a delete stopped half-way leaves no
+        image that can be restored or that gc counts, only keys that `images` shows as an
+        image with no manifest and that deleting it again removes."""
         keys = [self._base + key for key in self.list(prefix)]
-        keys.sort(key=lambda k: not k.endswith("/manifest.json"))
-        for first in range(0, len(keys), 1000):  # DeleteObjects takes 1000 keys at most
-            batch = [{"Key": k} for k in keys[first : first + 1000]]
+        first = [k for k in keys if k.endswith("/manifest.json")]
+        for key in first:
+            self._call(partial(self.client.delete_object, Bucket=self.bucket, Key=key))
+        rest = [k for k in keys if k not in first]
+        for start in range(0, len(rest), 1000):  # DeleteObjects takes 1000 keys at most
+            batch = [{"Key": k} for k in rest[start : start + 1000]]
             reply = self._call(
-                lambda b=batch: self.client.delete_objects(  # type: ignore[misc]
-                    Bucket=self.bucket, Delete={"Objects": b, "Quiet": True}
+                partial(
+                    self.client.delete_objects,
+                    Bucket=self.bucket,
+                    Delete={"Objects": batch, "Quiet": True},
                 )
             )
             errors = reply.get("Errors") or []
             if errors:
                 bad = errors[0]
                 raise OSError(
-                    errno.EACCES if bad.get("Code") == "AccessDenied" else errno.EIO,
+                    errno.EACCES if bad.get("Code") == "AccessDenied" else errno.EREMOTEIO,
                     f"{self.describe()} did not delete {bad.get('Key')}: "
                     f"{bad.get('Message') or bad.get('Code')}",
                 )
@@ -348,7 +354,7 @@ class S3Store:
             return bytes(data)
         except (BotoCoreError, urllib3.exceptions.HTTPError, OSError) as exc:
             raise OSError(
-                errno.EIO, f"the transfer from {self.describe()} broke off ({_reason(exc)})"
+                errno.EREMOTEIO, f"the transfer from {self.describe()} broke off ({_reason(exc)})"
             ) from exc
         finally:
             body.close()
@@ -368,7 +374,7 @@ class S3Store:
                 f"the S3 endpoint {self.endpoint} cannot be reached ({_reason(exc)})",
             ) from exc
         except BotoCoreError as exc:
-            raise OSError(errno.EIO, f"{self.describe()}: {_reason(exc)}") from exc
+            raise OSError(errno.EREMOTEIO, f"{self.describe()}: {_reason(exc)}") from exc
 
     def _fail(self, exc: ClientError) -> NoReturn:
         code = _code(exc)
@@ -388,7 +394,7 @@ class S3Store:
         if code in ("QuotaExceeded", "EntityTooLarge") or status == 507:
             raise OSError(errno.EDQUOT, f"{self.describe()} is over its quota") from exc
         message = exc.response.get("Error", {}).get("Message") or code or f"HTTP {status}"
-        raise OSError(errno.EIO, f"{self.describe()} answered {message}") from exc
+        raise OSError(errno.EREMOTEIO, f"{self.describe()} answered {message}") from exc
 
 
 def _hidden(key: str) -> bool:
