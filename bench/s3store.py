@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -45,11 +46,13 @@ def build_disk(loops: Any, folder: Path, data_mib: int) -> str:
     with open(path, "wb") as handle:
         handle.truncate(data_mib * MiB * 2 + 64 * MiB)
     node: str = loops.attach(path)
-    subprocess.run(["sfdisk", "-q", node], input=b"label: gpt\n,,L\n", check=True)
+    subprocess.run(
+        ["sfdisk", "-q", node], input=b"label: gpt\n,,L\n", check=True, capture_output=True
+    )
     subprocess.run(["partx", "-u", node], check=True)
     part = f"{node}p1"
     subprocess.run(["mkfs.ext4", "-q", "-F", part], check=True)
-    mountpoint = folder / "mnt"
+    mountpoint = folder / "fill"
     mountpoint.mkdir()
     subprocess.run(["mount", part, str(mountpoint)], check=True)
     try:
@@ -105,6 +108,8 @@ def main() -> int:
             print(f"{job:16} {median:8.2f} {args.data / median:15.1f}")
     finally:
         loops.cleanup()
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
