@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3.exceptions
 from botocore.exceptions import ClientError
 from kit.s3server import S3Server, clear_aws_settings, moto_server
 
@@ -228,3 +231,58 @@ def test_keys_hidden_in_a_folder_are_hidden_in_a_bucket(store: S3Store) -> None:
     store.put("images/.deleting-old/manifest.json", b"{}", durable=False)
     assert list(store.list("chunks/")) == ["chunks/ab/cd/abcd"]
     assert store.folders("images/") == []
+
+
+def test_an_empty_value_has_a_head_of_nothing(store: S3Store) -> None:
+    store.put("empty", b"", durable=True)
+    assert store.head("empty", 16) == (b"", 0)
+    assert store.read_into("empty", bytearray(8)) == 0 and store.get("empty") == b""
+
+
+class BreaksOnce:
+    """A client whose first object body breaks off after a few bytes (a dropped connection)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.broken = 0
+
+    def get_object(self, **args: Any) -> Any:
+        reply = self.client.get_object(**args)
+        if not self.broken:
+            self.broken += 1
+            real = reply["Body"]
+
+            class Broken:
+                def read(self, amount: int | None = None) -> bytes:
+                    raise urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead")
+
+                def close(self) -> None:
+                    real.close()
+
+            reply["Body"] = Broken()
+        return reply
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_a_transfer_that_breaks_off_is_fetched_again(store: S3Store) -> None:
+    store.put("chunks/ab/cd/abcd", b"whole chunk", durable=False)
+    flaky = BreaksOnce(store.client)
+    again = S3Store(store.bucket, store.prefix, client=flaky)
+    assert again.get("chunks/ab/cd/abcd") == b"whole chunk" and flaky.broken == 1
+
+
+def test_the_engine_threads_share_one_pool(
+    aws: S3Server, store: S3Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Puts and gets from many threads at once through the appliance's own client: every
+    value whole, no connection thrown away for want of room in the pool (urllib3 warns when
+    it does; a client with boto3's default pool of 10 fails this)."""
+    store = S3Store(store.bucket, store.prefix)  # make_client(), from the AWS variables
+    values = {f"chunks/{n:02x}/00/{n:064x}": os.urandom(64 * 1024) for n in range(96)}
+    with caplog.at_level(logging.WARNING), ThreadPoolExecutor(24) as pool:
+        list(pool.map(lambda kv: store.put(kv[0], kv[1], durable=False), values.items()))
+        got = dict(zip(values, pool.map(store.get, values), strict=True))
+    assert got == values
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
