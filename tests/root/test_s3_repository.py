@@ -10,6 +10,7 @@ that does not answer, a lock held by a running job) is one sentence and writes n
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.root
 BUCKET = "images"
 PREFIX = "lab/pc"
 REPO = f"s3://{BUCKET}/{PREFIX}"
+UNTOUCHED = itertools.count()
 
 
 @dataclass
@@ -165,7 +167,7 @@ def test_a_folder_repository_copied_with_rclone_restores_from_the_bucket(
 
 # -- failures: one sentence, nothing written ---------------------------------------------
 def _restore_refused(bucket: Bucket, repo: str, code: int, words: str) -> str:
-    target, path = bucket.blank(f"untouched-{abs(hash(words))}.img")
+    target, path = bucket.blank(f"untouched-{next(UNTOUCHED)}.img")
     before = file_digest(path)
     sentence = refused(
         appliance("restore", "--repo", repo, "--image", "pc-2", target, "--yes", check=False),
