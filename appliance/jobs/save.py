@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from appliance import __version__
 from appliance.disk.blockio import open_direct
@@ -37,7 +36,7 @@ from appliance.progress import Phase, Progress
 from appliance.repo.image import load_manifest
 from appliance.repo.imagelog import ImageLog
 from appliance.repo.manifest import Index, Manifest, Region, index_hash
-from appliance.repo.repository import Repository, check_save_place, open_store
+from appliance.repo.repository import Repository, check_save_place, local_folder, open_store
 
 
 @dataclass
@@ -100,14 +99,14 @@ def save(
     progress = progress or Progress()
     started = time.monotonic()
     open_store(repo_path)  # a location this version cannot reach is refused first
+    folder = local_folder(repo_path)  # None: a bucket, no disk of this machine holds it
     disk = probe_disk(source)
-    check_source(disk, Path(repo_path))  # before the repository folder is created
-    check_save_place(Path(repo_path), create=create, allow_ram=allow_ram)
+    check_source(disk, folder)  # before the repository folder is created
+    if folder is not None:
+        check_save_place(folder, create=create, allow_ram=allow_ram)
     plans = plan_regions(disk, progress)
-    if not resume:  # a resumed image has part of its chunks stored already
-        check_free_space(
-            Path(repo_path), disk, image, sum(plan.region.used_bytes for plan in plans)
-        )
+    if not resume and folder is not None:  # a resumed image has part of its chunks stored
+        check_free_space(folder, disk, image, sum(plan.region.used_bytes for plan in plans))
     repo = Repository.open_for_save(repo_path, create=create, allow_ram=allow_ram)
     with repo.lock(f"save {disk.name} to {image}"):
         manifest_key = repo.image_key(image, "manifest.json")

@@ -84,6 +84,33 @@ class RepoLock:
                 return owner
             time.sleep(0.05)
 
+    @property
+    def where(self) -> str:
+        """The repository the lock guards, for messages."""
+        return str(self.path.parent)
+
+    def _create(self, data: bytes) -> bool:
+        """Make the lock holding `data`; False when there is one already. A lock kept
+        elsewhere (an object in a bucket) overrides _create, _read and _remove."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
+
+    def _read(self) -> bytes:
+        """What the lock says; FileNotFoundError when there is none."""
+        return self.path.read_bytes()
+
+    def _remove(self) -> None:
+        """Remove the lock; one that is already gone is no error."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
     def acquire(self) -> None:
         me = {
             "pid": os.getpid(),
@@ -92,35 +119,28 @@ class RepoLock:
             "command": self.command,
             "since": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
+        data = json.dumps(me).encode()
         for _attempt in range(3):
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                owner = self._settled_owner()
-                if owner is not None and self._owner_alive(owner):
-                    raise RepositoryLocked(
-                        f"The repository is in use by another job ({describe_owner(owner)}); "
-                        "wait for it to finish."
-                    ) from None
-                with contextlib.suppress(FileNotFoundError):
-                    self.path.unlink()  # stale: its owner died
-                continue
+                if self._create(data):
+                    self.held = True
+                    return
             except OSError as exc:
                 raise RepositoryError(
-                    f"The repository at {self.path.parent} cannot be locked "
-                    f"for writing: {exc.strerror}."
+                    f"The repository at {self.where} cannot be locked for writing: {exc.strerror}."
                 ) from exc
-            with os.fdopen(fd, "w") as handle:
-                json.dump(me, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            self.held = True
-            return
+            owner = self._settled_owner()
+            if owner is not None and self._owner_alive(owner):
+                raise RepositoryLocked(
+                    f"The repository is in use by another job ({describe_owner(owner)}); "
+                    "wait for it to finish."
+                ) from None
+            self._remove()  # stale: its owner died
         raise RepositoryLocked("The repository lock keeps changing hands; try again.")
 
     def _read_owner(self) -> dict[str, object] | None:
         try:
-            data = json.loads(self.path.read_text() or "{}")
+            data = json.loads(self._read() or b"{}")
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
@@ -129,8 +149,7 @@ class RepoLock:
 
     def release(self) -> None:
         if self.held:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+            self._remove()
             self.held = False
 
     def __enter__(self) -> RepoLock:

@@ -59,6 +59,10 @@ def open_store(location: str | os.PathLike[str]) -> Store:
     folder on this machine. A store at a network address is one more branch here."""
     text = os.fspath(location)
     address = ADDRESS_RE.match(text)
+    if address and address.group(1).lower() == "s3":
+        from appliance.repo.s3store import open_s3  # boto3 is loaded for a bucket only
+
+        return open_s3(text)
     if address:
         raise RepositoryError(
             f"The repository {text} is at a {address.group(1)}:// address, which this version "
@@ -232,7 +236,9 @@ class Repository:
 
     @classmethod
     def open_or_create(cls, root: str | os.PathLike[str]) -> Repository:
-        open_store(root)  # a network address is refused in its own words
+        store = open_store(root)  # a network address is refused in its own words
+        if not isinstance(store, LocalStore):
+            return cls._open_or_create_in(store)
         path = Path(root)
         if path.exists() and not path.is_dir():
             raise RepositoryError(
@@ -252,6 +258,22 @@ class Repository:
         except OSError as exc:
             raise storage_error(path, exc) from exc
         return cls.create(LocalStore(path))
+
+    @classmethod
+    def _open_or_create_in(cls, store: Store) -> Repository:
+        """open_or_create for a store that is not a folder (a bucket): its repository, or a
+        new one where nothing is stored yet."""
+        try:
+            if store.exists(MARKER):
+                return cls.in_store(store)
+            if store.folders("") or next(iter(store.list("")), None) is not None:
+                raise RepositoryError(
+                    f"{store.where} is not empty and is not an image repository; name an "
+                    "empty place or an existing repository."
+                )
+        except OSError as exc:
+            raise storage_error(store.where, exc) from exc
+        return cls.create(store)
 
     @classmethod
     def create(cls, store: Store) -> Repository:
@@ -276,17 +298,36 @@ class Repository:
     ) -> Repository:
         """The repository a save writes to: created only when asked, never in RAM unless
         asked (the live system's / and /tmp vanish at power off)."""
-        open_store(root)  # a network address is refused in its own words
+        store = open_store(root)  # a network address is refused in its own words
+        if not isinstance(store, LocalStore):
+            if create:
+                return cls._open_or_create_in(store)
+            try:
+                there = store.exists(MARKER)
+            except OSError as exc:
+                raise storage_error(store.where, exc) from exc
+            if not there:
+                raise RepositoryError(
+                    f"There is no repository at {store.where}; add --create to make one."
+                )
+            return cls.in_store(store)
         path = Path(root)
         check_save_place(path, create=create, allow_ram=allow_ram)
         return cls.open_or_create(path) if create else cls.open(path)
 
     def lock(self, command: str) -> RepoLock:
         # One writer at a time: a file made with O_EXCL in the repository's folder
-        # (repo/lock.py), which works on every filesystem a folder may be on. A store that
-        # is not a local folder (a web server, an S3 bucket) will need a lock of its own (a
-        # conditional put, say); `root` refuses such a store rather than lock nothing.
-        return RepoLock(self.root / "lock", command)
+        # (repo/lock.py), which works on every filesystem a folder may be on. A bucket's
+        # lock is an object made with a conditional PUT (repo/s3lock.py); any other store
+        # (a web server: read-only) has none, and `root` refuses it rather than lock nothing.
+        if isinstance(self.store, LocalStore):
+            return RepoLock(self.root / "lock", command)
+        from appliance.repo.s3lock import S3Lock
+        from appliance.repo.s3store import S3Store
+
+        if isinstance(self.store, S3Store):
+            return S3Lock(self.store, command)
+        return RepoLock(self.root / "lock", command)  # `root` says why there is none
 
     # -- chunks --------------------------------------------------------------------------
     def chunk_path(self, name: str) -> Path:

@@ -92,8 +92,8 @@ def test_what_cannot_be_imported_is_one_sentence(usb: Saved, tmp_path: Path) -> 
         "holds no images this appliance can import",
     )
     refused(
-        appliance("import", "--repo", "s3://bucket/images", "--from", str(usb.repo), check=False),
+        appliance("import", "--repo", "ftp://server/images", "--from", str(usb.repo), check=False),
         6,
-        "s3:// address",
+        "ftp:// address",
     )
     assert not (tmp_path / "r").exists()

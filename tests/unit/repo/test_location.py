@@ -21,7 +21,7 @@ def test_a_folder_reopens_from_its_location(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "address", ["http://10.0.0.1/images/", "s3://bucket/prefix", "smb://server/share/images"]
+    "address", ["http://10.0.0.1/images/", "ftp://server/images", "smb://server/share/images"]
 )
 def test_a_network_address_is_refused_in_one_sentence(tmp_path: Path, address: str) -> None:
     scheme = address.split(":")[0]

@@ -1,15 +1,18 @@
-"""The store seam: one contract, kept by a folder (LocalStore) and by a dict (MemoryStore);
-and a real Repository doing its work over a store that is not a folder."""
+"""The store seam: one contract, kept by a folder (LocalStore), by a dict (MemoryStore) and
+by an S3 bucket (S3Store on moto's server, a process of its own); and a real Repository doing
+its work over a store that is not a folder."""
 
 from __future__ import annotations
 
 import builtins
 import errno
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kit.s3server import S3Server, moto_server
 
 from appliance.errors import CorruptData, ImageError, RepositoryError
 from appliance.jobs.catalog import collect
@@ -20,6 +23,7 @@ from appliance.repo.imagelog import ImageLog
 from appliance.repo.manifest import Index, Manifest, Region, index_hash
 from appliance.repo.records import DiskRecord
 from appliance.repo.repository import WINDOW, ReadBack, Repository, chunk_key, storage_error
+from appliance.repo.s3store import S3Store
 from appliance.repo.store import LocalStore, Store, check_key
 
 
@@ -86,10 +90,25 @@ class MemoryStore:
         return None
 
 
-@pytest.fixture(params=["local", "memory"])
+BUCKETS = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server, a process of its own on loopback, for the module's tests."""
+    with moto_server(tmp_path_factory.mktemp("moto")) as server:
+        yield server
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     if request.param == "local":
         return LocalStore(tmp_path / "store")
+    if request.param == "s3":
+        server: S3Server = request.getfixturevalue("s3")
+        bucket = f"contract-{next(BUCKETS)}"
+        server.client().create_bucket(Bucket=bucket)
+        return S3Store(bucket, "some/prefix", client=server.client())
     return MemoryStore()
 
 
