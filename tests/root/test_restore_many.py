@@ -1,0 +1,120 @@
+"""`appliance restore --repo R --image I T1 T2 T3`: one image of a real GPT disk (FAT32, ext4,
+NTFS, swap) restored onto three loop disks at once, one of them larger (its own fitted
+layout), each compared with the source by independent tools; a target that dies mid-write
+is dropped with its sentence and keeps its marker while the others finish; the same disk
+named twice (or under two names) is refused before anything is written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kit.cli import appliance, refused, result_json
+from kit.diskbuild import GPT_DISK_SIZE, MiB, sparse_file
+from kit.diskcompare import assert_equivalent, read_bytes
+from kit.interrupt import has_valid_table, marked, reported
+from kit.loops import Loops
+from kit.saved import Saved, saved_gpt_disk
+
+pytestmark = pytest.mark.root
+
+OLD_HEAD = b"\xee" * 4096  # what a target held before: must be gone, or still there
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Saved]:
+    with saved_gpt_disk(tmp_path_factory.mktemp("many")) as saved:
+        yield saved
+
+
+def target(loops: Loops, directory: Path, name: str, size: int = GPT_DISK_SIZE) -> str:
+    path = sparse_file(directory, name, size)
+    with open(path, "r+b") as handle:
+        handle.write(OLD_HEAD)
+    return loops.attach(path)
+
+
+def restore(saved: Saved, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return appliance("restore", "--repo", str(saved.repo), "--image", "base", *args, check=check)
+
+
+def test_one_image_onto_three_disks(saved: Saved, loops: Loops, tmp_path: Path) -> None:
+    same = [target(loops, tmp_path, f"t{n}.img") for n in range(2)]
+    larger = target(loops, tmp_path, "larger.img", GPT_DISK_SIZE * 3 // 2)
+    nodes = [same[0], larger, same[1]]
+    out = result_json(restore(saved, *nodes, "--yes", "--json", "--progress=none"))
+    assert out["ok"] is True
+    assert [v["target"] for v in out["verdicts"]] == nodes
+    assert all(v["state"] == "restored" and v["error"] is None for v in out["verdicts"])
+    fits = {t["target"]: t["same_size"] for t in out["targets"]}
+    assert fits == {same[0]: True, larger: False, same[1]: True}
+    for node in same:
+        assert_equivalent(saved.source, node, same_size=True)
+    assert_equivalent(saved.source, larger, same_size=False, resized={3}, moved={4})
+    for node in nodes:
+        assert not marked(node) and reported(node) is None
+    log = next(saved.repo.rglob("log.txt")).read_text()
+    assert all(f"at {node} (one of 3)" in log for node in nodes), log
+
+
+def test_a_target_that_dies_is_dropped_and_stays_marked(
+    saved: Saved, loops: Loops, tmp_path: Path
+) -> None:
+    """The middle target's loop file lives on an 8 MiB tmpfs: past that every write fails;
+    it is named with its cause and keeps its marker, the other two finish and compare equal."""
+    small = tmp_path / "small-tmpfs"  # not below loops.mount_root: detach would unmount it
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)], check=True)
+    try:
+        dying = loops.attach(sparse_file(small, "dying.img", GPT_DISK_SIZE))
+        good = [target(loops, tmp_path, f"good{n}.img") for n in range(2)]
+        proc = restore(saved, good[0], dying, good[1], "--yes", "--progress=none", check=False)
+        sentence = refused(proc, 4, f"Restoring failed on {dying}")
+        assert "2 of 3 targets hold the image" in sentence
+        assert all(node not in sentence for node in good)
+        assert "onto 2 of 3 disks" in proc.stdout
+        [line] = [line for line in proc.stdout.splitlines() if line.startswith(f"{dying}:")]
+        assert line.startswith(f"{dying}: FAILED: The disk {dying}"), proc.stdout
+        assert "incomplete restore of base" in proc.stdout
+        for node in good:
+            assert f"{node}: restored and proven" in proc.stdout
+            assert_equivalent(saved.source, node, same_size=True)
+        assert marked(dying) and not has_valid_table(dying)
+        state = reported(dying)
+        assert state is not None and state.startswith("incomplete restore of base"), state
+        loops.detach(dying)
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_the_same_disk_twice_is_refused_before_any_write(
+    saved: Saved, loops: Loops, tmp_path: Path
+) -> None:
+    first, second = (target(loops, tmp_path, f"t{n}.img") for n in range(2))
+    proc = restore(saved, first, second, first, "--yes", check=False)
+    refused(proc, 5, f"The target {first} is named twice")
+    # the same disk under two names: /dev/loopN and its kernel name
+    proc = restore(saved, first, second, os.path.basename(second), "--yes", check=False)
+    refused(proc, 5, f"The target {second} is named twice")
+    for node in (first, second):
+        assert read_bytes(node, 0, len(OLD_HEAD)) == OLD_HEAD
+
+
+def test_plan_lists_every_target_and_asks_for_all(
+    saved: Saved, loops: Loops, tmp_path: Path
+) -> None:
+    nodes = [target(loops, tmp_path, f"t{n}.img", 600 * MiB) for n in range(2)]
+    proc = restore(saved, *nodes, "--dry-run")
+    for node in nodes:
+        assert f"at {node}\nwill be ERASED" in proc.stdout
+    assert "Steps on every target:" in proc.stdout and "read once" in proc.stdout
+    plan = result_json(restore(saved, *nodes, "--dry-run", "--json"))
+    assert [t["target"] for t in plan["targets"]] == nodes
+    assert all(t["steps"][0]["step"] == "MarkIncomplete" for t in plan["targets"])
+    names = " ".join(os.path.basename(node) for node in nodes)
+    refused(restore(saved, *nodes, check=False), 5, f"erases {names}; add --yes")
+    for node in nodes:
+        assert read_bytes(node, 0, len(OLD_HEAD)) == OLD_HEAD
