@@ -32,7 +32,7 @@ from appliance.errors import ApplianceError, Cancelled, SafetyRefusal
 from appliance.io.fanout import Block, fan_out
 from appliance.io.pipeline import Placement, spans, workers_default
 from appliance.jobs.fitting import recheck_target
-from appliance.jobs.precheck import precheck
+from appliance.jobs.precheck import check_chunks_present, precheck
 from appliance.jobs.restore import ImageRegion, RestorePlan, fit_for, restore_steps
 from appliance.jobs.writeplan import (
     Context,
@@ -176,8 +176,10 @@ def restore_many(
     """Restore one image onto every plan's target; one verdict each. Refusals (a target that
     changed, an image that cannot be finished) are raised before the first write."""
     progress = progress or Progress()
-    for number, plan in enumerate(plans):  # each placement checked, the image re-hashed once
-        precheck(plan, verify_first=verify_first and number == 0, progress=progress, cancel=cancel)
+    # the image's own checks once (its table, re-hashed if asked); each fit's chunks there
+    precheck(plans[0], verify_first=verify_first, progress=progress, cancel=cancel)
+    for plan in plans[1:]:
+        check_chunks_present(plan)
     manifest = plans[0].image.manifest
     lanes: list[Lane] = []
     for plan in plans:  # the disks may have changed since the plan

@@ -118,3 +118,32 @@ def test_plan_lists_every_target_and_asks_for_all(
     refused(restore(saved, *nodes, check=False), 5, f"erases {names}; add --yes")
     for node in nodes:
         assert read_bytes(node, 0, len(OLD_HEAD)) == OLD_HEAD
+
+
+def test_each_chunk_is_read_once_for_all_targets(
+    saved: Saved, loops: Loops, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the process: every fetch of a chunk from the repository is counted; three targets
+    cost exactly the fetches one target costs."""
+    from appliance.io.source import RepositorySource
+    from appliance.jobs.multirestore import plan_restores, restore_many
+    from appliance.jobs.restore import restore
+
+    fetched: list[str] = []
+    real = RepositorySource.fetch
+
+    def counting(self: RepositorySource, name: str) -> bytes:
+        fetched.append(name)
+        return real(self, name)
+
+    monkeypatch.setattr(RepositorySource, "fetch", counting)
+    [one] = plan_restores(str(saved.repo), "base", [target(loops, tmp_path, "one.img")])
+    restore(one)
+    alone = sorted(fetched)
+    fetched.clear()
+    nodes = [target(loops, tmp_path, f"t{n}.img") for n in range(3)]
+    result = restore_many(plan_restores(str(saved.repo), "base", nodes))
+    assert result.stop is None and [v.state for v in result.verdicts] == ["restored"] * 3
+    assert len(alone) > 3 and sorted(fetched) == alone
+    for node in nodes:
+        assert not marked(node) and has_valid_table(node)
