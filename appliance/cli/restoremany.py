@@ -5,6 +5,7 @@ confirmation naming every disk, one verdict line per disk, exit 0 only when all 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import threading
 import time
@@ -93,6 +94,12 @@ def failure(verdicts: list[RestoreVerdict], as_json: bool = False) -> DeviceErro
     )
 
 
+def _json_line(verdict: RestoreVerdict) -> None:
+    """--progress=json: a line per target as soon as its verdict is known."""
+    sys.stdout.write(json.dumps({"type": "target", **verdict.to_json()}) + "\n")
+    sys.stdout.flush()
+
+
 def run_restore_many(args: argparse.Namespace, cancel: threading.Event) -> int:
     if find_folder(args.repo, args.image) is not None:
         raise UsageError(
@@ -113,7 +120,13 @@ def run_restore_many(args: argparse.Namespace, cancel: threading.Event) -> int:
         confirm(plans)
     progress = make_progress(args.progress)
     started = time.monotonic()
-    result = restore_many(plans, progress=progress, cancel=cancel, verify_first=args.verify_first)
+    result = restore_many(
+        plans,
+        progress=progress,
+        cancel=cancel,
+        verify_first=args.verify_first,
+        report=_json_line if args.progress == "json" else None,
+    )
     seconds = time.monotonic() - started
     verdicts = result.verdicts
     good = sum(v.ok for v in verdicts)

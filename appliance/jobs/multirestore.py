@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,6 +120,13 @@ class Lane:
     wrote: bool = False
     valid: bool = False
     marker: Marker | None = field(default=None, repr=False)
+    report: Callable[[RestoreVerdict], None] | None = field(default=None, repr=False)
+
+    def settle(self, state: str, error: str | None = None) -> None:
+        """This target's verdict, told to the caller as soon as it is known."""
+        self.verdict.state, self.verdict.error = state, error
+        if self.report is not None:
+            self.report(self.verdict)
 
     @property
     def node(self) -> str:
@@ -144,7 +151,7 @@ class Lane:
         text = str(device_error(self.node, exc, write=True) if isinstance(exc, OSError) else exc)
         if self.wrote and not self.valid and self.marker is not None:
             text = f"{text} {stop_sentence(self.plan.target, self.marker)}"
-        self.verdict.state, self.verdict.error = "failed", text
+        self.settle("failed", text)
 
     def run_until(self, end: int, cancel: threading.Event | None) -> None:
         """Run this lane's steps before `end`; a failure drops only this lane."""
@@ -172,9 +179,11 @@ def restore_many(
     cancel: threading.Event | None = None,
     workers: int | None = None,
     verify_first: bool = False,
+    report: Callable[[RestoreVerdict], None] | None = None,
 ) -> ManyResult:
     """Restore one image onto every plan's target; one verdict each. Refusals (a target that
-    changed, an image that cannot be finished) are raised before the first write."""
+    changed, an image that cannot be finished) are raised before the first write. `report`
+    hears each target's verdict as soon as it is known (a dropped disk, mid-job)."""
     progress = progress or Progress()
     # the image's own checks once (its table, re-hashed if asked); each fit's chunks there
     precheck(plans[0], verify_first=verify_first, progress=progress, cancel=cancel)
@@ -187,7 +196,7 @@ def restore_many(
         check_target(target, repo_path=plan.image.repo.folder, sector=manifest.disk.logical_sector)
         steps = restore_steps(plan, target)
         marker = next(s.marker for s in steps if isinstance(s, MarkIncomplete))
-        lanes.append(Lane(plan, steps, RestoreVerdict(target), marker=marker))
+        lanes.append(Lane(plan, steps, RestoreVerdict(target), marker=marker, report=report))
     progress.total = progress.done + _stream_bytes(lanes) + _shrink_bytes(plans)
     table = manifest.table.type if manifest.table else None
     try:
@@ -242,7 +251,7 @@ def _run(
         for lane in lanes:
             lane.run_until(len(lane.steps), cancel)
             if lane.live:
-                lane.verdict.state = "restored"
+                lane.settle("restored")
     except KeyboardInterrupt:
         return _stop_all(lanes, Cancelled("Stopped by the user."))
     except ApplianceError as exc:
@@ -254,8 +263,7 @@ def _stop_all(lanes: list[Lane], exc: ApplianceError) -> ApplianceError:
     """Every lane still going is stopped by `exc`; its sentence names the incomplete ones."""
     left = [lane for lane in lanes if lane.live]
     for lane in left:
-        lane.verdict.state = "stopped"
-        lane.verdict.error = str(exc)
+        lane.settle("stopped", str(exc))
     marked = [lane for lane in left if lane.wrote and not lane.valid]
     if not marked:
         return exc

@@ -6,6 +6,7 @@ named twice (or under two names) is refused before anything is written."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -45,7 +46,12 @@ def test_one_image_onto_three_disks(saved: Saved, loops: Loops, tmp_path: Path) 
     same = [target(loops, tmp_path, f"t{n}.img") for n in range(2)]
     larger = target(loops, tmp_path, "larger.img", GPT_DISK_SIZE * 3 // 2)
     nodes = [same[0], larger, same[1]]
-    out = result_json(restore(saved, *nodes, "--yes", "--json", "--progress=none"))
+    proc = restore(saved, *nodes, "--yes", "--progress=json")
+    out = result_json(proc)
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    told = [(e["target"], e["state"]) for e in events if e["type"] == "target"]
+    assert sorted(told) == sorted((node, "restored") for node in nodes)
+    assert any(e["type"] == "progress" and nodes[1] in e["message"] for e in events)
     assert out["ok"] is True
     assert [v["target"] for v in out["verdicts"]] == nodes
     assert all(v["state"] == "restored" and v["error"] is None for v in out["verdicts"])
