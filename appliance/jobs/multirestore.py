@@ -223,8 +223,11 @@ def restore_many(
     for lane in lanes:
         if lane.verdict.ok:
             log.write(f"restored onto {lane.verdict.target.describe()} (one of {len(lanes)})")
-    done = sum(lane.verdict.ok for lane in lanes)
-    progress.set_phase(Phase.DONE, f"{manifest.name} restored onto {done} of {len(lanes)} disk(s)")
+    if stop is None:
+        done = sum(lane.verdict.ok for lane in lanes)
+        progress.set_phase(
+            Phase.DONE, f"{manifest.name} restored onto {done} of {len(lanes)} disk(s)"
+        )
     return ManyResult([lane.verdict for lane in lanes], stop)
 
 
@@ -339,6 +342,22 @@ def _windows(
             yield source.chunk(number, win.number), win.length, places
 
 
+class _Ticks(Progress):
+    """What fan_out reports to: its ticks reach the job's progress, its byte counts (whole
+    windows) do not; the job counts the used bytes each window holds instead, as a single
+    restore does."""
+
+    def __init__(self, job: Progress) -> None:
+        super().__init__(None)
+        self.job = job
+
+    def add(self, nbytes: int) -> None:
+        pass
+
+    def tick(self, force: bool = False) -> None:
+        self.job.tick(force)
+
+
 def _write_region(
     number: int,
     group: list[Lane],
@@ -384,11 +403,12 @@ def _write_region(
             view[:length] = future.result()
         places.add(position[0], where)
         position[0] += length
+        progress.add(max(place.used_bytes for place in where.values()))
         return length
 
     sinks = [RegionSink(lane, places) for lane in group]
     try:
-        result = fan_out(read, list(sinks), progress=progress, cancel=cancel)
+        result = fan_out(read, list(sinks), progress=_Ticks(progress), cancel=cancel)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     for lane, sink in zip(group, sinks, strict=True):
@@ -398,11 +418,14 @@ def _write_region(
 
 
 def _stream_bytes(lanes: list[Lane]) -> int:
-    """What the job reads once from the image: the windows some target writes."""
+    """What the job moves: each window's used bytes, once however many targets take it."""
     total = 0
     for number, region in enumerate(lanes[0].plan.image.manifest.regions):
         group = [lane for lane in lanes if lane.region_step(region.name) is not None]
-        total += sum(length for _, length, _ in _windows(group, number))
+        total += sum(
+            max(place.used_bytes for place in where.values())
+            for _, _, where in _windows(group, number)
+        )
     return total
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,3 +154,45 @@ def test_each_chunk_is_read_once_for_all_targets(
     assert len(alone) > 3 and sorted(fetched) == alone
     for node in nodes:
         assert not marked(node) and has_valid_table(node)
+
+
+def test_targets_of_other_sizes_get_their_own_fit(
+    saved: Saved, loops: Loops, tmp_path: Path
+) -> None:
+    """A smaller target (its NTFS shrinks on a copy-on-write view of the image, so that
+    partition is not read with the others) next to one of the same size."""
+    smaller = target(loops, tmp_path, "smaller.img", 400 * MiB)  # the partitions end at 447 MiB
+    same = target(loops, tmp_path, "same.img")
+    out = result_json(restore(saved, smaller, same, "--yes", "--json"))
+    assert out["ok"] and [t["same_size"] for t in out["targets"]] == [False, True]
+    assert_equivalent(saved.source, same, same_size=True)
+    assert_equivalent(saved.source, smaller, same_size=False, resized={3}, moved={4})
+
+
+def test_a_damaged_chunk_stops_every_target_marked(
+    saved: Saved, loops: Loops, tmp_path: Path
+) -> None:
+    """A chunk of the ext4 partition with one byte changed (its length kept, so the check
+    before the first write passes): found as it is read, it stops every target, each left
+    marked incomplete and named."""
+    from appliance.repo.image import load_image
+    from appliance.repo.repository import Repository
+
+    repo = tmp_path / "repo"
+    shutil.copytree(saved.repo, repo)
+    loaded = load_image(Repository.open(str(repo)), "base")
+    [ext4] = [r for r in loaded.manifest.regions if r.fstype == "ext4"]
+    name = next(c for c in loaded.indexes[ext4.name].chunks if c is not None)
+    [path] = [p for p in (repo / "chunks").rglob(name) if p.is_file()]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    nodes = [target(loops, tmp_path, f"t{n}.img") for n in range(2)]
+    proc = appliance(
+        "restore", "--repo", str(repo), "--image", "base", *nodes, "--yes", check=False
+    )
+    sentence = refused(proc, 9, "each hold an incomplete restore of base")
+    assert all(node in sentence for node in nodes) and ext4.describe() in sentence
+    for node in nodes:
+        assert f"{node}: STOPPED:" in proc.stdout
+        assert marked(node) and not has_valid_table(node)
