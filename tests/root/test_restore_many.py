@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 from kit.cli import appliance, refused, result_json
 from kit.diskbuild import GPT_DISK_SIZE, MiB, sparse_file
 from kit.diskcompare import assert_equivalent, read_bytes
-from kit.interrupt import has_valid_table, marked, reported
+from kit.interrupt import first_write, has_valid_table, marked, reported, start
 from kit.loops import Loops
 from kit.saved import Saved, saved_gpt_disk
 
@@ -196,3 +198,31 @@ def test_a_damaged_chunk_stops_every_target_marked(
     for node in nodes:
         assert f"{node}: STOPPED:" in proc.stdout
         assert marked(node) and not has_valid_table(node)
+
+
+def test_a_stop_leaves_no_target_looking_good(saved: Saved, loops: Loops, tmp_path: Path) -> None:
+    """SIGTERM (what the interface's Stop and a shutdown send) at moments after the first
+    write: the job exits 130 and each target holds the finished image, or the marker and no
+    valid table, or (stopped before its turn) what it held before; never something else."""
+    stopped = 0
+    for attempt, delay in enumerate((0.0, 0.05, 0.2, 0.5)):
+        nodes = [target(loops, tmp_path, f"a{attempt}-{n}.img") for n in range(3)]
+        args = ["restore", "--repo", str(saved.repo), "--image", "base", *nodes, "--yes"]
+        proc = start(*args, "--progress=none")
+        first_write(proc, nodes[0])
+        time.sleep(delay)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) in (0, 130)
+        stopped += proc.returncode == 130
+        for node in nodes:
+            state = reported(node)
+            if marked(node):
+                assert not has_valid_table(node) and state is not None, (attempt, node)
+                assert state.startswith("incomplete restore of base"), state
+            elif read_bytes(node, 0, len(OLD_HEAD)) != OLD_HEAD:  # else: never written to
+                assert state is None and has_valid_table(node), (attempt, node)
+        if proc.returncode == 130:  # a stopped target is finished by a new restore
+            appliance(*args)
+            for node in nodes:
+                assert not marked(node) and has_valid_table(node)
+    assert stopped >= 2, f"only {stopped} of 4 stops hit the job while it ran"
