@@ -273,9 +273,10 @@ def _stop_all(lanes: list[Lane], exc: ApplianceError) -> ApplianceError:
     which = ", ".join(lane.node for lane in marked)
     image = lanes[0].plan.image.manifest.name
     holds = "holds" if len(marked) == 1 else "each hold"
+    text = str(exc) if str(exc).endswith((".", "?", "!")) else f"{exc}."
     return type(exc)(
-        f"{str(exc).rstrip('.')}. {which} {holds} an incomplete restore of {image} and no "
-        "valid partition table; run the restore again to finish it."
+        f"{text} {which} {holds} an incomplete restore of {image} and no valid partition "
+        "table; run the restore again to finish it."
     )
 
 

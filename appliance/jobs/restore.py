@@ -6,7 +6,7 @@ target incomplete, wipe old signatures, write the boot area and table sectors, t
 kernel the new partitions, write each partition's used ranges at its new place (every chunk
 re-hashed as it is read), shrink a partition on a copy-on-write view of the image when the
 target is smaller, recreate swap, grow filesystems that got more room, and make the table
-valid last.
+valid last. Several targets at once, each chunk read once for all: appliance.jobs.multirestore.
 """
 
 from __future__ import annotations
