@@ -18,7 +18,7 @@ from appliance.disk.fsprobe import whole_disk_filesystem
 from appliance.disk.model import Disk
 from appliance.disk.probe import Problem, Scan, probe_disk, scan_disks
 from appliance.disk.usage import disks_of_path, nearest_existing
-from appliance.errors import ApplianceError, RepositoryError
+from appliance.errors import ApplianceError, RepositoryError, UsageError
 from appliance.jobs.catalog import ImageSummary, list_images
 from appliance.jobs.plantext import PlanText, clone_text, restore_text, saved_lines, target_now
 from appliance.jobs.restore import RestorePlan
@@ -290,7 +290,13 @@ class EngineBackend:
     def plan_restores(self, repo: str, image: str, targets: Sequence[str]) -> list[WritePlan]:
         """One image onto several disks: one plan (and confirmation) per disk."""
         from appliance.jobs.multirestore import plan_restores
+        from appliance.jobs.shelfrestore import find_folder
 
+        if find_folder(repo, image) is not None:
+            raise UsageError(
+                f"{image} is a Clonezilla image: it is restored onto one disk at a time; "
+                "choose one disk with Enter."
+            )
         plans = plan_restores(repo, image, list(targets))
         fresh = last_verified(plans[0].image.repo, image) is None
         return [

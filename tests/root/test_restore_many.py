@@ -226,3 +226,25 @@ def test_a_stop_leaves_no_target_looking_good(saved: Saved, loops: Loops, tmp_pa
             for node in nodes:
                 assert not marked(node) and has_valid_table(node)
     assert stopped >= 2, f"only {stopped} of 4 stops hit the job while it ran"
+
+
+def test_the_interface_restores_onto_two_disks(saved: Saved, loops: Loops, tmp_path: Path) -> None:
+    """What the TUI's Restore screen runs after its confirmations: one plan per disk, then
+    one job that restores them all."""
+    import threading
+
+    from appliance.progress import Progress
+    from tui.backend import EngineBackend
+
+    nodes = [target(loops, tmp_path, f"t{n}.img") for n in range(2)]
+    backend = EngineBackend(include_loop=True)
+    plans = backend.plan_restores(str(saved.repo), "base", nodes)
+    assert [p.target.node for p in plans] == nodes
+    assert all(p.kind == "restore" and p.image == "base" for p in plans)
+    spec = backend.restores_job(plans)
+    assert spec.targets == tuple(p.target for p in plans) and spec.target is None
+    summary = spec.run(Progress(), threading.Event())
+    assert summary.lines[0].startswith("Restored image base onto 2 of 2 disks"), summary
+    assert sum("restored and proven" in line for line in summary.lines) == 2
+    for node in nodes:
+        assert_equivalent(saved.source, node, same_size=True)
