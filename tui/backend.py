@@ -18,7 +18,7 @@ from appliance.disk.fsprobe import whole_disk_filesystem
 from appliance.disk.model import Disk
 from appliance.disk.probe import Problem, Scan, probe_disk, scan_disks
 from appliance.disk.usage import disks_of_path, nearest_existing
-from appliance.errors import ApplianceError, RepositoryError
+from appliance.errors import ApplianceError, RepositoryError, UsageError
 from appliance.jobs.catalog import ImageSummary, list_images
 from appliance.jobs.plantext import PlanText, clone_text, restore_text, saved_lines, target_now
 from appliance.jobs.restore import RestorePlan
@@ -50,6 +50,8 @@ class Backend(Protocol):
     def save_job(self, disk: Disk, repo: str, image: str, *, resume: bool) -> JobSpec: ...
     def write_job(self, plan: WritePlan) -> JobSpec: ...
     def plan_write_file(self, path: str, targets: Sequence[str]) -> list[WritePlan]: ...
+    def plan_restores(self, repo: str, image: str, targets: Sequence[str]) -> list[WritePlan]: ...
+    def restores_job(self, plans: Sequence[WritePlan]) -> JobSpec: ...
     def write_file_job(self, plans: Sequence[WritePlan]) -> JobSpec: ...
     def verify_job(self, request: VerifyRequest) -> JobSpec: ...
     def today(self) -> str: ...
@@ -281,6 +283,64 @@ class EngineBackend:
         return JobSpec(
             "write",
             f"Write {engine_plan.image.name} onto {', '.join(d.node for d in disks)}",
+            run,
+            targets=disks,
+        )
+
+    def plan_restores(self, repo: str, image: str, targets: Sequence[str]) -> list[WritePlan]:
+        """One image onto several disks: one plan (and confirmation) per disk."""
+        from appliance.jobs.multirestore import plan_restores
+        from appliance.jobs.shelfrestore import find_folder
+
+        if find_folder(repo, image) is not None:
+            raise UsageError(
+                f"{image} is a Clonezilla image: it is restored onto one disk at a time; "
+                "choose one disk with Enter."
+            )
+        plans = plan_restores(repo, image, list(targets))
+        fresh = last_verified(plans[0].image.repo, image) is None
+        return [
+            WritePlan("restore", p.target, restore_text(p), p.total, p, repo, image, fresh)
+            for p in plans
+        ]
+
+    def restores_job(self, plans: Sequence[WritePlan]) -> JobSpec:
+        """The confirmed plans as one job: each chunk read once, written to every disk."""
+        engine_plans = [p.engine_plan for p in plans]
+        assert all(isinstance(p, RestorePlan) for p in engine_plans)  # from plan_restores
+        first = plans[0]
+
+        def run(progress: Progress, cancel: threading.Event) -> JobSummary:
+            from appliance.jobs.multirestore import restore_many
+
+            started = time.monotonic()
+            result = restore_many(
+                [p for p in engine_plans if isinstance(p, RestorePlan)],
+                progress=progress,
+                cancel=cancel,
+                verify_first=first.verify_first,
+            )
+            took = time.monotonic() - started
+            good = [v for v in result.verdicts if v.ok]
+            lines = [
+                f"Restored image {first.image} onto {len(good)} of {len(plans)} disks: "
+                f"{rate(max(p.total for p in plans), took)}.",
+                *(f"{v.line().rstrip('.')}." for v in result.verdicts),
+            ]
+            if result.stop is not None and not good:
+                raise result.stop
+            bad = len(plans) - len(good)
+            return JobSummary(
+                tuple(lines),
+                f"{bad} of {len(plans)} disks do NOT hold the image: see the FAILED lines."
+                if bad
+                else "Every chunk was re-hashed once as it was read, for every disk.",
+            )
+
+        disks = tuple(p.target for p in plans)
+        return JobSpec(
+            "restore",
+            f"Restore {first.source} onto {', '.join(d.node for d in disks)}",
             run,
             targets=disks,
         )

@@ -61,18 +61,19 @@ class JobSpec:
     run: JobRunner
     target: Disk | None = None  # the disk the job overwrites (restore, clone)
     image: str | None = None  # save: the image being written
-    targets: tuple[Disk, ...] = ()  # write: the disks an image file is written onto
+    targets: tuple[Disk, ...] = ()  # write, restore onto several: the disks it overwrites
 
     def stopped(self, phases_seen: set[str]) -> str:
         """What a stop (cancel, error, unplugged disk) leaves behind, in one sentence."""
         wrote = any(writes_target(phase) for phase in phases_seen)
-        if self.kind == "write" and self.targets:
+        if self.kind in ("write", "restore") and self.targets:
             names = ", ".join(d.node for d in self.targets)
             if not wrote:
                 return f"Nothing was written: {names} are as they were."
+            again = "write the image" if self.kind == "write" else "restore the image"
             return (
-                f"{names} hold an incomplete write (no valid partition table) and will not "
-                "start as they are; write the image again to finish them."
+                f"{names} hold an incomplete {self.kind} (no valid partition table) and will "
+                f"not start as they are; {again} again to finish them."
             )
         if self.kind in ("restore", "clone") and self.target is not None:
             if not wrote:

@@ -98,6 +98,14 @@ class FilePlanned(WorkerResult):
         self.plans = plans
 
 
+class RestoresPlanned(WorkerResult):
+    """One image's restore onto several disks planned and checked: one plan per target."""
+
+    def __init__(self, plans: list[WritePlan]) -> None:
+        super().__init__()
+        self.plans = plans
+
+
 class Planned(WorkerResult):
     """A restore or clone planned and checked by the engine, ready for the confirmation."""
 

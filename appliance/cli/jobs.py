@@ -118,6 +118,12 @@ def confirm(target: Disk, description: str, job: str) -> None:
 
 
 def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
+    if isinstance(args.target, list):  # `restore ... TARGET [TARGET ...]`
+        if len(args.target) > 1:
+            from appliance.cli.restoremany import run_restore_many
+
+            return run_restore_many(args, cancel)
+        args.target = args.target[0]
     folder = find_folder(args.repo, args.image)
     if folder is not None:  # a Clonezilla image folder
         return run_shelf_restore(args, cancel, folder)

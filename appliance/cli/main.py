@@ -43,9 +43,17 @@ def build_parser() -> Parser:
             "result too, as with --json), or none",
         )
 
-    def target_opts(p: argparse.ArgumentParser) -> None:
-        """What every job that overwrites a disk takes."""
-        p.add_argument("target", help="the disk to overwrite")
+    def target_opts(p: argparse.ArgumentParser, several: bool = False) -> None:
+        """What every job that overwrites a disk takes (restore: one disk or several)."""
+        if several:
+            p.add_argument(
+                "target",
+                nargs="+",
+                metavar="TARGET",
+                help="the disk to overwrite; several: one image onto all of them at once",
+            )
+        else:
+            p.add_argument("target", help="the disk to overwrite")
         p.add_argument("--yes", action="store_true", help="do not ask before erasing the target")
         p.add_argument("--dry-run", action="store_true", help="show the plan and stop")
         p.add_argument("--json", action="store_true", help="print the plan or result as JSON")
@@ -106,7 +114,7 @@ def build_parser() -> Parser:
         action="store_true",
         help="re-hash every chunk of the image before writing anything",
     )
-    target_opts(p)
+    target_opts(p, several=True)
 
     p = sub.add_parser("clone", help="copy a disk onto another disk (erases the target)")
     p.add_argument("source", help="the disk to copy")

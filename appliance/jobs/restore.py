@@ -6,7 +6,7 @@ target incomplete, wipe old signatures, write the boot area and table sectors, t
 kernel the new partitions, write each partition's used ranges at its new place (every chunk
 re-hashed as it is read), shrink a partition on a copy-on-write view of the image when the
 target is smaller, recreate swap, grow filesystems that got more room, and make the table
-valid last.
+valid last. Several targets at once, each chunk read once for all: appliance.jobs.multirestore.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from appliance.disk.marker import Marker
 from appliance.disk.model import Disk
 from appliance.disk.probe import probe_disk
 from appliance.errors import ImageError
-from appliance.io.pipeline import Placement, write_windows
+from appliance.io.pipeline import Placement, Window, write_windows
 from appliance.io.source import RepositorySource
 from appliance.jobs.fitting import (
     PartInfo,
@@ -98,30 +98,38 @@ class RestorePlan:
         for number, region in enumerate(self.image.manifest.regions):
             if (only is not None and region.name != only) or region.name in shrunk:
                 continue
-            shift = 0
-            if region.partition is not None:
-                shift = self.fit.new_start(region.partition) - region.start
-            source = self.source.regions[number]
-            for win in source.windows(number):
-                used = win.used
-                if region.partition is None and not self.fit.identity:
-                    # A new table is written by sfdisk: keep only the boot area before it.
-                    used = tuple((s, n) for s, n in used if win.offset + s < self.head_end())
-                    if not used:
-                        continue
-                yield Placement(
-                    number,
-                    win.offset + shift,
-                    win.length,
-                    used,
-                    self.source.chunk(number, win.number),
-                )
+            for win in self.source.regions[number].windows(number):
+                place = self.placement(number, win)
+                if place is not None:
+                    yield place
+
+    def placement(self, number: int, win: Window) -> Placement | None:
+        """Where window `win` of region `number` lands on this plan's target, and which of
+        its bytes are written there (None: none of them); a restore onto several disks
+        reads each window once and asks every target's plan this."""
+        region = self.image.manifest.regions[number]
+        shift = 0
+        if region.partition is not None:
+            shift = self.fit.new_start(region.partition) - region.start
+        used = win.used
+        if region.partition is None and not self.fit.identity:
+            # A new table is written by sfdisk: keep only the boot area before it.
+            used = tuple((s, n) for s, n in used if win.offset + s < self.head_end())
+            if not used:
+                return None
+        return Placement(
+            number,
+            win.offset + shift,
+            win.length,
+            used,
+            self.source.chunk(number, win.number),
+        )
 
     def describe(self) -> list[str]:
         return self.fit.describe()
 
 
-def _fit_for(loaded: LoadedImage, target: Disk, grow: int | None) -> FitPlan:
+def fit_for(loaded: LoadedImage, target: Disk, grow: int | None) -> FitPlan:
     manifest = loaded.manifest
     table = manifest.table
     fstypes = {r.partition: r.fstype for r in manifest.regions if r.partition is not None}
@@ -153,7 +161,7 @@ def plan_restore(repo_path: str, image: str, target: str, grow: int | None = Non
     loaded = load_image(repo, image)
     disk = probe_disk(target)
     check_target(disk, repo_path=repo.folder, sector=loaded.manifest.disk.logical_sector)
-    return RestorePlan(loaded, disk, _fit_for(loaded, disk, grow))
+    return RestorePlan(loaded, disk, fit_for(loaded, disk, grow))
 
 
 def _view_args(plan: RestorePlan, region: Region) -> dict[str, Any]:

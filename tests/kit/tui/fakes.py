@@ -158,6 +158,7 @@ class FakeBackend:
     problems: list[Problem] = field(default_factory=list)
     images_list: list[ImageSummary] = field(default_factory=lambda: list(IMAGES))
     written_files: list[list[str]] = field(default_factory=list)  # write_file_job's targets
+    restored_many: list[list[str]] = field(default_factory=list)  # restores_job's targets
     clone: bool = True
     blocked: bool = False
     gate: threading.Event | None = None  # jobs wait for it (cancel tests, snapshots)
@@ -419,6 +420,27 @@ class FakeBackend:
             "write",
             f"Write {plans[0].engine_plan} onto {', '.join(p.target.node for p in plans)}",
             self._runner("write", 1_073_741_824, summary),
+            targets=tuple(p.target for p in plans),
+        )
+
+    def plan_restores(self, repo: str, image: str, targets: Sequence[str]) -> list[WritePlan]:
+        return [self.plan_restore(repo, image, name) for name in targets]
+
+    def restores_job(self, plans: Sequence[WritePlan]) -> JobSpec:
+        self.restored_many.append([p.target.name for p in plans])
+        lines = (
+            f"Restored image {plans[0].image} onto {len(plans)} of {len(plans)} disks: "
+            "61.2 GB in 5:26 (187.4 MB/s).",
+            *(f"{p.target.node}: restored and proven (every chunk re-hashed as it was read, "
+              "the table made valid last)." for p in plans),
+        )  # fmt: skip
+        summary = JobSummary(
+            lines, "Every chunk was re-hashed once as it was read, for every disk."
+        )
+        return JobSpec(
+            "restore",
+            f"Restore {plans[0].source} onto {', '.join(p.target.node for p in plans)}",
+            self._runner("restore", plans[0].total, summary),
             targets=tuple(p.target for p in plans),
         )
 
