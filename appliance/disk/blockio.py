@@ -95,7 +95,10 @@ def read_into(
 def write_from(fd: int, view: memoryview, offset: int) -> None:
     done = 0
     while done < len(view):
-        done += os.pwritev(fd, [view[done:]], offset + done)
+        wrote = os.pwritev(fd, [view[done:]], offset + done)
+        if wrote == 0:  # the end of a file or device: no room for the rest
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        done += wrote
 
 
 def zero_range(fd: int, offset: int, length: int, scratch: memoryview) -> None:
