@@ -12,6 +12,8 @@ import json
 import os
 import random
 import re
+import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from kit.diskcompare import (
     run,
     sgdisk_verify,
 )
+from kit.interrupt import first_write, marked, start
 from kit.loops import Loops
 from kit.plaindisk import build_plain_disk
 from kit.winbackup import build_windows_disk, make_backup_folder, windows_files
@@ -83,13 +86,17 @@ def target_disk(loops: Loops, tmp_path: Path, size: int, seed: int = 1) -> tuple
     return loops.attach(path), path
 
 
+def held_loops(views: Path, *files: Path) -> list[str]:
+    """The loop devices on a raw view in `views` or on one of `files`."""
+    listing = json.loads(run("losetup", "--list", "--json").stdout or '{"loopdevices": []}')
+    backing = [dev.get("back-file") or "" for dev in listing.get("loopdevices", [])]
+    return [b for b in backing if b.startswith(str(views)) or b in {str(f) for f in files}]
+
+
 def assert_released(views: Path, *files: Path) -> None:
     """No raw view left in `views`, no loop device on it or on `files`."""
     assert list(views.iterdir()) == [], list(views.iterdir())
-    listing = json.loads(run("losetup", "--list", "--json").stdout or '{"loopdevices": []}')
-    backing = [dev.get("back-file") or "" for dev in listing.get("loopdevices", [])]
-    held = [b for b in backing if b.startswith(str(views)) or b in {str(f) for f in files}]
-    assert held == [], held
+    assert held_loops(views, *files) == []
 
 
 def assert_windows_restored(shelf: Shelf, node: str) -> dict[int, str]:
@@ -258,3 +265,40 @@ def test_a_compressed_image_is_sent_to_write(tmp_path: Path, loops: Loops) -> No
     os.rename(str(path) + ".xz", packed)
     proc = appliance("restore", "--file", str(packed), node, "--yes", check=False)
     refused(proc, 8, "appliance write")
+
+
+def test_ctrl_c_releases_the_loop_device_and_the_view(
+    shelf: Shelf, loops: Loops, tmp_path: Path, views: Path
+) -> None:
+    """Ctrl-C reaches the whole foreground group (the job and qemu-storage-daemon)."""
+    node, _ = target_disk(loops, tmp_path, 320 * MiB)
+    proc = start("restore", "--repo", str(shelf.folder), "--image", NAME, node, "--yes")
+    first_write(proc, node)
+    assert proc.poll() is None, "the restore finished before it could be stopped"
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    assert marked(node), "a stopped restore leaves its target marked incomplete"
+    assert_released(views, shelf.vhdx)
+
+
+def test_a_killed_restore_leaves_no_loop_device(
+    shelf: Shelf, loops: Loops, tmp_path: Path, views: Path
+) -> None:
+    """SIGKILL of the job: the kernel detaches the autoclear loop device at its last close,
+    and the raw view's daemon unmounts on its death signal (its empty folder is removed by
+    the next job that opens a view)."""
+    node, _ = target_disk(loops, tmp_path, 320 * MiB)
+    proc = start("restore", "--repo", str(shelf.folder), "--image", NAME, node, "--yes")
+    first_write(proc, node)
+    assert proc.poll() is None, "the restore finished before it could be stopped"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while held_loops(views, shelf.vhdx) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert held_loops(views, shelf.vhdx) == []
+    mounts = Path("/proc/self/mountinfo").read_text()
+    while str(views) in mounts and time.monotonic() < deadline:
+        time.sleep(0.1)
+        mounts = Path("/proc/self/mountinfo").read_text()
+    assert str(views) not in mounts, "the raw view is still mounted"
