@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from kit.cli import appliance, file_digest, refused, result_json
-from kit.diskbuild import MiB, sparse_file
+from kit.diskbuild import MiB, build_4k_disk, sparse_file
 from kit.diskcompare import (
     device_size,
     file_tree,
@@ -302,3 +302,26 @@ def test_a_killed_restore_leaves_no_loop_device(
         time.sleep(0.1)
         mounts = Path("/proc/self/mountinfo").read_text()
     assert str(views) not in mounts, "the raw view is still mounted"
+
+
+def test_a_vhdx_of_a_4k_sector_disk_restores_onto_a_4k_disk(
+    loops: Loops, tmp_path: Path, views: Path
+) -> None:
+    """The file's disk is attached with the sector size its GPT was written with."""
+    source = build_4k_disk(loops, tmp_path / "4k.img")
+    vhdx = tmp_path / "4k.vhdx"
+    run("qemu-img", "convert", "-f", "raw", "-O", "vhdx", source, str(vhdx))
+    path = sparse_file(tmp_path, "target4k.img", 480 * MiB)
+    node = loops.attach(path, sector_size=4096)
+    appliance("restore", "--file", str(vhdx), node, "--yes")
+    sgdisk_verify(node)
+    parts, old = partition_nodes(node), partition_nodes(source)
+    run("e2fsck", "-fn", parts[1])
+    run("xfs_repair", "-n", parts[2])
+    assert file_tree(parts[1], "ext4") == file_tree(old[1], "ext4")
+    assert file_tree(parts[2], "xfs") == file_tree(old[2], "xfs")
+    assert_released(views, vhdx)
+    small = loops.attach(sparse_file(tmp_path, "target512.img", 480 * MiB))
+    proc = appliance("restore", "--file", str(vhdx), small, "--yes", check=False)
+    refused(proc, 5, "4096-byte sectors")
+    assert_released(views, vhdx)
