@@ -117,15 +117,9 @@ def confirm(target: Disk, description: str, job: str) -> None:
 
 
 def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
-    from appliance.cli import restorefile  # it uses this module's confirmation
-
-    restorefile.check_args(args)
-    folder = None if args.file else find_folder(args.repo, args.image)
+    folder = find_folder(args.repo, args.image)
     if folder is not None:  # a Clonezilla image folder
         return run_shelf_restore(args, cancel, folder)
-    file_plan = restorefile.plan_for(args)  # a disk file, a Windows system image
-    if file_plan is not None:
-        return restorefile.run_file_restore(args, cancel, file_plan)
     plan = plan_restore(args.repo, args.image, args.target, grow=args.grow)
     text = restore_text(plan)
     if args.dry_run:

@@ -264,8 +264,10 @@ def dispatch(args: argparse.Namespace) -> int:
         if files.save_to_file(args):
             return files.run_save_file(args, CANCEL)
         return jobs.run_save(args, CANCEL)
-    if args.command == "restore":
-        return jobs.run_restore(args, CANCEL)
+    if args.command == "restore":  # a disk file or Windows system image, else by jobs
+        from appliance.cli import restorefile
+
+        return restorefile.run_restore(args, CANCEL)
     if args.command == "clone":
         return jobs.run_clone(args, CANCEL)
     if args.command == "verify":

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from appliance.cli import jobs
 from appliance.cli.jobs import confirm, describe_plan
 from appliance.cli.output import fit80, make_progress, print_json
 from appliance.errors import UsageError
@@ -27,6 +28,7 @@ from appliance.jobs.filerestore import (
     plan_file_restore,
     restore_file,
 )
+from appliance.jobs.shelfrestore import find_folder
 from appliance.jobs.writeplan import steps_json
 from appliance.units import rate
 
@@ -59,7 +61,9 @@ def plan_for(args: argparse.Namespace) -> FileRestorePlan | None:
     """The plan when restore names a file or a Windows system image; None otherwise."""
     if args.file is not None:
         return plan_file_restore(args.file, args.target, grow=args.grow)
-    found = None if is_ours(args.repo, args.image) else find_windows_backup(args.repo, args.image)
+    if is_ours(args.repo, args.image) or find_folder(args.repo, args.image) is not None:
+        return None  # an image of ours, a Clonezilla image folder
+    found = find_windows_backup(args.repo, args.image)
     if found is None:
         if args.disk is not None:
             raise UsageError(
@@ -72,6 +76,15 @@ def plan_for(args: argparse.Namespace) -> FileRestorePlan | None:
     return plan_backup_restore(
         args.repo, backup, args.target, disk=args.disk or named, grow=args.grow
     )
+
+
+def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
+    """`restore`: of a file or a Windows system image here, of any other image by jobs."""
+    check_args(args)
+    plan = plan_for(args)
+    if plan is None:
+        return jobs.run_restore(args, cancel)
+    return run_file_restore(args, cancel, plan)
 
 
 def run_file_restore(
