@@ -101,7 +101,9 @@ class FileRestorePlan:
             "bytes": self.total,
             "fit": self.clone.fit.to_json(),
             "unsaved_partitions": [
-                p.number for p in src.partitions if self.windows and p.fstype is None
+                p.number
+                for p in src.partitions
+                if self.windows and p.kind != "extended" and p.fstype is None
             ],
         }
 
@@ -176,7 +178,11 @@ def plan_backup_restore(
 
 
 def _check_not_file_disk(target: Disk, file: Path) -> None:
-    if target.name in disks_of_path(file.resolve()):
+    """Never the disk that holds the file, nor a loop device over the file itself."""
+    backing = target.backing_file
+    if target.name in disks_of_path(file.resolve()) or (
+        backing is not None and Path(backing).resolve() == file.resolve()
+    ):
         raise SafetyRefusal(
             f"The target {target.describe()} holds the file {file}; choose another disk."
         )

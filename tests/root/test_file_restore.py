@@ -258,6 +258,17 @@ def test_file_and_image_together_are_a_usage_error(tmp_path: Path) -> None:
     refused(appliance("restore", "sda", check=False), 2, "--file FILE")
 
 
+def test_the_loop_device_over_the_file_itself_is_refused(
+    loops: Loops, tmp_path: Path, views: Path
+) -> None:
+    source = build_plain_disk(loops, tmp_path / "plain.img")
+    before = file_digest(tmp_path / "plain.img")
+    proc = appliance("restore", "--file", str(tmp_path / "plain.img"), source, "--yes", check=False)
+    refused(proc, 5, "holds the file")
+    assert file_digest(tmp_path / "plain.img") == before
+    assert_released(views)
+
+
 def test_a_compressed_image_is_sent_to_write(tmp_path: Path, loops: Loops) -> None:
     node, path = target_disk(loops, tmp_path, 64 * MiB)
     packed = tmp_path / "disk.img.xz"
