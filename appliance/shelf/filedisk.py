@@ -18,6 +18,7 @@ gets one sentence (it is written byte for byte by `appliance write`).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import time
@@ -29,6 +30,7 @@ from appliance.shelf import imagefile, vmdisk
 from appliance.shelf.vmdisk import RawView
 from appliance.tools import run
 
+LOOP_CLR_FD = 0x4C01
 LOOP_SET_STATUS64 = 0x4C04
 LOOP_GET_STATUS64 = 0x4C05
 LO_FLAGS_AUTOCLEAR = 4
@@ -123,7 +125,9 @@ class FileDisk:
             run(["partx", "--delete", self.node], check=False, timeout=60)
         if self.fd is not None:
             fd, self.fd = self.fd, None
-            os.close(fd)  # the last close: the kernel detaches it (never detach by name after)
+            with contextlib.suppress(OSError):  # at once when no one else has it open
+                fcntl.ioctl(fd, LOOP_CLR_FD)
+            os.close(fd)  # else at the last close: autoclear (never detach by name after)
             self._wait_detached()
         view, self.view = self.view, None
         if view is not None:
