@@ -22,7 +22,7 @@ from appliance.errors import ApplianceError, RepositoryError, UsageError
 from appliance.jobs.catalog import ImageSummary, list_images
 from appliance.jobs.plantext import PlanText, clone_text, restore_text, saved_lines, target_now
 from appliance.jobs.restore import RestorePlan
-from appliance.jobs.shelflist import list_shelf, shelf_summary
+from appliance.jobs.shelflist import list_shelf, list_windows, shelf_summary
 from appliance.jobs.verify import last_verified
 from appliance.jobs.writeplan import describe_steps
 from appliance.plan.preflight import Preflight, Usage, free_space, measure_disk, preflight_save
@@ -32,6 +32,15 @@ from appliance.units import human_size, rate
 from tui.jobspec import JobSpec, JobSummary, VerifyRequest, WritePlan
 
 CLONE_MISSING = "Clone is not available in this build."
+
+
+def is_file_restore(engine_plan: object) -> bool:
+    """Whether a restore plan is of a disk file (a Windows system image's disk)."""
+    try:  # it restores through clone, which is optional in a build
+        from appliance.jobs.filerestore import FileRestorePlan
+    except ImportError:
+        return False
+    return isinstance(engine_plan, FileRestorePlan)
 
 
 class Backend(Protocol):
@@ -92,8 +101,9 @@ class EngineBackend:
         return measure_disk(disk)
 
     def images(self, repo: str) -> list[ImageSummary]:
-        """Our images, and other tools' images found in the same folder (Clonezilla's)."""
-        shelf = [shelf_summary(item) for item in list_shelf(repo)]
+        """Our images, and other tools' images found in the same folder (Clonezilla's,
+        Windows system images)."""
+        shelf = [shelf_summary(item) for item in list_shelf(repo)] + list_windows(repo)
         try:
             return list_images(repo) + shelf
         except RepositoryError:
@@ -112,6 +122,9 @@ class EngineBackend:
             shelf_restore_text,
         )
 
+        windows = self._plan_windows(repo, image, target)
+        if windows is not None:
+            return windows
         folder = find_folder(repo, image)
         if folder is not None:  # a Clonezilla image: every stream is read through first
             shelf = plan_shelf_restore(folder, target)
@@ -130,6 +143,35 @@ class EngineBackend:
             repo,
             image,
             verify_first=last_verified(plan.image.repo, image) is None,
+        )
+
+    def _plan_windows(self, repo: str, image: str, target: str) -> WritePlan | None:
+        """A Windows system image's disk (as images() names it), planned as restore plans
+        it on the command line; its data is read through before the first write."""
+        if " " not in image:  # our images' and Clonezilla folders' names have no space
+            return None
+        if self._clone_module() is None:
+            raise ApplianceError(f"{CLONE_MISSING} A Windows system image is restored by it.")
+        from appliance.jobs.filerestore import (
+            file_restore_text,
+            find_windows_backup,
+            plan_backup_restore,
+        )
+
+        found = find_windows_backup(repo, image)
+        if found is None:
+            return None
+        backup, disk = found
+        plan = plan_backup_restore(repo, backup, target, disk=disk)
+        return WritePlan(
+            "restore",
+            plan.target,
+            file_restore_text(plan),
+            plan.total,
+            plan,
+            repo,
+            image,
+            verify_first=True,
         )
 
     def _clone_module(self) -> Any:
@@ -193,6 +235,8 @@ class EngineBackend:
     def write_job(self, plan: WritePlan) -> JobSpec:
         def run(progress: Progress, cancel: threading.Event) -> JobSummary:
             started = time.monotonic()
+            if plan.kind == "restore" and is_file_restore(plan.engine_plan):
+                return self._file_restore(plan, progress, cancel, started)
             if plan.kind == "restore" and not isinstance(plan.engine_plan, RestorePlan):
                 return self._shelf_restore(plan, progress, cancel, started)
             if plan.kind == "restore":
@@ -289,12 +333,18 @@ class EngineBackend:
 
     def plan_restores(self, repo: str, image: str, targets: Sequence[str]) -> list[WritePlan]:
         """One image onto several disks: one plan (and confirmation) per disk."""
+        from appliance.jobs.filerestore import find_windows_backup
         from appliance.jobs.multirestore import plan_restores
         from appliance.jobs.shelfrestore import find_folder
 
         if find_folder(repo, image) is not None:
             raise UsageError(
                 f"{image} is a Clonezilla image: it is restored onto one disk at a time; "
+                "choose one disk with Enter."
+            )
+        if find_windows_backup(repo, image) is not None:
+            raise UsageError(
+                f"{image} is a Windows system image: it is restored onto one disk at a time; "
                 "choose one disk with Enter."
             )
         plans = plan_restores(repo, image, list(targets))
@@ -343,6 +393,24 @@ class EngineBackend:
             f"Restore {first.source} onto {', '.join(d.node for d in disks)}",
             run,
             targets=disks,
+        )
+
+    def _file_restore(
+        self, plan: WritePlan, progress: Progress, cancel: threading.Event, started: float
+    ) -> JobSummary:
+        from appliance.jobs.filerestore import FileRestorePlan, restore_file
+
+        engine_plan = plan.engine_plan
+        assert isinstance(engine_plan, FileRestorePlan)  # what _plan_windows handed out
+        restore_file(engine_plan, progress=progress, cancel=cancel, verify_first=plan.verify_first)
+        took = time.monotonic() - started
+        return JobSummary(
+            (
+                f"Restored {engine_plan.title} onto {plan.target.describe()}: "
+                f"{rate(plan.total, took)}.",
+            ),
+            "Every byte copied was read through before the first write; the copy was not "
+            "compared with the file afterwards.",
         )
 
     def _shelf_restore(

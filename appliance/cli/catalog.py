@@ -110,16 +110,18 @@ def print_backups(backups: list[WindowsBackup]) -> None:
     print(f"{'WINDOWS SYSTEM IMAGE':36}  {'DISKS':>5}  {'SIZE':>8}  STATE")
     for backup in backups:
         size = sum(d.size for d in backup.disks)
-        state = "DAMAGED" if backup.problem else "found (restore: not yet)"
+        state = "DAMAGED" if backup.problem else "restorable"
         print(
             f"{backup.name:36}  {len(backup.disks):>5}  "
             f"{human_size(size) if size else '-':>8}  {state}"
         )
         notes = [backup.problem] if backup.problem else []
+        several = len(backup.disks) > 1  # restore names one with --disk N
         notes += [
-            f"{d.file.name} ({d.format}, {d.table or 'no table'}): "
+            f"{f'disk {n}: ' if several else ''}{d.file.name} ({d.format}, "
+            f"{d.table or 'no table'}): "
             + ", ".join(f"{p.number} {p.fstype or p.type}" for p in d.partitions)
-            for d in backup.disks
+            for n, d in enumerate(backup.disks, 1)
         ]
         for note in notes:
             print(

@@ -106,9 +106,24 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     progress_opt(p)
 
-    p = sub.add_parser("restore", help="restore an image onto a disk (erases the disk)")
-    p.add_argument("--repo", required=True)
-    p.add_argument("--image", required=True)
+    p = sub.add_parser(
+        "restore",
+        help="restore an image, a Windows system image or a disk file onto a disk "
+        "(erases the disk)",
+    )
+    p.add_argument("--repo", help="the repository (or a folder of other tools' images)")
+    p.add_argument("--image", help="the image's name, as `images` lists it")
+    p.add_argument(
+        "--disk",
+        metavar="N",
+        help="which disk of a Windows system image of several disks (1, 2, ...)",
+    )
+    p.add_argument(
+        "--file",
+        metavar="FILE",
+        help="restore the disk in a VM disk file (.qcow2 .vhd .vhdx .vmdk .vdi) or raw .img "
+        "instead, with the fit rules (partitions grown or shrunk)",
+    )
     p.add_argument(
         "--verify-first",
         action="store_true",
@@ -257,8 +272,10 @@ def dispatch(args: argparse.Namespace) -> int:
         if files.save_to_file(args):
             return files.run_save_file(args, CANCEL)
         return jobs.run_save(args, CANCEL)
-    if args.command == "restore":
-        return jobs.run_restore(args, CANCEL)
+    if args.command == "restore":  # a disk file or Windows system image, else by jobs
+        from appliance.cli import restorefile
+
+        return restorefile.run_restore(args, CANCEL)
     if args.command == "clone":
         return jobs.run_clone(args, CANCEL)
     if args.command == "verify":

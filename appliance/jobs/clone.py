@@ -52,6 +52,7 @@ class ClonePlan:
     target: Disk
     fit: FitPlan
     regions: list[RegionPlan]
+    label: str = ""  # what the progress lines say is done ("restoring X"), when not a clone
 
     @property
     def total(self) -> int:
@@ -136,7 +137,8 @@ class DiskRegion(Step):
 
     def run(self, ctx: Context) -> None:
         src, fitp = self.plan.source, self.plan.fit
-        ctx.progress.set_phase(Phase.CLONE, f"cloning {src.node} onto {ctx.target.node}")
+        doing = self.plan.label or f"cloning {src.node}"
+        ctx.progress.set_phase(Phase.CLONE, f"{doing} onto {ctx.target.node}")
         with self.plan.image_source() as source:
             region = source.regions[self.index]
             if region.partition is None:
@@ -162,11 +164,14 @@ class DiskRegion(Step):
                 )
 
 
-def clone_steps(plan: ClonePlan, target: Disk | None = None) -> list[Step]:
-    """Every step of the clone, in order (printed by --dry-run, run by clone)."""
+def clone_steps(
+    plan: ClonePlan, target: Disk | None = None, marker: Marker | None = None
+) -> list[Step]:
+    """Every step of the clone, in order (printed by --dry-run, run by clone); `marker`: what
+    the target's first sector names while it runs, when not a clone of the source disk."""
     target = target or plan.target
     src, fitp = plan.source, plan.fit
-    marker = Marker("clone", None, None, src.node, now_utc())
+    marker = marker or Marker("clone", None, None, src.node, now_utc())
     steps: list[Step] = [
         MarkIncomplete(marker),
         WipeSignatures(tuple(p.node for p in target.partitions if p.kind != "extended")),

@@ -1,6 +1,6 @@
-"""The shelf part of `images`: other tools' images found in a folder (today Clonezilla and
-Rescuezilla image folders), summarised for the listing whether or not the folder is also one
-of our repositories."""
+"""The shelf part of `images`: other tools' images found in a folder (Clonezilla and
+Rescuezilla image folders, Windows system images), summarised for the listing whether or not
+the folder is also one of our repositories."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from appliance.errors import ApplianceError
 from appliance.jobs.catalog import ImageSummary
 from appliance.repo.records import DiskRecord
 from appliance.shelf.clonezilla import ClonezillaImage, find_images, load
+from appliance.shelf.winbackup import WindowsBackup, find_backups
 
 
 @dataclass
@@ -102,6 +103,41 @@ def shelf_summary(item: ShelfImage) -> ImageSummary:
         proof="unproven",
         kind=img.kind,
     )
+
+
+def windows_summaries(backup: WindowsBackup) -> list[ImageSummary]:
+    """A Windows system image in the terms the interface's image list shows ours in: one
+    row per disk, named as restore takes it ("NAME", or "NAME disk N" for several disks)."""
+    several = len(backup.disks) > 1
+    out: list[ImageSummary] = []
+    for number, disk in enumerate(backup.disks or (None,), 1):
+        name = f"{backup.name} disk {number}" if several else backup.name
+        record = (
+            DiskRecord(disk.file.stem, str(disk.file), disk.size, model=f"{disk.format} file")
+            if disk
+            else None
+        )
+        out.append(
+            ImageSummary(  # its data: what the disk file stores
+                name,
+                backup.date,
+                backup.date,
+                backup.problem is None and disk is not None,
+                record,
+                disk.allocated if disk else 0,
+                disk.allocated if disk else 0,
+                problem=backup.problem,
+                kind=backup.kind,
+            )
+        )
+    return out
+
+
+def list_windows(folder: str) -> list[ImageSummary]:
+    """The Windows system images under `folder` (see shelf.winbackup), a row per disk."""
+    path = Path(folder)
+    backups = find_backups(path) if path.is_dir() else []
+    return [row for backup in backups for row in windows_summaries(backup)]
 
 
 def list_shelf(folder: str) -> list[ShelfImage]:

@@ -94,11 +94,10 @@ class Context:
     def put(self, offset: int, data: bytes) -> None:
         """Write a few sectors now (through the O_DIRECT descriptor, from an aligned buffer)."""
         buf = aligned_buffer(max(len(data), 4096))
-        try:
-            view = memoryview(buf)
-            view[: len(data)] = data
-            write_from(self.fd, view[: len(data)], offset)
-            view.release()
+        try:  # views released on every way out (a Ctrl-C inside the write too): then close
+            with memoryview(buf) as view, view[: len(data)] as piece:
+                piece[:] = data
+                write_from(self.fd, piece, offset)
         finally:
             buf.close()
 

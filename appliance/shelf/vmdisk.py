@@ -229,6 +229,7 @@ class RawView:
     def close(self) -> None:
         """Stop the daemon by its PID (it flushes and unmounts), then remove the folder."""
         proc, self.proc = self.proc, None
+        killed = False
         if proc is not None:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -237,6 +238,7 @@ class RawView:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+                killed = True
             self.returncode = proc.returncode
             if self.writable and proc.returncode == 0:
                 fd = os.open(self.file, os.O_RDONLY | os.O_CLOEXEC)
@@ -244,7 +246,9 @@ class RawView:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-        if self.path and os.path.ismount(self.path):  # a daemon that died without unmounting
+        # a daemon that died without unmounting (a killed one's mount is dead: ismount cannot
+        # stat it, so it is unmounted without asking)
+        if self.path and (killed or os.path.ismount(self.path)):
             subprocess.run(["umount", "--lazy", self.path], capture_output=True, check=False)
         if self.folder is not None:
             for name in (self.path, str(self.folder / "daemon.log")):

@@ -27,7 +27,7 @@ from typing import Any
 
 from appliance.disk.fsprobe import fsinfo_from_export, parse_export
 from appliance.disk.parttypes import type_name
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, UsageError
 from appliance.shelf.vmdisk import RawView, VmDisk, inspect
 from appliance.tools import run
 
@@ -102,7 +102,7 @@ class WindowsBackup:
             "date": self.date,
             "restorable": self.problem is None,
             "problem": self.problem,
-            "disks": [d.to_json() for d in self.disks],
+            "disks": [{"number": n, **d.to_json()} for n, d in enumerate(self.disks, 1)],
         }
 
 
@@ -195,6 +195,29 @@ def read_backup(folder: Path) -> WindowsBackup:
     if not any(name.lower().endswith(".xml") for name in files):
         problem = f"{folder} has no backup settings (.xml files): it may be incomplete."
     return WindowsBackup(folder, computer, date, tuple(disks), problem, tuple(files))
+
+
+def backup_name(backup: Path) -> str:
+    """What `images` names the "Backup <date>" folder `backup`: "<computer> <date time>"."""
+    date = _date(backup.name) or ""
+    return f"{backup.parent.name} {date.replace('T', ' ')}"
+
+
+def find_backup(folder: Path, name: str) -> WindowsBackup | None:
+    """The backup under `folder` that `images` names NAME (or whose computer is NAME, when that
+    computer has one backup there), read; None when none is named so. Several backups of the
+    computer NAME: one sentence that names them."""
+    found = backup_folders(folder) if Path(folder).is_dir() else []
+    exact = [path for path in found if backup_name(path) == name]
+    if exact:
+        return read_backup(exact[0])
+    same = [path for path in found if path.parent.name == name]
+    if len(same) > 1:
+        names = ", ".join(f'"{backup_name(path)}"' for path in same)
+        raise UsageError(
+            f"The computer {name} has {len(same)} Windows system images: {names}; name one of them."
+        )
+    return read_backup(same[0]) if same else None
 
 
 def find_backups(folder: Path) -> list[WindowsBackup]:

@@ -12,10 +12,21 @@ there). Nothing here imports the appliance package.
 
 from __future__ import annotations
 
+import random
+import tempfile
+from contextlib import suppress
 from pathlib import Path
 
-from kit.diskbuild import ESP_TYPE, MS_BASIC_DATA_TYPE, LoopAttacher, MiB, sparse_file
-from kit.diskcompare import flush_all, partition_nodes, run
+from kit.diskbuild import (
+    ESP_TYPE,
+    MS_BASIC_DATA_TYPE,
+    LoopAttacher,
+    MiB,
+    _populate_fat,
+    payload,
+    sparse_file,
+)
+from kit.diskcompare import flush_all, mounted, partition_nodes, run, syncfs
 
 MSR_TYPE = "E3C9E316-0B5C-4DB8-817D-F92DF00215AE"
 WINDOWS_DISK_SIZE = 192 * MiB
@@ -28,8 +39,20 @@ XML_FILES = (
 )
 
 
-def build_windows_disk(loops: LoopAttacher, path: Path) -> str:
-    """ESP (FAT32, 64 MiB), MSR (16 MiB, no filesystem), NTFS "Windows" (the rest)."""
+#: files with the names Windows users give them (accents, Cyrillic, CJK, a check mark)
+UNICODE_FILES = {
+    "Users/Zoë/Documents/Résumé 2026.txt": "Zoë's résumé\n",
+    "Users/Zoë/Документы/отчёт.txt": "квартальный отчёт\n",
+    "Users/Zoë/写真/日本語のメモ.txt": "日本語のテキスト\n",
+    "Program Files/Ünïcødé ✓/настройки.ini": "[main]\nok=1\n",
+}
+NOISE = 20 * MiB  # incompressible data on the NTFS: the least a target must hold
+
+
+def build_windows_disk(loops: LoopAttacher, path: Path, *, files: bool = False) -> str:
+    """ESP (FAT32, 64 MiB), MSR (16 MiB, no filesystem), NTFS "Windows" (the rest);
+    `files`: the ESP gets kit.diskbuild's FAT files, the NTFS payload() files, files with
+    Unicode names (UNICODE_FILES) and NOISE bytes of random data (Windows/noise.bin)."""
     sparse_file(path.parent, path.name, WINDOWS_DISK_SIZE)
     node = loops.attach(path)
     script = (
@@ -42,8 +65,33 @@ def build_windows_disk(loops: LoopAttacher, path: Path) -> str:
     parts = partition_nodes(node)
     run("mkfs.fat", "-F", "32", "-n", "SYSTEM", parts[1])
     run("mkfs.ntfs", "-Q", "-F", "-L", "Windows", parts[3])
+    if files:
+        _populate_fat(parts[1], 5)
+        _fill_ntfs(loops, parts[3])
     flush_all(node)
     return node
+
+
+def windows_files() -> dict[str, bytes]:
+    """Every regular file build_windows_disk(files=True) puts on the NTFS, by path."""
+    out = dict(payload(5, "windows").keep)
+    out.update({name: text.encode() for name, text in UNICODE_FILES.items()})
+    out["Windows/noise.bin"] = random.Random(5).randbytes(NOISE)
+    return out
+
+
+def _fill_ntfs(loops: LoopAttacher, part: str) -> None:
+    root = getattr(loops, "mount_root", None)
+    mp = Path(tempfile.mkdtemp(prefix="build-windows-", dir=root))
+    try:
+        with mounted(part, "ntfs", readonly=False, mountpoint=mp) as where:
+            for name, data in windows_files().items():
+                (where / name).parent.mkdir(parents=True, exist_ok=True)
+                (where / name).write_bytes(data)
+            syncfs(where)
+    finally:
+        with suppress(OSError):
+            mp.rmdir()
 
 
 def make_backup_folder(root: Path, computer: str, stamp: str, disks: list[Path]) -> Path:

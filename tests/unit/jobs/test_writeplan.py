@@ -158,3 +158,21 @@ def test_marker_round_trip_and_limits() -> None:
     assert restoremark.decode(restoremark.encode(clone, 4096)) == clone
     assert restoremark.decode(b"\0" * 512) is None
     assert restoremark.decode(restoremark.MAGIC + b"not json\n") is not None
+
+
+def test_ctrl_c_inside_a_write_stays_a_ctrl_c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A KeyboardInterrupt raised while a sector is being written (its traceback holds the
+    buffer's view) reaches the caller as itself, not as an error closing the buffer."""
+    disk = disk_file(tmp_path, MiB)
+
+    def interrupted(fd: int, view: memoryview, offset: int) -> None:
+        assert len(view) == 512  # the traceback keeps this frame, and the view, alive
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("appliance.jobs.writeplan.write_from", interrupted)
+    with open(disk.node, "r+b") as handle:
+        ctx = Context(disk, handle.fileno(), Progress(), None, None, [])
+        with pytest.raises(KeyboardInterrupt):
+            ctx.put(0, bytes(512))
