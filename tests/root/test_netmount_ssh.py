@@ -1,0 +1,205 @@
+"""A repository on an ssh server, for real: sshd on 127.0.0.1 (tests/kit/sshserver.py), the
+appliance's command line mounting it with sshfs, a loop disk saved there and restored onto
+another, each failure one sentence with nothing written and no mount left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kit.cli import appliance, file_digest, refused, result_json
+from kit.diskbuild import GPT_DISK_SIZE, build_gpt_disk, sparse_file
+from kit.diskcompare import assert_equivalent
+from kit.loops import Loops
+from kit.sshserver import SshServer, fuse_mounts_under, ssh_server
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    with ssh_server(tmp_path_factory.mktemp("sshd") / "server") as running:
+        yield running
+
+
+@dataclass(frozen=True)
+class Net:
+    server: SshServer
+    run_dir: Path  # the appliance's mounts go below run_dir/net
+    remote: Path  # a folder on the "server" (this machine's file system)
+
+    def no_mounts_left(self) -> None:
+        assert fuse_mounts_under(self.run_dir) == []
+        assert not any((self.run_dir / "net").glob("*/*")), list((self.run_dir / "net").iterdir())
+
+
+@pytest.fixture
+def net(server: SshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Net]:
+    """The appliance's mount root and known hosts file of this test only (the children that
+    the test starts inherit the variables)."""
+    run_dir = tmp_path / "run"
+    monkeypatch.setenv("APPLIANCE_RUN_DIR", str(run_dir))
+    monkeypatch.setenv("APPLIANCE_STATE_DIR", str(tmp_path / "state"))
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    net = Net(server, run_dir, remote)
+    try:
+        yield net
+    finally:
+        for point in reversed(fuse_mounts_under(run_dir)):  # a failed test's leftovers
+            subprocess.run(["umount", "-l", point], check=False)
+
+
+def with_key(net: Net, *args: str) -> tuple[str, ...]:
+    return (*args, "--credentials", str(net.server.credentials))
+
+
+def accepted(net: Net, *args: str) -> tuple[str, ...]:
+    return (*with_key(net, *args), "--accept-host-key", net.server.fingerprint)
+
+
+def test_save_restore_through_sshfs(net: Net, loops: Loops, tmp_path: Path) -> None:
+    source = build_gpt_disk(loops, tmp_path / "source.img")
+    repo = net.remote / "images"
+    address = net.server.address(repo)
+
+    # an unknown host: the fingerprint in one sentence, nothing sent, nothing mounted
+    proc = appliance(*with_key(net, "images", "--repo", address), check=False)
+    sentence = refused(proc, 6, net.server.fingerprint)
+    assert "is not known yet" in sentence and "--accept-host-key" in sentence
+    net.no_mounts_left()
+
+    proc = appliance(
+        *accepted(net, "save", source, "--repo", address, "--image", "net", "--create"),
+        "--json",
+    )
+    assert "accepted the ED25519 host key" in proc.stderr
+    assert result_json(proc)["image"] == "net"
+    assert (repo / "repo.json").is_file()
+    assert (repo / "images" / "net" / "manifest.json").is_file()
+    assert not (repo / "lock").exists()
+    assert not list(repo.glob(".appliance-write-test-*"))
+    net.no_mounts_left()
+
+    listing = json.loads(appliance(*with_key(net, "images", "--repo", address, "--json")).stdout)
+    assert [i["name"] for i in listing["images"]] == ["net"]
+    appliance(*with_key(net, "verify", "--repo", address, "--image", "net"))
+    net.no_mounts_left()
+
+    target = loops.attach(sparse_file(tmp_path, "target.img", GPT_DISK_SIZE))
+    appliance(*with_key(net, "restore", "--repo", address, "--image", "net", target, "--yes"))
+    net.no_mounts_left()
+    assert_equivalent(source, target)
+
+
+def test_wrong_key_is_one_sentence(net: Net, loops: Loops, tmp_path: Path) -> None:
+    source = loops.attach(sparse_file(tmp_path, "source.img", 64 << 20))
+    before = file_digest(tmp_path / "source.img")
+    proc = appliance(
+        "save",
+        source,
+        "--repo",
+        net.server.address(net.remote / "images"),
+        "--image",
+        "x",
+        "--create",
+        "--credentials",
+        str(net.server.wrong_credentials),
+        "--accept-host-key",
+        net.server.fingerprint,
+        check=False,
+    )
+    refused(proc, 6, f"127.0.0.1 port {net.server.port} refused the log-in of root")
+    assert list(net.remote.iterdir()) == []
+    assert file_digest(tmp_path / "source.img") == before
+    net.no_mounts_left()
+
+
+def test_closed_port_is_one_sentence(net: Net) -> None:
+    from kit.sshserver import free_port
+
+    port = free_port()
+    proc = appliance(
+        *with_key(net, "images", "--repo", f"ssh://root@127.0.0.1:{port}{net.remote}"),
+        check=False,
+    )
+    refused(proc, 6, f"127.0.0.1 port {port} refused the connection")
+    net.no_mounts_left()
+
+
+def test_missing_folder_is_one_sentence(net: Net) -> None:
+    missing = net.remote / "nothing-here"
+    proc = appliance(*accepted(net, "images", "--repo", net.server.address(missing)), check=False)
+    refused(proc, 6, f"The folder {missing} does not exist on 127.0.0.1 port {net.server.port}")
+    assert not missing.exists()
+    net.no_mounts_left()
+
+
+def test_password_without_terminal_or_file(net: Net) -> None:
+    proc = appliance(
+        "images",
+        "--repo",
+        net.server.address(net.remote),
+        "--accept-host-key",
+        net.server.fingerprint,
+        check=False,
+    )
+    refused(proc, 6, "there is no terminal to ask on; give it in a file with --credentials")
+    net.no_mounts_left()
+
+
+def test_credentials_readable_by_others_are_refused(net: Net, tmp_path: Path) -> None:
+    loose = tmp_path / "loose.cred"
+    loose.write_text(net.server.credentials.read_text())
+    loose.chmod(0o644)
+    proc = appliance(
+        "images", "--repo", net.server.address(net.remote), "--credentials", str(loose),
+        check=False,
+    )  # fmt: skip
+    refused(proc, 6, f"The credentials file {loose} can be read or changed by other users")
+    net.no_mounts_left()
+
+
+KILLED_JOB = """
+import os, sys
+from pathlib import Path
+from appliance.repo.netmount import NetOptions, mounted
+options = NetOptions(credentials=Path(sys.argv[2]), accept_host_key=sys.argv[3])
+with mounted(sys.argv[1], writable=True, options=options) as folder:
+    print(folder, flush=True)
+    os.kill(os.getpid(), 9)
+"""
+
+
+def test_a_killed_jobs_mount_is_removed_at_the_next_start(net: Net) -> None:
+    address = net.server.address(net.remote)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_JOB, address, str(net.server.credentials),
+         net.server.fingerprint],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    left = proc.stdout.strip()
+    assert fuse_mounts_under(net.run_dir) == [left]
+    (net.remote / "seen-through-the-mount").write_text("x")
+    assert (Path(left) / "seen-through-the-mount").exists()
+
+    # another job's live mount under the same root is left alone
+    stat = Path("/proc/self/stat").read_text()
+    start = stat[stat.rfind(")") + 2 :].split()[19]
+    other = net.run_dir / "net" / f"{os.getpid()}-{start}"  # this test process: alive
+    other.mkdir()
+    proc = appliance(*with_key(net, "images", "--repo", address), check=False)
+    refused(proc, 6, "is not an image repository")
+    assert fuse_mounts_under(net.run_dir) == []
+    assert not Path(left).parent.exists()
+    assert (net.remote / "seen-through-the-mount").exists()  # the share itself is untouched
+    assert other.is_dir()
+    other.rmdir()
