@@ -203,3 +203,38 @@ def test_a_killed_jobs_mount_is_removed_at_the_next_start(net: Net) -> None:
     assert (net.remote / "seen-through-the-mount").exists()  # the share itself is untouched
     assert other.is_dir()
     other.rmdir()
+
+
+def test_lock_free_space_and_durability_on_sshfs(net: Net) -> None:
+    """The repository's rules hold on sshfs: the O_EXCL lock excludes a second writer, the
+    free space is the server's, and sync() flushes every chunk on the server (each file is
+    fsynced there: syncfs() does not reach an sshfs server's disk)."""
+    from appliance.errors import RepositoryLocked
+    from appliance.repo.netmount import NetOptions, mounted
+    from appliance.repo.repository import Repository
+
+    options = NetOptions(
+        credentials=net.server.credentials, accept_host_key=net.server.fingerprint
+    )
+    address = net.server.address(net.remote / "repo")
+    with mounted(address, writable=True, create=True, options=options) as folder:
+        repo = Repository.open_or_create(folder)
+        with repo.lock("save"):
+            with pytest.raises(RepositoryLocked, match="in use by another job"):
+                repo.lock("save").acquire()
+        assert not (net.remote / "repo" / "lock").exists()
+
+        server = os.statvfs(net.remote)
+        free = repo.free_bytes()
+        assert free is not None
+        assert abs(free - server.f_bavail * server.f_frsize) < 64 << 20
+
+        store = repo.store
+        repo.put_chunk("ab" * 32, b"chunk bytes")
+        assert getattr(store, "_unsynced") == [str(folder / "chunks/ab/ab" / ("ab" * 32))]
+        repo.sync()
+        assert getattr(store, "_unsynced") == []
+    assert (net.remote / "repo" / "chunks" / "ab" / "ab" / ("ab" * 32)).read_bytes() == (
+        b"chunk bytes"
+    )
+    net.no_mounts_left()
