@@ -118,6 +118,8 @@ class Credentials:
     password: str | None = None
     domain: str | None = None
     identity: Path | None = None  # ssh: a private key file
+    key: bytes | None = None  # ssh: that key's bytes, once read (unattended: the file's
+    # partition is unmounted before the job)
 
     def __repr__(self) -> str:
         secret = "***" if self.password else None

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from appliance.disk.usage import mounts
 from appliance.errors import ApplianceError, RepositoryError, UsageError
+from appliance.repo import mount as repomount
 from appliance.repo.lock import process_running, process_start_time
-from appliance.repo.mount import RUN_DIR
 from appliance.repo.netaddress import Credentials, NetAddress, parse_address, read_credentials
 from appliance.repo.netcommand import (
     FolderMissing,
@@ -59,10 +59,11 @@ class NetOptions:
     private_credentials: bool = True  # refuse a credentials file others can read
     said: list[str] = field(default_factory=list)  # what happened, for the job's output
     password: str | None = field(default=None, repr=False)  # once asked, asked no more
+    given: Credentials | None = field(default=None, repr=False)  # read already (unattended)
 
 
 def net_root() -> Path:
-    return RUN_DIR / "net"
+    return repomount.RUN_DIR / "net"
 
 
 def _owner_name(pid: int) -> str | None:
@@ -144,9 +145,26 @@ def _private_file(folder: Path, name: str, data: bytes) -> Path:
 
 
 def _credentials(options: NetOptions) -> Credentials:
+    if options.given is not None:
+        return options.given
     if options.credentials is None:
         return Credentials()
     return read_credentials(options.credentials, private=options.private_credentials)
+
+
+def load_credentials(path: Path, *, private: bool = True) -> Credentials:
+    """A credentials file and the ssh key it names, read into memory."""
+    creds = read_credentials(path, private=private)
+    if creds.identity is None:
+        return creds
+    return replace(creds, key=_read_key(creds.identity))
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"The key file {path} cannot be read.") from exc
 
 
 def _ask(options: NetOptions, prompt: str, address: NetAddress) -> str:
@@ -173,11 +191,8 @@ def _mount_ssh(
     if address.user is None:
         address = replace(address, user=creds.username or "root")
     key = None
-    if creds.identity is not None:
-        try:
-            data = creds.identity.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"The key file {creds.identity} cannot be read.") from exc
+    if creds.key is not None or creds.identity is not None:
+        data = creds.key if creds.key is not None else _read_key(creds.identity or Path())
         key = _private_file(owner, f"{point.name}.key", data)  # ssh wants it 0600
     password = creds.password or options.password
     try:

@@ -212,16 +212,17 @@ def test_lock_free_space_and_durability_on_sshfs(net: Net) -> None:
     from appliance.errors import RepositoryLocked
     from appliance.repo.netmount import NetOptions, mounted
     from appliance.repo.repository import Repository
+    from appliance.repo.store import LocalStore
 
-    options = NetOptions(
-        credentials=net.server.credentials, accept_host_key=net.server.fingerprint
-    )
+    options = NetOptions(credentials=net.server.credentials, accept_host_key=net.server.fingerprint)
     address = net.server.address(net.remote / "repo")
     with mounted(address, writable=True, create=True, options=options) as folder:
         repo = Repository.open_or_create(folder)
-        with repo.lock("save"):
-            with pytest.raises(RepositoryLocked, match="in use by another job"):
-                repo.lock("save").acquire()
+        with (
+            repo.lock("save"),
+            pytest.raises(RepositoryLocked, match="in use by another job"),
+        ):
+            repo.lock("save").acquire()
         assert not (net.remote / "repo" / "lock").exists()
 
         server = os.statvfs(net.remote)
@@ -230,11 +231,62 @@ def test_lock_free_space_and_durability_on_sshfs(net: Net) -> None:
         assert abs(free - server.f_bavail * server.f_frsize) < 64 << 20
 
         store = repo.store
+        assert isinstance(store, LocalStore)
         repo.put_chunk("ab" * 32, b"chunk bytes")
-        assert getattr(store, "_unsynced") == [str(folder / "chunks/ab/ab" / ("ab" * 32))]
+        assert store._unsynced == [str(folder / "chunks/ab/ab" / ("ab" * 32))]
         repo.sync()
-        assert getattr(store, "_unsynced") == []
+        assert store._unsynced == []
     assert (net.remote / "repo" / "chunks" / "ab" / "ab" / ("ab" * 32)).read_bytes() == (
         b"chunk bytes"
     )
     net.no_mounts_left()
+
+
+def test_unattended_save_reads_its_credentials_from_a_labelled_partition(
+    net: Net, loops: Loops, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import uuid
+
+    from kit.diskcompare import mounted as mounted_part
+    from kit.diskcompare import run
+
+    from appliance.cli import unattended
+    from appliance.cli.unattended import Console
+
+    label = "K" + uuid.uuid4().hex[:10].upper()
+    keys = loops.attach(sparse_file(tmp_path, "keys.img", 64 << 20))
+    run("sfdisk", "--quiet", keys, input="label: gpt\nstart=2048, type=linux\n")
+    run("partx", "-u", keys)
+    run("mkfs.ext4", "-q", "-F", "-L", label, f"{keys}p1")
+    with mounted_part(f"{keys}p1", "ext4", readonly=False) as top:
+        (top / "net.cred").write_text("identity=client_key\n")
+        (top / "client_key").write_bytes((net.server.folder / "client_key").read_bytes())
+    source = loops.attach(sparse_file(tmp_path, "source.img", 64 << 20))
+    run("sfdisk", "--quiet", source, input="label: gpt\nstart=2048, size=32MiB, type=linux\n")
+    run("partx", "-u", source)
+    run("mkfs.ext4", "-q", "-F", f"{source}p1")
+
+    from appliance.repo import mount as repomount
+
+    monkeypatch.setattr(repomount, "RUN_DIR", net.run_dir)  # this process's mounts too
+    common = (
+        f"appliance.job=save appliance.source={source} appliance.image=lab "
+        f"appliance.repo={net.server.address(net.remote / 'lab')} appliance.wait=2 "
+        f"appliance.host_key={net.server.fingerprint}"
+    )
+    out = io.StringIO()
+    code = unattended.run(common, Console(out, []), power_action=pytest.fail)
+    assert code == 6, out.getvalue()  # no credentials: it asks nothing and says why
+    assert f"FAILED: 127.0.0.1 port {net.server.port} refused the log-in of root" in out.getvalue()
+    net.no_mounts_left()
+
+    out = io.StringIO()
+    line = f"{common} appliance.credentials=LABEL={label}:/net.cred"
+    code = unattended.run(line, Console(out, []), power_action=pytest.fail)
+    assert code == 0, out.getvalue()
+    assert "unattended save done: Saved" in out.getvalue()
+    assert (net.remote / "lab" / "images" / "lab" / "manifest.json").is_file()
+    assert "identity" not in out.getvalue() and "BEGIN OPENSSH" not in out.getvalue()
+    net.no_mounts_left()
+    assert f"{keys}p1" not in Path("/proc/mounts").read_text()

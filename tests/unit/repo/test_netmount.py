@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import RepositoryError
+from appliance.repo import mount as repomount
 from appliance.repo import netmount
 from appliance.repo.lock import process_start_time
 from appliance.repo.netmount import NetOptions, clean_stale_mounts, mounted
@@ -16,7 +17,7 @@ from appliance.repo.netmount import NetOptions, clean_stale_mounts, mounted
 
 @pytest.fixture
 def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(netmount, "RUN_DIR", tmp_path / "run")
+    monkeypatch.setattr(repomount, "RUN_DIR", tmp_path / "run")
     monkeypatch.setattr(netmount, "which", lambda program: program)
     return tmp_path / "run"
 
@@ -52,9 +53,11 @@ def test_smb_password_goes_through_a_private_file(
 
 def test_an_unattended_job_asks_nothing(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(netmount, "_run_mount", lambda argv, secret: pytest.fail("mounted"))
-    with pytest.raises(RepositoryError, match="cannot ask; give a credentials file"):
-        with mounted("smb://anna@files/it", writable=False, options=NetOptions(ask=None)):
-            pass
+    with (
+        pytest.raises(RepositoryError, match="cannot ask; give a credentials file"),
+        mounted("smb://anna@files/it", writable=False, options=NetOptions(ask=None)),
+    ):
+        pass
     assert list((run_dir / "net").iterdir()) == []
 
 
@@ -64,9 +67,11 @@ def test_a_failed_mount_is_its_sentence_and_leaves_nothing(
     monkeypatch.setattr(
         netmount, "_run_mount", lambda argv, secret: (32, "mount.nfs: Connection refused\n")
     )
-    with pytest.raises(RepositoryError, match="^nas refused the connection: no NFS server"):
-        with mounted("nfs://nas/export/images", writable=True, options=NetOptions()):
-            pass
+    with (
+        pytest.raises(RepositoryError, match=r"^nas refused the connection: no NFS server"),
+        mounted("nfs://nas/export/images", writable=True, options=NetOptions()),
+    ):
+        pass
     assert list((run_dir / "net").iterdir()) == []
 
 
@@ -85,9 +90,11 @@ def test_save_with_create_mounts_the_folder_above(
     with mounted("nfs://nas/export/images", writable=True, create=True) as folder:
         assert folder.name == "images" and folder.parent.parent.parent == run_dir / "net"
     assert specs == ["nas:/export/images", "nas:/export"]
-    with pytest.raises(RepositoryError, match="does not let this machine mount"):
-        with mounted("nfs://nas/export/images", writable=True, create=False):
-            pass
+    with (
+        pytest.raises(RepositoryError, match="does not let this machine mount"),
+        mounted("nfs://nas/export/images", writable=True, create=False),
+    ):
+        pass
 
 
 def test_stale_folders_of_dead_jobs_only(run_dir: Path) -> None:
