@@ -62,6 +62,20 @@ class NetOptions:
     given: Credentials | None = field(default=None, repr=False)  # read already (unattended)
 
 
+class PasswordNeeded(RepositoryError):
+    """The server wants a password that was not given: an interface asks for it (masked)
+    and tries again with NetOptions.password set."""
+
+    def __init__(self, prompt: str) -> None:
+        super().__init__(f"{prompt.rstrip(': ')} is needed.")
+        self.prompt = prompt
+
+
+def ask_later(prompt: str) -> str:
+    """NetOptions.ask for an interface that asks between tries (PasswordNeeded)."""
+    raise PasswordNeeded(prompt)
+
+
 def net_root() -> Path:
     return repomount.RUN_DIR / "net"
 
@@ -270,6 +284,30 @@ def _mount_nfs(
 
 
 MOUNTERS = {"ssh": _mount_ssh, "smb": _mount_smb, "nfs": _mount_nfs}
+
+
+def check_writable(location: str, folder: Path) -> None:
+    """RepositoryError with the sentence when the share at `location`, mounted at `folder`,
+    cannot be written (the interface asks before a save)."""
+    _check_writable(parse_address(location), folder if folder.is_dir() else folder.parent)
+
+
+class HeldMount:
+    """A network repository mounted until `close()`: the interface keeps the one it uses
+    mounted while it is chosen (read-write; a save checks that it can write first)."""
+
+    def __init__(self, location: str, options: NetOptions) -> None:
+        self.location = location
+        self._stack = contextlib.ExitStack()
+        self.folder = self._stack.enter_context(
+            mounted(location, writable=True, check_write=False, options=options)
+        )
+
+    def check_writable(self) -> None:
+        check_writable(self.location, self.folder)
+
+    def close(self) -> None:
+        self._stack.close()
 
 
 def _check_writable(address: NetAddress, folder: Path) -> None:
