@@ -290,3 +290,32 @@ def test_unattended_save_reads_its_credentials_from_a_labelled_partition(
     assert "identity" not in out.getvalue() and "BEGIN OPENSSH" not in out.getvalue()
     net.no_mounts_left()
     assert f"{keys}p1" not in Path("/proc/mounts").read_text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_save_unmounts(net: Net, loops: Loops, tmp_path: Path, sig: int) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM in the middle of a save: exit 130, the share unmounted."""
+    import time
+
+    source = build_gpt_disk(loops, tmp_path / "source.img")
+    repo = net.remote / "images"
+    args = accepted(net, "save", source, "--repo", net.server.address(repo), "--image", "cut")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", *args, "--create", "--progress", "none"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (repo / "lock").exists():  # the save runs: it holds the repository's lock
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    assert fuse_mounts_under(net.run_dir) != []
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    net.no_mounts_left()
+    assert not (repo / "lock").exists()
+    assert not (repo / "images" / "cut" / "manifest.json").exists() or (
+        '"complete": true' not in (repo / "images" / "cut" / "manifest.json").read_text()
+    )
