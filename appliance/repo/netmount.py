@@ -348,6 +348,18 @@ def unmount(point: Path) -> None:
         point.rmdir()
 
 
+def _new_point(owner: Path, stem: str) -> Path:
+    """An empty mount point of this job's own (two mounts at once get two)."""
+    for number in range(1000):
+        point = owner / f"{stem}-{number}"
+        try:
+            point.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        return point
+    raise RepositoryError(f"The appliance has too many mounts under {owner}.")
+
+
 def _owner_folder() -> Path:
     name = _owner_name(os.getpid())
     if name is None:
@@ -376,9 +388,7 @@ def mounted(
     creds = _credentials(options)  # a bad file is refused before anything else
     clean_stale_mounts()
     owner = _owner_folder()
-    count = sum(1 for _ in owner.iterdir())
-    point = owner / f"{address.scheme}-{address.host.replace(':', '_')}-{count}"
-    point.mkdir(mode=0o700)
+    point = _new_point(owner, f"{address.scheme}-{address.host.replace(':', '_')}")
     try:
         folder = _mount_folder(address, point, writable, create, options, owner, creds)
         if writable if check_write is None else check_write:
