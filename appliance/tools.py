@@ -53,6 +53,11 @@ TOOLS: dict[str, str] = {
     "qemu-img": "qemu-utils",
     "qemu-storage-daemon": "qemu-system-common",
     "setpriv": "util-linux",
+    "sshfs": "sshfs",
+    "ssh-keyscan": "openssh-client",
+    "ssh-keygen": "openssh-client",
+    "mount.cifs": "cifs-utils",
+    "mount.nfs": "nfs-common",
 }
 
 

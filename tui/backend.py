@@ -28,6 +28,7 @@ from appliance.jobs.writeplan import describe_steps
 from appliance.plan.preflight import Preflight, Usage, free_space, measure_disk, preflight_save
 from appliance.progress import Progress
 from appliance.repo.mount import RepoMount, Volume, mount_volume, volumes
+from appliance.repo.netmount import HeldMount, NetOptions
 from appliance.units import human_size, rate
 from tui.jobspec import JobSpec, JobSummary, VerifyRequest, WritePlan
 
@@ -56,6 +57,7 @@ class Backend(Protocol):
     def plan_clone(self, source: str, target: str) -> WritePlan: ...
     def volumes(self, disks: Sequence[Disk]) -> list[Volume]: ...
     def mount(self, node: str, *, writable: bool, avoid: Sequence[str] = ()) -> RepoMount: ...
+    def mount_network(self, location: str, options: NetOptions) -> HeldMount: ...
     def save_job(self, disk: Disk, repo: str, image: str, *, resume: bool) -> JobSpec: ...
     def write_job(self, plan: WritePlan) -> JobSpec: ...
     def plan_write_file(self, path: str, targets: Sequence[str]) -> list[WritePlan]: ...
@@ -201,6 +203,9 @@ class EngineBackend:
 
     def mount(self, node: str, *, writable: bool, avoid: Sequence[str] = ()) -> RepoMount:
         return mount_volume(node, writable=writable, avoid=avoid)
+
+    def mount_network(self, location: str, options: NetOptions) -> HeldMount:
+        return HeldMount(location, options)
 
     def today(self) -> str:
         return time.strftime("%Y-%m-%d")

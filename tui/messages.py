@@ -14,6 +14,7 @@ from appliance.jobs.catalog import ImageSummary
 from appliance.plan.preflight import Preflight
 from appliance.progress import ProgressEvent
 from appliance.repo.mount import RepoMount, Volume
+from appliance.repo.netmount import HeldMount
 from tui.jobspec import WritePlan
 
 EXIT_REBOOT = 80
@@ -129,3 +130,11 @@ class VolumeMounted(WorkerResult):
         super().__init__()
         self.mount = mount
         self.path = path
+
+
+class ShareMounted(WorkerResult):
+    """A repository on a file server, mounted for as long as it is the one in use."""
+
+    def __init__(self, held: HeldMount) -> None:
+        super().__init__()
+        self.held = held

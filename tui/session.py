@@ -22,6 +22,7 @@ from appliance.errors import ApplianceError
 from appliance.logsetup import report_internal_error
 from appliance.plan.preflight import Usage
 from appliance.repo.mount import RepoMount, check_not_on
+from appliance.repo.netmount import HeldMount
 from tui.backend import Backend
 
 log = logging.getLogger("tui")
@@ -63,6 +64,7 @@ class RepoState:
 
     path: str | None = None
     mount: RepoMount | None = None
+    net: HeldMount | None = None  # a file server's share, mounted while it is chosen
     free: int | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -182,9 +184,12 @@ class Session:
         self.repo.free = self.backend.free(path) if path else None
         self.repo_changed.publish(path)
 
-    def set_repo(self, path: str | None, mount: RepoMount | None = None) -> ApplianceError | None:
-        """Use another repository; unmount the filesystem the appliance mounted for the old
-        one. Returns the error of that unmount, if any (the new repository is used anyway)."""
+    def set_repo(
+        self, path: str | None, mount: RepoMount | None = None, net: HeldMount | None = None
+    ) -> ApplianceError | None:
+        """Use another repository; unmount the filesystem (or share) the appliance mounted
+        for the old one. Returns the error of that unmount, if any (the new repository is
+        used anyway)."""
         failed: ApplianceError | None = None
         with self.repo.lock:
             old = self.repo.mount
@@ -193,8 +198,11 @@ class Session:
                     old.unmount()
                 except ApplianceError as exc:
                     failed = exc
+            if self.repo.net is not None and self.repo.net is not net:
+                self.repo.net.close()
             self.repo.path = path
             self.repo.mount = mount
+            self.repo.net = net
         self.refresh_repo()
         return failed
 
@@ -211,9 +219,14 @@ class Session:
             if mount is not None:
                 check_not_on(mount.node, avoid, "saves or overwrites")
                 mount.ensure(writable)
+            if self.repo.net is not None and writable:
+                self.repo.net.check_writable()
         return path
 
     def release_repo(self) -> None:
+        if self.repo.net is not None:
+            self.repo.net.close()
+            self.repo.net = None
         mount = self.repo.mount
         if mount is not None:
             try:

@@ -7,7 +7,13 @@ Samsung SSD 870"``):
 ==================  =============================================================================
 appliance.job       ``save``, ``restore`` or ``verify`` (required)
 appliance.repo      the partition that holds the repository: ``LABEL=IMAGES``, ``UUID=...``,
-                    ``PARTUUID=...``, ``PARTLABEL=...`` or ``/dev/sdb1`` (required)
+                    ``PARTUUID=...``, ``PARTLABEL=...`` or ``/dev/sdb1``; or a file server:
+                    ``ssh://user@host/path``, ``smb://host/share/path``, ``nfs://host/export``
+                    (required)
+appliance.credentials  for a file server: ``PARTITION:/FILE``, a credentials file (username=,
+                    password=, domain=, identity=) on a partition named as appliance.repo's;
+                    never a password on this line. Without it the job asks nothing.
+appliance.host_key  for ssh://: the server's host key fingerprint (SHA256:...) to trust
 appliance.repo_dir  the repository's folder inside that filesystem (default: its top folder)
 appliance.image     the image's name (required)
 appliance.source    save: the disk to save (required for save)
@@ -30,7 +36,19 @@ from appliance.errors import UsageError
 PREFIX = "appliance."
 JOBS = ("save", "restore", "verify")
 THEN = ("shell", "poweroff", "reboot")
-KEYS = ("job", "repo", "repo_dir", "image", "source", "target", "then", "level", "wait")
+KEYS = (
+    "job",
+    "repo",
+    "repo_dir",
+    "image",
+    "source",
+    "target",
+    "then",
+    "level",
+    "wait",
+    "credentials",
+    "host_key",
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,8 @@ class JobSpec:
     then: str = "shell"
     level: int = 3
     wait: float = 30.0
+    credentials: str | None = None  # PARTITION:/FILE
+    host_key: str | None = None
 
     def describe(self) -> str:
         disk = f" of {self.source}" if self.job == "save" else ""
@@ -128,7 +148,18 @@ def parse_cmdline(text: str) -> JobSpec | None:
         then=then,
         level=_number("level", values.get("level", "3"), 1, 19),
         wait=float(_number("wait", values.get("wait", "30"), 0, 3600)),
+        credentials=_credentials_place(values.get("credentials")),
+        host_key=values.get("host_key"),
     )
+
+
+def _credentials_place(text: str | None) -> str | None:
+    if text is not None and ":/" not in text:
+        raise UsageError(
+            f"{PREFIX}credentials={text} must name a partition and a file on it, "
+            "such as LABEL=KEYS:/office.cred."
+        )
+    return text
 
 
 def _number(key: str, text: str, low: int, high: int) -> int:

@@ -17,6 +17,7 @@ from types import FrameType
 from typing import NoReturn
 
 from appliance import __version__
+from appliance.cli import netrepo
 from appliance.errors import ApplianceError, UsageError
 from appliance.logsetup import report_internal_error, setup_logging
 
@@ -71,7 +72,8 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("save", help="save a whole disk into an image (or a file: --to)")
     p.add_argument("source", help="the disk to save: sda, /dev/nvme0n1, /dev/disk/by-id/...")
-    p.add_argument("--repo", help="the repository folder")
+    p.add_argument("--repo", help="the repository folder, or ssh://, smb://, nfs://")
+    netrepo.add_options(p)
     p.add_argument("--image", help="the new image's name")
     p.add_argument(
         "--to",
@@ -112,6 +114,7 @@ def build_parser() -> Parser:
         "(erases the disk)",
     )
     p.add_argument("--repo", help="the repository (or a folder of other tools' images)")
+    netrepo.add_options(p)
     p.add_argument("--image", help="the image's name, as `images` lists it")
     p.add_argument(
         "--disk",
@@ -147,6 +150,7 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("verify", help="check an image, or a disk against an image")
     p.add_argument("--repo", required=True)
+    netrepo.add_options(p)
     p.add_argument("--image", required=True)
     p.add_argument("--against", metavar="DISK", help="compare this disk's data with the image")
     p.add_argument("--json", action="store_true")
@@ -154,6 +158,7 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("export", help="write an image as a disk file (.img, .img.zst, VM disk)")
     p.add_argument("--repo", required=True)
+    netrepo.add_options(p)
     p.add_argument("--image", required=True)
     p.add_argument("file", help="FILE.img, .img.zst, .qcow2, .vhdx, .vhd, .vmdk or .vdi")
     p.add_argument("--force", action="store_true", help="replace an existing file")
@@ -168,6 +173,7 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("images", help="list the images in a repository")
     p.add_argument("--repo", required=True)
+    netrepo.add_options(p)
     p.add_argument("--json", action="store_true")
 
     sub.add_parser("demo", help="run every job on demo disks (loop devices); touches no real disk")
@@ -190,10 +196,12 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("gc", help="remove chunks that no complete image uses")
     p.add_argument("--repo", required=True)
+    netrepo.add_options(p)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("delete", help="delete an image (then gc frees its chunks)")
     p.add_argument("--repo", required=True)
+    netrepo.add_options(p)
     p.add_argument("--image", required=True)
     p.add_argument("--yes", action="store_true", help="do not ask before deleting")
     p.add_argument(
@@ -209,6 +217,7 @@ def build_parser() -> Parser:
         ),
     )
     p.add_argument("--repo", required=True, help="the repository that receives the images")
+    netrepo.add_options(p)
     p.add_argument("--from", dest="source", required=True, metavar="DIR", help="where they are")
     p.add_argument("--image", help="only this image (default: every image found there)")
     p.add_argument("--as", dest="name", metavar="NAME", help="the imported image's new name")
@@ -218,6 +227,7 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("info", help="show an image: its disk, partitions, proofs and log")
     p.add_argument("--repo", required=True)
+    netrepo.add_options(p)
     p.add_argument("--image", required=True)
     p.add_argument("--json", action="store_true")
     return parser
@@ -292,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging("cli")  # engine warnings go to the log file, not as bare lines on stderr
     try:
         args = build_parser().parse_args(argv)
-        return dispatch(args)
+        with netrepo.network_places(args):
+            return dispatch(args)
     except ApplianceError as exc:
         sys.stdout.flush()
         print(

@@ -26,6 +26,8 @@ from appliance.errors import ApplianceError, DeviceError, UsageError
 from appliance.logsetup import report_internal_error, setup_logging
 from appliance.progress import Progress
 from appliance.repo.mount import mount_volume
+from appliance.repo.netaddress import is_network
+from appliance.repo.netmount import NetOptions, load_credentials, mounted
 
 __all__ = ["Console", "JobSpec", "main", "run", "run_job", "wait_for"]
 
@@ -67,6 +69,21 @@ def mounted_repository(device: str, writable: bool, say: Callable[[str], None]) 
             say(f"warning: {exc}")
 
 
+def network_options(spec: JobSpec, say: Callable[[str], None]) -> NetOptions:
+    """How an unattended job reaches a file server: it asks nothing; its credentials come
+    from a file on a partition (appliance.credentials=PARTITION:/FILE), read into memory and
+    the partition unmounted again before the job starts."""
+    options = NetOptions(ask=None, accept_host_key=spec.host_key)
+    if spec.credentials is None:
+        return options
+    place, _, file = spec.credentials.partition(":/")
+    device = wait_for(lambda: resolve_partition(place), spec.wait, say)
+    with mounted_repository(device, False, say) as mountpoint:
+        options.given = load_credentials(mountpoint / file, private=False)
+    say(f"credentials: read from {file} on {device}")
+    return options
+
+
 def power(action: str) -> None:
     """Power off or reboot through systemd."""
     subprocess.run(["systemctl", action], check=False)
@@ -82,14 +99,24 @@ def run_job(spec: JobSpec, console: Console, cancel: threading.Event | None = No
     from appliance.jobs.verify import verify_against, verify_image
 
     say = console.say
-    device = wait_for(lambda: resolve_partition(spec.repo), spec.wait, say)
     disk_spec = spec.disk
-    disk = wait_for(lambda: resolve_disk(disk_spec), spec.wait, say) if disk_spec else None
     writable = spec.job == "save"
-    with mounted_repository(device, writable, say) as mountpoint:
+    with contextlib.ExitStack() as stack:
+        if is_network(spec.repo):
+            options = network_options(spec, say)
+            disk = wait_for(lambda: resolve_disk(disk_spec), spec.wait, say) if disk_spec else None
+            mountpoint = stack.enter_context(
+                mounted(spec.repo, writable=writable, create=writable, options=options)
+            )
+            where = spec.repo
+        else:
+            device = wait_for(lambda: resolve_partition(spec.repo), spec.wait, say)
+            disk = wait_for(lambda: resolve_disk(disk_spec), spec.wait, say) if disk_spec else None
+            mountpoint = stack.enter_context(mounted_repository(device, writable, say))
+            where = device
         repo = str(mountpoint / spec.repo_dir) if spec.repo_dir else str(mountpoint)
         say(
-            f"repository: {device} mounted {'read-write' if writable else 'read-only'} "
+            f"repository: {where} mounted {'read-write' if writable else 'read-only'} "
             f"at {mountpoint}"
         )
         progress = Progress(console.listener(), interval=0.5)

@@ -26,7 +26,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from appliance.disk.usage import filesystem_type
+
 DELETING = ".deleting-"  # LocalStore: a folder being deleted (hidden from listings)
+# Filesystems where syncfs() does not reach the server's disk (sshfs and SMB send no flush
+# for it): there LocalStore fsyncs each value written since the last sync() instead.
+SYNC_EACH = ("fuse.sshfs", "cifs", "smb3")
 
 
 class Store(Protocol):
@@ -147,6 +152,8 @@ class LocalStore:
         self.root = root
         self._base = os.fspath(root).rstrip("/") or ""
         self._made_dirs: set[str] = set()
+        self._sync_each: bool | None = None  # decided at the first write (SYNC_EACH)
+        self._unsynced: builtins.list[str] = []
 
     @property
     def where(self) -> str:
@@ -192,6 +199,10 @@ class LocalStore:
             with open(tmp, "wb") as handle:
                 handle.write(data)
             os.replace(tmp, path)
+            if self._sync_each is None:
+                self._sync_each = filesystem_type(self.root) in SYNC_EACH
+            if self._sync_each:
+                self._unsynced.append(path)
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -250,6 +261,16 @@ class LocalStore:
 
     def sync(self) -> None:
         syncfs(self.root)
+        pending, self._unsynced = self._unsynced, []
+        for path in pending:  # a network filesystem: each file flushed on the server
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                continue  # removed since (a gc, a delete)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def free_bytes(self) -> int | None:
         stat = os.statvfs(self.root)

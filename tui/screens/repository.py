@@ -1,5 +1,7 @@
-"""Repository: a folder that is already mounted, or a filesystem on another disk that the app
-mounts (read-only to look and to restore or verify, read-write only while saving)."""
+"""Repository: a folder that is already mounted, a filesystem on another disk that the app
+mounts (read-only to look and to restore or verify, read-write only while saving), or a
+file server's share (ssh://, smb://, nfs://) that the app mounts while it is the one in use,
+asking for its password (masked) and whether to trust an ssh server met the first time."""
 
 from __future__ import annotations
 
@@ -11,13 +13,19 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Footer, Input, Static
+from textual.worker import Worker, WorkerState
 
 from appliance.disk.probe import Scan
 from appliance.repo.mount import RepoMount, Volume
+from appliance.repo.netaddress import is_network
+from appliance.repo.netmount import HeldMount, NetOptions, PasswordNeeded, ask_later
 from appliance.repo.repository import holds_repository
+from appliance.repo.sshhosts import HostKeyUnknown
 from appliance.units import human_size
-from tui.messages import VolumeMounted, VolumesListed
+from tui.messages import ShareMounted, VolumeMounted, VolumesListed
+from tui.screens.ask import AskScreen
 from tui.screens.flow import FlowScreen
+from tui.screens.password import PasswordScreen
 from tui.widgets.errorline import ErrorLine
 from tui.widgets.topbar import TopBar
 from tui.widgets.volumetable import VolumeTable
@@ -38,10 +46,13 @@ class RepositoryScreen(FlowScreen):
         with VerticalScroll():
             yield Static("", id="current")
             yield Static(
-                "A folder that is already mounted (a share, a disk): type it, then Enter",
+                "A folder that is already mounted, or a file server: type it, then Enter",
                 classes="step",
             )
-            yield Input(placeholder="/mnt/images", id="folder")
+            yield Input(
+                placeholder="/mnt/images, ssh://user@host/path, smb://host/share, nfs://host/path",
+                id="folder",
+            )
             yield Static(
                 "Or a filesystem on another disk: arrows, then Enter mounts it "
                 "read-only and looks for images",
@@ -69,7 +80,7 @@ class RepositoryScreen(FlowScreen):
             text = "No repository is chosen yet."
         else:
             free = f", {human_size(repo.free)} free" if repo.free is not None else ""
-            text = f"In use: {repo.path}{free}"
+            text = f"In use: {repo.net.location if repo.net else repo.path}{free}"
             if repo.mount is not None and repo.mount.owned:
                 text += (
                     f"\nOn {repo.mount.node}, mounted by the appliance at "
@@ -93,9 +104,9 @@ class RepositoryScreen(FlowScreen):
     def on_volumes_listed(self, message: VolumesListed) -> None:
         self.query_one(VolumeTable).show(message.volumes)
 
-    def use(self, path: str | None, mount: RepoMount | None) -> None:
+    def use(self, path: str | None, mount: RepoMount | None, net: HeldMount | None = None) -> None:
         """Make `path` the repository in use (the screens redraw on the session's news)."""
-        failed = self.session.set_repo(path, mount)
+        failed = self.session.set_repo(path, mount, net)
         if failed is not None:
             self.notify(self.session.sentence(failed), severity="error", timeout=10)
 
@@ -118,8 +129,66 @@ class RepositoryScreen(FlowScreen):
         self.query_one(ErrorLine).note(f"Mounting {volume.node} read-only...")
         self.mount_volume(volume)
 
+    # -- a file server -------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="share", exit_on_error=False)
+    def mount_share(self, location: str, options: NetOptions) -> ShareMounted:
+        return ShareMounted(self.session.backend.mount_network(location, options))
+
+    def start_share(self, location: str, options: NetOptions) -> None:
+        self.query_one(ErrorLine).note(f"Connecting to {location}...")
+        self.net_try = (location, options)
+        self.mount_share(location, options)
+
+    def on_share_mounted(self, message: ShareMounted) -> None:
+        held = message.held
+        self.use(str(held.folder), None, held)
+        state = "a repository" if holds_repository(held.folder) else "no repository yet"
+        self.query_one(ErrorLine).note(
+            f"Using {held.location} ({state}); it stays mounted while it is in use."
+        )
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        error = event.worker.error
+        if event.state != WorkerState.ERROR or event.worker.group != "share" or error is None:
+            super().on_worker_state_changed(event)
+            return
+        location, options = self.net_try
+        if isinstance(error, HostKeyUnknown):
+            fingerprint = error.fingerprint
+
+            def trusted(yes: bool | None) -> None:
+                if yes:
+                    options.accept_host_key = fingerprint
+                    self.start_share(location, options)
+                else:
+                    self.say(f"Nothing was sent to {error.address.where}.")
+
+            question = (
+                f"The ssh server {error.address.where} is met for the first time. Its "
+                f"{error.keys[0].kind} host key has the fingerprint\n{fingerprint}\n"
+                "Trust it only if the server shows the same (ssh-keygen -lf on its host key)."
+            )
+            self.app.push_screen(
+                AskScreen("Unknown server", question, yes="Trust", no="Do not trust"), trusted
+            )
+        elif isinstance(error, PasswordNeeded):
+
+            def typed(password: str | None) -> None:
+                if password is None:
+                    self.say("No password was typed; the share is not mounted.")
+                else:
+                    options.password = password
+                    self.start_share(location, options)
+
+            self.app.push_screen(PasswordScreen(error.prompt), typed)
+        else:
+            self.say(error)
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
+        if is_network(event.value.strip()):
+            self.start_share(event.value.strip(), NetOptions(ask=ask_later))
+            return
         path = Path(event.value.strip()).expanduser()
         if not event.value.strip() or not path.is_absolute():
             self.say("Type the folder's full path, starting with /.")
@@ -142,6 +211,11 @@ class RepositoryScreen(FlowScreen):
             self.action_back()
 
     def action_unmount(self) -> None:
+        net = self.session.repo.net
+        if net is not None:
+            self.use(None, None)
+            self.query_one(ErrorLine).note(f"{net.location} is unmounted.")
+            return
         mount = self.session.repo.mount
         if mount is None or not mount.owned:
             self.say("The appliance has mounted nothing here; there is nothing to unmount.")

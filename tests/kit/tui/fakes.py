@@ -16,7 +16,10 @@ from appliance.jobs.plantext import PlanText, holds_now
 from appliance.plan.preflight import Finding, Preflight, Usage
 from appliance.progress import Progress, ProgressEvent
 from appliance.repo.mount import RepoMount, Volume
+from appliance.repo.netaddress import parse_address
+from appliance.repo.netmount import HeldMount, NetOptions
 from appliance.repo.records import DiskRecord
+from appliance.repo.sshhosts import HostKey, HostKeyUnknown
 from tui.backend import CLONE_MISSING
 from tui.jobspec import JobSpec, JobSummary, VerifyRequest, WritePlan
 
@@ -148,6 +151,21 @@ class FakeMount(RepoMount):
         self.owned = False
 
 
+class FakeShare(HeldMount):
+    """A share that is "mounted" at an existing folder; close() only records it."""
+
+    def __init__(self, location: str, folder: Path) -> None:
+        self.location = location
+        self.folder = folder
+        self.closed = False
+
+    def check_writable(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
 @dataclass
 class FakeBackend:
     """Records what it was asked to do; jobs emit fixed progress and may be held by `gate`."""
@@ -166,6 +184,8 @@ class FakeBackend:
     ran: list[str] = field(default_factory=list)
     mounted: list[str] = field(default_factory=list)
     whole: dict[str, str] = field(default_factory=dict)  # disk -> "ext4 LABEL" (no table)
+    # mount_network: what each try was given; a new ssh server's key, then a password, first
+    share_tries: list[tuple[str | None, str | None]] = field(default_factory=list)
 
     def scan(self) -> Scan:
         return Scan(tuple(self.disks), tuple(self.problems))
@@ -309,6 +329,15 @@ class FakeBackend:
         return FakeMount(
             node, Path(f"/run/appliance/repo-{Path(node).name}"), writable, True, "ntfs"
         )
+
+    def mount_network(self, location: str, options: NetOptions) -> HeldMount:
+        self.share_tries.append((options.accept_host_key, options.password))
+        address = parse_address(location)
+        if options.accept_host_key != "SHA256:fake":
+            raise HostKeyUnknown(address, [HostKey("line", "ED25519", "SHA256:fake")])
+        if options.password is None and options.ask is not None:
+            options.ask(f"Password for {address.user}@{address.where}: ")
+        return FakeShare(location, Path("/tmp"))
 
     def today(self) -> str:
         return "2024-05-01"

@@ -92,3 +92,22 @@ def test_bad_command_lines_get_one_sentence(line: str, words: str) -> None:
     with pytest.raises(UsageError, match=words.replace(".", r"\.")) as info:
         parse_cmdline(line)
     assert info.value.exit_code == 2
+
+
+def test_a_file_server_with_its_credentials_partition() -> None:
+    spec = parse_cmdline(
+        "appliance.job=restore appliance.repo=smb://anna@files/it/images appliance.image=pc "
+        "appliance.target=sda appliance.credentials=LABEL=KEYS:/office.cred "
+        "appliance.host_key=SHA256:abc"
+    )
+    assert spec is not None
+    assert (spec.repo, spec.credentials, spec.host_key) == (
+        "smb://anna@files/it/images",
+        "LABEL=KEYS:/office.cred",
+        "SHA256:abc",
+    )
+    with pytest.raises(UsageError, match="must name a partition and a file on it"):
+        parse_cmdline(
+            "appliance.job=verify appliance.repo=nfs://nas/x appliance.image=pc "
+            "appliance.credentials=office.cred"
+        )
