@@ -37,7 +37,7 @@ from appliance.progress import Phase, Progress
 from appliance.repo.image import load_manifest
 from appliance.repo.imagelog import ImageLog
 from appliance.repo.manifest import Index, Manifest, Region, index_hash
-from appliance.repo.repository import Repository, check_save_place, open_store
+from appliance.repo.repository import Repository, check_save_place, check_writable, open_store
 
 
 @dataclass
@@ -99,7 +99,8 @@ def save(
     on the image (its own checker, read-only) before the image is called complete."""
     progress = progress or Progress()
     started = time.monotonic()
-    open_store(repo_path)  # a location this version cannot reach is refused first
+    # a location this version cannot reach, or cannot write (a web server), is refused first
+    check_writable(open_store(repo_path), "saving an image")
     disk = probe_disk(source)
     check_source(disk, Path(repo_path))  # before the repository folder is created
     check_save_place(Path(repo_path), create=create, allow_ram=allow_ram)

@@ -30,6 +30,7 @@ import zstandard
 from appliance.disk.usage import RAM_FILESYSTEMS, filesystem_type
 from appliance.errors import CorruptData, ImageError, RepositoryError
 from appliance.repo.chunk import HASH_HEX_LEN, HEADER, HEADER_SIZE, ZSTD, content_hash, header_ok
+from appliance.repo.httpstore import HttpStore, is_web_address
 from appliance.repo.lock import RepoLock
 from appliance.repo.store import LocalStore, Store, check_key
 
@@ -58,6 +59,8 @@ def open_store(location: str | os.PathLike[str]) -> Store:
     also reopens the repository in a child process, such as a FUSE view); today it is a
     folder on this machine. A store at a network address is one more branch here."""
     text = os.fspath(location)
+    if is_web_address(text):
+        return HttpStore(text)  # read-only: see check_writable
     address = ADDRESS_RE.match(text)
     if address:
         raise RepositoryError(
@@ -80,6 +83,13 @@ def holds_repository(location: str | os.PathLike[str]) -> bool:
         return open_store(location).exists(MARKER)
     except (RepositoryError, OSError):
         return False
+
+
+def check_writable(store: Store, job: str) -> Store:
+    """`store`, when `job` (a save, gc...) may write there: a web server may not."""
+    if isinstance(store, HttpStore):
+        raise store.read_only(job)
+    return store
 
 
 def chunk_key(name: str) -> str:
@@ -232,7 +242,7 @@ class Repository:
 
     @classmethod
     def open_or_create(cls, root: str | os.PathLike[str]) -> Repository:
-        open_store(root)  # a network address is refused in its own words
+        check_writable(open_store(root), "saving an image")  # refused in its own words
         path = Path(root)
         if path.exists() and not path.is_dir():
             raise RepositoryError(
@@ -276,7 +286,7 @@ class Repository:
     ) -> Repository:
         """The repository a save writes to: created only when asked, never in RAM unless
         asked (the live system's / and /tmp vanish at power off)."""
-        open_store(root)  # a network address is refused in its own words
+        check_writable(open_store(root), "saving an image")  # refused in its own words
         path = Path(root)
         check_save_place(path, create=create, allow_ram=allow_ram)
         return cls.open_or_create(path) if create else cls.open(path)
@@ -286,6 +296,7 @@ class Repository:
         # (repo/lock.py), which works on every filesystem a folder may be on. A store that
         # is not a local folder (a web server, an S3 bucket) will need a lock of its own (a
         # conditional put, say); `root` refuses such a store rather than lock nothing.
+        check_writable(self.store, command.split()[0])
         return RepoLock(self.root / "lock", command)
 
     # -- chunks --------------------------------------------------------------------------
@@ -318,6 +329,23 @@ class Repository:
             if exc.errno == errno.EIO:
                 return "damaged"
             raise storage_error(self.where, exc) from exc
+
+    def damaged_chunk(self, name: str, problem: CorruptData) -> CorruptData:
+        """The sentence for a chunk that failed its check as it was decoded: one from a web
+        server names the server (it, or a proxy on the way, sent those bytes)."""
+        if not isinstance(self.store, HttpStore):
+            return problem
+        detail = str(problem).removeprefix(f"Chunk {name} ").rstrip(".")
+        return CorruptData(
+            f"The web server at {self.store.server} sent chunk {name} with wrong content "
+            f"(it {detail})."
+        )
+
+    @property
+    def read_parallelism(self) -> int:
+        """How many chunks a restore should fetch at once: 1 from a folder (the reads are
+        sequential and cached), more from a server that answers each request with a delay."""
+        return self.store.parallel_reads if isinstance(self.store, HttpStore) else 1
 
     def put_chunk(self, name: str, blob: bytes) -> None:
         try:
