@@ -218,6 +218,7 @@ class ImageRegion(Step):
             progress=ctx.progress,
             cancel=ctx.cancel,
             workers=ctx.workers,
+            fetchers=source.fetchers,
         )
 
 

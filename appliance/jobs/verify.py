@@ -87,8 +87,9 @@ def verify_image(
             try:
                 decoder.decode(repo.get_chunk(name), name, length)
             except CorruptData as exc:
+                problem = repo.damaged_chunk(name, exc)
                 raise CorruptData(
-                    f"{exc} It holds data of {region.describe()}; the image {image} is damaged."
+                    f"{problem} It holds data of {region.describe()}; the image {image} is damaged."
                 ) from exc
             progress.add(length)
 
