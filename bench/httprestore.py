@@ -77,16 +77,19 @@ def main() -> int:
         with served(work, work) as base:
             for number in range(1, args.rounds + 1):
                 wipe(target)
-                local.append(our_restore(repo, "base", target, work, f"folder {number}").seconds)
+                r = our_restore(repo, "base", target, work, f"folder {number}")
+                local.append(r.seconds)
+                cpu = [r.cpu_seconds]
                 wipe(target)
                 r = http_restore(base, repo, "base", target, work, f"nginx {number}")
                 web.append(r.seconds)
+                cpu.append(r.cpu_seconds)
                 if number == 1 and window_digests(target.node, src.windows) != expected:
                     raise BenchError("the restore from nginx differs from the source disk")
                 print(
                     f"round {number}: folder {local[-1]:.2f} s ({used / local[-1] / 1e6:.0f} "
                     f"MB/s), nginx {web[-1]:.2f} s ({used / web[-1] / 1e6:.0f} MB/s), "
-                    f"ratio {local[-1] / web[-1]:.2f}",
+                    f"ratio {local[-1] / web[-1]:.2f}; CPU {cpu[0]:.1f} s / {cpu[1]:.1f} s",
                     flush=True,
                 )
         ratio = statistics.median(a / b for a, b in zip(local, web, strict=True))

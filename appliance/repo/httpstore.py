@@ -3,8 +3,8 @@ http.server`, a CDN), read over HTTP or HTTPS: `HttpStore`, the read side of `St
 
 - One urllib3 pool of keep-alive connections; its size bounds how many requests run at once
   (a caller that asks for more waits for a free connection).
-- A timeout, a dropped connection or a 5xx answer is tried again, `ATTEMPTS` times in all
-  with a doubling pause; then one sentence names the server and what it did.
+- A timeout, a dropped connection, a 5xx or a 429 answer is tried again, `ATTEMPTS` times in
+  all with a doubling pause; then one sentence names the server and what it did last.
 - A body cut in the middle is resumed from where it stopped with a Range request (a server
   that ignores Range sends the whole value again).
 - Listing a folder reads the server's own folder listing (nginx `autoindex`, Apache
@@ -154,11 +154,11 @@ class HttpStore:
     def _request(
         self, method: str, key: str, headers: dict[str, str] | None = None
     ) -> urllib3.BaseHTTPResponse:
-        """The server's answer (any status below 500), its body not read yet; connection
-        failures and 5xx answers are tried again, then told in one sentence."""
+        """The server's answer (any status but 5xx and 429), its body not read yet; connection
+        failures, 5xx and 429 (too many requests) are tried again, then the last one is told
+        in one sentence."""
         url = self._url(key)
-        status = ""
-        cause = ""
+        failure = ""
         for attempt in range(self.attempts):
             if attempt:
                 self._pause(attempt - 1)
@@ -173,24 +173,18 @@ class HttpStore:
                     raise RepositoryError(
                         f"The web server at {self.server} redirects {key} again and again."
                     ) from exc
-                cause = _cause(exc)
+                failure = f"cannot be reached: {_cause(exc)}"
                 continue
             except (HTTPError, OSError) as exc:
-                cause = _cause(exc)
+                failure = f"cannot be reached: {_cause(exc)}"
                 continue
-            if resp.status < 500:
+            if resp.status < 500 and resp.status != 429:
                 return resp
-            status = f"{resp.status} {resp.reason or ''}".strip()
+            failure = f"answered {resp.status} {resp.reason or ''}".rstrip() + f" for {key}"
             resp.drain_conn()
             resp.release_conn()
         tries = f"{self.attempts} tr{'ies' if self.attempts > 1 else 'y'}"
-        if status and not cause:
-            raise RepositoryError(
-                f"The web server at {self.server} answered {status} for {key} ({tries})."
-            )
-        raise RepositoryError(
-            f"The web server at {self.server} cannot be reached: {cause} ({tries})."
-        )
+        raise RepositoryError(f"The web server at {self.server} {failure} ({tries}).")
 
     def _tls_error(self, exc: BaseException) -> RepositoryError:
         return RepositoryError(
