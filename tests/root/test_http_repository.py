@@ -178,3 +178,14 @@ def _with_env(env: dict[str, str], *args: str) -> str:
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+def test_import_from_a_web_server_into_a_folder(saved: Saved, served: str, tmp_path: Path) -> None:
+    """A repository on a web server is copied image by image into a folder (every chunk
+    re-hashed on the way), and the copy restores like the original."""
+    local = tmp_path / "local"
+    appliance("import", "--repo", str(local), "--from", served, "--image", "base", "--create")
+    target, _ = blank_target(saved, tmp_path)
+    appliance("restore", "--repo", str(local), "--image", "base", target, "--yes")
+    assert_equivalent(saved.source, target, same_size=True)
+    saved.loops.detach(target)
