@@ -220,7 +220,7 @@ class FaultProxy:
             headers = [
                 (k, v)
                 for k, v in answer.getheaders()
-                if k.lower() in ("content-type", "content-range", "content-length", "etag")
+                if k.lower() in ("content-type", "content-range", "etag")
             ]
         finally:
             conn.close()
@@ -232,6 +232,9 @@ class FaultProxy:
         req.send_response(answer.status)
         for key, value in headers:
             req.send_header(key, value)
+        # the body was read whole (nginx sends a listing chunked): its length, once known
+        length = answer.getheader("Content-Length") if method == "HEAD" else str(len(body))
+        req.send_header("Content-Length", length or "0")
         req.end_headers()
         if method == "HEAD":
             return
