@@ -27,7 +27,7 @@ from html.parser import HTMLParser
 from urllib.parse import quote, unquote, urlsplit
 
 import urllib3
-from urllib3.exceptions import HTTPError, MaxRetryError, SSLError
+from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError, SSLError
 
 from appliance.errors import RepositoryError
 from appliance.repo.store import check_key
@@ -97,6 +97,14 @@ def _cause(exc: BaseException) -> str:
     if "reset" in lowered or "aborted" in lowered or "closed" in lowered:
         return "it closed the connection"
     return text.rpartition(": ")[2].rstrip(".") or type(reason).__name__
+
+
+def _failure(exc: BaseException, key: str) -> str:
+    """What a server did when a request for `key` failed, after "The web server at X"."""
+    reason = exc.reason if isinstance(exc, MaxRetryError) and exc.reason else exc
+    if isinstance(reason, ReadTimeoutError):  # connected, then no answer
+        return f"did not answer in time for {key}"
+    return f"cannot be reached: {_cause(exc)}"
 
 
 class HttpStore:
@@ -173,10 +181,10 @@ class HttpStore:
                     raise RepositoryError(
                         f"The web server at {self.server} redirects {key} again and again."
                     ) from exc
-                failure = f"cannot be reached: {_cause(exc)}"
+                failure = _failure(exc, key)
                 continue
             except (HTTPError, OSError) as exc:
-                failure = f"cannot be reached: {_cause(exc)}"
+                failure = _failure(exc, key)
                 continue
             if resp.status < 500 and resp.status != 429:
                 return resp

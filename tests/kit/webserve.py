@@ -5,7 +5,8 @@ processes or threads and stopped by their PID at the end:
   folder listing (autoindex), over HTTP or HTTPS (a self-signed certificate made here);
 - `http_server`: `python3 -m http.server` (another listing page, no Range support, HTTP/1.0);
 - `FaultProxy`: a thread that forwards to one of those and breaks what it is told to: answers
-  503 a number of times, cuts a body half-way, flips a byte; it records every request.
+  503 or nothing for a while a number of times, cuts a body half-way, flips a byte; it
+  records every request.
 """
 
 from __future__ import annotations
@@ -153,6 +154,8 @@ class Faults:
     unavailable: dict[str, int] = field(default_factory=dict)  # 503 that many times
     cut: dict[str, int] = field(default_factory=dict)  # body (> 64 bytes) cut half-way, N times
     flip: set[str] = field(default_factory=set)  # a byte of the body (> 64 bytes) flipped
+    stall: dict[str, int] = field(default_factory=dict)  # no answer for `pause` s, N times
+    pause: float = 1.0
     seen: list[tuple[str, str, str]] = field(default_factory=list)  # method, path, Range
 
     def requests(self, suffix: str) -> list[tuple[str, str, str]]:
@@ -207,6 +210,8 @@ class FaultProxy:
         ranged = req.headers.get("Range", "")
         with self.lock:
             faults.seen.append((method, req.path, ranged))
+        if self._take(faults.stall, req.path):
+            time.sleep(faults.pause)  # the client gives up first; the answer comes too late
         if self._take(faults.unavailable, req.path):
             req.send_response(503)
             req.send_header("Content-Length", "0")

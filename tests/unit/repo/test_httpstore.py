@@ -152,6 +152,20 @@ def test_503_is_tried_again_then_told(server: str) -> None:
     )
 
 
+def test_a_server_that_does_not_answer_in_time(server: str) -> None:
+    faults = Faults(stall={"repo.json": 1}, pause=0.6)
+    with FaultProxy(server, faults) as proxy:
+        store = HttpStore(f"{proxy.url}/repo/", backoff=0.01, timeout=0.2)
+        assert b"appliance-repository" in store.get("repo.json")  # asked again in time
+        faults.stall["repo.json"] = 2
+        store.attempts = 2
+        with pytest.raises(RepositoryError) as err:
+            store.get("repo.json")
+    assert str(err.value) == (
+        f"The web server at {proxy.url} did not answer in time for repo.json (2 tries)."
+    )
+
+
 def test_a_cut_body_is_read_again(repo_folder: tuple[Path, str, bytes], server: str) -> None:
     _, name, blob = repo_folder
     faults = Faults(cut={name: 2})
