@@ -8,8 +8,8 @@
     images/<name>/verified.json  when every chunk was last re-hashed
     lock                         present while a writer works (a local file: repo/lock.py)
 
-Every read and write of that content goes through the store (repo/store.py); today's store
-is a folder (`LocalStore`). Chunks are written without fsync (a temporary name, then a
+Every read and write of that content goes through the store (repo/store.py): a folder
+(`LocalStore`) or, read-only, a web server (repo/httpstore.py). Chunks are written without fsync (a temporary name, then a
 rename); durability comes from one sync() before an image's manifest says complete (an fsync
 per chunk costs too much). Manifests and indexes are put durably.
 """
@@ -56,8 +56,9 @@ ADDRESS_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 def open_store(location: str | os.PathLike[str]) -> Store:
     """The store a repository location names. Every job takes a location (a string that
-    also reopens the repository in a child process, such as a FUSE view); today it is a
-    folder on this machine. A store at a network address is one more branch here."""
+    also reopens the repository in a child process, such as a FUSE view): a folder on this
+    machine, or an http(s):// address of a web server that serves one (read-only). A store
+    at another network address is one more branch here."""
     text = os.fspath(location)
     if is_web_address(text):
         return HttpStore(text)  # read-only: see check_writable
