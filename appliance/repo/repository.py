@@ -9,9 +9,10 @@
     lock                         present while a writer works (a local file: repo/lock.py)
 
 Every read and write of that content goes through the store (repo/store.py): a folder
-(`LocalStore`) or, read-only, a web server (repo/httpstore.py). Chunks are written without fsync (a temporary name, then a
-rename); durability comes from one sync() before an image's manifest says complete (an fsync
-per chunk costs too much). Manifests and indexes are put durably.
+(`LocalStore`) or, read-only, a web server (repo/httpstore.py). Chunks are written without
+fsync (a temporary name, then a rename); durability comes from one sync() before an image's
+manifest says complete (an fsync per chunk costs too much). Manifests and indexes are put
+durably.
 """
 
 from __future__ import annotations
