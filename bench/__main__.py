@@ -5,6 +5,7 @@ Each round runs, each after a dropped page cache:
   Clonezilla's save, our save into a new repository          (save pair)
   our save of the changed disk into that repository          (incremental, paired with ours)
   Clonezilla's restore, our restore, onto a blank target     (restore pair)
+  our restore of that repository from nginx on loopback      (web restore, paired with ours)
 Round 1 also checks both restores: every used byte of the target must equal the source.
 After the rounds: a damaged chunk must stop a restore (exit 9), and our save and restore run
 once on the 8 GiB disk for peak memory.
@@ -13,6 +14,7 @@ once on the 8 GiB disk for peak memory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -26,6 +28,7 @@ from typing import Any
 
 from bench import report
 from bench.build import Builder, DiskImage
+from bench.httprestore import http_restore, served
 from bench.jobs import (
     PROJECT,
     Disk,
@@ -191,7 +194,9 @@ def damaged_chunk_refused(repo: Path, image: str, target: Loop, work: Path) -> d
     return {"chunk": victim.name, "exit": r.returncode, "message": r.stderr.strip()[-400:]}
 
 
-def bench(args: argparse.Namespace, loops: Loops, res: dict[str, Any]) -> None:
+def bench(
+    args: argparse.Namespace, loops: Loops, res: dict[str, Any], servers: contextlib.ExitStack
+) -> None:
     cores = len(os.sched_getaffinity(0))
     images = Builder(args.cache, loops).images(big=not args.no_big)
     work = args.cache / "work"
@@ -244,6 +249,7 @@ def bench(args: argparse.Namespace, loops: Loops, res: dict[str, Any]) -> None:
             "cz_restore",
             "our_restore",
             "our_cz_restore",
+            "our_http_restore",
         )
     }
     proofs: list[dict[str, Any]] = []
@@ -253,6 +259,7 @@ def bench(args: argparse.Namespace, loops: Loops, res: dict[str, Any]) -> None:
     checks: dict[str, Any] = {}
     phases: list[dict[str, Any]] = []
     repo = work / "repo-0"
+    web = servers.enter_context(served(work, work))  # nginx serving each round's repository
     for number in range(1, args.rounds + 1):
         log(f"round {number} of {args.rounds}")
         runs["raw_read"].append(raw_read(src, work, f"raw read {number}"))
@@ -301,6 +308,14 @@ def bench(args: argparse.Namespace, loops: Loops, res: dict[str, Any]) -> None:
         )
         if number == 1:
             checks["appliance_restore"] = check_restore("appliance restore", src, target, expected)
+        wipe(target)
+        runs["our_http_restore"].append(
+            http_restore(web, repo, "base", target, work, f"appliance restore from nginx {number}")
+        )
+        if number == 1:
+            checks["http_restore"] = check_restore(
+                "appliance restore from nginx", src, target, expected
+            )
         # the same Clonezilla folder, restored by the appliance (it reads Clonezilla images)
         wipe(target)
         runs["our_cz_restore"].append(
@@ -383,6 +398,7 @@ def bench(args: argparse.Namespace, loops: Loops, res: dict[str, Any]) -> None:
         "cz_restore": used,
         "our_restore": used,
         "our_cz_restore": used,
+        "our_http_restore": used,
     }
     figures: dict[str, Any] = {}
     for key, rs in runs.items():
@@ -402,6 +418,7 @@ def bench(args: argparse.Namespace, loops: Loops, res: dict[str, Any]) -> None:
         "save_speedup": report.ratios(t["cz_save"], t["our_save"]),
         "restore_speedup": report.ratios(t["cz_restore"], t["our_restore"]),
         "cz_image_restore_speedup": report.ratios(t["cz_restore"], t["our_cz_restore"]),
+        "http_restore_vs_folder": report.ratios(t["our_restore"], t["our_http_restore"]),
         "incremental_vs_first": report.ratios(t["our_save"], t["our_incremental"]),
         "incremental_vs_raw": report.ratios(
             [used_changed / s for s in t["our_incremental"]], rate_raw
@@ -502,6 +519,14 @@ def evaluate(res: dict[str, Any]) -> list[report.Target]:
             None,
             f"the same folder; {checks['appliance_cz_restore']['differing_sectors']} sectors "
             "differ from the source (round 1)",
+        ),
+        report.Target(
+            "restore from nginx on loopback vs from the same repository's folder",
+            ">= 80 %",
+            report.fmt(c["http_restore_vs_folder"], 0, 100, " %"),
+            c["http_restore_vs_folder"]["median"] >= 0.80,
+            f"throughput ratio; {checks['http_restore']['differing_sectors']} sectors differ "
+            "from the source (round 1)",
         ),
         report.Target(
             "restore checks every chunk: a damaged chunk stops it",
@@ -651,8 +676,9 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": Path("/proc/loadavg").read_text().split()[:3],
     }
     loops = Loops()
+    servers = contextlib.ExitStack()  # web servers a round reads from, stopped at the end
     try:
-        bench(args, loops, res)
+        bench(args, loops, res, servers)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
@@ -660,6 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: stopped.", file=sys.stderr)
         return 130
     finally:
+        servers.close()
         loops.close()
     res["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
     res["total_seconds"] = time.monotonic() - started

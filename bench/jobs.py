@@ -170,7 +170,7 @@ def move_phase_busy(r: Run, result: dict[str, Any], cores: int) -> float | None:
     return float(r.cpu_between(float(start), float(end)) / ((end - start) * cores))
 
 
-def our_restore(repo: Path, image: str, target: Loop, work: Path, label: str) -> Run:
+def our_restore(repo: Path | str, image: str, target: Loop, work: Path, label: str) -> Run:
     r = timed(
         label,
         appliance(

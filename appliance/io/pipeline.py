@@ -12,12 +12,15 @@ Errors in any thread stop all threads and are raised in the caller's thread.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -215,6 +218,34 @@ class Placement:
         return sum(length for _, length in self.used)
 
 
+def fetched_in_order(
+    placements: Iterator[Placement],
+    fetch: Callable[[str], bytes],
+    fetchers: int,
+    stop: threading.Event,
+) -> Generator[tuple[Placement, bytes]]:
+    """Each placement with its chunk's bytes, in order; with `fetchers` > 1 that many
+    chunks are fetched at once ahead of the caller (a web server answers each request
+    after a delay: one at a time cannot fill the link), never more."""
+    if fetchers <= 1:
+        for place in placements:
+            yield place, fetch(place.chunk) if place.chunk is not None else b""
+        return
+    pool = ThreadPoolExecutor(fetchers, thread_name_prefix="fetch")
+    ahead: deque[tuple[Placement, Future[bytes] | None]] = deque()
+    try:
+        for place in placements:
+            ahead.append((place, None if place.chunk is None else pool.submit(fetch, place.chunk)))
+            while len(ahead) > fetchers or (ahead and ahead[0][1] is None):
+                first, future = ahead.popleft()
+                yield first, b"" if future is None else future.result()
+        while ahead and not stop.is_set():
+            first, future = ahead.popleft()
+            yield first, b"" if future is None else future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def write_windows(
     fd: int,
     placements: Iterator[Placement],
@@ -224,8 +255,10 @@ def write_windows(
     progress: Progress,
     cancel: threading.Event | None = None,
     workers: int | None = None,
+    fetchers: int = 1,
 ) -> None:
-    """Fetch, decode (and check) and write every placement's used bytes to `fd`."""
+    """Fetch, decode (and check) and write every placement's used bytes to `fd`; `fetchers`
+    chunks are fetched at once (see fetched_in_order)."""
     nworkers = workers or workers_default()
     stage = Stage(progress, cancel)
     free: queue.Queue[mmap.mmap | None] = queue.Queue()
@@ -240,10 +273,10 @@ def write_windows(
     count_lock = threading.Lock()
 
     def reader() -> None:
-        for place in placements:
-            blob = fetch(place.chunk) if place.chunk is not None else b""
-            if not stage.put(fetched, (place, blob)):
-                return
+        with contextlib.closing(fetched_in_order(placements, fetch, fetchers, stage.stop)) as items:
+            for item in items:
+                if not stage.put(fetched, item):
+                    return
         for _ in range(nworkers):
             stage.put(fetched, None)
 

@@ -148,6 +148,11 @@ class RepositorySource:
     def fetch(self, name: str) -> bytes:
         return self.repo.get_chunk(name)
 
+    @property
+    def fetchers(self) -> int:
+        """How many chunks to fetch at once (more than one from a web server)."""
+        return self.repo.read_parallelism
+
     def decode(self, region: int, name: str, length: int, blob: bytes) -> bytes:
         """A fetched chunk's bytes, checked against its name; a damaged one names the region
         it holds."""
@@ -157,8 +162,9 @@ class RepositorySource:
         try:
             return decoder.decode(blob, name, length)
         except CorruptData as exc:
+            problem = self.repo.damaged_chunk(name, exc)
             raise CorruptData(
-                f"{exc} It holds data of {self._regions[region].what} of image {self.image}."
+                f"{problem} It holds data of {self._regions[region].what} of image {self.image}."
             ) from exc
 
     def read_window(self, region: int, number: int) -> bytes | None:

@@ -226,6 +226,7 @@ class ImageRegion(Step):
             progress=ctx.progress,
             cancel=ctx.cancel,
             workers=ctx.workers,
+            fetchers=source.fetchers,
         )
 
 

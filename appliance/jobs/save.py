@@ -36,7 +36,13 @@ from appliance.progress import Phase, Progress
 from appliance.repo.image import load_manifest
 from appliance.repo.imagelog import ImageLog
 from appliance.repo.manifest import Index, Manifest, Region, index_hash
-from appliance.repo.repository import Repository, check_save_place, local_folder, open_store
+from appliance.repo.repository import (
+    Repository,
+    check_save_place,
+    check_writable,
+    local_folder,
+    open_store,
+)
 
 
 @dataclass
@@ -98,7 +104,8 @@ def save(
     on the image (its own checker, read-only) before the image is called complete."""
     progress = progress or Progress()
     started = time.monotonic()
-    open_store(repo_path)  # a location this version cannot reach is refused first
+    # a location this version cannot reach, or cannot write (a web server), is refused first
+    check_writable(open_store(repo_path), "saving an image")
     folder = local_folder(repo_path)  # None: a bucket, no disk of this machine holds it
     disk = probe_disk(source)
     check_source(disk, folder)  # before the repository folder is created

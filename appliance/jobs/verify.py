@@ -87,8 +87,10 @@ def verify_image(
             try:
                 decoder.decode(repo.get_chunk(name), name, length)
             except CorruptData as exc:
+                problem = repo.damaged_chunk(name, exc)
+                verdict = "is damaged" if problem is exc else "cannot be proven from there"
                 raise CorruptData(
-                    f"{exc} It holds data of {region.describe()}; the image {image} is damaged."
+                    f"{problem} It holds data of {region.describe()}; the image {image} {verdict}."
                 ) from exc
             progress.add(length)
 

@@ -8,10 +8,11 @@
     images/<name>/verified.json  when every chunk was last re-hashed
     lock                         present while a writer works (a local file: repo/lock.py)
 
-Every read and write of that content goes through the store (repo/store.py); today's store
-is a folder (`LocalStore`). Chunks are written without fsync (a temporary name, then a
-rename); durability comes from one sync() before an image's manifest says complete (an fsync
-per chunk costs too much). Manifests and indexes are put durably.
+Every read and write of that content goes through the store (repo/store.py): a folder
+(`LocalStore`) or, read-only, a web server (repo/httpstore.py). Chunks are written without
+fsync (a temporary name, then a rename); durability comes from one sync() before an image's
+manifest says complete (an fsync per chunk costs too much). Manifests and indexes are put
+durably.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import zstandard
 from appliance.disk.usage import RAM_FILESYSTEMS, filesystem_type
 from appliance.errors import CorruptData, ImageError, RepositoryError
 from appliance.repo.chunk import HASH_HEX_LEN, HEADER, HEADER_SIZE, ZSTD, content_hash, header_ok
+from appliance.repo.httpstore import HttpStore, is_web_address
 from appliance.repo.lock import RepoLock
 from appliance.repo.store import LocalStore, Store, check_key
 
@@ -55,9 +57,12 @@ ADDRESS_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 def open_store(location: str | os.PathLike[str]) -> Store:
     """The store a repository location names. Every job takes a location (a string that
-    also reopens the repository in a child process, such as a FUSE view); today it is a
-    folder on this machine. A store at a network address is one more branch here."""
+    also reopens the repository in a child process, such as a FUSE view): a folder on this
+    machine, or an http(s):// address of a web server that serves one (read-only). A store
+    at another network address is one more branch here."""
     text = os.fspath(location)
+    if is_web_address(text):
+        return HttpStore(text)  # read-only: see check_writable
     address = ADDRESS_RE.match(text)
     if address and address.group(1).lower() == "s3":
         from appliance.repo.s3store import open_s3  # boto3 is loaded for a bucket only
@@ -84,6 +89,13 @@ def holds_repository(location: str | os.PathLike[str]) -> bool:
         return open_store(location).exists(MARKER)
     except (RepositoryError, OSError):
         return False
+
+
+def check_writable(store: Store, job: str) -> Store:
+    """`store`, when `job` (a save, gc...) may write there: a web server may not."""
+    if isinstance(store, HttpStore):
+        raise store.read_only(job)
+    return store
 
 
 def chunk_key(name: str) -> str:
@@ -237,6 +249,7 @@ class Repository:
     @classmethod
     def open_or_create(cls, root: str | os.PathLike[str]) -> Repository:
         store = open_store(root)  # a network address is refused in its own words
+        check_writable(store, "saving an image")
         if not isinstance(store, LocalStore):
             return cls._open_or_create_in(store)
         path = Path(root)
@@ -299,6 +312,7 @@ class Repository:
         """The repository a save writes to: created only when asked, never in RAM unless
         asked (the live system's / and /tmp vanish at power off)."""
         store = open_store(root)  # a network address is refused in its own words
+        check_writable(store, "saving an image")
         if not isinstance(store, LocalStore):
             if create:
                 return cls._open_or_create_in(store)
@@ -320,6 +334,7 @@ class Repository:
         # (repo/lock.py), which works on every filesystem a folder may be on. A bucket's
         # lock is an object made with a conditional PUT (repo/s3lock.py); any other store
         # (a web server: read-only) has none, and `root` refuses it rather than lock nothing.
+        check_writable(self.store, command.split()[0])
         if isinstance(self.store, LocalStore):
             return RepoLock(self.root / "lock", command)
         from appliance.repo.s3lock import S3Lock
@@ -359,6 +374,25 @@ class Repository:
             if exc.errno == errno.EIO:
                 return "damaged"
             raise storage_error(self.where, exc) from exc
+
+    def damaged_chunk(self, name: str, problem: CorruptData) -> CorruptData:
+        """The sentence for a chunk that failed its check as it was decoded: one from a web
+        server names the server (it, or a proxy on the way, sent those bytes)."""
+        if not isinstance(self.store, HttpStore):
+            return problem
+        detail = str(problem).removeprefix(f"Chunk {name} ").rstrip(".")
+        return CorruptData(
+            f"The web server at {self.store.server} sent chunk {name} with wrong content "
+            f"(it {detail})."
+        )
+
+    @property
+    def read_parallelism(self) -> int:
+        """How many chunks a restore should fetch at once: 1 from a folder (the reads are
+        sequential and cached), more from a server that answers each request with a delay."""
+        if isinstance(self.store, HttpStore):
+            return self.store.parallel_reads
+        return 1 if isinstance(self.store, LocalStore) else 8  # a bucket: a server too
 
     def put_chunk(self, name: str, blob: bytes) -> None:
         try:

@@ -1,10 +1,18 @@
 import os
 import threading
+import time
 
 import pytest
 
 from appliance.errors import Cancelled
-from appliance.io.pipeline import Window, read_windows, spans, zero_unused
+from appliance.io.pipeline import (
+    Placement,
+    Window,
+    fetched_in_order,
+    read_windows,
+    spans,
+    zero_unused,
+)
 from appliance.progress import Progress
 
 
@@ -90,3 +98,43 @@ def test_cancel_stops_the_pipeline(tmp_path) -> None:  # type: ignore[no-untyped
             )
     finally:
         os.close(fd)
+
+
+def _placements(count: int) -> list[Placement]:
+    """Every third window all zeros (no chunk to fetch)."""
+    return [
+        Placement(0, n * 4096, 4096, ((0, 4096),), None if n % 3 == 2 else f"c{n}")
+        for n in range(count)
+    ]
+
+
+def test_fetches_ahead_in_order_and_bounded() -> None:
+    lock = threading.Lock()
+    running = [0]
+    most = [0]
+
+    def fetch(name: str) -> bytes:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.01 if int(name[1:]) % 2 else 0.03)  # answers arrive out of order
+        with lock:
+            running[0] -= 1
+        return name.encode()
+
+    places = _placements(30)
+    got = list(fetched_in_order(iter(places), fetch, 4, threading.Event()))
+    assert [p for p, _ in got] == places
+    assert [blob for _, blob in got] == [(p.chunk or "").encode() for p in places]
+    assert 1 < most[0] <= 4
+
+
+def test_a_failed_fetch_reaches_the_reader() -> None:
+    def fetch(name: str) -> bytes:
+        if name == "c7":
+            raise OSError("the server went away")
+        return b"x"
+
+    items = fetched_in_order(iter(_placements(30)), fetch, 4, threading.Event())
+    with pytest.raises(OSError, match="went away"):
+        list(items)

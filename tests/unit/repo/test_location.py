@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import RepositoryError
+from appliance.repo.httpstore import HttpStore
 from appliance.repo.repository import Repository, holds_repository, local_folder, open_store
 from appliance.repo.store import LocalStore
 
@@ -21,7 +22,7 @@ def test_a_folder_reopens_from_its_location(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "address", ["http://10.0.0.1/images/", "ftp://server/images", "smb://server/share/images"]
+    "address", ["ftp://10.0.0.1/images/", "ftp://server/images", "smb://server/share/images"]
 )
 def test_a_network_address_is_refused_in_one_sentence(tmp_path: Path, address: str) -> None:
     scheme = address.split(":")[0]
@@ -32,3 +33,15 @@ def test_a_network_address_is_refused_in_one_sentence(tmp_path: Path, address: s
         Repository.open_for_save(address, create=True)
     assert local_folder(address) is None and not holds_repository(address)
     assert not Path(address).exists() and not Path(address.split(":")[0] + ":").exists()
+
+
+@pytest.mark.parametrize("address", ["http://10.0.0.1/images", "HTTPS://server:8443/a/b/"])
+def test_a_web_address_is_a_read_only_store(address: str) -> None:
+    store = open_store(address)
+    assert isinstance(store, HttpStore) and store.where.endswith("/")
+    assert open_store(store.where).where == store.where  # a child process reopens it
+    assert local_folder(address) is None
+    for opener in (Repository.open_or_create, Repository.open_for_save):
+        with pytest.raises(RepositoryError, match="is on a web server, which is read-only"):
+            opener(address)
+    assert not Path(address).exists()
