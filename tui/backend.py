@@ -22,7 +22,7 @@ from appliance.errors import ApplianceError, RepositoryError, UsageError
 from appliance.jobs.catalog import ImageSummary, list_images
 from appliance.jobs.plantext import PlanText, clone_text, restore_text, saved_lines, target_now
 from appliance.jobs.restore import RestorePlan
-from appliance.jobs.shelflist import list_shelf, list_windows, shelf_summary
+from appliance.jobs.shelflist import list_disk_files, list_shelf, list_windows, shelf_summary
 from appliance.jobs.verify import last_verified
 from appliance.jobs.writeplan import describe_steps
 from appliance.plan.preflight import Preflight, Usage, free_space, measure_disk, preflight_save
@@ -104,8 +104,9 @@ class EngineBackend:
 
     def images(self, repo: str) -> list[ImageSummary]:
         """Our images, and other tools' images found in the same folder (Clonezilla's,
-        Windows system images)."""
+        Windows system images, disk image files)."""
         shelf = [shelf_summary(item) for item in list_shelf(repo)] + list_windows(repo)
+        shelf += list_disk_files(repo)
         try:
             return list_images(repo) + shelf
         except RepositoryError:
@@ -127,6 +128,9 @@ class EngineBackend:
         windows = self._plan_windows(repo, image, target)
         if windows is not None:
             return windows
+        disk_file = self._plan_disk_file(repo, image, target)
+        if disk_file is not None:
+            return disk_file
         folder = find_folder(repo, image)
         if folder is not None:  # a Clonezilla image: every stream is read through first
             shelf = plan_shelf_restore(folder, target)
@@ -165,6 +169,28 @@ class EngineBackend:
             return None
         backup, disk = found
         plan = plan_backup_restore(repo, backup, target, disk=disk)
+        return WritePlan(
+            "restore",
+            plan.target,
+            file_restore_text(plan),
+            plan.total,
+            plan,
+            repo,
+            image,
+            verify_first=True,
+        )
+
+    def _plan_disk_file(self, repo: str, image: str, target: str) -> WritePlan | None:
+        """A disk image file in the repository's folder (as images() names it: its file
+        name), planned as `restore --file` plans it; read through before the first write."""
+        path = Path(repo) / image
+        if "/" in image or not path.is_file() or (Path(repo) / "images" / image).exists():
+            return None
+        if self._clone_module() is None:
+            raise ApplianceError(f"{CLONE_MISSING} A disk image file is restored by it.")
+        from appliance.jobs.filerestore import file_restore_text, plan_file_restore
+
+        plan = plan_file_restore(path, target)
         return WritePlan(
             "restore",
             plan.target,

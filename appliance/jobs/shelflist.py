@@ -1,16 +1,18 @@
 """The shelf part of `images`: other tools' images found in a folder (Clonezilla and
-Rescuezilla image folders, Windows system images), summarised for the listing whether or not
-the folder is also one of our repositories."""
+Rescuezilla image folders, Windows system images, disk image files), summarised for the
+listing whether or not the folder is also one of our repositories."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from appliance.errors import ApplianceError
 from appliance.jobs.catalog import ImageSummary
 from appliance.repo.records import DiskRecord
+from appliance.shelf import imagefile, vmdisk
 from appliance.shelf.clonezilla import ClonezillaImage, find_images, load
 from appliance.shelf.winbackup import WindowsBackup, find_backups
 
@@ -151,4 +153,50 @@ def list_shelf(folder: str) -> list[ShelfImage]:
             out.append(ShelfImage(path, None, problem))
             continue
         out.append(ShelfImage(path, image, image.unsupported))
+    return out
+
+
+def list_disk_files(folder: str) -> list[ImageSummary]:
+    """The disk image files directly in `folder` (raw .img/.iso/.bin, VM disks, and their
+    compressed forms), a row each, named by the file's name. A restore puts the disk a file
+    holds onto a target with the fit rules, which needs reads at any offset: a compressed
+    file is listed with the sentence that says to write it byte for byte instead."""
+    path = Path(folder)
+    suffixes = {*imagefile.RAW_SUFFIXES, *imagefile.COMPRESSED_SUFFIXES, ".zip", *vmdisk.FORMATS}
+    try:
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes and p.is_file())
+    except OSError:
+        return []
+    out: list[ImageSummary] = []
+    for file in files:
+        when = datetime.fromtimestamp(file.stat().st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        problem = None
+        size = file.stat().st_size
+        kind = "disk image file"
+        try:
+            image = imagefile.probe(file)
+            size = image.size or size
+            kind = image.describe()
+            if not image.seekable and image.vm is None:
+                problem = (
+                    f"{file.name} is a {kind}: a restore reads it at any offset; write it byte "
+                    "for byte with Write file instead."
+                )
+        except ApplianceError as exc:
+            problem = str(exc)
+        record = DiskRecord(file.stem, str(file), size, model=kind)
+        stored = file.stat().st_size
+        out.append(
+            ImageSummary(
+                file.name,
+                when,
+                when,
+                problem is None,
+                record,
+                stored,
+                stored,
+                problem=problem,
+                kind=kind,
+            )
+        )
     return out
