@@ -58,8 +58,9 @@ ADDRESS_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 def open_store(location: str | os.PathLike[str]) -> Store:
     """The store a repository location names. Every job takes a location (a string that
     also reopens the repository in a child process, such as a FUSE view): a folder on this
-    machine, or an http(s):// address of a web server that serves one (read-only). A store
-    at another network address is one more branch here."""
+    machine, an s3:// bucket, or an http(s):// address of a web server that serves one
+    (read-only). A file server (ssh://, smb://, nfs://) is mounted before a job starts
+    (repo/netmount.py), so its jobs see a folder; any other address is refused here."""
     text = os.fspath(location)
     if is_web_address(text):
         return HttpStore(text)  # read-only: see check_writable
