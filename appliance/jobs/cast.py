@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
+import json
 import os
 import subprocess
 import tempfile
@@ -23,6 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import IO, Any
 
 from appliance.disk.probe import probe_disk
@@ -43,7 +45,7 @@ from appliance.plan.safety import check_target
 from appliance.progress import Phase, Progress
 from appliance.repo.image import LoadedImage, load_image
 from appliance.repo.repository import Repository
-from appliance.tools import which
+from appliance.tools import run, which
 
 PORTBASE = 9000  # udpcast's default; sender and receivers must agree
 WAIT = 600  # seconds a receiver waits for a sender by default
@@ -54,6 +56,25 @@ def check_interface(name: str) -> None:
     if not name or "/" in name or not os.path.isdir(f"/sys/class/net/{name}"):
         known = ", ".join(sorted(os.listdir("/sys/class/net"))) or "none"
         raise UsageError(f"There is no network interface {name} on this machine (it has {known}).")
+
+
+def default_interface() -> str | None:
+    """The interface of the default route, else the first one that is up (not loopback);
+    None leaves udpcast its own default (eth0)."""
+    proc = run(["ip", "-j", "route", "show", "default"], check=False)
+    try:
+        routes = json.loads(proc.stdout or "[]")
+    except ValueError:
+        routes = []
+    for route in routes:
+        if isinstance(route.get("dev"), str):
+            return str(route["dev"])
+    for name in sorted(os.listdir("/sys/class/net")):
+        with contextlib.suppress(OSError):
+            state = Path(f"/sys/class/net/{name}/operstate").read_text().strip()
+            if name != "lo" and state == "up":
+                return name
+    return None
 
 
 class CastStore:
@@ -287,6 +308,7 @@ def receive(
 ) -> CastResult:
     """Receive one multicast image onto `target` (see the module's doc)."""
     progress = progress or Progress()
+    interface = interface or default_interface()
     if interface is not None:
         check_interface(interface)
     argv = receiver_argv(interface, portbase, wait)

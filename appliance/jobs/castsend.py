@@ -29,7 +29,7 @@ from typing import IO, Any
 from appliance.errors import Cancelled, DeviceError, ToolFailed, UsageError
 from appliance.io.caststream import CHUNK, FILE, end_record, head_record, write_record
 from appliance.io.source import RepositorySource
-from appliance.jobs.cast import PORTBASE, check_interface
+from appliance.jobs.cast import PORTBASE, check_interface, default_interface
 from appliance.jobs.precheck import CHECK_THREADS
 from appliance.progress import Phase, Progress
 from appliance.repo.image import LoadedImage, load_image
@@ -206,6 +206,7 @@ def send(
     """Multicast `image` to the receivers (see the module's doc)."""
     progress = progress or Progress()
     cancel = cancel or threading.Event()
+    interface = interface or default_interface()
     if interface is not None:
         check_interface(interface)
     argv = sender_argv(interface, portbase, receivers, wait)

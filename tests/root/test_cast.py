@@ -69,15 +69,27 @@ def receive(pc: Pc, node: str, log: Path, env: dict[str, str] | None = None) -> 
 
 
 def test_one_stream_to_three_receivers(saved: Saved, loops: Loops, tmp_path: Path) -> None:
+    """Receiver 0: `cast receive`; receiver 1: the boot parameters (`appliance unattended`);
+    receiver 2: `cast receive` behind a udp-receiver that damages its stream."""
     nodes = [target(loops, tmp_path, f"t{n}.img") for n in range(3)]
     wrap = damaging_receiver(tmp_path / "wrap")
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text(
+        f"quiet appliance.job=receive appliance.target={nodes[1].rpartition('/')[2]} "
+        "appliance.interface=eth0 appliance.wait=5\n"
+    )
     with room(4) as pcs:
         sender, receivers = pcs[0], pcs[1:]
         procs = []
         for n, (pc, node) in enumerate(zip(receivers, nodes, strict=True)):
             env = {"PATH": f"{wrap}:/usr/sbin:/usr/bin:/sbin:/bin"} if n == 2 else None
             log = tmp_path / f"r{n}.log"
-            procs.append((start(receive(pc, node, log, env), log), log))
+            argv = (
+                pc.appliance("unattended", "--cmdline", str(cmdline))
+                if n == 1
+                else receive(pc, node, log, env)
+            )
+            procs.append((start(argv, log), log))
         send_log = tmp_path / "send.log"
         send = start(
             sender.appliance(
@@ -94,11 +106,12 @@ def test_one_stream_to_three_receivers(saved: Saved, loops: Loops, tmp_path: Pat
     for code, _, err in got:
         assert code == 0, err
         assert "Traceback" not in err
-    verdicts = [result(out) for _, out, _ in got]
-    for verdict in verdicts[:2]:
-        assert verdict["ok"] is True and verdict["fetched"] == 0, verdict
-        assert verdict["stream_complete"] is True
-    damaged = verdicts[2]
+    clean = result(got[0][1])
+    assert clean["ok"] is True and clean["fetched"] == 0 and clean["damaged"] == 0, clean
+    assert clean["stream_complete"] is True and clean["streamed"] > 0
+    assert "appliance: unattended receive done: Received image base onto" in got[1][1]
+    assert "0 fetched over HTTP" in got[1][1]
+    damaged = result(got[2][1])
     assert damaged["ok"] is True and damaged["fetched"] > 0, damaged
     assert damaged["damaged"] > 0 or damaged["skipped_bytes"] > 0, damaged
     for node in nodes:
