@@ -159,7 +159,11 @@ def sender_argv(interface: str | None, portbase: int, receivers: int, wait: int)
 
 
 def _write_stream(
-    out: IO[bytes], loaded: LoadedImage, url: str | None, cancel: threading.Event
+    out: IO[bytes],
+    loaded: LoadedImage,
+    url: str | None,
+    cancel: threading.Event,
+    progress: Progress | None = None,
 ) -> int:
     """The whole stream into `out`; how many bytes."""
     total = 0
@@ -178,8 +182,11 @@ def _write_stream(
         put(FILE, key, data)
     count = 0
     for name in stream_chunks(loaded):
-        put(CHUNK, name, loaded.repo.get_chunk(name))
+        blob = loaded.repo.get_chunk(name)
+        put(CHUNK, name, blob)
         count += 1
+        if progress is not None:
+            progress.add(len(blob))
     end = end_record(count)
     out.write(end)
     return total + len(end)
@@ -215,6 +222,7 @@ def send(
     loaded = load_image(repo, image)
     progress.set_phase(Phase.CHECK, f"checking that image {image} is whole")
     check_chunks(loaded)
+    progress.total = sum(repo.chunk_size(name) for name in stream_chunks(loaded))
     address = interface_address(interface) if interface else None
     url = f"http://{address}:{http_port}/" if address and http_port else None
     serving = serve_folder(folder, address, http_port) if url and address else None
@@ -228,7 +236,7 @@ def send(
         )
         assert proc.stdin is not None
         try:
-            sent = _write_stream(proc.stdin, loaded, url, cancel)
+            sent = _write_stream(proc.stdin, loaded, url, cancel, progress)
             proc.stdin.close()
             proc.wait()
         except BrokenPipeError:
