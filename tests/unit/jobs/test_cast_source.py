@@ -111,3 +111,16 @@ def test_nowhere_to_fetch_from_is_a_sentence(tmp_path: Path) -> None:
     assert source.read_window(0, 0) is not None
     with pytest.raises(CorruptData, match="names no web address to fetch it from"):
         source.read_window(0, 1)
+
+
+def test_udpcast_missing_names_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    from appliance.errors import ToolMissing
+    from appliance.jobs.cast import receiver_argv
+    from appliance.jobs.castsend import sender_argv
+
+    monkeypatch.setattr("appliance.tools.shutil.which", lambda *a, **k: None)
+    for argv in (lambda: sender_argv("eth0", 9000, 3, 60), lambda: receiver_argv(None, 9000, 60)):
+        with pytest.raises(
+            ToolMissing, match=r"udp-\w+ is missing; install the Debian package udpcast"
+        ):
+            argv()
