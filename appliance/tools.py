@@ -58,6 +58,9 @@ TOOLS: dict[str, str] = {
     "ssh-keygen": "openssh-client",
     "mount.cifs": "cifs-utils",
     "mount.nfs": "nfs-common",
+    "udp-sender": "udpcast",
+    "udp-receiver": "udpcast",
+    "ip": "iproute2",
 }
 
 

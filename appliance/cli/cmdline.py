@@ -5,7 +5,8 @@ kernel command line. Keys (values with spaces go in double quotes: ``appliance.t
 Samsung SSD 870"``):
 
 ==================  =============================================================================
-appliance.job       ``save``, ``restore`` or ``verify`` (required)
+appliance.job       ``save``, ``restore``, ``verify`` or ``receive`` (required; ``receive``: the
+                    image a ``cast send`` multicasts, onto appliance.target; needs no repo/image)
 appliance.repo      the partition that holds the repository: ``LABEL=IMAGES``, ``UUID=...``,
                     ``PARTUUID=...``, ``PARTLABEL=...`` or ``/dev/sdb1``; or a file server:
                     ``ssh://user@host/path``, ``smb://host/share/path``, ``nfs://host/export``
@@ -22,6 +23,8 @@ appliance.then      ``shell`` (default: stay on the screen), ``poweroff`` or ``r
                     after success: a failed job always stays on the screen with its sentence
 appliance.level     save: zstd level 1-19 (default 3)
 appliance.wait      seconds to wait for the disks and the repository to appear (default 30)
+appliance.interface receive: the network interface (default: the one of the default route)
+appliance.from      receive: the sender's repository over HTTP (default: as the stream says)
 ==================  =============================================================================
 
 Disks are named ``serial:XYZ``, ``model:NAME`` or a kernel name (appliance.disk.naming).
@@ -34,7 +37,7 @@ from dataclasses import dataclass
 from appliance.errors import UsageError
 
 PREFIX = "appliance."
-JOBS = ("save", "restore", "verify")
+JOBS = ("save", "restore", "verify", "receive")
 THEN = ("shell", "poweroff", "reboot")
 KEYS = (
     "job",
@@ -48,6 +51,8 @@ KEYS = (
     "wait",
     "credentials",
     "host_key",
+    "interface",
+    "from",
 )
 
 
@@ -66,8 +71,12 @@ class JobSpec:
     wait: float = 30.0
     credentials: str | None = None  # PARTITION:/FILE
     host_key: str | None = None
+    interface: str | None = None  # receive
+    cast_from: str | None = None  # receive: the sender's repository over HTTP
 
     def describe(self) -> str:
+        if self.job == "receive":
+            return f"receive of a multicast image onto {self.target}, then {self.then}"
         disk = f" of {self.source}" if self.job == "save" else ""
         onto = f" onto {self.target}" if self.job == "restore" else ""
         against = f" against {self.target}" if self.job == "verify" and self.target else ""
@@ -123,13 +132,13 @@ def parse_cmdline(text: str) -> JobSpec | None:
         return None
     job = values["job"]
     if job not in JOBS:
-        raise UsageError(f"{PREFIX}job={job} is not a job; use save, restore or verify.")
-    for key in ("repo", "image"):
+        raise UsageError(f"{PREFIX}job={job} is not a job; use save, restore, verify or receive.")
+    for key in ("repo", "image") if job != "receive" else ():
         if key not in values:
             raise UsageError(
                 f"The unattended {job} needs {PREFIX}{key}= on the kernel command line."
             )
-    needed = {"save": "source", "restore": "target"}.get(job)
+    needed = {"save": "source", "restore": "target", "receive": "target"}.get(job)
     if needed and needed not in values:
         raise UsageError(
             f"The unattended {job} needs {PREFIX}{needed}= on the kernel command "
@@ -140,8 +149,8 @@ def parse_cmdline(text: str) -> JobSpec | None:
         raise UsageError(f"{PREFIX}then={then} is not known; use shell, poweroff or reboot.")
     return JobSpec(
         job=job,
-        repo=values["repo"],
-        image=values["image"],
+        repo=values.get("repo", ""),
+        image=values.get("image", ""),
         repo_dir=values.get("repo_dir", "").strip("/"),
         source=values.get("source") if job == "save" else None,
         target=values.get("target") if job != "save" else None,
@@ -150,6 +159,8 @@ def parse_cmdline(text: str) -> JobSpec | None:
         wait=float(_number("wait", values.get("wait", "30"), 0, 3600)),
         credentials=_credentials_place(values.get("credentials")),
         host_key=values.get("host_key"),
+        interface=values.get("interface"),
+        cast_from=values.get("from"),
     )
 
 

@@ -17,7 +17,7 @@ from types import FrameType
 from typing import NoReturn
 
 from appliance import __version__
-from appliance.cli import netrepo
+from appliance.cli import cast, netrepo
 from appliance.errors import ApplianceError, UsageError
 from appliance.logsetup import report_internal_error, setup_logging
 
@@ -133,6 +133,8 @@ def build_parser() -> Parser:
         help="re-hash every chunk of the image before writing anything",
     )
     target_opts(p, several=True)
+
+    cast.add_parser(sub)
 
     p = sub.add_parser("clone", help="copy a disk onto another disk (erases the target)")
     p.add_argument("source", help="the disk to copy")
@@ -268,6 +270,8 @@ def dispatch(args: argparse.Namespace) -> int:
         from appliance.cli import write
 
         return write.run_write(args, CANCEL)
+    if args.command == "cast":
+        return cast.run_cast(args, CANCEL)
     if args.command == "import":
         from appliance.cli import importing
 

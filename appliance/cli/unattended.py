@@ -98,6 +98,8 @@ def run_job(spec: JobSpec, console: Console, cancel: threading.Event | None = No
     from appliance.jobs.save import save
     from appliance.jobs.verify import verify_against, verify_image
 
+    if spec.job == "receive":
+        return receive_job(spec, console, cancel)
     say = console.say
     disk_spec = spec.disk
     writable = spec.job == "save"
@@ -159,6 +161,23 @@ def run_job(spec: JobSpec, console: Console, cancel: threading.Event | None = No
             line += f"; {disk} holds the same data"
             line += "".join(f" (not compared: {s})" for s in against.skipped)
         return line
+
+
+def receive_job(spec: JobSpec, console: Console, cancel: threading.Event | None) -> str:
+    """``appliance.job=receive``: the image a ``cast send`` multicasts, onto the target."""
+    from appliance.jobs.cast import receive
+
+    assert spec.target is not None
+    disk = wait_for(lambda: resolve_disk(spec.target or ""), spec.wait, console.say)
+    console.say(f"waiting for a multicast sender to erase {disk} with its image")
+    got = receive(
+        disk,
+        interface=spec.interface,
+        fallback_url=spec.cast_from,
+        progress=Progress(console.listener(), interval=0.5),
+        cancel=cancel,
+    )
+    return got.line().rstrip(".")
 
 
 def run(

@@ -111,3 +111,21 @@ def test_a_file_server_with_its_credentials_partition() -> None:
             "appliance.job=verify appliance.repo=nfs://nas/x appliance.image=pc "
             "appliance.credentials=office.cred"
         )
+
+
+def test_receive_needs_a_target_only() -> None:
+    spec = parse_cmdline(
+        f"{DEBIAN} appliance.job=receive appliance.target=serial:PC-7 appliance.interface=eno1 "
+        "appliance.from=http://10.0.0.1:8090/ appliance.then=poweroff"
+    )
+    assert spec is not None
+    assert (spec.job, spec.target, spec.interface, spec.cast_from, spec.then) == (
+        "receive",
+        "serial:PC-7",
+        "eno1",
+        "http://10.0.0.1:8090/",
+        "poweroff",
+    )
+    assert spec.describe() == "receive of a multicast image onto serial:PC-7, then poweroff"
+    with pytest.raises(UsageError, match=r"receive needs appliance.target="):
+        parse_cmdline("appliance.job=receive")

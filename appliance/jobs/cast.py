@@ -1,0 +1,362 @@
+"""cast receive: restore the image a `cast send` multicasts (udp-receiver) onto one disk.
+
+udp-receiver writes the stream (appliance.io.caststream) to its stdout; this job reads the
+head (the image's name, the sender's web address, the repository files), loads and checks
+the image from those files, plans the restore exactly as `restore` does (the fit onto the
+target, the safety guards, the write plan: marker first, table valid last) and runs it with
+an image source that takes each chunk from the stream as it arrives. Every chunk is checked
+against its name as it is decoded; one the stream lost or damaged is fetched from the
+sender's repository over HTTP instead (HttpStore). The disk is marked complete only when
+every chunk was proven. The sender side is appliance.jobs.castsend.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import errno
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import IO, Any
+
+from appliance.disk.probe import probe_disk
+from appliance.errors import (
+    CorruptData,
+    DeviceError,
+    ImageError,
+    RepositoryError,
+    UsageError,
+)
+from appliance.io.caststream import ChunkStream, RecordReader
+from appliance.io.source import RepositorySource
+from appliance.jobs.fitting import recheck_target
+from appliance.jobs.precheck import check_table
+from appliance.jobs.restore import RestorePlan, fit_for, restore_steps
+from appliance.jobs.writeplan import execute
+from appliance.plan.safety import check_target
+from appliance.progress import Phase, Progress
+from appliance.repo.image import LoadedImage, load_image
+from appliance.repo.repository import Repository
+from appliance.tools import run, which
+
+PORTBASE = 9000  # udpcast's default; sender and receivers must agree
+WAIT = 600  # seconds a receiver waits for a sender by default
+
+
+def check_interface(name: str) -> None:
+    """A sentence when the machine has no network interface of that name."""
+    if not name or "/" in name or not os.path.isdir(f"/sys/class/net/{name}"):
+        known = ", ".join(sorted(os.listdir("/sys/class/net"))) or "none"
+        raise UsageError(f"There is no network interface {name} on this machine (it has {known}).")
+
+
+def default_interface() -> str | None:
+    """The interface of the default route, else the first one that is up (not loopback);
+    None leaves udpcast its own default (eth0)."""
+    proc = run(["ip", "-j", "route", "show", "default"], check=False)
+    try:
+        routes = json.loads(proc.stdout or "[]")
+    except ValueError:
+        routes = []
+    for route in routes:
+        if isinstance(route.get("dev"), str):
+            return str(route["dev"])
+    for name in sorted(os.listdir("/sys/class/net")):
+        with contextlib.suppress(OSError):
+            state = Path(f"/sys/class/net/{name}/operstate").read_text().strip()
+            if name != "lo" and state == "up":
+                return name
+    return None
+
+
+class CastStore:
+    """The repository files the stream's head carried (read-only); what it lacks comes from
+    the sender's repository over HTTP when there is one."""
+
+    def __init__(self, files: dict[str, bytes], where: str) -> None:
+        self.files = files
+        self._where = where
+
+    @property
+    def where(self) -> str:
+        return self._where
+
+    def get(self, key: str) -> bytes:
+        if key not in self.files:
+            raise FileNotFoundError(errno.ENOENT, "not in the multicast stream", key)
+        return self.files[key]
+
+    def read_into(self, key: str, buffer: bytearray) -> int:
+        data = self.get(key)[: len(buffer)]
+        buffer[: len(data)] = data
+        return len(data)
+
+    def head(self, key: str, length: int) -> tuple[bytes, int]:
+        data = self.get(key)
+        return data[:length], len(data)
+
+    def size(self, key: str) -> int:
+        return len(self.get(key))
+
+    def exists(self, key: str) -> bool:
+        return key in self.files
+
+    def list(self, prefix: str) -> Iterator[str]:
+        return iter(sorted(k for k in self.files if k.startswith(prefix)))
+
+    def folders(self, prefix: str) -> builtins.list[str]:
+        return sorted(
+            {k[len(prefix) :].split("/")[0] for k in self.files if k.startswith(prefix)} - {""}
+        )
+
+    def _no(self, key: str) -> OSError:
+        return OSError(errno.EROFS, "the multicast stream is read-only", key)
+
+    def put(self, key: str, data: bytes, *, durable: bool) -> None:
+        raise self._no(key)
+
+    def append(self, key: str, data: bytes) -> None:
+        raise self._no(key)
+
+    def delete(self, key: str) -> None:
+        raise self._no(key)
+
+    def delete_folder(self, prefix: str) -> None:
+        raise self._no(prefix)
+
+    def discard_partial_writes(self, prefix: str) -> int:
+        return 0
+
+    def sync(self) -> None:
+        return None
+
+    def free_bytes(self) -> int | None:
+        return None
+
+
+@dataclass
+class CastCounts:
+    streamed: int = 0  # chunks taken from the stream and proven
+    fetched: int = 0  # chunks fetched over HTTP (missed or damaged in the stream)
+    damaged: int = 0  # chunks the stream carried with wrong content
+
+
+class CastSource(RepositorySource):
+    """The image's windows from the stream; a chunk the stream lost or damaged from the
+    sender's repository over HTTP. Fetches one at a time, in the stream's order."""
+
+    def __init__(self, loaded: LoadedImage, stream: ChunkStream, fallback: Fallback) -> None:
+        base = RepositorySource.from_image(loaded)
+        super().__init__(base.repo, base.image, base.regions, base.indexes)
+        self.stream = stream
+        self.fallback = fallback
+        self.counts = CastCounts()
+        self._lock = threading.Lock()
+
+    @property
+    def fetchers(self) -> int:
+        return 1
+
+    def fetch(self, name: str) -> bytes:
+        blob = self.stream.take(name)
+        return blob if blob is not None else self._fetch_http(name)
+
+    def _fetch_http(self, name: str) -> bytes:
+        with self._lock:
+            self.counts.fetched += 1
+        return self.fallback.chunk(name)
+
+    def decode(self, region: int, name: str, length: int, blob: bytes) -> bytes:
+        try:
+            data = super().decode(region, name, length, blob)
+        except CorruptData:
+            with self._lock:
+                self.counts.damaged += 1
+            data = super().decode(region, name, length, self._fetch_http(name))
+        else:
+            with self._lock:
+                self.counts.streamed += 1
+        return data
+
+
+class Fallback:
+    """The sender's repository over HTTP, opened on first use (the stream may need none)."""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url
+        self._repo: Repository | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def repo(self) -> Repository:
+        if self.url is None:
+            raise CorruptData(
+                "The multicast stream lost data and names no web address to fetch it from; "
+                "give the sender's with --from http://SENDER:PORT/."
+            )
+        with self._lock:
+            if self._repo is None:
+                self._repo = Repository.open(self.url)
+            return self._repo
+
+    def chunk(self, name: str) -> bytes:
+        return self.repo.get_chunk(name)
+
+
+class CastPlan(RestorePlan):
+    """A restore plan whose windows come from the stream."""
+
+    stream: ChunkStream
+    fallback: Fallback
+
+    @cached_property
+    def source(self) -> CastSource:
+        return CastSource(self.image, self.stream, self.fallback)
+
+
+@dataclass
+class CastResult:
+    image: str
+    target: str
+    seconds: float
+    counts: CastCounts
+    skipped: int  # stream bytes passed over (damaged record headers)
+    complete: bool  # the stream's end record arrived
+
+    def line(self) -> str:
+        c = self.counts
+        return (
+            f"Received image {self.image} onto {self.target} in {self.seconds:.1f} s: "
+            f"{c.streamed} chunks from the stream, {c.fetched} fetched over HTTP "
+            f"({c.damaged} damaged in the stream); every chunk was checked against its name."
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "target": self.target,
+            "ok": True,
+            "seconds": round(self.seconds, 3),
+            "streamed": self.counts.streamed,
+            "fetched": self.counts.fetched,
+            "damaged": self.counts.damaged,
+            "skipped_bytes": self.skipped,
+            "stream_complete": self.complete,
+        }
+
+
+def receiver_argv(interface: str | None, portbase: int, wait: int) -> list[str]:
+    argv = [which("udp-receiver"), "--nokbd", "--portbase", str(portbase)]
+    argv += ["--start-timeout", str(wait), "--receive-timeout", "60"]
+    return argv + (["--interface", interface] if interface else [])
+
+
+@contextlib.contextmanager
+def udp_receiver(argv: list[str]) -> Iterator[tuple[subprocess.Popen[bytes], IO[bytes]]]:
+    """udp-receiver running, its stdout the stream; stopped by its PID at the end."""
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors
+        )
+        try:
+            yield proc, errors
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=30)
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def _tail(errors: IO[bytes]) -> str:
+    errors.seek(0)
+    text = errors.read().decode("utf-8", "replace").replace("\r", "\n")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def load_streamed(files: dict[str, bytes], image: str, fallback: Fallback) -> LoadedImage:
+    """The image from the files the stream carried; from the sender's web server when those
+    are damaged or missing."""
+    where = fallback.url or "the multicast stream"
+    try:
+        return load_image(Repository.in_store(CastStore(files, where)), image)
+    except (RepositoryError, ImageError, CorruptData):
+        if fallback.url is None:
+            raise
+    return load_image(fallback.repo, image)
+
+
+def receive(
+    target: str,
+    *,
+    interface: str | None = None,
+    fallback_url: str | None = None,
+    portbase: int = PORTBASE,
+    wait: int = WAIT,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+) -> CastResult:
+    """Receive one multicast image onto `target` (see the module's doc)."""
+    progress = progress or Progress()
+    interface = interface or default_interface()
+    if interface is not None:
+        check_interface(interface)
+    argv = receiver_argv(interface, portbase, wait)
+    disk = probe_disk(target)
+    check_target(disk)
+    started = time.monotonic()
+    progress.set_phase(Phase.CHECK, f"waiting for a multicast sender (up to {wait} s)")
+    with udp_receiver(argv) as (proc, errors):
+        assert proc.stdout is not None
+        stream = ChunkStream(RecordReader(proc.stdout))
+        head, files = stream.head()
+        if head is None:
+            proc.wait(timeout=30)
+            if not files and proc.returncode != 0:
+                said = _tail(errors)
+                raise DeviceError(
+                    f"No multicast sender was heard within {wait} seconds"
+                    f"{f' on {interface}' if interface else ''} (udp-receiver: "
+                    f"{said or 'no answer'}); nothing was written to {target}."
+                )
+            raise CorruptData(
+                f"The start of the multicast stream was damaged; nothing was written to {target}."
+            )
+        fallback = Fallback(fallback_url or head["http"])
+        loaded = load_streamed(files, head["image"], fallback)
+        sector = loaded.manifest.disk.logical_sector
+        check_target(disk, sector=sector)
+        plan = CastPlan(loaded, disk, fit_for(loaded, disk, None))
+        plan.stream, plan.fallback = stream, fallback
+        check_table(plan)
+        now = recheck_target(plan.target)
+        check_target(now, sector=sector)
+        progress.total = plan.total
+        execute(
+            restore_steps(plan, now),
+            now,
+            progress=progress,
+            cancel=cancel,
+            workers=workers,
+            table=loaded.manifest.table.type if loaded.manifest.table else None,
+        )
+        stream.drain()
+    progress.set_phase(Phase.DONE, f"{loaded.manifest.name} received onto {target}")
+    return CastResult(
+        loaded.manifest.name,
+        target,
+        time.monotonic() - started,
+        plan.source.counts,
+        stream.reader.skipped,
+        stream.reader.complete,
+    )
