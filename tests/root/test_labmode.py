@@ -18,6 +18,7 @@ import pytest
 from kit.cli import appliance, file_digest
 from kit.diskbuild import GPT_DISK_SIZE, MiB, sparse_file
 from kit.diskcompare import assert_equivalent, run
+from kit.s3server import clear_aws_settings, moto_server
 from kit.saved import Saved, saved_gpt_disk
 from kit.webserve import nginx
 
@@ -151,3 +152,59 @@ def test_a_labelled_partition_gets_a_summary_line_per_job(
         assert '"logs"' not in out and '"base"' in out
     finally:
         run("umount", str(mnt))
+
+
+def _keys_partition(saved: Saved, folder: Path, label: str, files: dict[str, str]) -> None:
+    """A small disk whose ext4 partition labelled `label` holds `files` (name -> text)."""
+    node = saved.loops.attach(sparse_file(folder, "keys.img", 64 * MiB))
+    run("sfdisk", "--quiet", node, input="label: gpt\nstart=2048, type=linux\n")
+    run("partx", "-u", node)
+    run("mkfs.ext4", "-q", "-F", "-L", label, f"{node}p1")
+    mnt = saved.loops.mountpoint(f"keys-{label}")
+    run("mount", f"{node}p1", str(mnt))
+    try:
+        for name, text in files.items():
+            (mnt / name).write_text(text)
+    finally:
+        run("umount", str(mnt))
+
+
+def test_a_bucket_with_keys_from_a_labelled_partition(
+    saved: Saved, room: list[tuple[Path, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """s3:// in lab mode: the AWS variables come from a file on a partition (never the
+    command line), the restore goes onto the disk `largest` picks, and the summary line
+    lands in the bucket's logs/."""
+    (small, _), (large, chosen) = room
+    clear_aws_settings(monkeypatch, tmp_path)
+    with moto_server(tmp_path) as server:
+        client = server.client()
+        client.create_bucket(Bucket="lab")
+        for path in sorted(p for p in saved.repo.rglob("*") if p.is_file()):
+            key = f"room1/{path.relative_to(saved.repo)}"  # the folder copied as it is
+            client.put_object(Bucket="lab", Key=key, Body=path.read_bytes())
+        env = server.env(("KEYID-ROOM1", "SECRET-ROOM1"))
+        for name in env:  # set, then removed: the job must take them from the file
+            monkeypatch.setenv(name, "")
+            monkeypatch.delenv(name)
+        label = "K" + uuid.uuid4().hex[:10].upper()
+        text = "".join(f"{name}={value}\n" for name, value in env.items())
+        _keys_partition(saved, tmp_path, label, {"s3.env": f"# room 1\n{text}"})
+        before = file_digest(small)
+
+        code, out, actions = _job(
+            "appliance.job=restore appliance.repo=s3://lab/room1 appliance.image=base "
+            f"appliance.credentials=LABEL={label}:/s3.env appliance.target=largest "
+            "appliance.wait=2 appliance.then=poweroff"
+        )
+        assert code == 0 and actions == ["poweroff"], out
+        assert "AWS_ACCESS_KEY_ID, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL" in out
+        assert "SECRET-ROOM1" not in out and "KEYID-ROOM1" not in out
+        assert f"chose the largest non-USB disk: {chosen}" in out
+        assert_equivalent(saved.source, chosen, False, resized=(3,), moved=(4,))
+        assert file_digest(small) == before
+        logs = [k for k in server.objects() if k.startswith("lab/room1/logs/")]
+        assert len(logs) == 1 and logs[0].endswith(".txt")
+        body = client.get_object(Bucket="lab", Key=logs[0].removeprefix("lab/"))["Body"].read()
+        fields = body.decode().rstrip("\n").split("\t")
+        assert fields[3:6] == ["base", f"{chosen} (Loop device, 629.1 MB, no serial)", "ok"]
