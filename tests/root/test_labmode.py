@@ -20,6 +20,7 @@ from kit.diskbuild import GPT_DISK_SIZE, MiB, sparse_file
 from kit.diskcompare import assert_equivalent, run
 from kit.s3server import clear_aws_settings, moto_server
 from kit.saved import Saved, saved_gpt_disk
+from kit.sshserver import fuse_mounts_under, ssh_server
 from kit.webserve import nginx
 
 from appliance.cli import labmode, unattended
@@ -208,3 +209,38 @@ def test_a_bucket_with_keys_from_a_labelled_partition(
         body = client.get_object(Bucket="lab", Key=logs[0].removeprefix("lab/"))["Body"].read()
         fields = body.decode().rstrip("\n").split("\t")
         assert fields[3:6] == ["base", f"{chosen} (Loop device, 629.1 MB, no serial)", "ok"]
+
+
+def test_a_share_gets_the_summary_line_of_a_restore(
+    saved: Saved, room: list[tuple[Path, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file server in lab mode (sshfs here; nfs:// and smb:// take the same path, their
+    kernel modules are in the VM tier): the restore reads the share, the summary line is
+    written into its logs/, and the share is unmounted at the end."""
+    (small, _), (_, chosen) = room
+    run_dir = tmp_path / "run"
+    monkeypatch.setenv("APPLIANCE_RUN_DIR", str(run_dir))
+    monkeypatch.setenv("APPLIANCE_STATE_DIR", str(tmp_path / "state"))
+    with ssh_server(tmp_path / "sshd") as server:
+        remote = tmp_path / "remote"
+        run("cp", "-a", str(saved.repo), str(remote))
+        label = "K" + uuid.uuid4().hex[:10].upper()
+        key = (server.folder / "client_key").read_text()
+        _keys_partition(saved, tmp_path, label, {"lab.cred": "identity=key\n", "key": key})
+        before = file_digest(small)
+        try:
+            code, out, actions = _job(
+                f"appliance.job=restore appliance.repo={server.address(remote)} "
+                f"appliance.credentials=LABEL={label}:/lab.cred appliance.image=base "
+                f"appliance.host_key={server.fingerprint} appliance.target=largest "
+                "appliance.wait=2 appliance.then=poweroff"
+            )
+        finally:
+            for point in reversed(fuse_mounts_under(run_dir)):  # a failed test's leftovers
+                run("umount", "-l", point, check=False)
+    assert code == 0 and actions == ["poweroff"], out
+    assert_equivalent(saved.source, chosen, False, resized=(3,), moved=(4,))
+    assert file_digest(small) == before
+    lines = [p.read_text() for p in (remote / "logs").iterdir()]
+    assert len(lines) == 1 and "\tbase\t" in lines[0] and "\tok\t" in lines[0]
+    assert fuse_mounts_under(run_dir) == []
