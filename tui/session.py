@@ -21,8 +21,17 @@ from appliance.disk.probe import Scan
 from appliance.errors import ApplianceError
 from appliance.logsetup import report_internal_error
 from appliance.plan.preflight import Usage
+from appliance.repo.httpstore import is_web_address
 from appliance.repo.mount import RepoMount, check_not_on
 from appliance.repo.netmount import HeldMount
+from appliance.repo.repository import (
+    MARKER,
+    Repository,
+    check_writable,
+    local_folder,
+    open_store,
+    storage_error,
+)
 from tui.backend import Backend
 
 log = logging.getLogger("tui")
@@ -30,6 +39,11 @@ log = logging.getLogger("tui")
 T = TypeVar("T")
 
 UsageKey = tuple[Any, ...]
+
+
+def is_address(path: str) -> bool:
+    """The repository is at a web server's or a bucket's address, not in a folder here."""
+    return local_folder(path) is None
 
 
 class Channel(Protocol[T]):
@@ -181,8 +195,22 @@ class Session:
     # -- the repository ----------------------------------------------------------------
     def refresh_repo(self) -> None:
         path = self.repo.path
-        self.repo.free = self.backend.free(path) if path else None
+        self.repo.free = self.backend.free(path) if path and not is_address(path) else None
         self.repo_changed.publish(path)
+
+    def open_address(self, location: str) -> bool:
+        """Check a web server's or a bucket's repository before it is used (in a worker
+        thread): True when a repository is there, False for a bucket without one yet (the
+        first save makes it); a sentence when it cannot be reached, or when a web server
+        (read-only) holds no repository."""
+        if is_web_address(location):
+            Repository.open(location)
+            return True
+        store = open_store(location)  # a bucket: reached with the AWS settings, or a sentence
+        try:
+            return store.exists(MARKER)
+        except OSError as exc:
+            raise storage_error(location, exc) from exc
 
     def set_repo(
         self, path: str | None, mount: RepoMount | None = None, net: HeldMount | None = None
@@ -221,6 +249,8 @@ class Session:
                 mount.ensure(writable)
             if self.repo.net is not None and writable:
                 self.repo.net.check_writable()
+            if writable and is_address(path):
+                check_writable(open_store(path), "a save")  # a web server: the sentence
         return path
 
     def release_repo(self) -> None:
@@ -236,7 +266,8 @@ class Session:
 
     def repo_disks(self) -> set[str]:
         """Kernel names of the disks that hold the repository in use."""
-        return self.backend.repo_disks(self.repo.path) if self.repo.path else set()
+        path = self.repo.path
+        return self.backend.repo_disks(path) if path and not is_address(path) else set()
 
     # -- jobs --------------------------------------------------------------------------
     def job_started(self) -> None:

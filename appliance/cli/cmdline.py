@@ -9,16 +9,22 @@ appliance.job       ``save``, ``restore``, ``verify`` or ``receive`` (required; 
                     image a ``cast send`` multicasts, onto appliance.target; needs no repo/image)
 appliance.repo      the partition that holds the repository: ``LABEL=IMAGES``, ``UUID=...``,
                     ``PARTUUID=...``, ``PARTLABEL=...`` or ``/dev/sdb1``; or a file server:
-                    ``ssh://user@host/path``, ``smb://host/share/path``, ``nfs://host/export``
+                    ``ssh://user@host/path``, ``smb://host/share/path``, ``nfs://host/export``;
+                    or a repository read without a mount (lab mode, appliance.cli.labmode):
+                    ``http(s)://host/path/`` (a web server, read-only), ``s3://bucket/prefix``
                     (required)
 appliance.credentials  for a file server: ``PARTITION:/FILE``, a credentials file (username=,
                     password=, domain=, identity=) on a partition named as appliance.repo's;
-                    never a password on this line. Without it the job asks nothing.
+                    for s3://: a file of ``AWS_...=value`` lines. Never a password or key on
+                    this line (``appliance.aws_secret...`` and the like are refused). Without
+                    it the job asks nothing.
 appliance.host_key  for ssh://: the server's host key fingerprint (SHA256:...) to trust
 appliance.repo_dir  the repository's folder inside that filesystem (default: its top folder)
 appliance.image     the image's name (required)
 appliance.source    save: the disk to save (required for save)
-appliance.target    restore: the disk to overwrite (required); verify: also compare this disk
+appliance.target    restore: the disk to overwrite (required); verify: also compare this disk;
+                    or a rule (appliance.plan.targetrule): ``auto``/``internal`` (the only
+                    internal disk), ``largest`` (the largest non-USB disk), ``serial=XYZ``
 appliance.then      ``shell`` (default: stay on the screen), ``poweroff`` or ``reboot``; only
                     after success: a failed job always stays on the screen with its sentence
 appliance.level     save: zstd level 1-19 (default 3)
@@ -120,6 +126,7 @@ def parse_cmdline(text: str) -> JobSpec | None:
         if not word.startswith(PREFIX):
             continue
         key, sep, value = word[len(PREFIX) :].partition("=")
+        _refuse_secret(key)
         if key not in KEYS:
             raise UsageError(
                 f"The kernel command line has {PREFIX}{key}, which the appliance "
@@ -162,6 +169,18 @@ def parse_cmdline(text: str) -> JobSpec | None:
         interface=values.get("interface"),
         cast_from=values.get("from"),
     )
+
+
+SECRET_WORDS = ("secret", "password", "passwd", "token", "aws_", "access_key")
+
+
+def _refuse_secret(key: str) -> None:
+    """A secret on the kernel command line is readable by every process and every log."""
+    if any(word in key.lower() for word in SECRET_WORDS):
+        raise UsageError(
+            f"{PREFIX}{key} puts a secret on the kernel command line, where every program "
+            f"can read it; put it in a file and name it with {PREFIX}credentials=PARTITION:/FILE."
+        )
 
 
 def _credentials_place(text: str | None) -> str | None:

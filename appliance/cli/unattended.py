@@ -18,18 +18,22 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
+from appliance.cli import labmode
 from appliance.cli.cmdline import JobSpec, parse_cmdline
 from appliance.cli.console import Console, mirror_consoles
-from appliance.disk.naming import resolve_disk, resolve_partition
+from appliance.disk.naming import resolve_partition
 from appliance.errors import ApplianceError, DeviceError, UsageError
 from appliance.logsetup import report_internal_error, setup_logging
 from appliance.progress import Progress
-from appliance.repo.mount import mount_volume
+from appliance.repo.mount import RepoMount, mount_volume
 from appliance.repo.netaddress import is_network
 from appliance.repo.netmount import NetOptions, load_credentials, mounted
 
 __all__ = ["Console", "JobSpec", "main", "run", "run_job", "wait_for"]
+
+T = TypeVar("T")
 
 
 def wait_for(
@@ -58,9 +62,16 @@ def wait_for(
 def mounted_repository(device: str, writable: bool, say: Callable[[str], None]) -> Iterator[Path]:
     """The repository's filesystem mounted (read-only unless ``writable``) by the one mounter
     the interface uses too; unmounted at the end when the job mounted it."""
+    with mounted_volume(device, writable, say) as mount:
+        yield mount.mountpoint
+
+
+@contextlib.contextmanager
+def mounted_volume(device: str, writable: bool, say: Callable[[str], None]) -> Iterator[RepoMount]:
+    """mounted_repository's mount itself (it can be made writable for the summary line)."""
     mount = mount_volume(device, writable=writable)
     try:
-        yield mount.mountpoint
+        yield mount
     finally:
         os.sync()
         try:
@@ -74,14 +85,64 @@ def network_options(spec: JobSpec, say: Callable[[str], None]) -> NetOptions:
     from a file on a partition (appliance.credentials=PARTITION:/FILE), read into memory and
     the partition unmounted again before the job starts."""
     options = NetOptions(ask=None, accept_host_key=spec.host_key)
-    if spec.credentials is None:
-        return options
+    if spec.credentials is not None:
+        options.given = read_credentials(spec, say, lambda p: load_credentials(p, private=False))
+    return options
+
+
+def read_credentials(spec: JobSpec, say: Callable[[str], None], read: Callable[[Path], T]) -> T:
+    """``read`` of the credentials file appliance.credentials=PARTITION:/FILE names, the
+    partition unmounted again before the job starts."""
+    assert spec.credentials is not None
     place, _, file = spec.credentials.partition(":/")
     device = wait_for(lambda: resolve_partition(place), spec.wait, say)
     with mounted_repository(device, False, say) as mountpoint:
-        options.given = load_credentials(mountpoint / file, private=False)
+        value = read(mountpoint / file)
     say(f"credentials: read from {file} on {device}")
-    return options
+    return value
+
+
+def aws_credentials(spec: JobSpec, say: Callable[[str], None]) -> None:
+    """For an s3:// repository: the AWS variables of the credentials file, when one is named
+    (else boto3 finds its settings where it always looks)."""
+    if spec.credentials is None or not spec.repo.lower().startswith("s3://"):
+        return
+
+    def read(path: Path) -> dict[str, str]:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(
+                f"The credentials file {spec.credentials} cannot be read ({exc.strerror})."
+            ) from None
+        return labmode.parse_aws_file(text, str(spec.credentials))
+
+    names = labmode.use_aws_variables(read_credentials(spec, say, read))
+    say(f"credentials: {', '.join(names)} set for the bucket")
+
+
+def _writable(volume: RepoMount, say: Callable[[str], None]) -> bool:
+    """Remount the repository's filesystem read-write for the summary line (the job itself
+    ran read-only); False, with a warning, when it cannot be."""
+    try:
+        volume.ensure(True)
+    except ApplianceError as exc:
+        say(f"warning: the summary line is not written: {exc}")
+        return False
+    return True
+
+
+def wait_for_target(text: str, seconds: float, say: Callable[[str], None]) -> tuple[str, str]:
+    """The disk appliance.target= (or source=) names or chooses by rule (disks appear late)."""
+    found: list[str] = []
+
+    def resolve() -> str:
+        node, described = labmode.resolve_target(text, say)
+        found[:] = [described]
+        return node
+
+    node = wait_for(resolve, seconds, say)
+    return node, found[0]
 
 
 def power(action: str) -> None:
@@ -104,23 +165,39 @@ def run_job(spec: JobSpec, console: Console, cancel: threading.Event | None = No
     disk_spec = spec.disk
     writable = spec.job == "save"
     with contextlib.ExitStack() as stack:
-        if is_network(spec.repo):
-            options = network_options(spec, say)
-            disk = wait_for(lambda: resolve_disk(disk_spec), spec.wait, say) if disk_spec else None
-            mountpoint = stack.enter_context(
-                mounted(spec.repo, writable=writable, create=writable, options=options)
-            )
-            where = spec.repo
+        # lab mode: the summary line needs the repository writable at the end of the job
+        can_write: Callable[[], bool] = lambda: True  # noqa: E731
+        if labmode.is_store_address(spec.repo):
+            aws_credentials(spec, say)
+            repo = labmode.store_location(spec)
+            say(f"repository: {repo}")
         else:
-            device = wait_for(lambda: resolve_partition(spec.repo), spec.wait, say)
-            disk = wait_for(lambda: resolve_disk(disk_spec), spec.wait, say) if disk_spec else None
-            mountpoint = stack.enter_context(mounted_repository(device, writable, say))
-            where = device
-        repo = str(mountpoint / spec.repo_dir) if spec.repo_dir else str(mountpoint)
-        say(
-            f"repository: {where} mounted {'read-write' if writable else 'read-only'} "
-            f"at {mountpoint}"
-        )
+            if is_network(spec.repo):
+                options = network_options(spec, say)
+                mountpoint = stack.enter_context(
+                    mounted(
+                        spec.repo,
+                        writable=True,  # a restore or verify writes its summary line only
+                        check_write=writable,
+                        create=writable,
+                        options=options,
+                    )
+                )
+                where = spec.repo
+            else:
+                device = wait_for(lambda: resolve_partition(spec.repo), spec.wait, say)
+                volume = stack.enter_context(mounted_volume(device, writable, say))
+                mountpoint, where = volume.mountpoint, device
+                can_write = lambda: _writable(volume, say)  # noqa: E731
+            repo = labmode.folder_location(mountpoint, spec)
+            say(
+                f"repository: {where} mounted {'read-write' if writable else 'read-only'} "
+                f"at {mountpoint}"
+            )
+        record = stack.enter_context(labmode.summary(spec, repo, say, can_write))
+        disk = None
+        if disk_spec:
+            disk, record.target = wait_for_target(disk_spec, spec.wait, say)
         progress = Progress(console.listener(), interval=0.5)
         started = time.monotonic()
         if spec.job == "save":

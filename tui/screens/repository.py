@@ -1,7 +1,10 @@
 """Repository: a folder that is already mounted, a filesystem on another disk that the app
 mounts (read-only to look and to restore or verify, read-write only while saving), or a
 file server's share (ssh://, smb://, nfs://) that the app mounts while it is the one in use,
-asking for its password (masked) and whether to trust an ssh server met the first time."""
+asking for its password (masked) and whether to trust an ssh server met the first time; or a
+web server (http://, https://: read-only, a save is refused with its sentence) or a bucket
+(s3://, with the AWS variables or ~/.aws settings the command line reads), used where they
+are, nothing mounted."""
 
 from __future__ import annotations
 
@@ -16,19 +19,29 @@ from textual.widgets import Button, DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from appliance.disk.probe import Scan
+from appliance.repo.httpstore import is_web_address
 from appliance.repo.mount import RepoMount, Volume
 from appliance.repo.netaddress import is_network
 from appliance.repo.netmount import HeldMount, NetOptions, PasswordNeeded, ask_later
 from appliance.repo.repository import holds_repository
 from appliance.repo.sshhosts import HostKeyUnknown
 from appliance.units import human_size
-from tui.messages import ShareMounted, VolumeMounted, VolumesListed
+from tui.messages import ShareMounted, VolumeMounted, VolumesListed, WorkerResult
 from tui.screens.ask import AskScreen
 from tui.screens.flow import FlowScreen
 from tui.screens.password import PasswordScreen
 from tui.widgets.errorline import ErrorLine
 from tui.widgets.topbar import TopBar
 from tui.widgets.volumetable import VolumeTable
+
+
+class AddressOpened(WorkerResult):
+    """A web server's or a bucket's repository was reached; `found`: it holds one."""
+
+    def __init__(self, location: str, found: bool) -> None:
+        super().__init__()
+        self.location = location
+        self.found = found
 
 
 class RepositoryScreen(FlowScreen):
@@ -46,11 +59,12 @@ class RepositoryScreen(FlowScreen):
         with VerticalScroll():
             yield Static("", id="current")
             yield Static(
-                "A folder that is already mounted, or a file server: type it, then Enter",
+                "A mounted folder, a file server, a web server or a bucket: type it, then Enter",
                 classes="step",
             )
             yield Input(
-                placeholder="/mnt/images, ssh://user@host/path, smb://host/share, nfs://host/path",
+                placeholder="/mnt/images, ssh://user@host/path, smb://host/share, "
+                "nfs://host/path, https://host/path, s3://bucket/prefix",
                 id="folder",
             )
             yield Static(
@@ -184,10 +198,28 @@ class RepositoryScreen(FlowScreen):
         else:
             self.say(error)
 
+    # -- a web server or a bucket -------------------------------------------------------
+    @work(thread=True, exclusive=True, group="address", exit_on_error=False)
+    def open_address(self, location: str) -> AddressOpened:
+        return AddressOpened(location, self.session.open_address(location))
+
+    def on_address_opened(self, message: AddressOpened) -> None:
+        self.use(message.location, None)
+        if is_web_address(message.location):
+            state = "a repository, read-only: restore and verify, no save"
+        else:
+            state = "a repository" if message.found else "no repository yet: a save makes it"
+        self.query_one(ErrorLine).note(f"Using {message.location} ({state}).")
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         if is_network(event.value.strip()):
             self.start_share(event.value.strip(), NetOptions(ask=ask_later))
+            return
+        if "://" in event.value:
+            location = event.value.strip()
+            self.query_one(ErrorLine).note(f"Connecting to {location}...")
+            self.open_address(location)
             return
         path = Path(event.value.strip()).expanduser()
         if not event.value.strip() or not path.is_absolute():
