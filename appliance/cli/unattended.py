@@ -245,8 +245,8 @@ def receive_job(spec: JobSpec, console: Console, cancel: threading.Event | None)
     from appliance.jobs.cast import receive
 
     assert spec.target is not None
-    disk = wait_for(lambda: resolve_disk(spec.target or ""), spec.wait, console.say)
-    console.say(f"waiting for a multicast sender to erase {disk} with its image")
+    disk, described = wait_for_target(spec.target, spec.wait, console.say)  # a name or a rule
+    console.say(f"waiting for a multicast sender to erase {described} with its image")
     got = receive(
         disk,
         interface=spec.interface,
