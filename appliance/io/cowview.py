@@ -35,6 +35,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
+from appliance.disk.deadmounts import clear_dead
 from appliance.errors import DeviceError
 
 GRANULE = 4096
@@ -292,11 +293,9 @@ class CowView:
     ) -> None:
         self.size = size
         self.purpose = purpose
-        self.folder = Path(
-            tempfile.mkdtemp(
-                prefix="appliance-cow-", dir=workdir or os.environ.get("APPLIANCE_TMP", "/var/tmp")
-            )
-        )
+        where = workdir or os.environ.get("APPLIANCE_TMP", "/var/tmp")
+        clear_dead(sorted(Path(where).glob("appliance-cow-*")), "view")  # killed jobs' views
+        self.folder = Path(tempfile.mkdtemp(prefix="appliance-cow-", dir=where))
         self.mountpoint = self.folder / "view"
         self.mountpoint.mkdir()
         self.path = str(self.mountpoint / NAME)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from appliance.disk.deadmounts import clear_dead
 from appliance.errors import CorruptData, DeviceError, ImageError, UnsupportedImage
 from appliance.tools import run, which
 
@@ -125,6 +126,7 @@ def create(path: Path, fmt: str, size: int) -> None:
 def remove_leftovers(workdir: str) -> None:
     """The folders of views whose job was killed (its daemon stopped and unmounted, by its
     death signal, but nothing removed the folder): not mounted, and older than a start."""
+    clear_dead(sorted(Path(workdir).glob(PREFIX + "*")), "disk.raw")  # whole group killed
     for folder in Path(workdir).glob(PREFIX + "*"):
         try:
             if os.path.ismount(folder / "disk.raw"):
