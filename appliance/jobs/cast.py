@@ -45,6 +45,7 @@ from appliance.plan.safety import check_target
 from appliance.progress import Phase, Progress
 from appliance.repo.image import LoadedImage, load_image
 from appliance.repo.repository import Repository
+from appliance.repo.store import ReadOnlyWrites
 from appliance.tools import run, which
 
 PORTBASE = 9000  # udpcast's default; sender and receivers must agree
@@ -77,9 +78,11 @@ def default_interface() -> str | None:
     return None
 
 
-class CastStore:
+class CastStore(ReadOnlyWrites):
     """The repository files the stream's head carried (read-only); what it lacks comes from
     the sender's repository over HTTP when there is one."""
+
+    refusal = "the multicast stream is read-only"
 
     def __init__(self, files: dict[str, bytes], where: str) -> None:
         self.files = files
@@ -116,24 +119,6 @@ class CastStore:
         return sorted(
             {k[len(prefix) :].split("/")[0] for k in self.files if k.startswith(prefix)} - {""}
         )
-
-    def _no(self, key: str) -> OSError:
-        return OSError(errno.EROFS, "the multicast stream is read-only", key)
-
-    def put(self, key: str, data: bytes, *, durable: bool) -> None:
-        raise self._no(key)
-
-    def append(self, key: str, data: bytes) -> None:
-        raise self._no(key)
-
-    def delete(self, key: str) -> None:
-        raise self._no(key)
-
-    def delete_folder(self, prefix: str) -> None:
-        raise self._no(prefix)
-
-    def discard_partial_writes(self, prefix: str) -> int:
-        return 0
 
     def sync(self) -> None:
         return None

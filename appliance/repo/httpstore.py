@@ -30,7 +30,7 @@ import urllib3
 from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError, SSLError
 
 from appliance.errors import RepositoryError
-from appliance.repo.store import check_key
+from appliance.repo.store import ReadOnlyWrites, check_key
 
 CONNECT_TIMEOUT = 10.0  # seconds
 READ_TIMEOUT = 30.0  # seconds without a byte
@@ -107,8 +107,10 @@ def _failure(exc: BaseException, key: str) -> str:
     return f"cannot be reached: {_cause(exc)}"
 
 
-class HttpStore:
+class HttpStore(ReadOnlyWrites):
     """The keys of a repository under a URL, read-only (see the module's doc)."""
+
+    refusal = "a web server is read-only"
 
     def __init__(
         self,
@@ -349,24 +351,7 @@ class HttpStore:
         found = self._listing(prefix)
         return [] if found is None else found[0]
 
-    # -- writing: refused ----------------------------------------------------------------
-    def _no(self, key: str) -> OSError:
-        return OSError(errno.EROFS, "a web server is read-only", key)
-
-    def put(self, key: str, data: bytes, *, durable: bool) -> None:
-        raise self._no(key)
-
-    def append(self, key: str, data: bytes) -> None:
-        raise self._no(key)
-
-    def delete(self, key: str) -> None:
-        raise self._no(key)
-
-    def delete_folder(self, prefix: str) -> None:
-        raise self._no(prefix)
-
-    def discard_partial_writes(self, prefix: str) -> int:
-        return 0  # nothing is ever written here
+    # -- writing: refused (ReadOnlyWrites) -----------------------------------------------
 
     def sync(self) -> None:
         pass  # nothing is ever written here

@@ -20,11 +20,12 @@ from __future__ import annotations
 import builtins
 import contextlib
 import ctypes
+import errno
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from appliance.disk.usage import filesystem_type
 
@@ -95,6 +96,31 @@ class Store(Protocol):
     def free_bytes(self) -> int | None:
         """Room left for new values; None when the store cannot say."""
         ...
+
+
+class ReadOnlyWrites:
+    """The write side of a store that is never written (a web server, a multicast stream):
+    each write raises EROFS with the store's `refusal`."""
+
+    refusal: ClassVar[str] = "the store is read-only"
+
+    def _no(self, key: str) -> OSError:
+        return OSError(errno.EROFS, self.refusal, key)
+
+    def put(self, key: str, data: bytes, *, durable: bool) -> None:
+        raise self._no(key)
+
+    def append(self, key: str, data: bytes) -> None:
+        raise self._no(key)
+
+    def delete(self, key: str) -> None:
+        raise self._no(key)
+
+    def delete_folder(self, prefix: str) -> None:
+        raise self._no(prefix)
+
+    def discard_partial_writes(self, prefix: str) -> int:
+        return 0  # nothing is ever written there
 
 
 def check_key(key: str) -> str:
