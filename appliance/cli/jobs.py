@@ -6,7 +6,9 @@ import argparse
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from appliance.cli.output import fit80, make_progress, print_json
 from appliance.disk.model import Disk
@@ -117,6 +119,26 @@ def confirm(target: Disk, description: str, job: str) -> None:
         raise SafetyRefusal(f"Nothing was written: you typed {answer!r}, not {name}.")
 
 
+def previewed_or_confirmed(
+    args: argparse.Namespace,
+    text: PlanText,
+    target: Disk,
+    verb: str,
+    plan_json: Callable[[], dict[str, Any]],
+) -> bool:
+    """True when --dry-run printed the plan (the job does not run); otherwise the typed
+    confirmation is asked, unless --yes."""
+    if args.dry_run:
+        if args.json:
+            print_json(plan_json())
+        else:
+            print("\n".join([describe_plan(text), "Steps:", *text.steps]))
+        return True
+    if not args.yes:
+        confirm(target, describe_plan(text), verb)
+    return False
+
+
 def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
     if isinstance(args.target, list):  # `restore ... TARGET [TARGET ...]`
         if len(args.target) > 1:
@@ -129,14 +151,14 @@ def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
         return run_shelf_restore(args, cancel, folder)
     plan = plan_restore(args.repo, args.image, args.target, grow=args.grow)
     text = restore_text(plan)
-    if args.dry_run:
-        if args.json:
-            print_json({**plan_json(plan), "steps": steps_json(restore_steps(plan))})
-        else:
-            print("\n".join([describe_plan(text), "Steps:", *text.steps]))
+    if previewed_or_confirmed(
+        args,
+        text,
+        plan.target,
+        "Restoring",
+        lambda: {**plan_json(plan), "steps": steps_json(restore_steps(plan))},
+    ):
         return 0
-    if not args.yes:
-        confirm(plan.target, describe_plan(text), "Restoring")
     progress = make_progress(args.progress)
     started = time.monotonic()
     restore(plan, progress=progress, cancel=cancel, verify_first=args.verify_first)
@@ -155,16 +177,14 @@ def run_shelf_restore(args: argparse.Namespace, cancel: threading.Event, folder:
     plan = plan_shelf_restore(folder, args.target, grow=args.grow)
     try:
         text = shelf_restore_text(plan)
-        if args.dry_run:
-            if args.json:
-                print_json(
-                    {**shelf_plan_json(plan), "steps": steps_json(shelf_restore_steps(plan))}
-                )
-            else:
-                print("\n".join([describe_plan(text), "Steps:", *text.steps]))
+        if previewed_or_confirmed(
+            args,
+            text,
+            plan.target,
+            "Restoring",
+            lambda: {**shelf_plan_json(plan), "steps": steps_json(shelf_restore_steps(plan))},
+        ):
             return 0
-        if not args.yes:
-            confirm(plan.target, describe_plan(text), "Restoring")
         progress = make_progress(args.progress)
         if args.verify_first:
             check_streams(plan, progress=progress, cancel=cancel)
@@ -188,14 +208,14 @@ def run_clone(args: argparse.Namespace, cancel: threading.Event) -> int:
     progress = make_progress(args.progress)
     plan = plan_clone(args.source, args.target, grow=args.grow, progress=progress)
     text = clone_text(plan)
-    if args.dry_run:
-        if args.json:
-            print_json({**plan.to_json(), "steps": steps_json(clone_steps(plan))})
-        else:
-            print("\n".join([describe_plan(text), "Steps:", *text.steps]))
+    if previewed_or_confirmed(
+        args,
+        text,
+        plan.target,
+        "Cloning",
+        lambda: {**plan.to_json(), "steps": steps_json(clone_steps(plan))},
+    ):
         return 0
-    if not args.yes:
-        confirm(plan.target, describe_plan(text), "Cloning")
     started = time.monotonic()
     clone(plan, progress=progress, cancel=cancel)
     seconds = time.monotonic() - started

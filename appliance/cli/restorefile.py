@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from appliance.cli import jobs
-from appliance.cli.jobs import confirm, describe_plan
+from appliance.cli.jobs import previewed_or_confirmed
 from appliance.cli.output import fit80, make_progress, print_json
 from appliance.errors import UsageError
 from appliance.jobs.filerestore import (
@@ -104,14 +104,14 @@ def run_file_restore(
     args: argparse.Namespace, cancel: threading.Event, plan: FileRestorePlan
 ) -> int:
     text = file_restore_text(plan)
-    if args.dry_run:
-        if args.json:
-            print_json({**plan.to_json(), "steps": steps_json(file_restore_steps(plan))})
-        else:
-            print("\n".join([describe_plan(text), "Steps:", *text.steps]))
+    if previewed_or_confirmed(
+        args,
+        text,
+        plan.target,
+        "Restoring",
+        lambda: {**plan.to_json(), "steps": steps_json(file_restore_steps(plan))},
+    ):
         return 0
-    if not args.yes:
-        confirm(plan.target, describe_plan(text), "Restoring")
     progress = make_progress(args.progress)
     started = time.monotonic()
     restore_file(plan, progress=progress, cancel=cancel, verify_first=args.verify_first)
