@@ -118,3 +118,23 @@ def test_save_of_the_stick_is_refused(live: BootStick, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     _refused_untouched(live, "save", live.node, "--repo", str(repo), "--image", "x", "--create")
     assert not repo.exists()
+
+
+def test_toram_marks_no_disk_and_says_so(
+    stick: BootStick, saved: Saved, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """live-boot's toram: the medium copied into a tmpfs moved onto the medium's place and
+    the stick unmounted; nothing then tells which disk it was, and `disks` says so."""
+    medium = saved.loops.mountpoint("ram-medium")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(medium)], check=True)
+    try:
+        monkeypatch.setenv(SEAM, str(medium))
+        disk, problems, data = _listed(stick.node)
+        assert disk is None and problems, "the stick was marked from a medium in RAM"
+        assert not any(d["boot_stick"] for d in data["disks"])
+        assert data["boot_medium"]["in_ram"] is True and data["boot_medium"]["fstype"] == "tmpfs"
+        text = appliance("disks", "--all").stdout
+        assert "The appliance runs from RAM (booted with toram)" in text
+        assert "this boot stick" not in text
+    finally:
+        subprocess.run(["umount", str(medium)], check=True)
