@@ -1,8 +1,8 @@
 """The stick the appliance booted from, on a real loop device: its table reads as an Apple
 map (as the hybrid ISO's does) and its medium is mounted where the appliance is told
 live-boot mounted it (tests/kit/bootstick.py). `appliance disks` names it "this boot stick";
-every job given it as a target, or as a source, says one sentence, exits 5 and writes
-nothing."""
+every job given it as a target, as a source or as the disk to verify says one sentence,
+exits 5 and writes nothing."""
 
 from __future__ import annotations
 
@@ -138,3 +138,8 @@ def test_toram_marks_no_disk_and_says_so(
         assert "this boot stick" not in text
     finally:
         subprocess.run(["umount", str(medium)], check=True)
+
+
+def test_verify_against_the_stick_is_refused(live: BootStick, saved: Saved) -> None:
+    repo = str(saved.repo)
+    _refused_untouched(live, "verify", "--repo", repo, "--image", "base", "--against", live.node)
