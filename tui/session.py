@@ -127,7 +127,7 @@ class Session:
         scan = self.backend.scan()
         whole: dict[str, str] = {}
         for disk in scan.disks:
-            if disk.table is None and not disk.partitions:
+            if disk.table is None and not disk.partitions and not disk.boot_stick:
                 try:
                     found = self.backend.whole_filesystem(disk)
                 except ApplianceError as exc:

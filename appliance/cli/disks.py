@@ -13,6 +13,9 @@ null where unknown)::
         "table_id": str|null,          # GPT disk GUID (lower case) or MBR id "0x1234abcd"
         "incomplete": str|null,        # "incomplete restore of IMAGE, started TIME": a
                                        # restore or clone onto this disk stopped halfway
+        "boot_stick": bool,            # the disk the appliance booted from: only its
+                                       # identity is read (table null, no partitions); no
+                                       # job reads or writes it
         "partitions": [{
             "number": int, "node": str|null,   # null: the kernel has no node for it
             "start": int, "size": int, "end": int,   # end = start + size (first byte after)
@@ -23,9 +26,14 @@ null where unknown)::
             "fstype": str|null, "fsversion": str|null, "label": str|null, "uuid": str|null
         }, ...]
      }, ...],
-     "problems": [{"name": "vda", "node": "/dev/vda", "error": str}, ...]}
+     "problems": [{"name": "vda", "node": "/dev/vda", "error": str}, ...],
+     "boot_medium": {"mountpoint": str, "fstype": str|null, "in_ram": bool,
+                     "note": str|null}|null}
 
 "problems" lists disks that exist but could not be probed, each with a sentence saying why.
+"boot_medium" is where live-boot mounted what the appliance booted from (null: not a live
+system); "in_ram": booted with toram, so the stick cannot be told apart from other disks
+("note" says so, and no disk has "boot_stick": true).
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import textwrap
 from dataclasses import asdict
 from typing import Any, TextIO
 
+from appliance.disk.bootmedium import BootMedium, find_boot_medium
 from appliance.disk.fsprobe import FsInfo, whole_disk_filesystem
 from appliance.disk.model import Disk, Partition
 from appliance.disk.parttypes import type_name
@@ -73,7 +82,19 @@ def disk_json(disk: Disk, whole_fs: FsInfo | None = None) -> dict[str, Any]:
         "table_id": disk.table_id,
         "filesystem": asdict(whole_fs) if whole_fs else None,
         "incomplete": disk.incomplete,
+        "boot_stick": disk.boot_stick,
         "partitions": [partition_json(part) for part in disk.partitions],
+    }
+
+
+def medium_json(medium: BootMedium) -> dict[str, Any] | None:
+    if medium.mountpoint is None:
+        return None
+    return {
+        "mountpoint": medium.mountpoint,
+        "fstype": medium.fstype,
+        "in_ram": medium.in_ram,
+        "note": medium.note(),
     }
 
 
@@ -92,6 +113,7 @@ def _filesystem(part: Partition) -> str:
 
 
 WIDTH = 80  # the console of the live system
+BOOT_STICK = "this boot stick"  # how the disk the appliance booted from is named
 
 
 def _table_lines(disk: Disk) -> list[str]:
@@ -154,6 +176,10 @@ def disk_lines(disk: Disk, whole_fs: FsInfo | None = None) -> list[str]:
     lines += _wrap("  " + ", ".join(facts))
     if disk.is_loop:
         lines += _wrap(f"  file {disk.backing_file}")
+    if disk.boot_stick:
+        return lines + _wrap(
+            f"  {BOOT_STICK}: the appliance runs from it; no job reads or writes it"
+        )
     if disk.incomplete:
         lines += _wrap(f"  {disk.incomplete}: no valid partition table; run it again to finish it")
     if whole_fs is not None:
@@ -172,11 +198,16 @@ def disk_lines(disk: Disk, whole_fs: FsInfo | None = None) -> list[str]:
 def run_disks(all_disks: bool, as_json: bool, out: TextIO) -> int:
     """Print the disks (loop devices too with `all_disks`); exit code 0."""
     scan = scan_disks(include_loop=all_disks)
-    whole = {disk.node: whole_disk_filesystem(disk.node, disk.table) for disk in scan.disks}
+    medium = find_boot_medium()
+    whole = {
+        disk.node: None if disk.boot_stick else whole_disk_filesystem(disk.node, disk.table)
+        for disk in scan.disks
+    }
     if as_json:
         data = {
             "disks": [disk_json(disk, whole[disk.node]) for disk in scan.disks],
             "problems": [problem_json(problem) for problem in scan.problems],
+            "boot_medium": medium_json(medium),
         }
         out.write(json.dumps(data, indent=2) + "\n")
         return 0
@@ -190,4 +221,7 @@ def run_disks(all_disks: bool, as_json: bool, out: TextIO) -> int:
         out.write("Disks that cannot be read:\n")
         for problem in scan.problems:
             out.write("\n".join(_wrap(f"  {problem.name}: {problem.error}")) + "\n")
+    note = medium.note()
+    if note:
+        out.write("\n" + "\n".join(textwrap.wrap(note, WIDTH)) + "\n")
     return 0

@@ -52,6 +52,9 @@ class Disk:
     last_lba: int | None = None  # GPT last usable LBA
     partitions: tuple[Partition, ...] = field(default_factory=tuple)
     incomplete: str | None = None  # "incomplete restore of IMAGE, started TIME" (marker)
+    # the disk the appliance booted from (appliance.disk.bootmedium): its table is not read
+    # (a hybrid ISO's looks like an Apple map to libparted), it is never a source or target
+    boot_stick: bool = False
     # `sfdisk --json`'s "partitiontable", read while probing (None: no table, or not probed)
     sfdisk: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 

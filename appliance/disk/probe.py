@@ -4,7 +4,8 @@ Identity comes from identity (udev, then sysfs), the table from parted_table (li
 sfdisk), filesystems from fsprobe (blkid). Probing never writes; only `partition_node` and
 `sync_partitions` change anything, and only the kernel's view of a table (`partx`), never
 the disk. The kernel of the appliance may have no partition-table parser, and loop devices
-never scan their tables, so partition nodes exist only after `partx` has added them.
+never scan their tables, so partition nodes exist only after `partx` has added them. The
+disk the appliance booted from (bootmedium) is probed for its identity only: `boot_stick`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from appliance.disk import identity
 from appliance.disk import marker as restoremark
+from appliance.disk.bootmedium import boot_disks
 from appliance.disk.fsprobe import FsInfo, probe_filesystem
 from appliance.disk.model import Disk, Partition
 from appliance.disk.parted import TableEntry, read_table
@@ -143,10 +145,33 @@ def _matches(entry: TableEntry | Partition, start: int, size: int) -> bool:
     return start == entry.start and (entry.kind == "extended" or size == entry.size)
 
 
-def _build(ident: identity.Identity) -> Disk:
+def _boot_stick(ident: identity.Identity, node: str) -> Disk:
+    """The disk the appliance booted from: its identity only. Its table is not read (a
+    hybrid ISO carries an MBR, an Apple partition map and a GPT that libparted reads as
+    "mac"), since no job reads or writes it."""
+    return Disk(
+        name=ident.name,
+        node=node,
+        size=ident.size,
+        logical_sector=ident.logical_sector,
+        physical_sector=ident.physical_sector,
+        model=ident.model,
+        serial=ident.serial,
+        devnum=ident.devnum,
+        removable=ident.removable,
+        readonly=ident.readonly,
+        is_loop=ident.is_loop,
+        backing_file=ident.backing_file,
+        boot_stick=True,
+    )
+
+
+def _build(ident: identity.Identity, boot: frozenset[str] = frozenset()) -> Disk:
     node = os.path.join(DEV, ident.name)
     if ident.size == 0:
         raise DeviceError(f"{node} is empty (0 bytes): no medium, or nothing attached to it.")
+    if ident.name in boot:
+        return _boot_stick(ident, node)
     table = read_table(node)
     kernel = identity.kernel_partitions(ident.name)
     partitions = tuple(_partition(entry, kernel) for entry in (table.partitions if table else ()))
@@ -180,13 +205,14 @@ def _incomplete(node: str) -> str | None:
 
 def probe_disk(node_or_name: str) -> Disk:
     """Everything about one whole disk: identity, table, partitions and their filesystems."""
-    return _build(identity.read_identity(resolve_name(node_or_name)))
+    return _build(identity.read_identity(resolve_name(node_or_name)), boot_disks())
 
 
 def scan_disks(include_loop: bool = False) -> Scan:
     """All whole disks, plus the ones that exist but cannot be probed (with the reason)."""
     disks: list[Disk] = []
     problems: list[Problem] = []
+    boot = boot_disks()
     for name in sorted(identity.disk_names(), key=_natural):
         if not is_disk_name(name, include_loop):
             continue
@@ -196,7 +222,7 @@ def scan_disks(include_loop: bool = False) -> Scan:
             ident = identity.read_identity(name)
             if ident.size == 0 or (ident.is_loop and not ident.backing_file):
                 continue  # an empty card reader, a loop device with nothing attached
-            disks.append(_build(ident))
+            disks.append(_build(ident, boot))
         except ApplianceError as exc:  # unreadable, damaged table, unplugged while probed
             log.info("cannot probe %s: %s", name, exc)
             problems.append(Problem(name, os.path.join(DEV, name), str(exc)))

@@ -30,6 +30,7 @@ from appliance.io.pipeline import Stage, Window, read_windows, workers_default
 from appliance.io.source import RepositorySource
 from appliance.io.windows import window_length
 from appliance.plan.fit import GROWABLE_FS
+from appliance.plan.safety import check_not_boot_stick
 from appliance.progress import Phase, Progress
 from appliance.repo.chunk import Decoder, content_hash
 from appliance.repo.image import LoadedImage, load_image
@@ -274,6 +275,7 @@ def verify_against(
     repo = Repository.open(repo_path)
     loaded = load_image(repo, image)
     disk = probe_disk(disk_name)
+    check_not_boot_stick(disk)  # only its identity was probed: nothing to compare
     result = VerifyResult(image)
     source = RepositorySource.from_image(loaded)
     windows, by_files = _plan_checks(source, loaded, disk, result.checks)

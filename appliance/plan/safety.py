@@ -8,9 +8,9 @@ partition; never restore onto a disk that is too small or has another sector siz
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from appliance.disk.bootmedium import boot_disks
 from appliance.disk.model import Disk
 from appliance.disk.usage import (
     disk_devnums,
@@ -23,8 +23,6 @@ from appliance.disk.usage import (
 )
 from appliance.errors import SafetyRefusal
 from appliance.units import human_size
-
-LIVE_MEDIUM = ("/run/live/medium", "/lib/live/mount/medium")
 
 
 def check_not_in_use(disk: Disk, role: str = "target") -> None:
@@ -48,12 +46,18 @@ def check_not_in_use(disk: Disk, role: str = "target") -> None:
         )
 
 
-def check_not_boot_medium(disk: Disk) -> None:
-    for medium in LIVE_MEDIUM:
-        if os.path.ismount(medium) and disk.name in disks_of_path(Path(medium)):
-            raise SafetyRefusal(
-                f"{disk.describe()} is the stick the appliance started from; choose another disk."
-            )
+def boot_stick_refusal(disk: Disk) -> SafetyRefusal:
+    """The one sentence for the disk the appliance booted from, whatever the job."""
+    return SafetyRefusal(
+        f"{disk.describe()} is the stick this appliance booted from; choose another disk."
+    )
+
+
+def check_not_boot_stick(disk: Disk) -> None:
+    """Never read or write the disk the appliance booted from (probed as such, or found
+    under the live medium now: a Disk made before the medium was looked at)."""
+    if disk.boot_stick or disk.name in boot_disks():
+        raise boot_stick_refusal(disk)
 
 
 def check_not_repo_disk(disk: Disk, repo_path: Path, role: str = "target") -> None:
@@ -73,13 +77,13 @@ def check_target(
     sector: int | None = None,
 ) -> None:
     """Every rule a disk that is about to be overwritten must pass."""
+    check_not_boot_stick(target)  # first: the stick is read-only too, and that says less
     if source is not None and source.devnum == target.devnum:
         raise SafetyRefusal(
             f"The target {target.describe()} is the source of this job; choose another target."
         )
     if target.readonly:
         raise SafetyRefusal(f"The target {target.describe()} is read-only.")
-    check_not_boot_medium(target)
     if repo_path is not None:
         check_not_repo_disk(target, repo_path)
     check_not_in_use(target)
@@ -98,7 +102,9 @@ def check_target(
 
 def check_source(source: Disk, repo_path: Path | None = None) -> None:
     """A save never writes its source (the repository may not live on it), and neither a save
-    nor a clone reads a partition that is mounted read-write: the copy would be torn."""
+    nor a clone reads a partition that is mounted read-write: the copy would be torn. The
+    boot stick is not a source either: only its identity was probed."""
+    check_not_boot_stick(source)
     if repo_path is not None:
         check_not_repo_disk(source, repo_path, role="source")
     mounts = mounted_devnums()

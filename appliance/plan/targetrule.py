@@ -7,7 +7,8 @@ disk; it names a rule that every PC applies to its own disks:
   the appliance started from. Zero or several such disks: a sentence, nothing is written.
 - ``largest``: the largest disk that is not on USB (nor removable, nor the boot stick); two
   of that size: a sentence.
-- ``serial=XYZ``: the disk whose serial number (as ``appliance disks`` shows it) is XYZ.
+- ``serial=XYZ``: the disk whose serial number (as ``appliance disks`` shows it) is XYZ;
+  named so, the boot stick is chosen, and the job refuses it with its sentence.
 
 Anything else is a disk name as before (appliance.disk.naming). The rule only chooses: the
 job then applies every safety rule of appliance.plan.safety to the chosen disk.
@@ -16,14 +17,12 @@ job then applies every safety rule of appliance.plan.safety to the chosen disk.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
-from pathlib import Path
 
+from appliance.disk.bootmedium import boot_disks
 from appliance.disk.model import Disk
-from appliance.disk.usage import disks_of_path
 from appliance.errors import DeviceError, UsageError
-from appliance.plan.safety import LIVE_MEDIUM
 from appliance.units import human_size
 
 SYSFS = "/sys"
@@ -40,15 +39,6 @@ def on_usb(disk: Disk, sysfs: str = SYSFS) -> bool:
     """The disk hangs off a USB bus (its sysfs device path goes through a usb node)."""
     device = os.path.realpath(os.path.join(sysfs, "block", disk.name, "device"))
     return "/usb" in device
-
-
-def boot_disks() -> set[str]:
-    """Kernel names of the disks that hold the live system's medium (empty when not live)."""
-    names: set[str] = set()
-    for medium in LIVE_MEDIUM:
-        if os.path.ismount(medium):
-            names |= disks_of_path(Path(medium))
-    return names
 
 
 @dataclass(frozen=True)
@@ -70,12 +60,17 @@ def choose_target(
     disks: Sequence[Disk],
     *,
     usb: Callable[[Disk], bool] = on_usb,
-    boot: set[str] | None = None,
+    boot: Set[str] | None = None,
 ) -> Choice:
     """The one disk ``rule`` picks among ``disks``; DeviceError when none fits (disks may
-    still appear: the caller may wait), UsageError when the rule cannot tell several apart."""
+    still appear: the caller may wait), UsageError when the rule cannot tell several apart.
+    `boot`: the boot stick's kernel names (appliance.disk.bootmedium's when None)."""
     boot = boot_disks() if boot is None else boot
-    fixed = [d for d in disks if not d.removable and d.name not in boot and not usb(d)]
+    fixed = [
+        d
+        for d in disks
+        if not d.removable and not d.boot_stick and d.name not in boot and not usb(d)
+    ]
     if rule.startswith(SERIAL):
         wanted = rule[len(SERIAL) :].strip()
         found = [d for d in disks if d.serial and d.serial.strip() == wanted]

@@ -301,9 +301,11 @@ def test_disks_command_json_and_text(attached: Attached) -> None:
         "table_id",
         "filesystem",
         "incomplete",
+        "boot_stick",
         "partitions",
     }
-    assert ours["incomplete"] is None
+    assert ours["incomplete"] is None and ours["boot_stick"] is False
+    assert data["boot_medium"] is None  # this machine did not boot from a live medium
     row = sfdisk(node)["partitions"][0]
     part = ours["partitions"][0]
     assert (part["start"], part["size"]) == (row["start"] * 512, row["size"] * 512)

@@ -12,6 +12,7 @@ from textual.worker import Worker, WorkerState
 
 from appliance.disk.model import Disk
 from appliance.disk.probe import Scan
+from appliance.plan.safety import boot_stick_refusal
 from tui.jobspec import JobSpec, WritePlan
 from tui.messages import WorkerResult
 from tui.screens.confirm import ConfirmScreen
@@ -71,11 +72,20 @@ class FlowScreen(Screen[None]):
         """What else to show when the worker of `group` failed (its sentence is shown)."""
 
     # -- helpers -----------------------------------------------------------------------
+    def usable(self, disk: Disk) -> bool:
+        """Whether a job may read or write `disk`: never the stick the appliance booted from
+        (its sentence is shown; appliance.plan.safety refuses it again in the job)."""
+        if disk.boot_stick:
+            self.say(boot_stick_refusal(disk))
+            return False
+        return True
+
     def disk_or_say(self, table_id: str, what: str) -> Disk | None:
         disk = self.query_one(f"#{table_id}", DiskTable).current_disk()
         if disk is None:
             self.say(f"Choose {what} first (arrows, then Enter).")
-        return disk
+            return None
+        return disk if self.usable(disk) else None
 
     def start_job(self, spec: JobSpec, *, writable: bool, avoid: Sequence[str]) -> None:
         """Replace this screen with the job's screen (Home stays underneath)."""

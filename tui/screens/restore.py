@@ -136,6 +136,8 @@ class RestoreScreen(FlowScreen):
         if disk is None:
             self.say("Choose a disk (arrows), then M marks it.")
             return
+        if not self.usable(disk):
+            return
         if disk.name in self.chosen:
             self.chosen.remove(disk.name)
         else:

@@ -83,6 +83,12 @@ class SaveScreen(FlowScreen):
         if disk is None:
             return
         self.unsay()
+        if not self.usable(disk):  # the boot stick: nothing chosen, nothing to start
+            self.disk = None
+            self.preflight = None
+            self.query_one("#start", Button).disabled = True
+            self.query_one(FindingList).show(None, "Choose another disk.")
+            return
         self.disk = disk
         self.preflight = None
         self.query_one("#start", Button).disabled = True

@@ -80,6 +80,8 @@ class VerifyScreen(FlowScreen):
             return
         table = self.query_one(DiskTable)
         disk = None if table.none_selected() else table.current_disk()
+        if disk is not None and not self.usable(disk):
+            return
         request = VerifyRequest(self.repo, self.image.name, disk.name if disk else None)
         spec = self.session.backend.verify_job(request)
         self.start_job(spec, writable=False, avoid=[])

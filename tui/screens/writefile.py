@@ -102,6 +102,8 @@ class WriteFileScreen(FlowScreen):
         if disk is None:
             self.say("Choose a disk (arrows), then Enter marks it.")
             return
+        if not self.usable(disk):
+            return
         if disk.name in self.chosen:
             self.chosen.remove(disk.name)
         else:

@@ -1,4 +1,7 @@
-"""The machine's disks, a row each: named by model, serial and size, not only by kernel name."""
+"""The machine's disks, a row each: named by model, serial and size, not only by kernel name.
+
+The stick the appliance booted from is shown greyed as "this boot stick" in every list; the
+screens refuse it when it is chosen (FlowScreen.usable), with the engine's sentence."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ NONE_KEY = "-"
 # The first row of a table of disks to erase: the cursor starts there, never on a disk, so
 # the target is always chosen by the user (not whatever was highlighted before).
 CHOOSE_TARGET = "(choose a disk)"
+BOOT_STICK = "this boot stick"  # the note of the disk the appliance booted from
 
 
 def fit(text: str, width: int) -> str:
@@ -27,7 +31,19 @@ def fit_tail(text: str, width: int) -> str:
 
 
 def table_name(disk: Disk) -> str:
+    if disk.boot_stick:
+        return "-"  # not read: a hybrid ISO's table is no table a job could use
     return {"gpt": "GPT", "dos": "MBR"}.get(disk.table or "", "none")
+
+
+def greyed(cells: list[Cell]) -> list[Cell]:
+    """A row that cannot be chosen: every cell dimmed."""
+    return [
+        Text(cell.plain, style=f"{cell.style} dim".strip())
+        if isinstance(cell, Text)
+        else Text(cell, style="dim")
+        for cell in cells
+    ]
 
 
 class DiskTable(KeyedTable):
@@ -72,19 +88,15 @@ class DiskTable(KeyedTable):
             self.disks[disk.name] = disk
             note = " ".join(x for x in (labels.get(disk.name), notes.get(disk.name)) if x)
             model = disk.model or "Unknown model"
-            rows.append(
-                (
-                    disk.name,
-                    [
-                        Text(disk.name, style="bold"),
-                        fit(model, self.model_width()),
-                        fit_tail(disk.serial or "-", 16),
-                        human_size(disk.size),
-                        table_name(disk),
-                        Text(fit(note, 16), style="italic"),
-                    ],
-                )
-            )
+            cells = [
+                Text(disk.name, style="bold"),
+                fit(model, self.model_width()),
+                fit_tail(disk.serial or "-", 16),
+                human_size(disk.size),
+                table_name(disk),
+                Text(fit(BOOT_STICK if disk.boot_stick else note, 16), style="italic"),
+            ]
+            rows.append((disk.name, greyed(cells) if disk.boot_stick else cells))
         self.replace_rows(rows)
 
     def on_resize(self) -> None:

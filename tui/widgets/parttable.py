@@ -83,6 +83,9 @@ class PartitionTable(KeyedTable):
                         ],
                     )
                 )
+            elif disk.boot_stick:
+                words = "this boot stick: the appliance runs from it; never read or written"
+                rows.append(("none", [Text(words, style="italic dim"), "", "", "", "", ""]))
             elif not disk.partitions:
                 text = "no partition table" if disk.table is None else "no partitions"
                 rows.append(("none", [Text(text, style="italic"), "", "", "", "", ""]))

@@ -3,6 +3,7 @@ when it cannot pick one."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,13 @@ def test_usb_is_read_from_the_sysfs_device_path(tmp_path: Path) -> None:
     assert on_usb(USB_HDD, str(tmp_path))
     assert not on_usb(SATA, str(tmp_path))
     assert not on_usb(NVME, str(tmp_path))  # no device link at all (a loop device)
+
+
+def test_a_probed_boot_stick_is_never_chosen_by_a_rule() -> None:
+    """The disk probe marked as the boot stick is skipped even when `boot` does not name it
+    (an internal disk holding the appliance's ISO file, booted with findiso=)."""
+    booted = replace(SATA, boot_stick=True)
+    assert choose_target("internal", [booted, NVME], usb=_usb, boot=set()).disk == NVME
+    assert choose_target("largest", [booted, NVME], usb=_usb, boot=set()).disk == NVME
+    with pytest.raises(DeviceError, match="not the boot stick"):
+        choose_target("auto", [booted, STICK], usb=_usb, boot=set())
