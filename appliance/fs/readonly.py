@@ -83,12 +83,36 @@ def mount_read_only(node: str, fstype: str, where: str, *, what: str) -> None:
     which(argv[0])  # a missing FUSE reader names its package
     proc = run(argv, check=False, timeout=120)
     if proc.returncode != 0:
+        if fstype == "btrfs":
+            twin = mounted_twin(node)
+            if twin is not None:
+                raise ToolFailed(
+                    f"The btrfs filesystem of {what} has the same UUID as {twin[0]}, mounted "
+                    f"at {twin[1]}, and this kernel mounts only one btrfs of a UUID at once; "
+                    f"unmount {twin[1]} first."
+                )
         said = (proc.stderr or proc.stdout).strip().splitlines()
         detail = said[-1] if said else f"exit code {proc.returncode}"
         raise ToolFailed(
             f"The {fstype} filesystem of {what} cannot be mounted read-only ({detail}); "
             "it may be damaged."
         )
+
+
+def mounted_twin(node: str) -> tuple[str, str] | None:
+    """A mounted btrfs with the UUID of the one on `node` (the image's source disk, still
+    attached): its device and mount point. Kernels before 6.7 refuse the second one."""
+    uuid = run(["blkid", "-o", "value", "-s", "UUID", node], check=False).stdout.strip()
+    if not uuid:
+        return None
+    with contextlib.suppress(OSError), open("/proc/self/mounts") as table:
+        for line in table:
+            fields = line.split()
+            if len(fields) > 2 and fields[2] == "btrfs" and fields[0] != node:
+                theirs = run(["blkid", "-o", "value", "-s", "UUID", fields[0]], check=False)
+                if theirs.stdout.strip() == uuid:
+                    return fields[0], fields[1].replace("\\040", " ")
+    return None
 
 
 def unmount(where: str, *, lazy_after: float = 10.0) -> bool:

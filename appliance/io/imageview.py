@@ -120,9 +120,15 @@ class PartitionView:
     def _read_ahead(self, number: int) -> None:
         if self.pool is None:
             return
-        for later in range(number + 1, number + 1 + self.ahead):
-            if later in self.stored and not self.cache.cached(later):
+        wanted = 0
+        for later in range(number + 1, number + 1 + 4 * self.ahead):  # past unstored ones
+            if later not in self.stored:
+                continue
+            if not self.cache.cached(later):
                 self.pool.submit(self._quiet_get, later)
+            wanted += 1
+            if wanted == self.ahead:
+                break
 
     def _quiet_get(self, number: int) -> None:
         with contextlib.suppress(OSError):  # the reader that needs it gets the error itself
