@@ -59,13 +59,14 @@ RECORD = "state.json"
 
 
 def process_start(pid: int) -> str | None:
-    """The start time of process `pid` (field 22 of /proc/PID/stat), None when it is gone:
-    a pid with another start time is another process."""
+    """The start time of process `pid` (field 22 of /proc/PID/stat), None when it is gone
+    (or a zombie): a pid with another start time is another process."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return text.rpartition(")")[2].split()[19]
+    fields = text.rpartition(")")[2].split()
+    return None if fields[0] in ("Z", "X") else fields[19]  # a zombie is gone too
 
 
 def alive(pid: int | None, start: str | None) -> bool:
@@ -111,24 +112,12 @@ def _umount(where: str | None) -> None:
         subprocess.run(["umount", "--lazy", where], capture_output=True, check=False)
 
 
-def _detach_loop(node: str | None, backing: str | None) -> None:
-    """Detach loop `node` only while it still reads `backing` (a loop number is reused)."""
-    if not node or not backing:
-        return
-    try:
-        now = (Path("/sys/block") / Path(node).name / "loop" / "backing_file").read_text()
-    except OSError:
-        return
-    if now.strip().removesuffix(" (deleted)") == backing:
-        subprocess.run(["losetup", "--detach", node], capture_output=True, check=False)
-
-
 def undo_mount(folder: Path, record: dict[str, Any]) -> None:
-    """Every step of an image mount undone, in reverse: the filesystem unmounted, its loop
-    device detached, the view unmounted and its process stopped, the folder removed. Each
-    step checks first, so this finishes what a killed process left half done."""
+    """Every step of an image mount undone, in reverse: the filesystem unmounted (its loop
+    device is autoclear: the kernel detaches it then), the view unmounted and its process
+    stopped, the folder removed. Each step checks first, so this finishes what a killed
+    process left half done."""
     _umount(record.get("dir"))
-    _detach_loop(record.get("loop"), record.get("backing"))
     _umount(record.get("view"))
     view_pid = record.get("view_pid")
     if view_pid and alive(view_pid, record.get("view_start")):

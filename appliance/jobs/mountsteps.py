@@ -5,7 +5,8 @@ whatever stops the process, `appliance umount` and the next mount can undo it
 1. the view: for an image of our repository, a child process serving the partition as a
    read-only FUSE file (io/imageview.py; it unmounts itself when its parent is gone); for a
    disk file, the shelf's read-only loop device of the file (shelf/filedisk.py);
-2. a READ-ONLY loop device over the view's file (a disk file's partition already is one);
+2. a READ-ONLY loop device over the view's file, autoclear: it goes when the filesystem on
+   it is unmounted (a disk file's partition already is one);
 3. the filesystem mounted read-only, no journal replayed (fs/readonly.py).
 
 `python -m appliance.jobs.mountsteps --folder F --at DIR ...` is the process that keeps a
@@ -35,7 +36,7 @@ from appliance.jobs.imagemount import (
     PartitionChoice,
     raise_if_stopped,
 )
-from appliance.shelf.filedisk import FileDisk
+from appliance.shelf.filedisk import FileDisk, set_autoclear
 from appliance.tools import run
 
 CLONEZILLA_REASON = (
@@ -124,6 +125,7 @@ class MountSteps:
         self.root = root
         self.view: subprocess.Popen[bytes] | None = None
         self.disk: FileDisk | None = None
+        self.loop_fd: int | None = None
         self.record: dict[str, Any] = {
             "pid": os.getpid(),
             "start": process_start(os.getpid()),
@@ -153,6 +155,7 @@ class MountSteps:
                 node = self._loop(self._start_view(stop))
             raise_if_stopped(stop)
             mount_read_only(node, self.choice.fstype or "", str(self.root), what=self.what)
+            self._let_go_of_loop()  # the mount holds it now
             self.record["ready"] = True
             self.save()
         except BaseException:
@@ -190,11 +193,21 @@ class MountSteps:
         return str(path)
 
     def _loop(self, path: str) -> str:
+        """A read-only loop device over the view's file, marked autoclear and held open
+        until the filesystem is mounted on it: the kernel detaches it at its last close,
+        so it goes with the mount, also when this process is killed."""
         self.record["backing"] = path
         self.save()
         node = run(["losetup", "--find", "--show", "--read-only", path], timeout=60).stdout.strip()
         self.record["loop"] = node
         self.save()
+        try:
+            self.loop_fd = os.open(node, os.O_RDONLY | os.O_CLOEXEC)
+            set_autoclear(self.loop_fd)
+        except OSError as exc:
+            raise DeviceError(
+                f"A read-only loop device for {self.what} cannot be set up: {exc.strerror}."
+            ) from exc
         return node
 
     def _file_partition(self) -> str:
@@ -207,12 +220,15 @@ class MountSteps:
         self.save()
         return partition_node(probe_disk(self.disk.node), self.choice.number)
 
+    def _let_go_of_loop(self) -> None:
+        fd, self.loop_fd = self.loop_fd, None
+        if fd is not None:
+            os.close(fd)
+
     def undo(self, *, remove: bool = True) -> None:
         """Every step undone, last first; safe to call twice."""
         unmount(str(self.root))
-        loop, backing = self.record.pop("loop", None), self.record.get("backing")
-        if loop:
-            run(["losetup", "--detach", loop], check=False, timeout=60)
+        self._let_go_of_loop()  # autoclear: detached once unmounted
         if self.disk is not None:
             disk, self.disk = self.disk, None
             disk.close()
@@ -224,7 +240,6 @@ class MountSteps:
             except subprocess.TimeoutExpired:
                 view.kill()
                 view.wait()
-        del backing
         if remove:
             remove_folder(self.folder)
 
