@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import errno
 import logging
 import os
@@ -43,12 +44,12 @@ class WindowCache:
     first. Thread-safe: a window asked for by several threads at once is loaded once, and a
     load that fails is not kept (the next read tries again and fails again, or succeeds)."""
 
-    def __init__(self, load: Callable[[int], bytes], budget: int = CACHE_BYTES) -> None:
+    def __init__(self, load: Callable[[int], bytearray], budget: int = CACHE_BYTES) -> None:
         self.load = load
         self.budget = budget
         self.held = 0
-        self.windows: OrderedDict[int, bytes] = OrderedDict()
-        self.loading: dict[int, Future[bytes]] = {}
+        self.windows: OrderedDict[int, bytearray] = OrderedDict()
+        self.loading: dict[int, Future[bytearray]] = {}
         self.lock = threading.Lock()
         self.loads = 0  # how many windows were loaded (for tests and figures)
 
@@ -56,7 +57,7 @@ class WindowCache:
         with self.lock:
             return number in self.windows or number in self.loading
 
-    def get(self, number: int) -> bytes:
+    def get(self, number: int) -> bytearray:
         with self.lock:
             data = self.windows.get(number)
             if data is not None:
@@ -99,6 +100,7 @@ class PartitionView:
         self.size = found.size
         self.window = found.window
         self.cache = WindowCache(self._load, budget)
+        self.zeros = bytearray(self.window)  # what every unstored window reads as
         self.ahead = ahead
         self.pool = ThreadPoolExecutor(ahead, "ahead") if ahead else None
         self.stored = {
@@ -109,13 +111,15 @@ class PartitionView:
         chunk = getattr(self.source, "chunk", None)  # RepositorySource: its index says
         return chunk is None or chunk(self.region, number) is not None
 
-    def _load(self, number: int) -> bytes:
+    def _load(self, number: int) -> bytearray:
         try:
             data = self.source.read_window(self.region, number)
         except ApplianceError as exc:  # a damaged or missing chunk: EIO for its reads
             log.warning("window %d of the view cannot be read: %s", number, exc)
             raise OSError(errno.EIO, str(exc)) from exc
-        return data if data is not None else bytes(self.source.regions[self.region].length(number))
+        if data is None:
+            return bytearray(self.source.regions[self.region].length(number))
+        return bytearray(data)  # writable: read() hands out views of it without a copy
 
     def _read_ahead(self, number: int) -> None:
         if self.pool is None:
@@ -134,9 +138,11 @@ class PartitionView:
         with contextlib.suppress(OSError):  # the reader that needs it gets the error itself
             self.cache.get(number)
 
-    def read(self, offset: int, length: int) -> bytes:
+    def read(self, offset: int, length: int) -> bytes | ctypes.Array[ctypes.c_char]:
         """Bytes at `offset`: fewer at the end of the file; OSError(EIO) when a window it
-        touches cannot be read whole and proven."""
+        touches cannot be read whole and proven. A read inside one stored window is handed
+        out as a ctypes view of the cached window (FUSE copies it once, straight to the
+        kernel's buffer)."""
         end = min(offset + max(length, 0), self.size)
         if offset >= end:
             return b""
@@ -148,11 +154,15 @@ class PartitionView:
             take = min(end - pos, win - within)
             if number in self.stored:
                 data = self.cache.get(number)
-                parts.append(memoryview(data)[within : within + take])
-                if within + take == len(data) or within == 0:
+                if within == 0 or within + take == len(data):
                     self._read_ahead(number)
+                if take == end - offset:  # the whole read, from one window
+                    return (ctypes.c_char * take).from_buffer(data, within)
+                parts.append(memoryview(data)[within : within + take])
+            elif take == end - offset:  # inside an unstored window: zeros, shared
+                return (ctypes.c_char * take).from_buffer(self.zeros)
             else:
-                parts.append(bytes(take))
+                parts.append(memoryview(self.zeros)[:take])
             pos += take
         return b"".join(parts)
 
@@ -161,7 +171,9 @@ class PartitionView:
             self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def open_view(repo: str, image: str, partition: int, budget: int) -> PartitionView:
+def open_view(
+    repo: str, image: str, partition: int, budget: int, ahead: int = AHEAD
+) -> PartitionView:
     """The view of partition `partition` of image `image` in the repository at `repo`."""
     from appliance.io.source import RepositorySource
     from appliance.repo.image import load_image
@@ -169,7 +181,7 @@ def open_view(repo: str, image: str, partition: int, budget: int) -> PartitionVi
 
     source = RepositorySource.from_image(load_image(Repository.open(repo), image))
     numbers = [r.partition for r in source.regions]
-    return PartitionView(source, numbers.index(partition), budget=budget)
+    return PartitionView(source, numbers.index(partition), budget=budget, ahead=ahead)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,11 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partition", type=int, required=True)
     parser.add_argument("--cache", type=int, default=CACHE_BYTES >> 20, help="MiB")
     parser.add_argument("--parent", type=int, help="the job's pid: unmount when it is gone")
+    parser.add_argument("--ahead", type=int, default=AHEAD, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.parent:
         unmount_with_parent(args.parent, args.mount)
     try:
-        view = open_view(args.repo, args.image, args.partition, args.cache << 20)
+        view = open_view(args.repo, args.image, args.partition, args.cache << 20, args.ahead)
     except ApplianceError as exc:
         print(exc, file=sys.stderr)
         return exc.exit_code
