@@ -181,6 +181,7 @@ def open_view(
 
     source = RepositorySource.from_image(load_image(Repository.open(repo), image))
     numbers = [r.partition for r in source.regions]
+    ahead = max(ahead, source.fetchers)  # a web server or bucket: as many as a restore asks
     return PartitionView(source, numbers.index(partition), budget=budget, ahead=ahead)
 
 

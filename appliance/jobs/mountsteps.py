@@ -263,7 +263,6 @@ def keep(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     ref = ImageRef(args.repo, args.image, args.file)
-    choice = PartitionChoice(args.partition, None, 0, None, True, None)
     from appliance.jobs.imagemount import choose
 
     folder = Path(args.folder)

@@ -24,6 +24,7 @@ from kit.cli import appliance, result_json
 from kit.diskbuild import build_gpt_disk, build_mbr_disk
 from kit.diskcompare import Entry, partition_nodes, walk_tree
 from kit.loops import Loops
+from kit.webserve import nginx
 
 from appliance.errors import UsageError
 from appliance.jobs.imagemount import (
@@ -264,3 +265,18 @@ def test_a_qcow2_disk_file_mounts_through_the_shelf_view(saved: Saved, tmp_path:
     assert not list(
         Path(os.environ.get("APPLIANCE_TMP", "/var/tmp")).glob("appliance-vm-*/disk.raw")
     )
+
+
+def test_an_image_on_a_web_server_is_browsed_and_mounted_from_there(
+    saved: Saved, tmp_path: Path
+) -> None:
+    part = partition_nodes(saved.sources["mbr"])[5]
+    expected = source_tree(part, "xfs")
+    with nginx(saved.repo.parent, tmp_path) as base:
+        url = f"{base}/{saved.repo.name}/"
+        listed = result_json(appliance("files", "--repo", url, "--image", "mbr",
+                                       "--partition", "5", "data", "--json"))  # fmt: skip
+        names = {e["name"] for e in listed["entries"]}
+        assert names == {rel.split("/")[1] for rel in expected if rel.startswith("data/")}
+        with mounted_partition(ImageRef(repo=url, image="mbr"), 5) as root:
+            assert walk_tree(root) == expected
