@@ -103,6 +103,12 @@ def choose(ref: ImageRef, number: int | None) -> PartitionChoice:
     if len(mountable) == 1:
         return mountable[0]
     if not mountable:
+        reasons = {c.reason for c in choices}
+        if len(reasons) == 1 and choices:  # one reason for all: a Clonezilla image
+            raise UsageError(
+                f"{ref.describe()[0].upper()}{ref.describe()[1:]} cannot be mounted: "
+                f"{reasons.pop()}"
+            )
         raise UsageError(f"{ref.describe()} has no partition whose files can be read.")
     listed = "; ".join(c.describe() for c in mountable)
     raise UsageError(

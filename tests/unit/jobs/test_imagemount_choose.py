@@ -3,11 +3,15 @@ sentence that lists the choices when there are several, and says why a named one
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from appliance.errors import UsageError
 from appliance.jobs import imagemount
-from appliance.jobs.imagemount import ImageRef, PartitionChoice, choose
+from appliance.jobs.imagemount import ImageRef, PartitionChoice, choose, partitions_of
+
+CLONEZILLA = Path(__file__).parents[1] / "shelf" / "data" / "clonezilla"  # captured folders
 
 REF = ImageRef(repo="/r", image="laptop")
 ESP = PartitionChoice(1, "vfat", 100 << 20, "ESP", True, None)
@@ -51,6 +55,25 @@ def test_a_named_partition_that_cannot_be_mounted_says_why(
 
 
 def test_an_image_with_nothing_to_mount_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    given(monkeypatch, SWAP)
+    lvm = PartitionChoice(5, "LVM2_member", 1 << 30, None, False, "It is an LVM volume.")
+    given(monkeypatch, SWAP, lvm)
     with pytest.raises(UsageError, match="no partition whose files can be read"):
         choose(ImageRef(file="/x/disk.qcow2"), None)
+    given(monkeypatch, SWAP)  # one reason for all: that reason
+    with pytest.raises(UsageError, match="disk.qcow2 cannot be mounted: It is swap space"):
+        choose(ImageRef(file="/x/disk.qcow2"), None)
+
+
+def test_a_clonezilla_images_partitions_are_listed_and_say_why_they_do_not_mount() -> None:
+    ref = ImageRef(repo=str(CLONEZILLA), image="gptimg")
+    choices = partitions_of(ref)
+    assert [(c.number, c.fstype) for c in choices] == [
+        (1, "vfat"),
+        (2, "ext4"),
+        (3, "ntfs"),
+        (4, "swap"),
+    ]
+    assert not any(c.mountable for c in choices)
+    assert all("can only be read from their start" in (c.reason or "") for c in choices)
+    with pytest.raises(UsageError, match="Image gptimg cannot be mounted: Clonezilla's"):
+        choose(ref, None)
