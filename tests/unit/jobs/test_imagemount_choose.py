@@ -60,7 +60,7 @@ def test_an_image_with_nothing_to_mount_says_so(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(UsageError, match="no partition whose files can be read"):
         choose(ImageRef(file="/x/disk.qcow2"), None)
     given(monkeypatch, SWAP)  # one reason for all: that reason
-    with pytest.raises(UsageError, match="disk.qcow2 cannot be mounted: It is swap space"):
+    with pytest.raises(UsageError, match=r"disk\.qcow2 cannot be mounted: It is swap space"):
         choose(ImageRef(file="/x/disk.qcow2"), None)
 
 
