@@ -61,6 +61,8 @@ TOOLS: dict[str, str] = {
     "udp-sender": "udpcast",
     "udp-receiver": "udpcast",
     "ip": "iproute2",
+    "fusefat": "fusefat",
+    "mount.exfat-fuse": "exfat-fuse",
 }
 
 

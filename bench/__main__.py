@@ -7,8 +7,9 @@ Each round runs, each after a dropped page cache:
   Clonezilla's restore, our restore, onto a blank target     (restore pair)
   our restore of that repository from nginx on loopback      (web restore, paired with ours)
 Round 1 also checks both restores: every used byte of the target must equal the source.
-After the rounds: a damaged chunk must stop a restore (exit 9), and our save and restore run
-once on the 8 GiB disk for peak memory.
+After the rounds: the read-only view of `appliance mount` against reading its chunks
+directly and the time to its first listing (bench/mountview.py), a damaged chunk must stop
+a restore (exit 9), and our save and restore run once on the 8 GiB disk for peak memory.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import report
+from bench import mountview, report
 from bench.build import Builder, DiskImage
 from bench.httprestore import http_restore, served
 from bench.jobs import (
@@ -329,6 +330,8 @@ def bench(
             )
         shutil.rmtree(cz)
         log("  " + ", ".join(f"{k} {v[-1].seconds:.2f} s" for k, v in runs.items()))
+    # the read-only view of `appliance mount` on the last round's repository, before it is damaged
+    res["mount_view"] = mountview.measure(repo, "base", work, args.rounds)
     checks["damaged_chunk"] = damaged_chunk_refused(repo, "base", target, work)
     shutil.rmtree(repo)
     for disk in (changed, src):
@@ -648,6 +651,29 @@ def evaluate(res: dict[str, Any]) -> list[report.Target]:
             res["total_seconds"] <= 15 * 60,
         )
     )
+    view = res.get("mount_view")
+    if view:
+        out.append(
+            report.Target(
+                "mount view read rate vs reading the same chunks directly",
+                f">= {mountview.TARGET * 100:.0f} %",
+                f"{view['view_share'] * 100:.0f} % ({view['view_rate'] / 1e6:.0f} vs "
+                f"{view['direct_rate'] / 1e6:.0f} MB/s)",
+                view["view_share"] >= mountview.TARGET,
+                f"partition {view['partition']}, {view['stored_bytes'] / 1e6:.0f} MB stored, "
+                "4 MiB reads of the FUSE file against one decoder a core",
+            )
+        )
+        out.append(
+            report.Target(
+                "mount: time to the first root listing",
+                "",
+                f"{view['listing_median']:.2f} s",
+                None,
+                "mounted_partition entered (view, loop device, read-only mount) until its "
+                "root is listed; median",
+            )
+        )
     return out
 
 

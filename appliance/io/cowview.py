@@ -3,7 +3,8 @@ and takes writes into a sparse overlay file, so a filesystem can be shrunk witho
 of its source being written.
 
 The kernel here has no device-mapper (the live ISO's has, but one mechanism is easier to
-prove than two), so the view is a FUSE file served by this module in a child process:
+prove than two), so the view is a FUSE file (io/fuseserve.py: libfuse3, several threads)
+served by this module in a child process:
 
     python -m appliance.io.cowview --mount DIR --overlay FILE --size N
         (--device PATH --offset N | --repo LOCATION --image NAME --region NAME)
@@ -20,23 +21,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Protocol
 
 from appliance.disk.deadmounts import clear_dead
 from appliance.errors import DeviceError
+from appliance.io.fuseserve import serve, unmount_with_parent
 
 GRANULE = 4096
 NAME = "disk"
@@ -205,76 +204,6 @@ class IndexFolder:
             return found
 
 
-def serve(
-    file: Callable[[str], CowFile | None], names: Callable[[], list[str]], mountpoint: str
-) -> None:
-    """Serve DIR/NAME for each name of `names` until unmounted (blocks)."""
-    import fuse  # fusepy; imported here so the engine imports without libfuse
-
-    now = time.time()
-
-    def found(path: str) -> CowFile:
-        cow = file(path.lstrip("/"))
-        if cow is None:
-            raise fuse.FuseOSError(errno.ENOENT)
-        return cow
-
-    class Operations(fuse.Operations):  # type: ignore[misc]
-        def getattr(self, path: str, fh: Any = None) -> dict[str, Any]:
-            if path == "/":
-                return {
-                    "st_mode": stat.S_IFDIR | 0o755,
-                    "st_nlink": 2,
-                    "st_size": 0,
-                    "st_mtime": now,
-                    "st_ctime": now,
-                    "st_atime": now,
-                }
-            return {
-                "st_mode": stat.S_IFREG | 0o600,
-                "st_nlink": 1,
-                "st_size": found(path).size,
-                "st_mtime": now,
-                "st_ctime": now,
-                "st_atime": now,
-            }
-
-        def readdir(self, path: str, fh: Any) -> list[str]:
-            return [".", "..", *names()]
-
-        def open(self, path: str, flags: int) -> int:
-            found(path)
-            return 0
-
-        def truncate(self, path: str, length: int, fh: Any = None) -> int:
-            return 0  # the view keeps its size
-
-        def flush(self, path: str, fh: Any) -> int:
-            return 0
-
-        def fsync(self, path: str, datasync: int, fh: Any) -> int:
-            return 0
-
-        def read(self, path: str, length: int, offset: int, fh: Any) -> bytes:
-            return found(path).read(offset, length)
-
-        def write(self, path: str, data: bytes, offset: int, fh: Any) -> int:
-            done = found(path).write(data, offset)
-            if done < 0:
-                raise fuse.FuseOSError(errno.ENOSPC)
-            return done
-
-    fuse.FUSE(
-        Operations(),
-        mountpoint,
-        foreground=True,
-        nothreads=False,
-        big_writes=True,
-        max_read=131072,
-        fsname="appliance-cow",
-    )
-
-
 class CowView:
     """Context manager: a writable view (a file path) of a region that is never written."""
 
@@ -365,22 +294,6 @@ class CowView:
         self.close()
 
 
-def unmount_with_parent(parent: int, mountpoint: str) -> None:
-    """Unmount the view once the job that started it is gone (then serve() returns): a job
-    killed with SIGKILL cannot unmount its views, and nothing else would. A checker still
-    reading the view keeps it busy until it ends."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        while True:  # until the process ends: it may still be mounting
-            if os.path.ismount(mountpoint):
-                subprocess.run(["umount", mountpoint], capture_output=True, check=False)
-            time.sleep(0.5)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
 def remove_leftovers(args: argparse.Namespace) -> None:
     """The files of a view whose job is gone: its overlays, index folder and folders."""
     for path in Path(args.overlay).parent.glob(Path(args.overlay).name + "*"):
@@ -411,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.index_dir:
             folder = IndexFolder(args.repo, args.index_dir, args.overlay)
-            serve(folder.file, folder.names, args.mount)
+            serve(folder.file, folder.names, args.mount, fsname="appliance-cow", writable=True)
             return 0
         base: Base
         if args.device:
@@ -419,7 +332,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             base = ImageBase(args.repo, args.image, args.region)
         one = CowFile(base, args.size, args.overlay)
-        serve(lambda name: one if name == NAME else None, lambda: [NAME], args.mount)
+        serve(
+            lambda name: one if name == NAME else None,
+            lambda: [NAME],
+            args.mount,
+            fsname="appliance-cow",
+            writable=True,
+        )
         return 0
     finally:
         if os.getppid() != parent:

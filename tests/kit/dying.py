@@ -33,6 +33,10 @@ def dying_disk(loops: Loops, image: Path, where: Path, bad: list[tuple[int, int]
         yield node
         loops.detach(node)
     finally:
-        subprocess.run(["umount", str(where)], check=False)
+        deadline = time.monotonic() + 20  # the detached loop may hold the file a moment
+        while os.path.ismount(where) and time.monotonic() < deadline:
+            if subprocess.run(["umount", str(where)], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.2)
         server.wait(timeout=20)
         os.sync()

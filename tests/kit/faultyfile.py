@@ -13,7 +13,8 @@ import stat
 import sys
 from typing import Any
 
-import fuse
+os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # libfuse3, as the appliance's views
+import mfusepy as fuse
 
 
 def main() -> None:
@@ -23,6 +24,8 @@ def main() -> None:
     size = os.fstat(fd).st_size
 
     class Faulty(fuse.Operations):  # type: ignore[misc]
+        use_ns = True
+
         def getattr(self, path: str, fh: Any = None) -> dict[str, Any]:
             if path == "/":
                 return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2}
