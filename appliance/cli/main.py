@@ -17,7 +17,7 @@ from types import FrameType
 from typing import NoReturn
 
 from appliance import __version__
-from appliance.cli import cast, netrepo
+from appliance.cli import cast, extract, netrepo
 from appliance.errors import ApplianceError, UsageError
 from appliance.logsetup import report_internal_error, setup_logging
 
@@ -135,6 +135,7 @@ def build_parser() -> Parser:
     target_opts(p, several=True)
 
     cast.add_parser(sub)
+    extract.add_parser(sub)
 
     p = sub.add_parser("clone", help="copy a disk onto another disk (erases the target)")
     p.add_argument("source", help="the disk to copy")
@@ -272,6 +273,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return write.run_write(args, CANCEL)
     if args.command == "cast":
         return cast.run_cast(args, CANCEL)
+    if args.command == "extract":
+        return extract.run_extract(args, CANCEL)
     if args.command == "import":
         from appliance.cli import importing
 
