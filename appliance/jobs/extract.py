@@ -122,13 +122,14 @@ def extract(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     allow_ram: bool = False,
-    opener: Opener = mounted,
+    opener: Opener | None = None,
 ) -> CopyReport:
-    """Mount partition `number` of the image read-only, copy `names` out, unmount."""
+    """Mount partition `number` of the image read-only (with `opener`, or `mounted`), copy
+    `names` out, unmount."""
     check_where(where)
     stop = cancel or threading.Event()
     try:
-        with opener(where, number, stop) as root:
+        with (opener or mounted)(where, number, stop) as root:
             return copy_files(
                 root,
                 names,
