@@ -64,13 +64,13 @@ class HomeScreen(Screen[None]):
                 yield Button("Clone", id="clone", compact=True, variant="warning")
                 yield Button("Verify", id="verify", compact=True)
                 yield Button("Write file", id="write_file", compact=True, variant="warning")
-                yield Button("Browse files", id="browse", compact=True, variant="success")
+                yield Button("Browse", id="browse", compact=True, variant="success")
                 yield Button("Repository", id="repository", compact=True)
                 yield Button("Quit", id="quit", compact=True)
             yield Static(
                 "Save copies a whole disk into an image. Restore, Clone and Write file ERASE "
                 "the disks you choose, after you type their names. Nothing is written until "
-                "then. Browse files copies files out of an image and replaces nothing.",
+                "then. Browse copies files out of an image; it replaces nothing.",
                 classes="hint",
             )
         yield Footer()
