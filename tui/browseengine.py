@@ -11,7 +11,7 @@ from pathlib import Path
 
 from appliance.disk.model import Disk
 from appliance.jobs.copyout import CopyReport
-from appliance.jobs.extract import Choice, ImageWhere
+from appliance.jobs.extract import Choice, ImageWhere, where_of
 from appliance.plan.targetrule import boot_disks
 from appliance.progress import Progress
 from appliance.repo.mount import RepoMount, Volume, mount_volume, volumes
@@ -23,12 +23,12 @@ class BrowseEngine:
     def image_partitions(self, repo: str, image: str) -> list[Choice]:
         from appliance.jobs.extract import partitions
 
-        return partitions(ImageWhere(repo, image))
+        return partitions(where_of(repo, image))
 
     def open_partition(self, repo: str, image: str, number: int) -> AbstractContextManager[Path]:
         from appliance.jobs.extract import mounted
 
-        return mounted(ImageWhere(repo, image), number, threading.Event())
+        return mounted(where_of(repo, image), number, threading.Event())
 
     def copy_destinations(self, disks: Sequence[Disk], avoid: set[str]) -> list[Volume]:
         """Filesystems files may be copied onto: none on the disks in `avoid` (the image's

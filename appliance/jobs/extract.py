@@ -44,6 +44,15 @@ class ImageWhere:
         return [folder] if folder is not None else []
 
 
+def where_of(repo: str, image: str) -> ImageWhere:
+    """An image as the image list names it: ours or another tool's, or a disk file that lies
+    in the repository's folder (listed by its file name)."""
+    path = Path(repo) / image
+    if "/" not in image and path.is_file() and not (Path(repo) / "images" / image).exists():
+        return ImageWhere(file=str(path))
+    return ImageWhere(repo, image)
+
+
 class Choice(Protocol):
     """A partition of the image, as imagemount.partitions_of describes it."""
 

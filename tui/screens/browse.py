@@ -142,7 +142,8 @@ class BrowseScreen(FlowScreen):
         if choice is None:
             return
         if not choice.mountable:
-            self.say(f"Partition {choice.number} cannot be browsed: {choice.reason}.")
+            why = (choice.reason or "it cannot be mounted").rstrip(".")
+            self.say(f"Partition {choice.number} cannot be browsed: {why}.")
             return
         self.query_one(ErrorLine).note(f"Mounting partition {choice.number} read-only...")
         self.open_partition(self.repo, self.image, choice.number)

@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
-from appliance.jobs.extract import ImageWhere
+from appliance.jobs.extract import where_of
 from appliance.repo.mount import Volume
 from tui.messages import WorkerResult
 from tui.screens.browsedest import BrowseDestScreen
@@ -64,7 +64,7 @@ class BrowseTreeScreen(Screen[None]):
     ) -> None:
         super().__init__()
         self.session = session
-        self.where = ImageWhere(repo, image)
+        self.where = where_of(repo, image)
         self.number = number
         self.root = root
         self.stack = stack  # the partition's mount, then the destination's
@@ -72,7 +72,7 @@ class BrowseTreeScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield TopBar(
             f"Copy files (nothing on any disk is replaced): partition {self.number} of "
-            f"image {self.where.image}",
+            f"{self.where.describe()}",
             self.session,
         )
         with Vertical():
@@ -141,7 +141,8 @@ class BrowseTreeScreen(Screen[None]):
     def mount_destination(self, volume: Volume) -> DestinationReady:
         mount = self.session.backend.mount_destination(volume.node)
         self.stack.callback(mount.unmount)
-        return DestinationReady(mount.mountpoint / f"recovered-{self.where.image}")
+        name = Path(self.where.file).name if self.where.file else self.where.image
+        return DestinationReady(mount.mountpoint / f"recovered-{name}")
 
     def on_destination_ready(self, message: DestinationReady) -> None:
         self.query_one(ErrorLine).clear()

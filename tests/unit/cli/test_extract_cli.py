@@ -72,3 +72,13 @@ def test_extract_refusals_are_one_sentence(
     assert main([*args, "--to", str(tmp_path / "o")]) == 5
     assert "on the filesystem that holds the image" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_image_of_the_list_is_a_repository_image_or_a_disk_file(tmp_path: Path) -> None:
+    (tmp_path / "images/pc").mkdir(parents=True)
+    (tmp_path / "old-pc.qcow2").write_bytes(b"QFI\xfb")
+    assert extract_job.where_of(str(tmp_path), "pc") == ImageWhere(str(tmp_path), "pc")
+    disk_file = extract_job.where_of(str(tmp_path), "old-pc.qcow2")
+    assert disk_file == ImageWhere(file=str(tmp_path / "old-pc.qcow2"))
+    assert disk_file.sources() == [tmp_path / "old-pc.qcow2"]
+    assert ImageWhere("ssh://backup@nas/images", "pc").sources() == []
