@@ -128,6 +128,8 @@ def inside(root: Path, name: str) -> Path:
     """The entry `name` (a path inside the partition, "/" or relative) under `root`, never
     outside it ("..", or a link that leaves the tree)."""
     relative = Path(os.path.normpath("/" + name.strip().lstrip("/"))).relative_to("/")
+    if relative == Path("."):
+        return root
     path = root / relative
     if Path(os.path.realpath(path.parent)).is_relative_to(os.path.realpath(root)):
         return path
@@ -196,7 +198,10 @@ class CopyOut:
         try:
             for name in names:
                 path = inside(self.root, name)
-                self._entry(path, path.lstat(), self.dest)
+                if path == self.root:  # the whole partition: what it holds goes into dest
+                    self._children(path, self.dest)
+                else:
+                    self._entry(path, path.lstat(), self.dest)
         finally:
             self.report.seconds = time.monotonic() - started
         self.progress.set_phase(Phase.DONE)
@@ -239,6 +244,10 @@ class CopyOut:
 
     def _folder(self, path: Path, st: os.stat_result, target: Path) -> None:
         self.report.folders += 1
+        self._children(path, target)
+        self._keep(target, st)  # after its content: writing into it changed its dates
+
+    def _children(self, path: Path, target: Path) -> None:
         try:
             children = sorted(os.scandir(path), key=lambda e: e.name)
         except OSError as exc:
@@ -253,7 +262,6 @@ class CopyOut:
                 self.report.failed.append(Problem(self._shown(Path(child.path)), _why(exc)))
                 continue
             self._entry(Path(child.path), child_st, target)
-        self._keep(target, st)  # after its content: writing into it changed its dates
 
     def _link(self, path: Path, st: os.stat_result, into: Path, name: str) -> None:
         where = numbered(into, name)

@@ -232,3 +232,15 @@ def test_copy_files_checks_the_destination_first(tmp_path: Path) -> None:
     report = copy_files(root, ["/home/ann/Documents/notes.txt"], tmp_path / "out")
     assert (tmp_path / "out/notes.txt").read_text() == "remember the milk\n"
     assert report.complete
+
+
+def test_the_whole_partition_goes_into_the_folder_itself(tmp_path: Path) -> None:
+    root = tree(tmp_path / "part")
+    (root / "top.txt").write_text("top")
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "top.txt").write_text("already here")
+    report = CopyOut(root, dest).run(["/"])
+    assert sorted(os.listdir(dest)) == ["home", "top (2).txt", "top.txt"]
+    assert (dest / "home/ann/Documents/notes.txt").read_text() == "remember the milk\n"
+    assert [r.path for r in report.renamed] == ["/top.txt"]
