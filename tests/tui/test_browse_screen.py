@@ -63,6 +63,7 @@ def test_browse_select_copy_and_report(tmp_path: Path) -> None:
         tree = screen.query_one(FileTree)
         text = screen_text(pilot.app)
         assert "pagefile.sys" in text and "1.0 kB" in text  # sizes and dates on each line
+        assert "/ (partition 3)" in text
         # the search narrows the files shown (folders stay: what they hold may match)
         screen.query_one("#search", Input).value = "pipe"
         await until(pilot, lambda: len(tree.root.children) == 2, what="the filter")

@@ -50,7 +50,7 @@ class BrowseTreeScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
         Binding("c", "copy_to", "Copy to..."),
-        Binding("slash", "search", "Search"),
+        Binding("slash", "search", "Search", key_display="/"),
     ]
 
     def __init__(
@@ -77,7 +77,7 @@ class BrowseTreeScreen(Screen[None]):
         )
         with Vertical():
             yield Input(placeholder="Search: part of a name, then Tab to the tree", id="search")
-            yield FileTree(self.root, id="files")
+            yield FileTree(self.root, title=f"/ (partition {self.number})", id="files")
             yield Static("Nothing selected yet: Space selects files and folders.", id="chosen")
             yield ErrorLine()
         yield Footer()

@@ -24,9 +24,10 @@ class FileTree(DirectoryTree):
         Binding("space", "mark", "Select / unselect"),
     ]
 
-    def __init__(self, path: Path, *, id: str | None = None) -> None:
+    def __init__(self, path: Path, *, title: str = "/", id: str | None = None) -> None:
         super().__init__(path, id=id)
         self.root_path = path
+        self.root_title = title  # the root's label (the mount point's own name says nothing)
         self.marked: set[Path] = set()
         self.search = ""
 
@@ -41,6 +42,8 @@ class FileTree(DirectoryTree):
         label = super().render_label(node, base_style, style)
         if node.data is None:
             return label
+        if node.is_root:
+            label = Text(self.root_title, style="bold")
         path = node.data.path
         mark = "[x] " if path in self.marked else "[ ] "
         try:
