@@ -37,6 +37,7 @@ class Phase(StrEnum):
     VERIFY = "verify"
     EXPORT = "export"
     WRITE = "write"  # an image file onto disks (appliance write)
+    EXTRACT = "extract"  # files copied out of an image (writes no disk it replaces)
     DONE = "done"
 
     @property
@@ -64,6 +65,7 @@ class Phase(StrEnum):
             Phase.CLONE,
             Phase.EXPORT,
             Phase.WRITE,
+            Phase.EXTRACT,
         )
 
 
@@ -79,6 +81,7 @@ _WORDS = {
     Phase.CLONE: "cloning",
     Phase.COPY: "copying",
     Phase.WRITE: "writing the image file",
+    Phase.EXTRACT: "copying files out of the image",
     Phase.RESIZE: "resizing a filesystem",
     Phase.VERIFY: "verifying",
     Phase.EXPORT: "writing the disk file",

@@ -10,6 +10,7 @@ import importlib
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ from appliance.disk.probe import Problem, Scan, probe_disk, scan_disks
 from appliance.disk.usage import disks_of_path, nearest_existing
 from appliance.errors import ApplianceError, RepositoryError, UsageError
 from appliance.jobs.catalog import ImageSummary, list_images
+from appliance.jobs.extract import Choice, ImageWhere
 from appliance.jobs.plantext import PlanText, clone_text, restore_text, saved_lines, target_now
 from appliance.jobs.restore import RestorePlan
 from appliance.jobs.shelflist import list_disk_files, list_shelf, list_windows, shelf_summary
@@ -30,6 +32,7 @@ from appliance.progress import Progress
 from appliance.repo.mount import RepoMount, Volume, mount_volume, volumes
 from appliance.repo.netmount import HeldMount, NetOptions
 from appliance.units import human_size, rate
+from tui.browseengine import BrowseEngine
 from tui.jobspec import JobSpec, JobSummary, VerifyRequest, WritePlan
 
 CLONE_MISSING = "Clone is not available in this build."
@@ -69,9 +72,19 @@ class Backend(Protocol):
     def free(self, path: str) -> int | None: ...
     def repo_disks(self, path: str) -> set[str]: ...
     def whole_filesystem(self, disk: Disk) -> str | None: ...
+    # -- Browse: files out of an image (appliance.jobs.extract) ---------------------------
+    def image_partitions(self, repo: str, image: str) -> list[Choice]: ...
+    def open_partition(
+        self, repo: str, image: str, number: int
+    ) -> AbstractContextManager[Path]: ...
+    def copy_destinations(self, disks: Sequence[Disk], avoid: set[str]) -> list[Volume]: ...
+    def mount_destination(self, node: str) -> RepoMount: ...
+    def copy_job(
+        self, root: Path, names: Sequence[str], dest: Path, source: ImageWhere
+    ) -> JobSpec: ...
 
 
-class EngineBackend:
+class EngineBackend(BrowseEngine):
     """The real engine."""
 
     def __init__(

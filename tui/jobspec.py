@@ -56,7 +56,7 @@ JobRunner = Callable[[Progress, threading.Event], JobSummary]
 
 @dataclass
 class JobSpec:
-    kind: str  # save, restore, clone, verify
+    kind: str  # save, restore, clone, verify, write, copy (files out of an image)
     title: str  # one line: what the job does
     run: JobRunner
     target: Disk | None = None  # the disk the job overwrites (restore, clone)
@@ -86,6 +86,11 @@ class JobSpec:
             return (
                 f"The image {self.image} is incomplete: it is never offered for restore; "
                 "save again with the same name to resume it."
+            )
+        if self.kind == "copy":
+            return (
+                "Nothing on any disk was replaced: the files copied before the stop stay "
+                "where they were copied; the file being copied was removed."
             )
         return "Nothing was changed; the check did not finish."
 

@@ -17,7 +17,7 @@ from types import FrameType
 from typing import NoReturn
 
 from appliance import __version__
-from appliance.cli import cast, mounting, netrepo
+from appliance.cli import cast, extract, mounting, netrepo
 from appliance.errors import ApplianceError, UsageError
 from appliance.logsetup import report_internal_error, setup_logging
 
@@ -135,6 +135,7 @@ def build_parser() -> Parser:
     target_opts(p, several=True)
 
     cast.add_parser(sub)
+    extract.add_parser(sub)
     mounting.add_parsers(sub)
 
     p = sub.add_parser("clone", help="copy a disk onto another disk (erases the target)")
@@ -273,6 +274,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return write.run_write(args, CANCEL)
     if args.command == "cast":
         return cast.run_cast(args, CANCEL)
+    if args.command == "extract":
+        return extract.run_extract(args, CANCEL)
     if args.command in ("mount", "umount", "files"):
         run = {"mount": mounting.run_mount, "umount": mounting.run_umount}
         return run.get(args.command, mounting.run_files)(args)

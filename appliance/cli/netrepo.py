@@ -26,6 +26,7 @@ PLACES: dict[str, tuple[tuple[str, str], ...]] = {
     "restore": (("repo", "ro"),),
     "verify": (("repo", "rw-quiet"),),
     "export": (("repo", "ro"),),
+    "extract": (("repo", "ro"),),
     "images": (("repo", "ro"),),
     "info": (("repo", "ro"),),
     "gc": (("repo", "rw"),),

@@ -49,7 +49,7 @@ def test_every_phase_has_words_and_says_whether_it_writes_the_target() -> None:
     # the values are what --progress=json prints: scripts depend on them
     assert [p.value for p in Phase] == [
         "start", "map", "save", "proof", "sync", "check", "table",
-        "restore", "clone", "copy", "resize", "verify", "export", "write", "done",
+        "restore", "clone", "copy", "resize", "verify", "export", "write", "extract", "done",
     ]  # fmt: skip
     for phase in Phase:
         assert (phase.words and phase.words != phase.value) or phase is Phase.SAVE

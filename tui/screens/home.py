@@ -13,6 +13,7 @@ from textual.widgets import Button, DataTable, Footer, Static
 
 from appliance.disk.probe import Scan
 from tui.messages import DisksChanged
+from tui.screens.browse import BrowseScreen
 from tui.screens.clone import CloneScreen
 from tui.screens.repository import RepositoryScreen
 from tui.screens.restore import RestoreScreen
@@ -39,6 +40,7 @@ class HomeScreen(Screen[None]):
         Binding("c", "clone", "Clone"),
         Binding("v", "verify", "Verify"),
         Binding("w", "write_file", "Write file"),
+        Binding("b", "browse", "Browse files"),
         Binding("p", "repository", "Repository"),
         Binding("f5", "rescan", "Rescan"),
         Binding("q", "app.quit", "Quit"),
@@ -62,12 +64,13 @@ class HomeScreen(Screen[None]):
                 yield Button("Clone", id="clone", compact=True, variant="warning")
                 yield Button("Verify", id="verify", compact=True)
                 yield Button("Write file", id="write_file", compact=True, variant="warning")
+                yield Button("Browse", id="browse", compact=True, variant="success")
                 yield Button("Repository", id="repository", compact=True)
                 yield Button("Quit", id="quit", compact=True)
             yield Static(
                 "Save copies a whole disk into an image. Restore, Clone and Write file ERASE "
                 "the disks you choose, after you type their names. Nothing is written until "
-                "then.",
+                "then. Browse copies files out of an image; it replaces nothing.",
                 classes="hint",
             )
         yield Footer()
@@ -144,6 +147,9 @@ class HomeScreen(Screen[None]):
 
     def action_write_file(self) -> None:
         self.app.push_screen(WriteFileScreen(self.session))
+
+    def action_browse(self) -> None:
+        self.app.push_screen(BrowseScreen(self.session))
 
     def action_repository(self) -> None:
         self.app.push_screen(RepositoryScreen(self.session))

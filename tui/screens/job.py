@@ -48,6 +48,8 @@ class JobScreen(Screen[None]):
     JobScreen #summary { height: auto; }
     JobScreen #next { height: auto; margin-top: 1; text-style: bold; }
     JobScreen VerticalScroll { padding: 0 1; }
+    JobScreen.-copy #title { color: $success; }
+    JobScreen.-copy TopBar { background: $success-darken-2; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -77,7 +79,10 @@ class JobScreen(Screen[None]):
         self.stop_dialog: AskScreen | None = None  # open while the user decides
 
     def compose(self) -> ComposeResult:
-        yield TopBar(self.spec.kind.capitalize(), self.session)
+        title = self.spec.kind.capitalize()
+        if self.spec.kind == "copy":
+            title = "Copy files (nothing on any disk is replaced)"
+        yield TopBar(title, self.session)
         with VerticalScroll():
             yield Static(self.spec.title, id="title")
             yield Static("Starting.", id="phase")
@@ -91,6 +96,7 @@ class JobScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.set_class(self.spec.kind == "copy", "-copy")  # a copy-out: never like a restore
         self.session.job_started()
         self.app.post_message(JobStarted())
         self.run_worker(

@@ -21,6 +21,7 @@ from appliance.disk.probe import Scan
 from appliance.jobs.catalog import ImageSummary
 from tui.jobspec import WritePlan
 from tui.messages import ImagesLoaded, Planned, RestoresPlanned
+from tui.screens.browse import BrowseScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.flow import FlowScreen
 from tui.session import Session
@@ -37,6 +38,7 @@ class RestoreScreen(FlowScreen):
         *FlowScreen.BINDINGS,
         Binding("m", "mark", "Mark disk (several)"),
         Binding("w", "restore_marked", "Restore onto marked"),
+        Binding("b", "browse", "Browse files"),
     ]
 
     def __init__(self, session: Session) -> None:
@@ -116,6 +118,11 @@ class RestoreScreen(FlowScreen):
             if disk is not None:
                 self.query_one(ErrorLine).note(f"Checking {disk.node}...")
                 self.make_plan(self.repo, self.image.name, disk)
+
+    def action_browse(self) -> None:
+        """The highlighted image's files (copy some out instead of restoring it)."""
+        image = self.query_one(ImageTable).current_image()
+        self.app.push_screen(BrowseScreen(self.session, image.name if image else None))
 
     # -- several disks at once ----------------------------------------------------------
     def disks_changed(self, scan: Scan) -> None:
