@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+from appliance.disk.bootmedium import boot_disks
 from appliance.disk.model import Disk
 from appliance.jobs.copyout import CopyReport
 from appliance.jobs.extract import Choice, ImageWhere, where_of
-from appliance.plan.targetrule import boot_disks
 from appliance.progress import Progress
 from appliance.repo.mount import RepoMount, Volume, mount_volume, volumes
 from tui.jobspec import JobSpec, JobSummary
@@ -33,7 +33,7 @@ class BrowseEngine:
     def copy_destinations(self, disks: Sequence[Disk], avoid: set[str]) -> list[Volume]:
         """Filesystems files may be copied onto: none on the disks in `avoid` (the image's
         own), none on the stick the appliance booted from."""
-        banned = avoid | boot_disks()
+        banned = avoid | boot_disks() | {d.name for d in disks if d.boot_stick}
         return [v for v in volumes(disks) if v.disk not in banned]
 
     def mount_destination(self, node: str) -> RepoMount:

@@ -2,21 +2,20 @@
 of another disk, without the user mounting anything (`appliance extract`, the TUI's Browse).
 
 The partition is mounted read-only by appliance.jobs.imagemount for as long as the copy runs
-(that module is reached from here only: `_imagemount`); the destination is checked by
+the destination is checked by
 appliance.jobs.copydest and the copy made by appliance.jobs.copyout.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
-from appliance.errors import ApplianceError, ImageError, UsageError
+from appliance.errors import ImageError, UsageError
+from appliance.jobs import imagemount
 from appliance.jobs.copydest import check_destination
 from appliance.jobs.copyout import CopyOut, CopyReport, Reader, open_unbuffered, selected_bytes
 from appliance.progress import Progress
@@ -53,46 +52,21 @@ def where_of(repo: str, image: str) -> ImageWhere:
     return ImageWhere(repo, image)
 
 
-class Choice(Protocol):
-    """A partition of the image, as imagemount.partitions_of describes it."""
-
-    @property
-    def number(self) -> int: ...
-    @property
-    def fstype(self) -> str | None: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def label(self) -> str | None: ...
-    @property
-    def mountable(self) -> bool: ...
-    @property
-    def reason(self) -> str | None: ...
+Choice = imagemount.PartitionChoice
 
 
 Opener = Callable[[ImageWhere, int, threading.Event], AbstractContextManager[Path]]
 
 
-def _imagemount() -> Any:
-    """appliance.jobs.imagemount: the one place it is imported (the read-only FUSE view)."""
-    try:
-        return importlib.import_module("appliance.jobs.imagemount")
-    except ImportError as exc:  # a build without the image view
-        raise ApplianceError("Browsing an image is not available in this build.") from exc
-
-
 def partitions(where: ImageWhere) -> list[Choice]:
-    module = _imagemount()
-    found: list[Choice] = module.partitions_of(module.ImageRef(where.repo, where.image, where.file))
-    return found
+    return imagemount.partitions_of(imagemount.ImageRef(where.repo, where.image, where.file))
 
 
 @contextmanager
 def mounted(where: ImageWhere, number: int, stop: threading.Event) -> Iterator[Path]:
     """The partition `number` of the image, mounted read-only, for as long as the block runs."""
-    module = _imagemount()
-    ref = module.ImageRef(where.repo, where.image, where.file)
-    with module.mounted_partition(ref, number, stop) as root:
+    ref = imagemount.ImageRef(where.repo, where.image, where.file)
+    with imagemount.mounted_partition(ref, number, stop) as root:
         yield Path(root)
 
 

@@ -23,7 +23,6 @@ from appliance.repo.image import load_image
 from appliance.repo.repository import Repository
 
 pytestmark = pytest.mark.root
-pytest.importorskip("appliance.jobs.imagemount", reason="the image's read-only view")
 
 WINDOW = 4 * MiB
 
