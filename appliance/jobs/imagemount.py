@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,40 +36,17 @@ from appliance.disk.deadmounts import (
     records,
     undo_mount,
 )
-from appliance.errors import ApplianceError, Cancelled, DeviceError, UsageError
+from appliance.errors import ApplianceError, DeviceError, UsageError
 from appliance.fs.readonly import is_mounted, why_not_mountable
+from appliance.jobs import mountsteps
+from appliance.jobs.imageref import (
+    START_SECONDS,
+    STOP_SECONDS,
+    ImageRef,
+    PartitionChoice,
+    choose_from,
+)
 from appliance.repo import mount as repomount
-
-START_SECONDS = 120.0  # a view of a slow web server or bucket may take a while to answer
-STOP_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """What the user named on the command line."""
-
-    repo: str | None = None  # --repo (folder, ssh://, smb://, nfs://, http(s)://, s3://)
-    image: str | None = None  # --image (our images, and Clonezilla folder names)
-    file: str | None = None  # --file: a VM disk or raw image file (.img .qcow2 .vhdx ...)
-
-    def describe(self) -> str:
-        if self.file is not None:
-            return f"the disk file {Path(self.file).name}"
-        return f"image {self.image}"
-
-
-@dataclass(frozen=True)
-class PartitionChoice:
-    number: int
-    fstype: str | None
-    size: int
-    label: str | None
-    mountable: bool
-    reason: str | None  # one sentence when not mountable
-
-    def describe(self) -> str:
-        what = self.fstype or "no filesystem"
-        return f"partition {self.number} ({what}{', ' + self.label if self.label else ''})"
 
 
 def mounts_dir() -> Path:
@@ -80,41 +56,12 @@ def mounts_dir() -> Path:
 
 def partitions_of(ref: ImageRef) -> list[PartitionChoice]:
     """The partitions of the image or file, each said mountable or not (and why not)."""
-    from appliance.jobs import mountsteps
-
     return mountsteps.partitions_of(ref)
 
 
 def choose(ref: ImageRef, number: int | None) -> PartitionChoice:
-    """The partition to mount: `number`, or the only mountable one; one sentence when there
-    is no such partition, it cannot be mounted, or there are several to choose from."""
-    choices = partitions_of(ref)
-    if number is not None:
-        for choice in choices:
-            if choice.number == number:
-                if not choice.mountable:
-                    raise UsageError(
-                        f"Partition {number} of {ref.describe()} cannot be mounted: {choice.reason}"
-                    )
-                return choice
-        known = ", ".join(str(c.number) for c in choices) or "none"
-        raise UsageError(f"{ref.describe()} has no partition {number} (partitions: {known}).")
-    mountable = [c for c in choices if c.mountable]
-    if len(mountable) == 1:
-        return mountable[0]
-    if not mountable:
-        reasons = {c.reason for c in choices}
-        if len(reasons) == 1 and choices:  # one reason for all: a Clonezilla image
-            raise UsageError(
-                f"{ref.describe()[0].upper()}{ref.describe()[1:]} cannot be mounted: "
-                f"{reasons.pop()}"
-            )
-        raise UsageError(f"{ref.describe()} has no partition whose files can be read.")
-    listed = "; ".join(c.describe() for c in mountable)
-    raise UsageError(
-        f"{ref.describe()[0].upper()}{ref.describe()[1:]} has several partitions to mount "
-        f"({listed}); choose one with --partition N."
-    )
+    """The partition to mount: `number`, or the only mountable one (imageref.choose_from)."""
+    return choose_from(ref, partitions_of(ref), number)
 
 
 @contextmanager
@@ -123,7 +70,6 @@ def mounted_partition(
 ) -> Iterator[Path]:
     """The partition's filesystem mounted read-only at a fresh directory; everything undone
     on exit."""
-    from appliance.jobs.mountsteps import MountSteps
 
     choice = choose(ref, number)
     base = mounts_dir()
@@ -132,7 +78,7 @@ def mounted_partition(
     folder = Path(tempfile.mkdtemp(prefix="m-", dir=base))
     root = folder / "root"
     root.mkdir()
-    steps = MountSteps(ref, choice, folder, root)
+    steps = mountsteps.MountSteps(ref, choice, folder, root)
     try:
         steps.attach(stop)
         yield root
@@ -237,11 +183,6 @@ def _last_line(path: Path) -> str:
     except OSError:
         return ""
     return lines[-1] if lines else ""
-
-
-def raise_if_stopped(stop: threading.Event | None) -> None:
-    if stop is not None and stop.is_set():
-        raise Cancelled("Stopped by the user.")
 
 
 __all__ = [

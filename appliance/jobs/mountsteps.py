@@ -29,11 +29,12 @@ from typing import Any
 from appliance.disk.deadmounts import process_start, remove_folder, write_record
 from appliance.errors import ApplianceError, DeviceError, UsageError
 from appliance.fs.readonly import is_mounted, mount_read_only, unmount, why_not_mountable
-from appliance.jobs.imagemount import (
+from appliance.jobs.imageref import (
     START_SECONDS,
     STOP_SECONDS,
     ImageRef,
     PartitionChoice,
+    choose_from,
     raise_if_stopped,
 )
 from appliance.shelf.filedisk import FileDisk, set_autoclear
@@ -263,11 +264,9 @@ def keep(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     ref = ImageRef(args.repo, args.image, args.file)
-    from appliance.jobs.imagemount import choose
-
     folder = Path(args.folder)
     try:
-        choice = choose(ref, args.partition)
+        choice = choose_from(ref, partitions_of(ref), args.partition)
         steps = MountSteps(ref, choice, folder, Path(args.at), keep=True)
         steps.attach(stopping)
     except ApplianceError as exc:

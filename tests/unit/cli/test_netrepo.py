@@ -18,7 +18,7 @@ def _subcommands() -> dict[str, argparse.ArgumentParser]:
 def test_every_repo_command_mounts_a_network_address() -> None:
     for name, sub in _subcommands().items():
         options = {o for a in sub._actions for o in a.option_strings}
-        if "--repo" in options:
+        if "--repo" in options and name != "mount":  # a lasting mount refuses a share itself
             assert name in PLACES, name
             assert {"--credentials", "--accept-host-key"} <= options, name
     assert set(PLACES) <= set(_subcommands())
