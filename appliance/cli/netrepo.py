@@ -31,6 +31,7 @@ PLACES: dict[str, tuple[tuple[str, str], ...]] = {
     "gc": (("repo", "rw"),),
     "delete": (("repo", "rw"),),
     "import": (("repo", "rw"), ("source", "ro")),
+    "key": (("repo", "rw"),),
 }
 
 
@@ -48,6 +49,18 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         metavar="FINGERPRINT",
         help="trust an ssh server met for the first time whose host key has this "
         "fingerprint (SHA256:...)",
+    )
+    add_passphrase_option(parser)
+
+
+def add_passphrase_option(parser: argparse.ArgumentParser) -> None:
+    """An encrypted repository's passphrase (appliance.cli.keys reads it)."""
+    parser.add_argument(
+        "--passphrase-file",
+        type=Path,
+        metavar="FILE",
+        help="an encrypted repository's passphrase, in a file only root can read "
+        "(else it is asked, or taken from APPLIANCE_PASSPHRASE)",
     )
 
 

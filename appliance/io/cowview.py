@@ -325,7 +325,20 @@ class CowView:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> CowView:
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        from appliance.repo.keyring import handover  # an encrypted repository's keys
+
+        extra_env, fds = handover()
+        try:
+            self.proc = subprocess.Popen(
+                self.args,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env={**os.environ, **extra_env} if extra_env else None,
+                pass_fds=fds,
+            )
+        finally:
+            for fd in fds:
+                os.close(fd)
         deadline = time.monotonic() + 20
         while not (
             os.path.ismount(self.mountpoint)

@@ -24,7 +24,7 @@ from typing import Protocol
 from appliance.disk.blockio import aligned_buffer, open_direct, read_into
 from appliance.errors import CorruptData
 from appliance.io.pipeline import zero_unused
-from appliance.io.windows import WINDOW, Window, window_length, windows, zero_hash
+from appliance.io.windows import WINDOW, Window, window_length, windows
 from appliance.repo.chunk import Decoder
 from appliance.repo.image import LoadedImage
 from appliance.repo.manifest import Index, Region
@@ -158,7 +158,7 @@ class RepositorySource:
         it holds."""
         decoder = getattr(self._local, "decoder", None)
         if decoder is None:
-            decoder = self._local.decoder = Decoder()
+            decoder = self._local.decoder = Decoder(self.repo.chunk_name)
         try:
             return decoder.decode(blob, name, length)
         except CorruptData as exc:
@@ -175,7 +175,9 @@ class RepositorySource:
 
     def window_hash(self, region: int, number: int) -> str | None:
         name = self.chunk(region, number)
-        return name if name is not None else zero_hash(self._regions[region].length(number))
+        if name is not None:
+            return name
+        return self.repo.zero_name(self._regions[region].length(number))
 
 
 class DiskSource:

@@ -31,7 +31,7 @@ from appliance.io.source import RepositorySource
 from appliance.io.windows import window_length
 from appliance.plan.fit import GROWABLE_FS
 from appliance.progress import Phase, Progress
-from appliance.repo.chunk import Decoder, content_hash
+from appliance.repo.chunk import Decoder
 from appliance.repo.image import LoadedImage, load_image
 from appliance.repo.manifest import Region
 from appliance.repo.repository import Repository
@@ -76,7 +76,7 @@ def verify_image(
     stage = Stage(progress, cancel)
 
     def worker() -> None:
-        decoder = Decoder()
+        decoder = Decoder(repo.chunk_name)
         while not stage.stop.is_set():
             try:
                 name = names.get_nowait()
@@ -286,7 +286,7 @@ def verify_against(
     lock = threading.Lock()
 
     def work(win: Window, data: memoryview) -> None:
-        if content_hash(data) != source.window_hash(win.region, win.number):
+        if repo.chunk_name(data) != source.window_hash(win.region, win.number):
             region = source.regions[win.region]
             with lock:
                 mismatches.append(f"{region.what} at byte {win.number * region.window}")

@@ -8,6 +8,7 @@ blake3 hash of the *uncompressed* bytes, so the name proves the content after de
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import blake3
@@ -50,7 +51,10 @@ class Encoder:
 
 @dataclass
 class Decoder:
-    """Turns a chunk file's bytes back into the window's bytes. One per thread."""
+    """Turns a chunk file's bytes back into the window's bytes. One per thread. `hasher`
+    names chunks (an encrypted repository's is keyed: Repository.chunk_name)."""
+
+    hasher: Callable[[bytes | memoryview], str] = content_hash
 
     def __post_init__(self) -> None:
         self._dctx = zstandard.ZstdDecompressor()
@@ -72,7 +76,7 @@ class Decoder:
                 data = self._dctx.decompress(payload, max_output_size=expected_size)
             except zstandard.ZstdError as exc:
                 raise CorruptData(f"Chunk {name} cannot be decompressed.") from exc
-        if len(data) != expected_size or content_hash(data) != name:
+        if len(data) != expected_size or self.hasher(data) != name:
             raise CorruptData(f"Chunk {name} does not match its hash.")
         return data
 

@@ -1,6 +1,8 @@
-"""The image repository (format v1): content-addressed chunks and images, kept in a `Store`.
+"""The image repository (format v1, or v2: encrypted): content-addressed chunks and images,
+kept in a `Store`.
 
-    repo.json                    format name + version, hash, chunk size
+    repo.json                    format name + version, hash, chunk size (v2: id, encryption)
+    key.json                     v2 only: the master key, wrapped by the passphrase
     chunks/ab/cd/<hash>          one chunk (see repo/chunk.py)
     images/<name>/manifest.json
     images/<name>/<region>.idx   per-region chunk index (its hash is in the manifest)
@@ -13,6 +15,11 @@ Every read and write of that content goes through the store (repo/store.py): a f
 fsync (a temporary name, then a rename); durability comes from one sync() before an image's
 manifest says complete (an fsync per chunk costs too much). Manifests and indexes are put
 durably.
+
+Format v2 (`appliance init --encrypt`) keeps the same layout; repo/sealing.py says what
+changes: a chunk's name is a keyed hash, and every chunk, manifest and index is encrypted and
+authenticated (bound to its key and to the repository's id). The repository seals and opens
+them here, so the jobs see the same bytes as in v1 and every store holds either format.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +40,32 @@ from appliance.disk.usage import RAM_FILESYSTEMS, filesystem_type
 from appliance.errors import CorruptData, ImageError, RepositoryError
 from appliance.repo.chunk import HASH_HEX_LEN, HEADER, HEADER_SIZE, ZSTD, content_hash, header_ok
 from appliance.repo.httpstore import HttpStore, is_web_address
+from appliance.repo.keyring import remember, unlock
 from appliance.repo.lock import RepoLock
+from appliance.repo.sealing import (
+    CHUNK,
+    KEY_FILE,
+    Sealer,
+    new_repository_id,
+    sealed_header_ok,
+    wrap_key,
+)
 from appliance.repo.store import LocalStore, Store, check_key
 
 FORMAT = "appliance-repository"
 VERSION = 1
+ENCRYPTED = 2  # the format version of an encrypted repository
 WINDOW = 4 * 1024 * 1024
 MARKER = "repo.json"  # the file that makes a folder a repository
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 HEX_RE = re.compile(r"^[0-9a-f]{64}$")
+HEX32_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+@cache
+def zero_chunk_name(length: int) -> str:
+    """The v1 name of `length` zero bytes."""
+    return content_hash(bytes(length))
 
 
 def check_image_name(name: str) -> str:
@@ -130,19 +155,37 @@ class ReadBack:
         self.blob = bytearray(window + HEADER_SIZE + 1)  # one more: a longer file shows
         self.out = bytearray(window + 1)
 
-    def state(self, store: Store, key: str, name: str, length: int) -> str:
+    def state(
+        self,
+        store: Store,
+        key: str,
+        name: str,
+        length: int,
+        hasher: Callable[[bytes | memoryview], str] = content_hash,
+    ) -> str:
         size = store.read_into(key, self.blob)
-        if not header_ok(bytes(self.blob[:HEADER_SIZE]), size):
+        return self.check(memoryview(self.blob)[:size], name, length, hasher)
+
+    def check(
+        self,
+        blob: memoryview,
+        name: str,
+        length: int,
+        hasher: Callable[[bytes | memoryview], str] = content_hash,
+    ) -> str:
+        """ "same" when the chunk file's bytes `blob` decode to the `length` bytes named
+        `name`, else "damaged"."""
+        if not header_ok(bytes(blob[:HEADER_SIZE]), len(blob)):
             return "damaged"
-        payload = memoryview(self.blob)[HEADER_SIZE:size]
-        if HEADER.unpack_from(self.blob)[2] == ZSTD:
+        payload = blob[HEADER_SIZE:]
+        if HEADER.unpack_from(blob)[2] == ZSTD:
             try:
                 back = self._decompress(payload, length + 1)
             except zstandard.ZstdError:
                 return "damaged"
         else:
             back = payload
-        return "same" if len(back) == length and content_hash(back) == name else "damaged"
+        return "same" if len(back) == length and hasher(back) == name else "damaged"
 
     def _decompress(self, payload: memoryview, limit: int) -> memoryview:
         """At most `limit` bytes of the frame into self.out."""
@@ -174,11 +217,25 @@ class Repository:
     """An image repository in a store. Open a folder with `open`, `open_or_create` or
     `open_for_save`; a repository in any other store with `in_store` (or `create`)."""
 
-    def __init__(self, store: Store, meta: dict[str, Any]) -> None:
+    def __init__(self, store: Store, meta: dict[str, Any], sealer: Sealer | None = None) -> None:
         self.store = store
         self.where = store.where  # for messages
         self.meta = meta
         self.window = int(meta["chunk_size"])
+        self.sealer = sealer  # format v2: the unlocked keys; None for v1
+
+    @property
+    def encrypted(self) -> bool:
+        """Format v2: every chunk, manifest and index encrypted and authenticated."""
+        return self.sealer is not None
+
+    def chunk_name(self, data: bytes | memoryview) -> str:
+        """The name of the chunk that holds `data`: blake3 (v1) or keyed blake3 (v2)."""
+        return self.sealer.name(data) if self.sealer else content_hash(data)
+
+    def zero_name(self, length: int) -> str:
+        """The name `length` zero bytes would have (such a window is never stored)."""
+        return self.sealer.zero_name(length) if self.sealer else zero_chunk_name(length)
 
     @property
     def location(self) -> str:
@@ -235,17 +292,24 @@ class Repository:
                 f"{where} holds a repo.json of another program; it is not an "
                 "image repository of this appliance."
             )
-        if meta.get("version") != VERSION:
+        if meta.get("version") not in (VERSION, ENCRYPTED):
             raise RepositoryError(
                 f"The repository at {where} has format version "
                 f"{meta.get('version')}, and this appliance reads version "
-                f"{VERSION}; use a newer appliance."
+                f"{VERSION} or {ENCRYPTED}; use a newer appliance."
             )
         if meta.get("hash") != "blake3" or meta.get("chunk_size") != WINDOW:
             raise RepositoryError(
                 f"The repository at {where} uses settings this appliance does not know."
             )
-        return cls(store, meta)
+        if meta["version"] == VERSION:
+            return cls(store, meta)
+        repo_id = meta.get("id")
+        if not isinstance(repo_id, str) or not HEX32_RE.match(repo_id):
+            raise RepositoryError(
+                f"The repository at {where} is damaged: its repo.json has no valid id."
+            )
+        return cls(store, meta, unlock(store, repo_id))
 
     @classmethod
     def open_or_create(cls, root: str | os.PathLike[str]) -> Repository:
@@ -290,9 +354,13 @@ class Repository:
         return cls.create(store)
 
     @classmethod
-    def create(cls, store: Store) -> Repository:
-        """A new, empty repository in `store`: its repo.json, written durably."""
-        meta = {
+    def create(
+        cls, store: Store, *, passphrase: str | None = None, kdf: dict[str, int] | None = None
+    ) -> Repository:
+        """A new, empty repository in `store`: its repo.json, written durably. With a
+        passphrase, format v2: a new master key, wrapped into key.json (written first: a
+        repo.json that says v2 always has its key file)."""
+        meta: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
             "hash": "blake3",
@@ -300,11 +368,58 @@ class Repository:
             "compression": "zstd",
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        sealer = None
         try:
+            if passphrase is not None:
+                sealer = Sealer(new_repository_id(), os.urandom(32))
+                meta.update(
+                    version=ENCRYPTED,
+                    id=sealer.repository,
+                    encryption={"cipher": "aes-256-gcm", "names": "blake3-keyed", "key": KEY_FILE},
+                )
+                key_file = wrap_key(sealer.master, sealer.repository, passphrase, kdf)
+                store.put(KEY_FILE, key_file, durable=True)
             store.put("repo.json", (json.dumps(meta, indent=2) + "\n").encode(), durable=True)
         except OSError as exc:
             raise storage_error(store.where, exc) from exc
-        return cls(store, meta)
+        if sealer is not None:
+            remember(sealer)
+        return cls(store, meta, sealer)
+
+    @classmethod
+    def initialise(
+        cls,
+        location: str | os.PathLike[str],
+        *,
+        passphrase: str | None = None,
+        kdf: dict[str, int] | None = None,
+    ) -> Repository:
+        """`appliance init`: a new repository at an empty place (a folder is made)."""
+        store = open_store(location)
+        check_writable(store, "making a repository")
+        try:
+            if store.exists(MARKER):
+                raise RepositoryError(f"There is already a repository at {store.where}.")
+            if isinstance(store, LocalStore):
+                path = store.root
+                if path.exists() and not path.is_dir():
+                    raise RepositoryError(
+                        f"{path} is a file, not a folder; name a folder for the repository."
+                    )
+                if path.is_dir() and any(p for p in path.iterdir() if p.name != "lost+found"):
+                    raise RepositoryError(
+                        f"{path} is not empty; name an empty folder for the repository."
+                    )
+                path.mkdir(parents=True, exist_ok=True)
+                (path / "chunks").mkdir(exist_ok=True)
+                (path / "images").mkdir(exist_ok=True)
+            elif store.folders("") or next(iter(store.list("")), None) is not None:
+                raise RepositoryError(
+                    f"{store.where} is not empty; name an empty place for the repository."
+                )
+        except OSError as exc:
+            raise storage_error(store.where, exc) from exc
+        return cls.create(store, passphrase=passphrase, kdf=kdf)
 
     @classmethod
     def open_for_save(
@@ -358,7 +473,7 @@ class Repository:
             return False
         except OSError as exc:
             raise storage_error(self.where, exc) from exc
-        return header_ok(head, size)
+        return sealed_header_ok(head, size) if self.sealer else header_ok(head, size)
 
     def chunk_exists(self, name: str) -> bool:
         """A file or value of that name is there (whole or not: see has_chunk)."""
@@ -368,7 +483,13 @@ class Repository:
         """ "same" when the stored chunk reads back as the `length` bytes named `name`,
         "missing", or "damaged" (a chunk a new image reuses must be one that can be read)."""
         try:
-            return reader.state(self.store, chunk_key(name), name, length)
+            if self.sealer is None:
+                return reader.state(self.store, chunk_key(name), name, length)
+            try:
+                plain = self.open_chunk(name, self.store.get(chunk_key(name)))
+            except CorruptData:
+                return "damaged"
+            return reader.check(memoryview(plain), name, length, self.sealer.name)
         except FileNotFoundError:
             return "missing"
         except OSError as exc:
@@ -396,18 +517,31 @@ class Repository:
         return 1 if isinstance(self.store, LocalStore) else 8  # a bucket: a server too
 
     def put_chunk(self, name: str, blob: bytes) -> None:
+        """Store a chunk file's bytes (repo/chunk.py), sealed in an encrypted repository."""
+        key = chunk_key(name)
+        if self.sealer is not None:
+            blob = self.sealer.seal(key, blob, CHUNK)
         try:
-            self.store.put(chunk_key(name), blob, durable=False)
+            self.store.put(key, blob, durable=False)
         except OSError as exc:
             raise storage_error(self.where, exc) from exc
 
     def get_chunk(self, name: str) -> bytes:
+        """A chunk file's bytes (opened and authenticated in an encrypted repository; a
+        chunk that fails raises CorruptData)."""
         try:
-            return self.store.get(chunk_key(name))
+            blob = self.store.get(chunk_key(name))
         except FileNotFoundError as exc:
             raise CorruptData(f"Chunk {name} is missing from the repository.") from exc
         except OSError as exc:
             raise CorruptData(f"Chunk {name} cannot be read: {exc.strerror}.") from exc
+        return self.open_chunk(name, blob)
+
+    def open_chunk(self, name: str, blob: bytes) -> bytes:
+        """A stored chunk's bytes as repo/chunk.py reads them (v2: opened, checked)."""
+        if self.sealer is None:
+            return blob
+        return self.sealer.open(chunk_key(name), blob, f"Chunk {name}")
 
     def chunk_names(self) -> Iterator[str]:
         """The name of every stored chunk."""
@@ -455,13 +589,29 @@ class Repository:
     def exists(self, key: str) -> bool:
         return self.store.exists(key)
 
+    def sealed(self, key: str) -> bool:
+        """An encrypted repository seals every file of an image but its log."""
+        if self.sealer is None or not key.startswith("images/"):
+            return False
+        return not key.endswith("/log.txt")
+
     def read(self, key: str) -> bytes:
         """A file of the repository; OSError (FileNotFoundError: it is not there) for the
-        caller to say what it means."""
+        caller to say what it means; in an encrypted repository, CorruptData when the file
+        fails its authentication check."""
+        blob = self.store.get(key)
+        if self.sealer is not None and self.sealed(key):
+            return self.sealer.open(key, blob, f"The file {self.describe(key)}")
+        return blob
+
+    def read_stored(self, key: str) -> bytes:
+        """A file as stored (sealed in an encrypted repository): a copy to another place."""
         return self.store.get(key)
 
     def write_file(self, key: str, data: bytes) -> None:
         """A manifest or index, durably (fsync, rename); a full disk gets a sentence."""
+        if self.sealer is not None and self.sealed(key):
+            data = self.sealer.seal(key, data)
         try:
             self.store.put(key, data, durable=True)
         except OSError as exc:
