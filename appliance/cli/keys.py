@@ -26,6 +26,7 @@ import blake3
 
 from appliance.errors import RepositoryError, UsageError
 from appliance.repo import keyring
+from appliance.repo.newrepo import initialise
 from appliance.repo.repository import ENCRYPTED, MARKER, Repository, open_store, storage_error
 from appliance.repo.sealing import (
     KEY_FILE,
@@ -126,7 +127,7 @@ def new_passphrase(args: argparse.Namespace, attr: str = "passphrase_file") -> s
 
 def run_init(args: argparse.Namespace) -> int:
     passphrase = new_passphrase(args) if args.encrypt else None
-    repo = Repository.initialise(args.repo, passphrase=passphrase)
+    repo = initialise(args.repo, passphrase=passphrase)
     if args.json:
         print(json.dumps({"repo": repo.where, "version": repo.meta["version"]}))
         return 0

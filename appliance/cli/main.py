@@ -241,7 +241,7 @@ def build_parser() -> Parser:
         action="store_true",
         help="encrypt and authenticate everything in it, with a passphrase asked twice",
     )
-    netrepo.add_passphrase_option(p)
+    netrepo.add_options(p)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("key", help="an encrypted repository's key: change, export, import")

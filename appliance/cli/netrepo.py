@@ -31,6 +31,7 @@ PLACES: dict[str, tuple[tuple[str, str], ...]] = {
     "gc": (("repo", "rw"),),
     "delete": (("repo", "rw"),),
     "import": (("repo", "rw"), ("source", "ro")),
+    "init": (("repo", "rw"),),
     "key": (("repo", "rw"),),
 }
 
@@ -96,7 +97,8 @@ def network_places(args: argparse.Namespace) -> Iterator[None]:
                     value,
                     writable=mode != "ro",
                     check_write=mode == "rw",
-                    create=attr == "repo" and bool(getattr(args, "create", False)),
+                    create=attr == "repo"
+                    and (bool(getattr(args, "create", False)) or args.command == "init"),
                     options=options,
                 )
             )

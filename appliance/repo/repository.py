@@ -29,19 +29,25 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
-from functools import cache
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import zstandard
-
 from appliance.disk.usage import RAM_FILESYSTEMS, filesystem_type
 from appliance.errors import CorruptData, ImageError, RepositoryError
-from appliance.repo.chunk import HASH_HEX_LEN, HEADER, HEADER_SIZE, ZSTD, content_hash, header_ok
-from appliance.repo.httpstore import HttpStore, is_web_address
+from appliance.repo.chunk import HASH_HEX_LEN, HEADER_SIZE, content_hash, header_ok
+from appliance.repo.httpstore import HttpStore
 from appliance.repo.keyring import remember, unlock
 from appliance.repo.lock import RepoLock
+from appliance.repo.places import ADDRESS_RE as ADDRESS_RE
+from appliance.repo.places import MARKER as MARKER
+from appliance.repo.places import check_writable as check_writable
+from appliance.repo.places import holds_repository as holds_repository
+from appliance.repo.places import local_folder as local_folder
+from appliance.repo.places import open_store as open_store
+from appliance.repo.places import storage_error as storage_error
+from appliance.repo.readback import ReadBack as ReadBack
+from appliance.repo.readback import zero_chunk_name
 from appliance.repo.sealing import (
     CHUNK,
     KEY_FILE,
@@ -56,16 +62,9 @@ FORMAT = "appliance-repository"
 VERSION = 1
 ENCRYPTED = 2  # the format version of an encrypted repository
 WINDOW = 4 * 1024 * 1024
-MARKER = "repo.json"  # the file that makes a folder a repository
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 HEX32_RE = re.compile(r"^[0-9a-f]{32}$")
-
-
-@cache
-def zero_chunk_name(length: int) -> str:
-    """The v1 name of `length` zero bytes."""
-    return content_hash(bytes(length))
 
 
 def check_image_name(name: str) -> str:
@@ -77,127 +76,8 @@ def check_image_name(name: str) -> str:
     return name
 
 
-ADDRESS_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-def open_store(location: str | os.PathLike[str]) -> Store:
-    """The store a repository location names. Every job takes a location (a string that
-    also reopens the repository in a child process, such as a FUSE view): a folder on this
-    machine, an s3:// bucket, or an http(s):// address of a web server that serves one
-    (read-only). A file server (ssh://, smb://, nfs://) is mounted before a job starts
-    (repo/netmount.py), so its jobs see a folder; any other address is refused here."""
-    text = os.fspath(location)
-    if is_web_address(text):
-        return HttpStore(text)  # read-only: see check_writable
-    address = ADDRESS_RE.match(text)
-    if address and address.group(1).lower() == "s3":
-        from appliance.repo.s3store import open_s3  # boto3 is loaded for a bucket only
-
-        return open_s3(text)
-    if address:
-        raise RepositoryError(
-            f"The repository {text} is at a {address.group(1)}:// address, which this version "
-            "cannot reach; mount the share and name the folder of the repository on it."
-        )
-    return LocalStore(Path(text))
-
-
-def local_folder(location: str | os.PathLike[str]) -> Path | None:
-    """The folder on this machine that a location names, None for a network address (the
-    safety checks that ask which disk holds the repository need one)."""
-    text = os.fspath(location)
-    return None if ADDRESS_RE.match(text) else Path(text)
-
-
-def holds_repository(location: str | os.PathLike[str]) -> bool:
-    """A repository is at `location` (its repo.json is there), readable or not."""
-    try:
-        return open_store(location).exists(MARKER)
-    except (RepositoryError, OSError):
-        return False
-
-
-def check_writable(store: Store, job: str) -> Store:
-    """`store`, when `job` (a save, gc...) may write there: a web server may not."""
-    if isinstance(store, HttpStore):
-        raise store.read_only(job)
-    return store
-
-
 def chunk_key(name: str) -> str:
     return f"chunks/{name[:2]}/{name[2:4]}/{name}"
-
-
-def storage_error(root: str | os.PathLike[str], exc: OSError) -> RepositoryError:
-    """A user sentence for a failed write to the repository."""
-    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
-        return RepositoryError(
-            f"The repository at {root} is full; free some space or use "
-            "another repository (the image is incomplete and can be resumed)."
-        )
-    if exc.errno == errno.EROFS:
-        return RepositoryError(f"The repository at {root} is read-only; mount it read-write.")
-    if exc.errno == errno.EACCES or exc.errno == errno.EPERM:
-        return RepositoryError(f"The repository at {root} cannot be written: permission denied.")
-    if exc.errno == errno.EIO:
-        return RepositoryError(
-            f"The disk holding the repository at {root} reported an input/output error."
-        )
-    return RepositoryError(f"Writing to the repository at {root} failed: {exc.strerror}.")
-
-
-class ReadBack:
-    """Reads stored chunks back to prove them, into buffers of its own (one per thread: no
-    4 MiB allocation per chunk), and checks the bytes against the chunk's name."""
-
-    def __init__(self, window: int = WINDOW) -> None:
-        self.dctx = zstandard.ZstdDecompressor()
-        self.blob = bytearray(window + HEADER_SIZE + 1)  # one more: a longer file shows
-        self.out = bytearray(window + 1)
-
-    def state(
-        self,
-        store: Store,
-        key: str,
-        name: str,
-        length: int,
-        hasher: Callable[[bytes | memoryview], str] = content_hash,
-    ) -> str:
-        size = store.read_into(key, self.blob)
-        return self.check(memoryview(self.blob)[:size], name, length, hasher)
-
-    def check(
-        self,
-        blob: memoryview,
-        name: str,
-        length: int,
-        hasher: Callable[[bytes | memoryview], str] = content_hash,
-    ) -> str:
-        """ "same" when the chunk file's bytes `blob` decode to the `length` bytes named
-        `name`, else "damaged"."""
-        if not header_ok(bytes(blob[:HEADER_SIZE]), len(blob)):
-            return "damaged"
-        payload = blob[HEADER_SIZE:]
-        if HEADER.unpack_from(blob)[2] == ZSTD:
-            try:
-                back = self._decompress(payload, length + 1)
-            except zstandard.ZstdError:
-                return "damaged"
-        else:
-            back = payload
-        return "same" if len(back) == length and hasher(back) == name else "damaged"
-
-    def _decompress(self, payload: memoryview, limit: int) -> memoryview:
-        """At most `limit` bytes of the frame into self.out."""
-        view = memoryview(self.out)[:limit]
-        done = 0
-        with self.dctx.stream_reader(payload) as stream:
-            while done < limit:
-                got = stream.readinto(view[done:])
-                if not got:
-                    break
-                done += got
-        return view[:done]
 
 
 def check_save_place(path: Path, *, create: bool = False, allow_ram: bool = False) -> None:
@@ -385,41 +265,6 @@ class Repository:
         if sealer is not None:
             remember(sealer)
         return cls(store, meta, sealer)
-
-    @classmethod
-    def initialise(
-        cls,
-        location: str | os.PathLike[str],
-        *,
-        passphrase: str | None = None,
-        kdf: dict[str, int] | None = None,
-    ) -> Repository:
-        """`appliance init`: a new repository at an empty place (a folder is made)."""
-        store = open_store(location)
-        check_writable(store, "making a repository")
-        try:
-            if store.exists(MARKER):
-                raise RepositoryError(f"There is already a repository at {store.where}.")
-            if isinstance(store, LocalStore):
-                path = store.root
-                if path.exists() and not path.is_dir():
-                    raise RepositoryError(
-                        f"{path} is a file, not a folder; name a folder for the repository."
-                    )
-                if path.is_dir() and any(p for p in path.iterdir() if p.name != "lost+found"):
-                    raise RepositoryError(
-                        f"{path} is not empty; name an empty folder for the repository."
-                    )
-                path.mkdir(parents=True, exist_ok=True)
-                (path / "chunks").mkdir(exist_ok=True)
-                (path / "images").mkdir(exist_ok=True)
-            elif store.folders("") or next(iter(store.list("")), None) is not None:
-                raise RepositoryError(
-                    f"{store.where} is not empty; name an empty place for the repository."
-                )
-        except OSError as exc:
-            raise storage_error(store.where, exc) from exc
-        return cls.create(store, passphrase=passphrase, kdf=kdf)
 
     @classmethod
     def open_for_save(
