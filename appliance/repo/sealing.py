@@ -107,7 +107,7 @@ def _key_file(fields: dict[str, Any]) -> bytes:
     return (json.dumps(fields, indent=2) + "\n").encode()
 
 
-PACKED = struct.Struct("<B16s16sIIB12s48s")  # a key file's facts in 103 bytes
+PACKED = struct.Struct("<B16s16sIIB12s48s")  # a key file's facts in 102 bytes
 
 
 def pack_key_file(blob: bytes) -> bytes:
