@@ -146,7 +146,7 @@ class RepositorySource:
         return chunks[number] if number < len(chunks) else None
 
     def fetch(self, name: str) -> bytes:
-        return self.repo.get_chunk(name)
+        return self.repo.fetch_chunk(name)  # opened (decrypted) by `decode`
 
     @property
     def fetchers(self) -> int:
@@ -160,7 +160,7 @@ class RepositorySource:
         if decoder is None:
             decoder = self._local.decoder = Decoder(self.repo.chunk_name)
         try:
-            return decoder.decode(blob, name, length)
+            return decoder.decode(self.repo.open_chunk(name, blob), name, length)
         except CorruptData as exc:
             problem = self.repo.damaged_chunk(name, exc)
             raise CorruptData(

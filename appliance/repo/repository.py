@@ -374,13 +374,17 @@ class Repository:
     def get_chunk(self, name: str) -> bytes:
         """A chunk file's bytes (opened and authenticated in an encrypted repository; a
         chunk that fails raises CorruptData)."""
+        return self.open_chunk(name, self.fetch_chunk(name))
+
+    def fetch_chunk(self, name: str) -> bytes:
+        """A chunk as stored (still sealed in an encrypted repository: `open_chunk` opens
+        it, on the thread that decodes it)."""
         try:
-            blob = self.store.get(chunk_key(name))
+            return self.store.get(chunk_key(name))
         except FileNotFoundError as exc:
             raise CorruptData(f"Chunk {name} is missing from the repository.") from exc
         except OSError as exc:
             raise CorruptData(f"Chunk {name} cannot be read: {exc.strerror}.") from exc
-        return self.open_chunk(name, blob)
 
     def open_chunk(self, name: str, blob: bytes) -> bytes:
         """A stored chunk's bytes as repo/chunk.py reads them (v2: opened, checked)."""
