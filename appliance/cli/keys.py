@@ -26,6 +26,7 @@ import blake3
 
 from appliance.errors import RepositoryError, UsageError
 from appliance.repo import keyring
+from appliance.repo.keyring import MIN_LENGTH, strength
 from appliance.repo.newrepo import initialise
 from appliance.repo.repository import ENCRYPTED, MARKER, Repository, open_store, storage_error
 from appliance.repo.sealing import (
@@ -40,7 +41,6 @@ from appliance.repo.sealing import (
 GROUP = 5
 GROUPS_PER_LINE = 6
 EXPORT_TITLE = "appliance repository key"
-MIN_LENGTH = 12
 
 
 def read_passphrase_file(path: Path) -> str:
@@ -82,20 +82,6 @@ def install(args: argparse.Namespace) -> None:
         keyring.set_passphrase_source(None)
         return
     keyring.set_passphrase_source(lambda where: ask(f"Passphrase of the repository at {where}: "))
-
-
-def strength(passphrase: str) -> str:
-    """A hint, not a rule: how long and how varied the passphrase is."""
-    kinds = sum(
-        any(test(c) for c in passphrase)
-        for test in (str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum())
-    )
-    words = len(passphrase.split())
-    if len(passphrase) >= 20 and (kinds >= 2 or words >= 4):
-        return "strong"
-    if len(passphrase) >= MIN_LENGTH and kinds >= 2:
-        return "fair"
-    return "weak"
 
 
 def new_passphrase(args: argparse.Namespace, attr: str = "passphrase_file") -> str:

@@ -45,6 +45,28 @@ class WrongPassphraseError(RepositoryError):
     nothing was read or written."""
 
 
+MIN_LENGTH = 12
+
+
+def strength(passphrase: str) -> str:
+    """A hint, not a rule: how long and how varied the passphrase is (weak, fair, strong)."""
+    kinds = sum(
+        any(test(c) for c in passphrase)
+        for test in (str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum())
+    )
+    words = len(passphrase.split())
+    if len(passphrase) >= 20 and (kinds >= 2 or words >= 4):
+        return "strong"
+    if len(passphrase) >= MIN_LENGTH and kinds >= 2:
+        return "fair"
+    return "weak"
+
+
+def is_unlocked(repository: str) -> bool:
+    with _lock:
+        return repository in _unlocked
+
+
 def set_passphrase_source(source: PassphraseSource | None) -> None:
     global _source
     _source = source

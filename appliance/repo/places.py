@@ -7,6 +7,7 @@ server (read-only); repo/repository.py opens the repository kept there.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 from pathlib import Path
@@ -41,6 +42,19 @@ def open_store(location: str | os.PathLike[str]) -> Store:
             "cannot reach; mount the share and name the folder of the repository on it."
         )
     return LocalStore(Path(text))
+
+
+def encrypted_at(location: str | os.PathLike[str]) -> str | None:
+    """The id of the encrypted repository (format v2) at `location`, None for anything else
+    (no repository, format v1, or a place that cannot be read now)."""
+    try:
+        meta = json.loads(open_store(location).get(MARKER))
+    except (RepositoryError, OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("version") != 2:
+        return None
+    repo_id = meta.get("id")
+    return repo_id if isinstance(repo_id, str) else None
 
 
 def local_folder(location: str | os.PathLike[str]) -> Path | None:

@@ -121,7 +121,10 @@ def test_names_and_files_say_nothing(enc: Encrypted) -> None:
     for path in [p for p in image.iterdir() if p.name != "log.txt"]:
         assert path.read_bytes()[:4] == b"APSE", path  # sealed
     assert files_holding(enc.repo, table_id) == []  # the disk's GPT id is in no file
-    assert files_holding(enc.repo, b"partclone") == [image / "log.txt"]
+    assert files_holding(enc.repo, b"partclone") == []  # nor what the log says
+    assert all(line.startswith("~") for line in (image / "log.txt").read_text().splitlines())
+    info = appliance(*enc.with_pass("info", "--repo", str(enc.repo), "--image", "pc"))
+    assert "save complete" in info.stdout  # the log, opened
 
 
 def test_the_passphrase_is_nowhere(enc: Encrypted) -> None:

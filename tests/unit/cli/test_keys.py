@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from appliance.cli.cmdline import parse_cmdline
-from appliance.cli.keys import decode_export, encode_export, read_passphrase_file, strength
+from appliance.cli.keys import decode_export, encode_export, read_passphrase_file
 from appliance.errors import UsageError
+from appliance.repo.keyring import strength
 from appliance.repo.sealing import unwrap_key, wrap_key
 
 CHEAP = {"iterations": 1, "memory_kib": 64, "lanes": 1}
