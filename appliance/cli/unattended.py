@@ -24,7 +24,7 @@ from appliance.cli import labmode
 from appliance.cli.cmdline import JobSpec, parse_cmdline
 from appliance.cli.console import Console, mirror_consoles
 from appliance.disk.naming import resolve_partition
-from appliance.errors import ApplianceError, DeviceError, UsageError
+from appliance.errors import ApplianceError, DeviceError, RepositoryError, UsageError
 from appliance.logsetup import report_internal_error, setup_logging
 from appliance.progress import Progress
 from appliance.repo.mount import RepoMount, mount_volume
@@ -116,7 +116,14 @@ def passphrase(spec: JobSpec, say: Callable[[str], None]) -> None:
     from appliance.repo import keyring
 
     if spec.passphrase_file is None:
-        keyring.set_passphrase_source(lambda where: None)  # nobody to ask
+
+        def nobody_to_ask(where: str) -> str:
+            raise RepositoryError(
+                f"The repository at {where} is encrypted; name a file that holds its "
+                "passphrase with appliance.passphrase_file=PARTITION:/FILE."
+            )
+
+        keyring.set_passphrase_source(nobody_to_ask)
         return
     text = read_credentials(spec, say, read_passphrase_file, spec.passphrase_file, "passphrase")
     keyring.set_passphrase_source(lambda where: text)
