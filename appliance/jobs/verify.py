@@ -121,7 +121,7 @@ def last_verified(repo: Repository, image: str) -> str | None:
     """When the image was last verified whole, or None (never, or no record)."""
     try:
         data = json.loads(repo.read(repo.image_key(image, VERIFIED)))
-    except (OSError, ValueError):
+    except (OSError, ValueError, CorruptData):  # CorruptData: a sealed record that fails
         return None
     when = data.get("verified") if isinstance(data, dict) else None
     return when if isinstance(when, str) else None
