@@ -35,7 +35,8 @@ from typing import Any
 
 from appliance.disk.usage import RAM_FILESYSTEMS, filesystem_type
 from appliance.errors import CorruptData, ImageError, RepositoryError
-from appliance.repo.chunk import HASH_HEX_LEN, HEADER_SIZE, content_hash, header_ok
+from appliance.repo.chunk import HASH_HEX_LEN, HEADER_SIZE, content_hash, header_ok, zero_chunk_name
+from appliance.repo.chunk import ReadBack as ReadBack
 from appliance.repo.httpstore import HttpStore
 from appliance.repo.keyring import remember, unlock
 from appliance.repo.lock import RepoLock
@@ -46,8 +47,6 @@ from appliance.repo.places import holds_repository as holds_repository
 from appliance.repo.places import local_folder as local_folder
 from appliance.repo.places import open_store as open_store
 from appliance.repo.places import storage_error as storage_error
-from appliance.repo.readback import ReadBack as ReadBack
-from appliance.repo.readback import zero_chunk_name
 from appliance.repo.sealing import (
     CHUNK,
     KEY_FILE,

@@ -10,10 +10,9 @@ import pytest
 
 from appliance.errors import CorruptData, RepositoryError
 from appliance.repo import keyring
-from appliance.repo.chunk import Decoder, Encoder, content_hash
+from appliance.repo.chunk import Decoder, Encoder, ReadBack, content_hash
 from appliance.repo.image import authenticity_note, load_manifest
 from appliance.repo.newrepo import initialise
-from appliance.repo.readback import ReadBack
 from appliance.repo.repository import Repository, chunk_key
 from appliance.repo.sealing import KEY_FILE
 
