@@ -54,10 +54,11 @@ def main(argv: list[str] | None = None) -> int:
             repos = {"plain": work / f"plain-{number}", "encrypted": work / f"sealed-{number}"}
             init_encrypted(repos["encrypted"], work)
             for kind, repo in repos.items():
-                r, _ = our_save(src, repo, "base", work, f"save {kind} {number}")
+                r, result = our_save(src, repo, "base", work, f"save {kind} {number}")
                 times.setdefault(f"save {kind}", []).append(r.seconds)
                 cpu.setdefault(f"save {kind}", []).append(r.cpu_seconds)
-                log(f"save {kind} {number}: {r.seconds:.2f} s, CPU {r.cpu_seconds:.2f} s")
+                phases = ", ".join(f"{k} at {v:.1f} s" for k, v in result["phases"].items())
+                log(f"save {kind} {number}: {r.seconds:.2f} s, CPU {r.cpu_seconds:.2f} s; {phases}")
             for kind, repo in repos.items():
                 wipe(target)
                 r = our_restore(repo, "base", target, work, f"restore {kind} {number}")

@@ -346,8 +346,9 @@ class CowView:
             else os.path.exists(self.path)
         ):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                err = (self.proc.stderr.read() if self.proc.stderr else b"").decode().strip()
-                self.close()
+                proc = self.proc
+                self.close()  # first: a child that is still starting is stopped (or killed)
+                err = (proc.stderr.read() if proc.stderr else b"").decode().strip()
                 raise DeviceError(
                     f"A copy-on-write view {self.purpose} could not be made"
                     f"{': ' + err.splitlines()[-1] if err else ''}."

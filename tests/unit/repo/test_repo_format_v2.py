@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,13 +137,27 @@ def test_a_key_file_of_another_repository_is_refused(tmp_path: Path) -> None:
 
 def test_children_get_the_keys_through_a_pipe(tmp_path: Path) -> None:
     repo = make(tmp_path)
+    assert repo.sealer is not None
     env, fds = keyring.handover()
-    assert fds and repo.sealer is not None
-    assert repo.sealer.master.hex() not in json.dumps(env)  # the key is not in the environment
-    import os
-
-    with os.fdopen(fds[0], "rb") as pipe:
-        assert json.loads(pipe.read()) == {repo.sealer.repository: repo.sealer.master.hex()}
+    assert fds and repo.sealer.master.hex() not in json.dumps(env)  # not in the environment
+    code = (
+        "from appliance.repo import keyring; from appliance.repo.repository import Repository;"
+        "keyring.set_passphrase_source(lambda where: None);"
+        f"print(Repository.open({str(tmp_path / 'r')!r}).sealer.master.hex())"
+    )
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, **env},
+            pass_fds=fds,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert child.stdout.strip() == repo.sealer.master.hex(), child.stderr  # no passphrase
 
 
 def test_v1_is_unchanged_and_says_it_is_not_authenticated(tmp_path: Path) -> None:
