@@ -42,6 +42,7 @@ from bench.jobs import (
     cz_size,
     dd_read,
     engine,
+    init_encrypted,
     move_phase_busy,
     our_restore,
     our_save,
@@ -246,9 +247,11 @@ def bench(
             "cz_save",
             "our_save",
             "our_save_nocheck",
+            "our_save_encrypted",
             "our_incremental",
             "cz_restore",
             "our_restore",
+            "our_restore_encrypted",
             "our_cz_restore",
             "our_http_restore",
         )
@@ -285,6 +288,11 @@ def bench(
         )
         runs["our_save_nocheck"].append(r)
         shutil.rmtree(unchecked)
+        # the same save into an encrypted repository (format v2: AES-256-GCM, keyed names)
+        sealed = work / f"repo-encrypted-{number}"
+        init_encrypted(sealed, work)
+        r, _ = our_save(src, sealed, "base", work, f"appliance save, encrypted {number}")
+        runs["our_save_encrypted"].append(r)
         r, second = our_save(changed, repo, "changed", work, f"appliance incremental {number}")
         runs["our_incremental"].append(r)
         chunks = int(second["new_chunks"]) + int(second["reused_chunks"])
@@ -309,6 +317,15 @@ def bench(
         )
         if number == 1:
             checks["appliance_restore"] = check_restore("appliance restore", src, target, expected)
+        wipe(target)
+        runs["our_restore_encrypted"].append(
+            our_restore(sealed, "base", target, work, f"appliance restore, encrypted {number}")
+        )
+        if number == 1:
+            checks["encrypted_restore"] = check_restore(
+                "appliance restore, encrypted", src, target, expected
+            )
+        shutil.rmtree(sealed)
         wipe(target)
         runs["our_http_restore"].append(
             http_restore(web, repo, "base", target, work, f"appliance restore from nginx {number}")
@@ -397,9 +414,11 @@ def bench(
         "cz_save": used,
         "our_save": used,
         "our_save_nocheck": used,
+        "our_save_encrypted": used,
         "our_incremental": used_changed,
         "cz_restore": used,
         "our_restore": used,
+        "our_restore_encrypted": used,
         "our_cz_restore": used,
         "our_http_restore": used,
     }
@@ -429,6 +448,8 @@ def bench(
         "save_vs_raw": report.ratios([used / s for s in t["our_save"]], rate_raw),
         "save_nocheck_speedup": report.ratios(t["cz_save"], t["our_save_nocheck"]),
         "proof_cost": report.ratios(t["our_save"], t["our_save_nocheck"]),
+        "encrypted_save_cost": report.ratios(t["our_save_encrypted"], t["our_save"]),
+        "encrypted_restore_cost": report.ratios(t["our_restore_encrypted"], t["our_restore"]),
     }
     res["proof"] = {
         "extra_seconds": report.summary(
@@ -643,6 +664,16 @@ def evaluate(res: dict[str, Any]) -> list[report.Target]:
             None,
         )
     )
+    for job in ("save", "restore"):
+        cost = c[f"encrypted_{job}_cost"]
+        out.append(
+            report.Target(
+                f"encrypted {job} vs unencrypted",
+                "<= 1.10x",
+                report.fmt(cost, 2, unit="x"),
+                cost["median"] <= 1.10,
+            )
+        )
     out.append(
         report.Target(
             "whole benchmark",

@@ -105,7 +105,16 @@ def appliance_env(work: Path, first: Path | None = None) -> dict[str, str]:
         path.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(path))
     env["APPLIANCE_LOG"] = str(work / "appliance-internal-errors.log")
+    env["APPLIANCE_PASSPHRASE"] = BENCH_PASSPHRASE  # the encrypted repositories' (no prompt)
     return env
+
+
+BENCH_PASSPHRASE = "bench only: not a secret"
+
+
+def init_encrypted(repo: Path, work: Path) -> None:
+    """A new encrypted repository (format v2) for the encrypted save and restore runs."""
+    run(appliance("init", "--repo", str(repo), "--encrypt"), cwd=_engine, env=appliance_env(work))
 
 
 def appliance(*args: str) -> list[str]:

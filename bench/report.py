@@ -150,9 +150,11 @@ def markdown(res: dict[str, Any]) -> str:
         ("cz_save", "save: partclone -c \\| zstd -T0 -3 (Clonezilla)"),
         ("our_save", "save: appliance save (each partition proven)"),
         ("our_save_nocheck", "save: appliance save --no-check"),
+        ("our_save_encrypted", "save: appliance save, encrypted repository"),
         ("our_incremental", "incremental: appliance save, 2nd image"),
         ("cz_restore", "restore: zstd -dc \\| partclone -r (Clonezilla)"),
         ("our_restore", "restore: appliance restore"),
+        ("our_restore_encrypted", "restore: appliance restore, encrypted repository"),
     ):
         fig = f[key]
         lines.append(
@@ -171,6 +173,9 @@ def markdown(res: dict[str, Any]) -> str:
         f"| save: the proof's cost (save / save --no-check) | "
         f"{fmt(c['proof_cost'], 2, unit='x')} |",
         f"| restore: appliance vs partclone restore | {fmt(c['restore_speedup'], 2, unit='x')} |",
+        f"| encrypted vs unencrypted save (time) | {fmt(c['encrypted_save_cost'], 2, unit='x')} |",
+        f"| encrypted vs unencrypted restore (time) | "
+        f"{fmt(c['encrypted_restore_cost'], 2, unit='x')} |",
         f"| incremental save vs first save | {fmt(c['incremental_vs_first'], 2, unit='x')} |",
         f"| incremental save vs raw read of the used data | "
         f"{fmt(c['incremental_vs_raw'], 0, 100, ' %')} |",

@@ -29,6 +29,7 @@ from appliance.jobs.verify import last_verified
 from appliance.jobs.writeplan import describe_steps
 from appliance.plan.preflight import Preflight, Usage, free_space, measure_disk, preflight_save
 from appliance.progress import Progress
+from appliance.repo.image import authenticity_note
 from appliance.repo.mount import RepoMount, Volume, mount_volume, volumes
 from appliance.repo.netmount import HeldMount, NetOptions
 from appliance.units import human_size, rate
@@ -292,10 +293,12 @@ class EngineBackend(BrowseEngine):
                     engine_plan, progress=progress, cancel=cancel, verify_first=plan.verify_first
                 )
                 took = time.monotonic() - started
+                note = authenticity_note(engine_plan.image)
                 return JobSummary(
                     (
                         f"Restored image {plan.image} onto {plan.target.describe()}: "
                         f"{rate(plan.total, took)}.",
+                        *([f"Note: {note}."] if note else []),
                     ),
                     "Every chunk was re-hashed as it was read. Press V to compare the whole "
                     "disk with the image.",
@@ -416,10 +419,14 @@ class EngineBackend(BrowseEngine):
             )
             took = time.monotonic() - started
             good = [v for v in result.verdicts if v.ok]
+            head = engine_plans[0]
+            assert isinstance(head, RestorePlan)
+            note = authenticity_note(head.image)
             lines = [
                 f"Restored image {first.image} onto {len(good)} of {len(plans)} disks: "
                 f"{rate(max(p.total for p in plans), took)}.",
                 *(f"{v.line().rstrip('.')}." for v in result.verdicts),
+                *([f"Note: {note}."] if note else []),
             ]
             if result.stop is not None and not good:
                 raise result.stop

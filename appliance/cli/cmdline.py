@@ -18,6 +18,10 @@ appliance.credentials  for a file server: ``PARTITION:/FILE``, a credentials fil
                     for s3://: a file of ``AWS_...=value`` lines. Never a password or key on
                     this line (``appliance.aws_secret...`` and the like are refused). Without
                     it the job asks nothing.
+appliance.passphrase_file  an encrypted repository's passphrase: ``PARTITION:/FILE``, a file
+                    (its first line) on a partition named as appliance.repo's, read and the
+                    partition unmounted before the job. Never the passphrase itself: a key
+                    such as ``appliance.passphrase=`` is refused.
 appliance.host_key  for ssh://: the server's host key fingerprint (SHA256:...) to trust
 appliance.repo_dir  the repository's folder inside that filesystem (default: its top folder)
 appliance.image     the image's name (required)
@@ -59,6 +63,7 @@ KEYS = (
     "host_key",
     "interface",
     "from",
+    "passphrase_file",
 )
 
 
@@ -79,6 +84,7 @@ class JobSpec:
     host_key: str | None = None
     interface: str | None = None  # receive
     cast_from: str | None = None  # receive: the sender's repository over HTTP
+    passphrase_file: str | None = None  # PARTITION:/FILE
 
     def describe(self) -> str:
         if self.job == "receive":
@@ -168,14 +174,18 @@ def parse_cmdline(text: str) -> JobSpec | None:
         host_key=values.get("host_key"),
         interface=values.get("interface"),
         cast_from=values.get("from"),
+        passphrase_file=_file_place("passphrase_file", values.get("passphrase_file")),
     )
 
 
-SECRET_WORDS = ("secret", "password", "passwd", "token", "aws_", "access_key")
+SECRET_WORDS = ("secret", "password", "passwd", "token", "aws_", "access_key", "passphrase")
+NOT_SECRETS = ("passphrase_file",)  # names a file that holds the secret
 
 
 def _refuse_secret(key: str) -> None:
     """A secret on the kernel command line is readable by every process and every log."""
+    if key.lower() in NOT_SECRETS:
+        return
     if any(word in key.lower() for word in SECRET_WORDS):
         raise UsageError(
             f"{PREFIX}{key} puts a secret on the kernel command line, where every program "
@@ -188,6 +198,17 @@ def _credentials_place(text: str | None) -> str | None:
         raise UsageError(
             f"{PREFIX}credentials={text} must name a partition and a file on it, "
             "such as LABEL=KEYS:/office.cred."
+        )
+    return text
+
+
+def _file_place(key: str, text: str | None) -> str | None:
+    """PARTITION:/FILE; anything else is refused without repeating it (it may be the
+    passphrase itself, typed in the wrong place)."""
+    if text is not None and ":/" not in text:
+        raise UsageError(
+            f"{PREFIX}{key}= must name a partition and a file on it, such as "
+            "LABEL=KEYS:/lab.pass; never the passphrase itself."
         )
     return text
 

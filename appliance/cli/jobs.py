@@ -29,6 +29,7 @@ from appliance.jobs.shelfrestore import (
 from appliance.jobs.shelfverify import verify_clonezilla
 from appliance.jobs.verify import verify_against, verify_image
 from appliance.jobs.writeplan import steps_json
+from appliance.repo.image import authenticity_note
 from appliance.shelf.clonezilla import is_clonezilla
 from appliance.units import rate
 
@@ -163,13 +164,16 @@ def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
     started = time.monotonic()
     restore(plan, progress=progress, cancel=cancel, verify_first=args.verify_first)
     seconds = time.monotonic() - started
+    note = authenticity_note(plan.image)
     if args.json:
-        print_json({**plan_json(plan), "seconds": round(seconds, 3)})
+        print_json({**plan_json(plan), "seconds": round(seconds, 3), "authenticated": note is None})
     else:
         print(
             f"Restored image {plan.image.manifest.name} onto {plan.target.node}: "
             f"{rate(plan.total, seconds)}; every chunk was checked."
         )
+        if note is not None:
+            print(f"note: {note}.", file=sys.stderr)
     return 0
 
 

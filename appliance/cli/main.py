@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
@@ -234,6 +235,32 @@ def build_parser() -> Parser:
     netrepo.add_options(p)
     p.add_argument("--image", required=True)
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("init", help="make a new, empty repository (--encrypt: format v2)")
+    p.add_argument("--repo", required=True, help="an empty folder, or s3://BUCKET/FOLDER")
+    p.add_argument(
+        "--encrypt",
+        action="store_true",
+        help="encrypt and authenticate everything in it, with a passphrase asked twice",
+    )
+    netrepo.add_options(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("key", help="an encrypted repository's key: change, export, import")
+    keys = p.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
+    keys.required = True
+    k = keys.add_parser("change", help="a new passphrase (no chunk is rewritten)")
+    k.add_argument("--repo", required=True)
+    netrepo.add_options(k)
+    k.add_argument("--new-passphrase-file", type=Path, metavar="FILE")
+    k = keys.add_parser("export", help="the key as printable text, to type back")
+    k.add_argument("--repo", required=True)
+    netrepo.add_options(k)
+    k.add_argument("--to", metavar="FILE", help="a new file (default: standard output)")
+    k = keys.add_parser("import", help="put back the key file from an exported copy")
+    k.add_argument("--repo", required=True)
+    netrepo.add_options(k)
+    k.add_argument("file", metavar="FILE", help="the exported text (- for standard input)")
     return parser
 
 
@@ -260,6 +287,10 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "tui":  # its own program: appliance/ never imports textual or tui
         flags = ["--demo"] if args.demo else []
         os.execv(sys.executable, [sys.executable, "-m", "tui", *flags])
+    if args.command in ("init", "key"):
+        from appliance.cli import keys
+
+        return keys.run_init(args) if args.command == "init" else keys.run_key(args)
     if args.command == "delete":
         from appliance.cli import delete
 
@@ -314,6 +345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         with netrepo.network_places(args):
+            if getattr(args, "repo", None) is not None:
+                from appliance.cli import keys
+
+                keys.install(args)  # where an encrypted repository's passphrase comes from
             return dispatch(args)
     except ApplianceError as exc:
         sys.stdout.flush()

@@ -33,6 +33,8 @@ PLACES: dict[str, tuple[tuple[str, str], ...]] = {
     "delete": (("repo", "rw"),),
     "import": (("repo", "rw"), ("source", "ro")),
     "files": (("repo", "ro"),),
+    "init": (("repo", "rw"),),
+    "key": (("repo", "rw"),),
 }
 
 
@@ -50,6 +52,18 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         metavar="FINGERPRINT",
         help="trust an ssh server met for the first time whose host key has this "
         "fingerprint (SHA256:...)",
+    )
+    add_passphrase_option(parser)
+
+
+def add_passphrase_option(parser: argparse.ArgumentParser) -> None:
+    """An encrypted repository's passphrase (appliance.cli.keys reads it)."""
+    parser.add_argument(
+        "--passphrase-file",
+        type=Path,
+        metavar="FILE",
+        help="an encrypted repository's passphrase, in a file only root can read "
+        "(else it is asked, or taken from APPLIANCE_PASSPHRASE)",
     )
 
 
@@ -85,7 +99,8 @@ def network_places(args: argparse.Namespace) -> Iterator[None]:
                     value,
                     writable=mode != "ro",
                     check_write=mode == "rw",
-                    create=attr == "repo" and bool(getattr(args, "create", False)),
+                    create=attr == "repo"
+                    and (bool(getattr(args, "create", False)) or args.command == "init"),
                     options=options,
                 )
             )

@@ -18,6 +18,7 @@ from appliance.jobs.plantext import image_source, restore_layout, target_now
 from appliance.jobs.restore import RestorePlan, restore_steps
 from appliance.jobs.shelfrestore import find_folder
 from appliance.jobs.writeplan import describe_steps, steps_json
+from appliance.repo.image import authenticity_note
 from appliance.units import rate
 
 
@@ -137,6 +138,7 @@ def run_restore_many(args: argparse.Namespace, cancel: threading.Event) -> int:
                 "seconds": round(seconds, 3),
                 "ok": good == len(verdicts),
                 "verdicts": [v.to_json() for v in verdicts],
+                "authenticated": authenticity_note(plans[0].image) is None,
             }
         )
     else:
@@ -149,6 +151,9 @@ def run_restore_many(args: argparse.Namespace, cancel: threading.Event) -> int:
         )
         for verdict in verdicts:
             print(fit80(verdict.line().rstrip(".") + "."))
+        note = authenticity_note(plans[0].image)
+        if note is not None:
+            print(f"note: {note}.", file=sys.stderr)
     if result.stop is not None:
         raise result.stop
     error = failure(verdicts, args.json)

@@ -24,7 +24,7 @@ from appliance.cli import labmode
 from appliance.cli.cmdline import JobSpec, parse_cmdline
 from appliance.cli.console import Console, mirror_consoles
 from appliance.disk.naming import resolve_partition
-from appliance.errors import ApplianceError, DeviceError, UsageError
+from appliance.errors import ApplianceError, DeviceError, RepositoryError, UsageError
 from appliance.logsetup import report_internal_error, setup_logging
 from appliance.progress import Progress
 from appliance.repo.mount import RepoMount, mount_volume
@@ -90,16 +90,43 @@ def network_options(spec: JobSpec, say: Callable[[str], None]) -> NetOptions:
     return options
 
 
-def read_credentials(spec: JobSpec, say: Callable[[str], None], read: Callable[[Path], T]) -> T:
-    """``read`` of the credentials file appliance.credentials=PARTITION:/FILE names, the
-    partition unmounted again before the job starts."""
-    assert spec.credentials is not None
-    place, _, file = spec.credentials.partition(":/")
+def read_credentials(
+    spec: JobSpec,
+    say: Callable[[str], None],
+    read: Callable[[Path], T],
+    place_file: str | None = None,
+    what: str = "credentials",
+) -> T:
+    """``read`` of the credentials file appliance.credentials=PARTITION:/FILE names (or of
+    `place_file`), the partition unmounted again before the job starts."""
+    spot = place_file or spec.credentials
+    assert spot is not None
+    place, _, file = spot.partition(":/")
     device = wait_for(lambda: resolve_partition(place), spec.wait, say)
     with mounted_repository(device, False, say) as mountpoint:
         value = read(mountpoint / file)
-    say(f"credentials: read from {file} on {device}")
+    say(f"{what}: read from {file} on {device}")
     return value
+
+
+def passphrase(spec: JobSpec, say: Callable[[str], None]) -> None:
+    """An encrypted repository's passphrase, from appliance.passphrase_file=PARTITION:/FILE
+    (kept in memory for this job only; without it an encrypted repository is refused)."""
+    from appliance.cli.keys import read_passphrase_file
+    from appliance.repo import keyring
+
+    if spec.passphrase_file is None:
+
+        def nobody_to_ask(where: str) -> str:
+            raise RepositoryError(
+                f"The repository at {where} is encrypted; name a file that holds its "
+                "passphrase with appliance.passphrase_file=PARTITION:/FILE."
+            )
+
+        keyring.set_passphrase_source(nobody_to_ask)
+        return
+    text = read_credentials(spec, say, read_passphrase_file, spec.passphrase_file, "passphrase")
+    keyring.set_passphrase_source(lambda where: text)
 
 
 def aws_credentials(spec: JobSpec, say: Callable[[str], None]) -> None:
@@ -158,11 +185,13 @@ def run_job(spec: JobSpec, console: Console, cancel: threading.Event | None = No
     from appliance.jobs.restore import plan_restore, restore
     from appliance.jobs.save import save
     from appliance.jobs.verify import verify_against, verify_image
+    from appliance.repo.image import authenticity_note
 
     if spec.job == "receive":
         return receive_job(spec, console, cancel)
     say = console.say
     disk_spec = spec.disk
+    passphrase(spec, say)
     writable = spec.job == "save"
     with contextlib.ExitStack() as stack:
         # lab mode: the summary line needs the repository writable at the end of the job
@@ -221,6 +250,9 @@ def run_job(spec: JobSpec, console: Console, cancel: threading.Event | None = No
             for line in [*describe_plan(text).splitlines(), "Steps:", *text.steps]:
                 say(line)
             restore(plan, progress=progress, cancel=cancel)
+            note = authenticity_note(plan.image)
+            if note is not None:
+                say(f"note: {note}")
             return (
                 f"restored image {spec.image} onto {plan.target.describe()} in "
                 f"{time.monotonic() - started:.1f} s; every chunk was checked"

@@ -254,7 +254,20 @@ class CowView:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> CowView:
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        from appliance.repo.keyring import handover  # an encrypted repository's keys
+
+        extra_env, fds = handover()
+        try:
+            self.proc = subprocess.Popen(
+                self.args,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env={**os.environ, **extra_env} if extra_env else None,
+                pass_fds=fds,
+            )
+        finally:
+            for fd in fds:
+                os.close(fd)
         deadline = time.monotonic() + 20
         while not (
             os.path.ismount(self.mountpoint)
@@ -262,8 +275,9 @@ class CowView:
             else os.path.exists(self.path)
         ):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                err = (self.proc.stderr.read() if self.proc.stderr else b"").decode().strip()
-                self.close()
+                proc = self.proc
+                self.close()  # first: a child that is still starting is stopped (or killed)
+                err = (proc.stderr.read() if proc.stderr else b"").decode().strip()
                 raise DeviceError(
                     f"A copy-on-write view {self.purpose} could not be made"
                     f"{': ' + err.splitlines()[-1] if err else ''}."

@@ -24,7 +24,7 @@ from typing import Protocol
 from appliance.disk.blockio import aligned_buffer, open_direct, read_into
 from appliance.errors import CorruptData
 from appliance.io.pipeline import zero_unused
-from appliance.io.windows import WINDOW, Window, window_length, windows, zero_hash
+from appliance.io.windows import WINDOW, Window, window_length, windows
 from appliance.repo.chunk import Decoder
 from appliance.repo.image import LoadedImage
 from appliance.repo.manifest import Index, Region
@@ -146,7 +146,7 @@ class RepositorySource:
         return chunks[number] if number < len(chunks) else None
 
     def fetch(self, name: str) -> bytes:
-        return self.repo.get_chunk(name)
+        return self.repo.fetch_chunk(name)  # opened (decrypted) by `decode`
 
     @property
     def fetchers(self) -> int:
@@ -158,9 +158,9 @@ class RepositorySource:
         it holds."""
         decoder = getattr(self._local, "decoder", None)
         if decoder is None:
-            decoder = self._local.decoder = Decoder()
+            decoder = self._local.decoder = Decoder(self.repo.chunk_name)
         try:
-            return decoder.decode(blob, name, length)
+            return decoder.decode(self.repo.open_chunk(name, blob), name, length)
         except CorruptData as exc:
             problem = self.repo.damaged_chunk(name, exc)
             raise CorruptData(
@@ -175,7 +175,9 @@ class RepositorySource:
 
     def window_hash(self, region: int, number: int) -> str | None:
         name = self.chunk(region, number)
-        return name if name is not None else zero_hash(self._regions[region].length(number))
+        if name is not None:
+            return name
+        return self.repo.zero_name(self._regions[region].length(number))
 
 
 class DiskSource:

@@ -193,7 +193,7 @@ class Fallback:
             return self._repo
 
     def chunk(self, name: str) -> bytes:
-        return self.repo.get_chunk(name)
+        return self.repo.fetch_chunk(name)  # as stored: CastSource.decode opens it
 
 
 class CastPlan(RestorePlan):

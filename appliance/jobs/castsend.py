@@ -218,6 +218,11 @@ def send(
         check_interface(interface)
     argv = sender_argv(interface, portbase, receivers, wait)
     repo = Repository.open(repo_path)
+    if repo.encrypted:  # the stream would carry what the key protects, in clear
+        raise UsageError(
+            f"The repository at {repo.where} is encrypted, and a multicast stream is not; "
+            "restore from the repository on each PC instead."
+        )
     folder = repo.root  # served over HTTP: a folder on this machine
     loaded = load_image(repo, image)
     progress.set_phase(Phase.CHECK, f"checking that image {image} is whole")

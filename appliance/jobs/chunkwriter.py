@@ -1,10 +1,11 @@
 """Storing windows as chunks: the step every job that writes an image runs on its pool
 (save, and import from another repository or another tool's image).
 
-A window's blake3 names its chunk; an all-zero window is not stored. A chunk already in the
-repository is reused only if it reads back as these bytes (decompressed and hashed, once
-per job); a damaged stored copy is rewritten with the good bytes and counted. `complete`
-is the last write of such a job: the manifest with its figures, marked complete.
+A window's blake3 (keyed, in an encrypted repository) names its chunk; an all-zero window is
+not stored. A chunk already in the repository is reused only if it reads back as these bytes
+(decompressed and hashed, once per job); a damaged stored copy is rewritten with the good
+bytes and counted. `complete` is the last write of such a job: the manifest with its
+figures, marked complete.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from appliance.io.windows import Window, zero_hash
-from appliance.repo.chunk import Encoder, content_hash
+from appliance.io.windows import Window
+from appliance.repo.chunk import Encoder
 from appliance.repo.manifest import Manifest
 from appliance.repo.records import SaveStats
 from appliance.repo.repository import ReadBack, Repository
@@ -89,8 +90,8 @@ class ChunkWriter:
 
     def __call__(self, win: Window, data: memoryview) -> None:
         stats = self.stats
-        name = content_hash(data)
-        if name == zero_hash(win.length):
+        name = self.repo.chunk_name(data)
+        if name == self.repo.zero_name(win.length):
             with stats.lock:
                 stats.zero_windows += 1
             return

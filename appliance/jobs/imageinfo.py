@@ -12,6 +12,7 @@ from typing import Any
 from appliance.errors import CorruptData
 from appliance.jobs.verify import last_verified
 from appliance.repo.image import load_manifest
+from appliance.repo.imagelog import read_log
 from appliance.repo.manifest import Index, Manifest, Region, index_hash
 from appliance.repo.repository import Repository
 
@@ -136,10 +137,9 @@ def _check_index(repo: Repository, manifest: Manifest, region: Region) -> str | 
 
 def log_tail(repo: Repository, name: str, lines: int = LOG_TAIL) -> list[str]:
     try:
-        text = repo.read(repo.image_key(name, "log.txt")).decode(errors="replace")
+        return read_log(repo, name)[-lines:]
     except OSError:
         return []
-    return text.splitlines()[-lines:]
 
 
 def image_info(repo_path: str, name: str) -> ImageInfo:

@@ -32,7 +32,7 @@ from appliance.io.windows import window_length
 from appliance.plan.fit import GROWABLE_FS
 from appliance.plan.safety import check_not_boot_stick
 from appliance.progress import Phase, Progress
-from appliance.repo.chunk import Decoder, content_hash
+from appliance.repo.chunk import Decoder
 from appliance.repo.image import LoadedImage, load_image
 from appliance.repo.manifest import Region
 from appliance.repo.repository import Repository
@@ -77,7 +77,7 @@ def verify_image(
     stage = Stage(progress, cancel)
 
     def worker() -> None:
-        decoder = Decoder()
+        decoder = Decoder(repo.chunk_name)
         while not stage.stop.is_set():
             try:
                 name = names.get_nowait()
@@ -122,7 +122,7 @@ def last_verified(repo: Repository, image: str) -> str | None:
     """When the image was last verified whole, or None (never, or no record)."""
     try:
         data = json.loads(repo.read(repo.image_key(image, VERIFIED)))
-    except (OSError, ValueError):
+    except (OSError, ValueError, CorruptData):  # CorruptData: a sealed record that fails
         return None
     when = data.get("verified") if isinstance(data, dict) else None
     return when if isinstance(when, str) else None
@@ -288,7 +288,7 @@ def verify_against(
     lock = threading.Lock()
 
     def work(win: Window, data: memoryview) -> None:
-        if content_hash(data) != source.window_hash(win.region, win.number):
+        if repo.chunk_name(data) != source.window_hash(win.region, win.number):
             region = source.regions[win.region]
             with lock:
                 mismatches.append(f"{region.what} at byte {win.number * region.window}")

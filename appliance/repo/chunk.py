@@ -2,18 +2,23 @@
 
 Header: magic b"APCK", format version (1 byte), compression (1 byte: 0 raw, 1 zstd),
 2 reserved zero bytes, payload length (8 bytes, little endian). The chunk's name is the
-blake3 hash of the *uncompressed* bytes, so the name proves the content after decompression.
+blake3 hash of the *uncompressed* bytes, so the name proves the content after decompression
+(an encrypted repository's names are keyed: the hasher is the repository's `chunk_name`).
+`ReadBack` reads a stored chunk back to prove it before a save reuses it.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import blake3
 import zstandard
 
 from appliance.errors import CorruptData
+from appliance.repo.store import Store
 
 MAGIC = b"APCK"
 VERSION = 1
@@ -22,6 +27,7 @@ ZSTD = 1
 HEADER = struct.Struct("<4sBBxxQ")
 HEADER_SIZE = HEADER.size  # 16
 HASH_HEX_LEN = 64
+READ_WINDOW = 4 * 1024 * 1024  # the repository's window (a ReadBack's buffers)
 
 
 def content_hash(data: bytes | memoryview) -> str:
@@ -50,7 +56,10 @@ class Encoder:
 
 @dataclass
 class Decoder:
-    """Turns a chunk file's bytes back into the window's bytes. One per thread."""
+    """Turns a chunk file's bytes back into the window's bytes. One per thread. `hasher`
+    names chunks (an encrypted repository's is keyed: Repository.chunk_name)."""
+
+    hasher: Callable[[bytes | memoryview], str] = content_hash
 
     def __post_init__(self) -> None:
         self._dctx = zstandard.ZstdDecompressor()
@@ -72,7 +81,7 @@ class Decoder:
                 data = self._dctx.decompress(payload, max_output_size=expected_size)
             except zstandard.ZstdError as exc:
                 raise CorruptData(f"Chunk {name} cannot be decompressed.") from exc
-        if len(data) != expected_size or content_hash(data) != name:
+        if len(data) != expected_size or self.hasher(data) != name:
             raise CorruptData(f"Chunk {name} does not match its hash.")
         return data
 
@@ -88,3 +97,63 @@ def header_ok(head: bytes, file_size: int) -> bool:
         and compression in (RAW, ZSTD)
         and length == file_size - HEADER_SIZE
     )
+
+
+@cache
+def zero_chunk_name(length: int) -> str:
+    """The v1 name of `length` zero bytes."""
+    return content_hash(bytes(length))
+
+
+class ReadBack:
+    """Reads stored chunks back to prove them, into buffers of its own (one per thread: no
+    4 MiB allocation per chunk), and checks the bytes against the chunk's name."""
+
+    def __init__(self, window: int = READ_WINDOW) -> None:
+        self.dctx = zstandard.ZstdDecompressor()
+        self.blob = bytearray(window + HEADER_SIZE + 1)  # one more: a longer file shows
+        self.out = bytearray(window + 1)
+
+    def state(
+        self,
+        store: Store,
+        key: str,
+        name: str,
+        length: int,
+        hasher: Callable[[bytes | memoryview], str] = content_hash,
+    ) -> str:
+        size = store.read_into(key, self.blob)
+        return self.check(memoryview(self.blob)[:size], name, length, hasher)
+
+    def check(
+        self,
+        blob: memoryview,
+        name: str,
+        length: int,
+        hasher: Callable[[bytes | memoryview], str] = content_hash,
+    ) -> str:
+        """ "same" when the chunk file's bytes `blob` decode to the `length` bytes named
+        `name`, else "damaged"."""
+        if not header_ok(bytes(blob[:HEADER_SIZE]), len(blob)):
+            return "damaged"
+        payload = blob[HEADER_SIZE:]
+        if HEADER.unpack_from(blob)[2] == ZSTD:
+            try:
+                back = self._decompress(payload, length + 1)
+            except zstandard.ZstdError:
+                return "damaged"
+        else:
+            back = payload
+        return "same" if len(back) == length and hasher(back) == name else "damaged"
+
+    def _decompress(self, payload: memoryview, limit: int) -> memoryview:
+        """At most `limit` bytes of the frame into self.out."""
+        view = memoryview(self.out)[:limit]
+        done = 0
+        with self.dctx.stream_reader(payload) as stream:
+            while done < limit:
+                got = stream.readinto(view[done:])
+                if not got:
+                    break
+                done += got
+        return view[:done]

@@ -69,3 +69,14 @@ def load_image(repo: Repository, name: str, *, require_complete: bool = True) ->
             )
         indexes[region.name] = index
     return LoadedImage(repo, manifest, indexes)
+
+
+def authenticity_note(loaded: LoadedImage) -> str | None:
+    """What a restore says once of an image whose repository is not encrypted (format v1):
+    nothing proves who wrote it. None for an encrypted repository's image."""
+    if loaded.repo.encrypted:
+        return None
+    return (
+        f"the image {loaded.manifest.name} is not authenticated (its repository is not "
+        "encrypted, so a change by whoever can write there would not be noticed)"
+    )

@@ -1,6 +1,8 @@
-"""The image repository (format v1): content-addressed chunks and images, kept in a `Store`.
+"""The image repository (format v1, or v2: encrypted): content-addressed chunks and images,
+kept in a `Store`.
 
-    repo.json                    format name + version, hash, chunk size
+    repo.json                    format name + version, hash, chunk size (v2: id, encryption)
+    key.json                     v2 only: the master key, wrapped by the passphrase
     chunks/ab/cd/<hash>          one chunk (see repo/chunk.py)
     images/<name>/manifest.json
     images/<name>/<region>.idx   per-region chunk index (its hash is in the manifest)
@@ -13,6 +15,11 @@ Every read and write of that content goes through the store (repo/store.py): a f
 fsync (a temporary name, then a rename); durability comes from one sync() before an image's
 manifest says complete (an fsync per chunk costs too much). Manifests and indexes are put
 durably.
+
+Format v2 (`appliance init --encrypt`) keeps the same layout; repo/sealing.py says what
+changes: a chunk's name is a keyed hash, and every chunk, manifest and index is encrypted and
+authenticated (bound to its key and to the repository's id). The repository seals and opens
+them here, so the jobs see the same bytes as in v1 and every store holds either format.
 """
 
 from __future__ import annotations
@@ -26,21 +33,37 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import zstandard
-
 from appliance.disk.usage import RAM_FILESYSTEMS, filesystem_type
 from appliance.errors import CorruptData, ImageError, RepositoryError
-from appliance.repo.chunk import HASH_HEX_LEN, HEADER, HEADER_SIZE, ZSTD, content_hash, header_ok
-from appliance.repo.httpstore import HttpStore, is_web_address
+from appliance.repo.chunk import HASH_HEX_LEN, HEADER_SIZE, content_hash, header_ok, zero_chunk_name
+from appliance.repo.chunk import ReadBack as ReadBack
+from appliance.repo.httpstore import HttpStore
+from appliance.repo.keyring import remember, unlock
 from appliance.repo.lock import RepoLock
+from appliance.repo.places import ADDRESS_RE as ADDRESS_RE
+from appliance.repo.places import MARKER as MARKER
+from appliance.repo.places import check_writable as check_writable
+from appliance.repo.places import holds_repository as holds_repository
+from appliance.repo.places import local_folder as local_folder
+from appliance.repo.places import open_store as open_store
+from appliance.repo.places import storage_error as storage_error
+from appliance.repo.sealing import (
+    CHUNK,
+    KEY_FILE,
+    Sealer,
+    new_repository_id,
+    sealed_header_ok,
+    wrap_key,
+)
 from appliance.repo.store import LocalStore, Store, check_key
 
 FORMAT = "appliance-repository"
 VERSION = 1
+ENCRYPTED = 2  # the format version of an encrypted repository
 WINDOW = 4 * 1024 * 1024
-MARKER = "repo.json"  # the file that makes a folder a repository
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 HEX_RE = re.compile(r"^[0-9a-f]{64}$")
+HEX32_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 def check_image_name(name: str) -> str:
@@ -52,109 +75,8 @@ def check_image_name(name: str) -> str:
     return name
 
 
-ADDRESS_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-def open_store(location: str | os.PathLike[str]) -> Store:
-    """The store a repository location names. Every job takes a location (a string that
-    also reopens the repository in a child process, such as a FUSE view): a folder on this
-    machine, an s3:// bucket, or an http(s):// address of a web server that serves one
-    (read-only). A file server (ssh://, smb://, nfs://) is mounted before a job starts
-    (repo/netmount.py), so its jobs see a folder; any other address is refused here."""
-    text = os.fspath(location)
-    if is_web_address(text):
-        return HttpStore(text)  # read-only: see check_writable
-    address = ADDRESS_RE.match(text)
-    if address and address.group(1).lower() == "s3":
-        from appliance.repo.s3store import open_s3  # boto3 is loaded for a bucket only
-
-        return open_s3(text)
-    if address:
-        raise RepositoryError(
-            f"The repository {text} is at a {address.group(1)}:// address, which this version "
-            "cannot reach; mount the share and name the folder of the repository on it."
-        )
-    return LocalStore(Path(text))
-
-
-def local_folder(location: str | os.PathLike[str]) -> Path | None:
-    """The folder on this machine that a location names, None for a network address (the
-    safety checks that ask which disk holds the repository need one)."""
-    text = os.fspath(location)
-    return None if ADDRESS_RE.match(text) else Path(text)
-
-
-def holds_repository(location: str | os.PathLike[str]) -> bool:
-    """A repository is at `location` (its repo.json is there), readable or not."""
-    try:
-        return open_store(location).exists(MARKER)
-    except (RepositoryError, OSError):
-        return False
-
-
-def check_writable(store: Store, job: str) -> Store:
-    """`store`, when `job` (a save, gc...) may write there: a web server may not."""
-    if isinstance(store, HttpStore):
-        raise store.read_only(job)
-    return store
-
-
 def chunk_key(name: str) -> str:
     return f"chunks/{name[:2]}/{name[2:4]}/{name}"
-
-
-def storage_error(root: str | os.PathLike[str], exc: OSError) -> RepositoryError:
-    """A user sentence for a failed write to the repository."""
-    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
-        return RepositoryError(
-            f"The repository at {root} is full; free some space or use "
-            "another repository (the image is incomplete and can be resumed)."
-        )
-    if exc.errno == errno.EROFS:
-        return RepositoryError(f"The repository at {root} is read-only; mount it read-write.")
-    if exc.errno == errno.EACCES or exc.errno == errno.EPERM:
-        return RepositoryError(f"The repository at {root} cannot be written: permission denied.")
-    if exc.errno == errno.EIO:
-        return RepositoryError(
-            f"The disk holding the repository at {root} reported an input/output error."
-        )
-    return RepositoryError(f"Writing to the repository at {root} failed: {exc.strerror}.")
-
-
-class ReadBack:
-    """Reads stored chunks back to prove them, into buffers of its own (one per thread: no
-    4 MiB allocation per chunk), and checks the bytes against the chunk's name."""
-
-    def __init__(self, window: int = WINDOW) -> None:
-        self.dctx = zstandard.ZstdDecompressor()
-        self.blob = bytearray(window + HEADER_SIZE + 1)  # one more: a longer file shows
-        self.out = bytearray(window + 1)
-
-    def state(self, store: Store, key: str, name: str, length: int) -> str:
-        size = store.read_into(key, self.blob)
-        if not header_ok(bytes(self.blob[:HEADER_SIZE]), size):
-            return "damaged"
-        payload = memoryview(self.blob)[HEADER_SIZE:size]
-        if HEADER.unpack_from(self.blob)[2] == ZSTD:
-            try:
-                back = self._decompress(payload, length + 1)
-            except zstandard.ZstdError:
-                return "damaged"
-        else:
-            back = payload
-        return "same" if len(back) == length and content_hash(back) == name else "damaged"
-
-    def _decompress(self, payload: memoryview, limit: int) -> memoryview:
-        """At most `limit` bytes of the frame into self.out."""
-        view = memoryview(self.out)[:limit]
-        done = 0
-        with self.dctx.stream_reader(payload) as stream:
-            while done < limit:
-                got = stream.readinto(view[done:])
-                if not got:
-                    break
-                done += got
-        return view[:done]
 
 
 def check_save_place(path: Path, *, create: bool = False, allow_ram: bool = False) -> None:
@@ -174,11 +96,25 @@ class Repository:
     """An image repository in a store. Open a folder with `open`, `open_or_create` or
     `open_for_save`; a repository in any other store with `in_store` (or `create`)."""
 
-    def __init__(self, store: Store, meta: dict[str, Any]) -> None:
+    def __init__(self, store: Store, meta: dict[str, Any], sealer: Sealer | None = None) -> None:
         self.store = store
         self.where = store.where  # for messages
         self.meta = meta
         self.window = int(meta["chunk_size"])
+        self.sealer = sealer  # format v2: the unlocked keys; None for v1
+
+    @property
+    def encrypted(self) -> bool:
+        """Format v2: every chunk, manifest and index encrypted and authenticated."""
+        return self.sealer is not None
+
+    def chunk_name(self, data: bytes | memoryview) -> str:
+        """The name of the chunk that holds `data`: blake3 (v1) or keyed blake3 (v2)."""
+        return self.sealer.name(data) if self.sealer else content_hash(data)
+
+    def zero_name(self, length: int) -> str:
+        """The name `length` zero bytes would have (such a window is never stored)."""
+        return self.sealer.zero_name(length) if self.sealer else zero_chunk_name(length)
 
     @property
     def location(self) -> str:
@@ -235,17 +171,24 @@ class Repository:
                 f"{where} holds a repo.json of another program; it is not an "
                 "image repository of this appliance."
             )
-        if meta.get("version") != VERSION:
+        if meta.get("version") not in (VERSION, ENCRYPTED):
             raise RepositoryError(
                 f"The repository at {where} has format version "
                 f"{meta.get('version')}, and this appliance reads version "
-                f"{VERSION}; use a newer appliance."
+                f"{VERSION} or {ENCRYPTED}; use a newer appliance."
             )
         if meta.get("hash") != "blake3" or meta.get("chunk_size") != WINDOW:
             raise RepositoryError(
                 f"The repository at {where} uses settings this appliance does not know."
             )
-        return cls(store, meta)
+        if meta["version"] == VERSION:
+            return cls(store, meta)
+        repo_id = meta.get("id")
+        if not isinstance(repo_id, str) or not HEX32_RE.match(repo_id):
+            raise RepositoryError(
+                f"The repository at {where} is damaged: its repo.json has no valid id."
+            )
+        return cls(store, meta, unlock(store, repo_id))
 
     @classmethod
     def open_or_create(cls, root: str | os.PathLike[str]) -> Repository:
@@ -290,9 +233,13 @@ class Repository:
         return cls.create(store)
 
     @classmethod
-    def create(cls, store: Store) -> Repository:
-        """A new, empty repository in `store`: its repo.json, written durably."""
-        meta = {
+    def create(
+        cls, store: Store, *, passphrase: str | None = None, kdf: dict[str, int] | None = None
+    ) -> Repository:
+        """A new, empty repository in `store`: its repo.json, written durably. With a
+        passphrase, format v2: a new master key, wrapped into key.json (written first: a
+        repo.json that says v2 always has its key file)."""
+        meta: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
             "hash": "blake3",
@@ -300,11 +247,23 @@ class Repository:
             "compression": "zstd",
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        sealer = None
         try:
+            if passphrase is not None:
+                sealer = Sealer(new_repository_id(), os.urandom(32))
+                meta.update(
+                    version=ENCRYPTED,
+                    id=sealer.repository,
+                    encryption={"cipher": "aes-256-gcm", "names": "blake3-keyed", "key": KEY_FILE},
+                )
+                key_file = wrap_key(sealer.master, sealer.repository, passphrase, kdf)
+                store.put(KEY_FILE, key_file, durable=True)
             store.put("repo.json", (json.dumps(meta, indent=2) + "\n").encode(), durable=True)
         except OSError as exc:
             raise storage_error(store.where, exc) from exc
-        return cls(store, meta)
+        if sealer is not None:
+            remember(sealer)
+        return cls(store, meta, sealer)
 
     @classmethod
     def open_for_save(
@@ -358,7 +317,7 @@ class Repository:
             return False
         except OSError as exc:
             raise storage_error(self.where, exc) from exc
-        return header_ok(head, size)
+        return sealed_header_ok(head, size) if self.sealer else header_ok(head, size)
 
     def chunk_exists(self, name: str) -> bool:
         """A file or value of that name is there (whole or not: see has_chunk)."""
@@ -368,7 +327,13 @@ class Repository:
         """ "same" when the stored chunk reads back as the `length` bytes named `name`,
         "missing", or "damaged" (a chunk a new image reuses must be one that can be read)."""
         try:
-            return reader.state(self.store, chunk_key(name), name, length)
+            if self.sealer is None:
+                return reader.state(self.store, chunk_key(name), name, length)
+            try:
+                plain = self.open_chunk(name, self.store.get(chunk_key(name)))
+            except CorruptData:
+                return "damaged"
+            return reader.check(memoryview(plain), name, length, self.sealer.name)
         except FileNotFoundError:
             return "missing"
         except OSError as exc:
@@ -396,18 +361,35 @@ class Repository:
         return 1 if isinstance(self.store, LocalStore) else 8  # a bucket: a server too
 
     def put_chunk(self, name: str, blob: bytes) -> None:
+        """Store a chunk file's bytes (repo/chunk.py), sealed in an encrypted repository."""
+        key = chunk_key(name)
+        if self.sealer is not None:
+            blob = self.sealer.seal(key, blob, CHUNK)
         try:
-            self.store.put(chunk_key(name), blob, durable=False)
+            self.store.put(key, blob, durable=False)
         except OSError as exc:
             raise storage_error(self.where, exc) from exc
 
     def get_chunk(self, name: str) -> bytes:
+        """A chunk file's bytes (opened and authenticated in an encrypted repository; a
+        chunk that fails raises CorruptData)."""
+        return self.open_chunk(name, self.fetch_chunk(name))
+
+    def fetch_chunk(self, name: str) -> bytes:
+        """A chunk as stored (still sealed in an encrypted repository: `open_chunk` opens
+        it, on the thread that decodes it)."""
         try:
             return self.store.get(chunk_key(name))
         except FileNotFoundError as exc:
             raise CorruptData(f"Chunk {name} is missing from the repository.") from exc
         except OSError as exc:
             raise CorruptData(f"Chunk {name} cannot be read: {exc.strerror}.") from exc
+
+    def open_chunk(self, name: str, blob: bytes) -> bytes:
+        """A stored chunk's bytes as repo/chunk.py reads them (v2: opened, checked)."""
+        if self.sealer is None:
+            return blob
+        return self.sealer.open(chunk_key(name), blob, f"Chunk {name}")
 
     def chunk_names(self) -> Iterator[str]:
         """The name of every stored chunk."""
@@ -455,13 +437,29 @@ class Repository:
     def exists(self, key: str) -> bool:
         return self.store.exists(key)
 
+    def sealed(self, key: str) -> bool:
+        """An encrypted repository seals every file of an image but its log."""
+        if self.sealer is None or not key.startswith("images/"):
+            return False
+        return not key.endswith("/log.txt")
+
     def read(self, key: str) -> bytes:
         """A file of the repository; OSError (FileNotFoundError: it is not there) for the
-        caller to say what it means."""
+        caller to say what it means; in an encrypted repository, CorruptData when the file
+        fails its authentication check."""
+        blob = self.store.get(key)
+        if self.sealer is not None and self.sealed(key):
+            return self.sealer.open(key, blob, f"The file {self.describe(key)}")
+        return blob
+
+    def read_stored(self, key: str) -> bytes:
+        """A file as stored (sealed in an encrypted repository): a copy to another place."""
         return self.store.get(key)
 
     def write_file(self, key: str, data: bytes) -> None:
         """A manifest or index, durably (fsync, rename); a full disk gets a sentence."""
+        if self.sealer is not None and self.sealed(key):
+            data = self.sealer.seal(key, data)
         try:
             self.store.put(key, data, durable=True)
         except OSError as exc:

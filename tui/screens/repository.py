@@ -4,7 +4,11 @@ file server's share (ssh://, smb://, nfs://) that the app mounts while it is the
 asking for its password (masked) and whether to trust an ssh server met the first time; or a
 web server (http://, https://: read-only, a save is refused with its sentence) or a bucket
 (s3://, with the AWS variables or ~/.aws settings the command line reads), used where they
-are, nothing mounted."""
+are, nothing mounted.
+
+An encrypted repository (format v2) asks its passphrase (masked) when it is chosen, and stays
+unlocked while the app runs; F6 makes a new encrypted repository at the typed place, with
+the passphrase asked twice and its strength shown."""
 
 from __future__ import annotations
 
@@ -19,11 +23,14 @@ from textual.widgets import Button, DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from appliance.disk.probe import Scan
+from appliance.repo import keyring
 from appliance.repo.httpstore import is_web_address
 from appliance.repo.mount import RepoMount, Volume
 from appliance.repo.netaddress import is_network
 from appliance.repo.netmount import HeldMount, NetOptions, PasswordNeeded, ask_later
-from appliance.repo.repository import holds_repository
+from appliance.repo.newrepo import initialise
+from appliance.repo.places import encrypted_at
+from appliance.repo.repository import Repository, holds_repository
 from appliance.repo.sshhosts import HostKeyUnknown
 from appliance.units import human_size
 from tui.messages import ShareMounted, VolumeMounted, VolumesListed, WorkerResult
@@ -44,6 +51,15 @@ class AddressOpened(WorkerResult):
         self.found = found
 
 
+class Unlocked(WorkerResult):
+    """An encrypted repository was opened with the typed passphrase (or made with it)."""
+
+    def __init__(self, location: str, made: bool = False) -> None:
+        super().__init__()
+        self.location = location
+        self.made = made
+
+
 class RepositoryScreen(FlowScreen):
     DEFAULT_CSS = """
     RepositoryScreen Input, RepositoryScreen Input:focus {
@@ -52,7 +68,10 @@ class RepositoryScreen(FlowScreen):
     RepositoryScreen #current { height: auto; margin-top: 1; }
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("f8", "unmount", "Unmount")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f8", "unmount", "Unmount"),
+        Binding("f6", "new_encrypted", "New encrypted"),
+    ]
 
     def compose(self) -> ComposeResult:
         yield TopBar("Choose the repository", self.session)
@@ -75,6 +94,7 @@ class RepositoryScreen(FlowScreen):
             yield VolumeTable(id="volumes")
             yield ErrorLine()
             with Horizontal(classes="buttons"):
+                yield Button("New encrypted (F6)", id="new_encrypted", compact=True)
                 yield Button("Unmount (F8)", id="unmount", compact=True)
                 yield Button("Back (Esc)", id="back", compact=True)
         yield Footer()
@@ -123,6 +143,73 @@ class RepositoryScreen(FlowScreen):
         failed = self.session.set_repo(path, mount, net)
         if failed is not None:
             self.notify(self.session.sentence(failed), severity="error", timeout=10)
+        repo_id = encrypted_at(path) if path else None
+        if path and repo_id and not keyring.is_unlocked(repo_id):
+            self.ask_passphrase(path)
+
+    # -- an encrypted repository ---------------------------------------------------------
+    def ask_passphrase(self, location: str) -> None:
+        def typed(passphrase: str | None) -> None:
+            if passphrase:
+                self.query_one(ErrorLine).note("Unlocking the repository...")
+                self.unlock(location, passphrase)
+            else:
+                self.say(f"No passphrase was typed; the repository at {location} stays locked.")
+
+        prompt = f"Passphrase of the encrypted repository at {location}"
+        self.app.push_screen(PasswordScreen(prompt), typed)
+
+    @work(thread=True, exclusive=True, group="unlock", exit_on_error=False)
+    def unlock(self, location: str, passphrase: str) -> Unlocked:
+        keyring.set_passphrase_source(lambda where: passphrase)
+        try:
+            Repository.open(location)  # unlocks it for every job of this app
+        finally:
+            keyring.set_passphrase_source(lambda where: None)  # jobs never ask
+        return Unlocked(location)
+
+    def on_unlocked(self, message: Unlocked) -> None:
+        if message.made:
+            self.use(message.location, None)
+            self.query_one(ErrorLine).note(
+                f"Made an encrypted repository at {message.location}; keep a copy of its key "
+                f"(appliance key export --repo {message.location} on the shell)."
+            )
+            return
+        self.query_one(ErrorLine).note(f"The repository at {message.location} is unlocked.")
+
+    def action_new_encrypted(self) -> None:
+        location = self.query_one(Input).value.strip()
+        if not location or not (location.startswith("/") or location.startswith("s3://")):
+            self.say("Type the new repository's folder (a full path) or s3:// address first.")
+            return
+
+        def again(first: str, second: str | None) -> None:
+            if second is None:
+                self.say("No repository was made.")
+            elif second != first:
+                self.say("The two passphrases differ; no repository was made.")
+            else:
+                self.query_one(ErrorLine).note(f"Making an encrypted repository at {location}...")
+                self.make_encrypted(location, first)
+
+        def typed(first: str | None) -> None:
+            if not first:
+                self.say("No passphrase was typed; no repository was made.")
+                return
+            hint = keyring.strength(first)
+            prompt = f"The same passphrase again (this one is {hint}"
+            if hint == "weak":
+                prompt += f": use {keyring.MIN_LENGTH}+ characters, several words"
+            self.app.push_screen(PasswordScreen(prompt + ")"), lambda s: again(first, s))
+
+        prompt = f"A passphrase for the new encrypted repository at {location}"
+        self.app.push_screen(PasswordScreen(prompt), typed)
+
+    @work(thread=True, exclusive=True, group="unlock", exit_on_error=False)
+    def make_encrypted(self, location: str, passphrase: str) -> Unlocked:
+        initialise(location, passphrase=passphrase)  # unlocked for this app from now on
+        return Unlocked(location, made=True)
 
     def on_volume_mounted(self, message: VolumeMounted) -> None:
         path = message.path
@@ -239,6 +326,8 @@ class RepositoryScreen(FlowScreen):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "unmount":
             self.action_unmount()
+        elif event.button.id == "new_encrypted":
+            self.action_new_encrypted()
         elif event.button.id == "back":
             self.action_back()
 
