@@ -32,6 +32,7 @@ from appliance.errors import (
     CorruptData,
     DeviceError,
     ImageError,
+    NetworkError,
     RepositoryError,
     UsageError,
 )
@@ -189,7 +190,12 @@ class Fallback:
             )
         with self._lock:
             if self._repo is None:
-                self._repo = Repository.open(self.url)
+                try:
+                    self._repo = Repository.open(self.url)
+                except RepositoryError as exc:  # mid-restore: the network's failure, exit 12
+                    if isinstance(exc.__cause__, NetworkError):
+                        raise exc.__cause__ from None
+                    raise
             return self._repo
 
     def chunk(self, name: str) -> bytes:

@@ -29,7 +29,7 @@ from urllib.parse import quote, unquote, urlsplit
 import urllib3
 from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError, SSLError
 
-from appliance.errors import RepositoryError
+from appliance.errors import NetworkError, RepositoryError
 from appliance.repo.store import ReadOnlyWrites, check_key
 
 CONNECT_TIMEOUT = 10.0  # seconds
@@ -169,6 +169,7 @@ class HttpStore(ReadOnlyWrites):
         in one sentence."""
         url = self._url(key)
         failure = ""
+        lost = False
         for attempt in range(self.attempts):
             if attempt:
                 self._pause(attempt - 1)
@@ -183,18 +184,21 @@ class HttpStore(ReadOnlyWrites):
                     raise RepositoryError(
                         f"The web server at {self.server} redirects {key} again and again."
                     ) from exc
-                failure = _failure(exc, key)
+                failure, lost = _failure(exc, key), True
                 continue
             except (HTTPError, OSError) as exc:
-                failure = _failure(exc, key)
+                failure, lost = _failure(exc, key), True
                 continue
             if resp.status < 500 and resp.status != 429:
                 return resp
             failure = f"answered {resp.status} {resp.reason or ''}".rstrip() + f" for {key}"
+            lost = False
             resp.drain_conn()
             resp.release_conn()
         tries = f"{self.attempts} tr{'ies' if self.attempts > 1 else 'y'}"
-        raise RepositoryError(f"The web server at {self.server} {failure} ({tries}).")
+        # no answer at all is the network's failure (exit 12); an error page is the server's
+        kind = NetworkError if lost else RepositoryError
+        raise kind(f"The web server at {self.server} {failure} ({tries}).")
 
     def _tls_error(self, exc: BaseException) -> RepositoryError:
         return RepositoryError(
@@ -238,7 +242,7 @@ class HttpStore(ReadOnlyWrites):
                 # a body cut short (urllib3 checks Content-Length) or a stalled one
                 cuts += 1
                 if cuts >= self.attempts:
-                    raise RepositoryError(
+                    raise NetworkError(
                         f"The web server at {self.server} broke off sending {key} "
                         f"{cuts} times ({_cause(exc)})."
                     ) from exc
@@ -276,7 +280,7 @@ class HttpStore(ReadOnlyWrites):
             else:
                 resp.release_conn()
             return data[:length], total if total is not None else len(data)
-        raise RepositoryError(
+        raise NetworkError(
             f"The web server at {self.server} broke off sending {key} "
             f"{self.attempts} times ({_cause(error)})."
         )

@@ -29,10 +29,11 @@ from typing import Any
 import zstandard
 
 from appliance.disk.usage import RAM_FILESYSTEMS, filesystem_type
-from appliance.errors import CorruptData, ImageError, RepositoryError
+from appliance.errors import CorruptData, ImageError, NetworkError, RepositoryError
 from appliance.repo.chunk import HASH_HEX_LEN, HEADER, HEADER_SIZE, ZSTD, content_hash, header_ok
 from appliance.repo.httpstore import HttpStore, is_web_address
 from appliance.repo.lock import RepoLock
+from appliance.repo.netfailure import network_share, raise_if_lost
 from appliance.repo.store import LocalStore, Store, check_key
 
 FORMAT = "appliance-repository"
@@ -179,6 +180,8 @@ class Repository:
         self.where = store.where  # for messages
         self.meta = meta
         self.window = int(meta["chunk_size"])
+        # the network mount that holds the folder (repo/netfailure.py: sshfs unmounts itself)
+        self.share = network_share(store.root) if isinstance(store, LocalStore) else None
 
     @property
     def location(self) -> str:
@@ -222,6 +225,8 @@ class Repository:
         where = store.where
         try:
             meta = json.loads(store.get("repo.json"))
+        except NetworkError as exc:  # not reached at the start: exit 6, as before
+            raise RepositoryError(str(exc)) from exc
         except FileNotFoundError as exc:
             raise RepositoryError(
                 f"{where} is not an image repository (it has no repo.json)."
@@ -354,9 +359,10 @@ class Repository:
         """True when the chunk is stored whole (header and length agree)."""
         try:
             head, size = self.store.head(chunk_key(name), HEADER_SIZE)
-        except FileNotFoundError:
-            return False
         except OSError as exc:
+            raise_if_lost(self.store, exc, f"checking chunk {name}", self.share)
+            if isinstance(exc, FileNotFoundError):
+                return False
             raise storage_error(self.where, exc) from exc
         return header_ok(head, size)
 
@@ -404,9 +410,10 @@ class Repository:
     def get_chunk(self, name: str) -> bytes:
         try:
             return self.store.get(chunk_key(name))
-        except FileNotFoundError as exc:
-            raise CorruptData(f"Chunk {name} is missing from the repository.") from exc
         except OSError as exc:
+            raise_if_lost(self.store, exc, f"reading chunk {name}", self.share)  # not damage
+            if isinstance(exc, FileNotFoundError):
+                raise CorruptData(f"Chunk {name} is missing from the repository.") from exc
             raise CorruptData(f"Chunk {name} cannot be read: {exc.strerror}.") from exc
 
     def chunk_names(self) -> Iterator[str]:

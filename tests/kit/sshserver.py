@@ -8,7 +8,9 @@ missing, as Debian's ssh service makes it. Nothing here imports the appliance pa
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -27,6 +29,7 @@ class SshServer:
     credentials: Path  # identity=<the client key>, mode 0600
     wrong_credentials: Path  # a key the server does not know
     fingerprint: str  # SHA256:... of the server's ED25519 host key
+    pid: int = 0  # the listening sshd (the test's own process)
 
     def address(self, path: Path | str, user: str = "root") -> str:
         return f"ssh://{user}@127.0.0.1:{self.port}{path}"
@@ -106,6 +109,7 @@ def ssh_server(folder: Path) -> Iterator[SshServer]:
             credentials=_private(folder / "good.cred", f"identity={folder / 'client_key'}\n"),
             wrong_credentials=_private(folder / "bad.cred", f"identity={folder / 'wrong_key'}\n"),
             fingerprint=shown[1],
+            pid=proc.pid,
         )
     finally:
         proc.terminate()
@@ -114,6 +118,33 @@ def ssh_server(folder: Path) -> Iterator[SshServer]:
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, 9)
             proc.wait()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    out = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        ppid = next((line.split()[1] for line in text.splitlines() if line.startswith("PPid:")), "")
+        if ppid == str(pid):
+            out.append(int(status.parent.name))
+    return out
+
+
+def kill_server(server: SshServer) -> None:
+    """SIGKILL the test's sshd and every connection it forked (by their PIDs), as a server
+    that crashes or loses power: the shares mounted from it stop answering."""
+    found, todo = [], [server.pid]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(_children(pid))
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def fuse_mounts_under(root: Path) -> list[str]:
