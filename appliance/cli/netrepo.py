@@ -31,6 +31,7 @@ PLACES: dict[str, tuple[tuple[str, str], ...]] = {
     "gc": (("repo", "rw"),),
     "delete": (("repo", "rw"),),
     "import": (("repo", "rw"), ("source", "ro")),
+    "cast": (("repo", "ro"),),  # cast send; cast receive names no repository
 }
 
 

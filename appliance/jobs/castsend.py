@@ -13,23 +13,23 @@ exactly what this job wrote. The receiving side is appliance.jobs.cast.
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
 import ipaddress
 import json
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
-from appliance.errors import Cancelled, DeviceError, ToolFailed, UsageError
+from appliance.errors import Cancelled, DeviceError, ToolFailed
 from appliance.io.caststream import CHUNK, FILE, end_record, head_record, write_record
 from appliance.io.source import RepositorySource
 from appliance.jobs.cast import PORTBASE, check_interface, default_interface
+from appliance.jobs.castserve import serve_folder, serve_store
 from appliance.jobs.precheck import CHECK_THREADS
 from appliance.progress import Phase, Progress
 from appliance.repo.image import LoadedImage, load_image
@@ -94,39 +94,6 @@ def check_chunks(loaded: LoadedImage) -> None:
         )
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    seen: list[float]
-
-    def log_message(self, format: str, *args: Any) -> None:
-        self.seen[0] = time.monotonic()
-
-
-@contextlib.contextmanager
-def serve_folder(folder: Path, address: str, port: int) -> Iterator[list[float]]:
-    """The folder served read-only over HTTP on address:port until the block ends; yields
-    [monotonic time of the last request]."""
-    seen = [time.monotonic()]
-    handler = type("Handler", (_Quiet,), {"seen": seen})
-    try:
-        server = http.server.ThreadingHTTPServer(
-            (address, port), functools.partial(handler, directory=str(folder))
-        )
-    except OSError as exc:
-        raise UsageError(
-            f"The web server for the fallback cannot listen on {address}:{port}: "
-            f"{exc.strerror}; choose another --http-port."
-        ) from exc
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="cast-http", daemon=True)
-    thread.start()
-    try:
-        yield seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
 @dataclass
 class SendResult:
     image: str
@@ -149,6 +116,30 @@ class SendResult:
             "seconds": round(self.seconds, 3),
             "http": self.url,
         }
+
+
+def fetched_ahead(
+    names: Iterator[str], fetch: Callable[[str], bytes], ahead: int
+) -> Iterator[tuple[str, bytes]]:
+    """Each name with its chunk, in order; from a server (a bucket, a web server) `ahead`
+    chunks are asked for at once, never more (one at a time leaves the link idle)."""
+    if ahead <= 1:
+        for name in names:
+            yield name, fetch(name)
+        return
+    pool = ThreadPoolExecutor(ahead, thread_name_prefix="cast-fetch")
+    waiting: deque[tuple[str, Future[bytes]]] = deque()
+    try:
+        for name in names:
+            waiting.append((name, pool.submit(fetch, name)))
+            if len(waiting) > ahead:
+                first, future = waiting.popleft()
+                yield first, future.result()
+        while waiting:
+            first, future = waiting.popleft()
+            yield first, future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def sender_argv(interface: str | None, portbase: int, receivers: int, wait: int) -> list[str]:
@@ -181,8 +172,8 @@ def _write_stream(
     for key, data in stream_files(loaded):
         put(FILE, key, data)
     count = 0
-    for name in stream_chunks(loaded):
-        blob = loaded.repo.get_chunk(name)
+    repo = loaded.repo
+    for name, blob in fetched_ahead(stream_chunks(loaded), repo.get_chunk, repo.read_parallelism):
         put(CHUNK, name, blob)
         count += 1
         if progress is not None:
@@ -218,14 +209,20 @@ def send(
         check_interface(interface)
     argv = sender_argv(interface, portbase, receivers, wait)
     repo = Repository.open(repo_path)
-    folder = repo.root  # served over HTTP: a folder on this machine
     loaded = load_image(repo, image)
     progress.set_phase(Phase.CHECK, f"checking that image {image} is whole")
     check_chunks(loaded)
     progress.total = sum(repo.chunk_size(name) for name in stream_chunks(loaded))
     address = interface_address(interface) if interface else None
     url = f"http://{address}:{http_port}/" if address and http_port else None
-    serving = serve_folder(folder, address, http_port) if url and address else None
+    serving = None
+    if url and address:  # a folder here (a disk, a mounted share) as files, else key by key
+        folder = repo.folder
+        serving = (
+            serve_folder(folder, address, http_port)
+            if folder is not None
+            else serve_store(repo.store, address, http_port)
+        )
     progress.set_phase(Phase.RESTORE, f"waiting up to {wait} s for {receivers} receivers")
     started = time.monotonic()
     with contextlib.ExitStack() as stack:

@@ -227,7 +227,7 @@ class HttpStore(ReadOnlyWrites):
             if resp.status not in (200, 206):
                 raise self._refused(resp, key)
             if got and resp.status == 206 and not _starts_at(resp, got):
-                resp.close()  # not the rest that was asked for: start again from byte 0
+                _drop(resp)  # not the rest that was asked for: start again from byte 0
                 pieces, got = [], 0
                 continue
             if got and resp.status == 200:
@@ -240,6 +240,7 @@ class HttpStore(ReadOnlyWrites):
                 return b"".join(pieces)  # one piece (the usual case) is not copied
             except (HTTPError, OSError) as exc:
                 # a body cut short (urllib3 checks Content-Length) or a stalled one
+                _drop(resp)
                 cuts += 1
                 if cuts >= self.attempts:
                     raise NetworkError(
@@ -272,11 +273,11 @@ class HttpStore(ReadOnlyWrites):
                 if len(data) < want:
                     raise urllib3.exceptions.IncompleteRead(len(data), want - len(data))
             except (HTTPError, OSError) as exc:  # cut short: asked again
-                resp.close()
+                _drop(resp)
                 error: BaseException = exc
                 continue
             if resp.status == 200:
-                resp.close()  # the server ignored Range: drop the rest of the body with the link
+                _drop(resp)  # the server ignored Range: drop the rest of the body with the link
             else:
                 resp.release_conn()
             return data[:length], total if total is not None else len(data)
@@ -378,6 +379,13 @@ def _body(resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
             raise urllib3.exceptions.IncompleteRead(int(length) - left, left)
         left -= len(piece)
         yield piece
+
+
+def _drop(resp: urllib3.BaseHTTPResponse) -> None:
+    """Close the answer's connection and give its place back to the pool (the pool blocks
+    when full: a place never given back would hang the requests after it)."""
+    resp.close()
+    resp.release_conn()
 
 
 def _total(resp: urllib3.BaseHTTPResponse) -> int | None:

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,21 +57,34 @@ def _private(path: Path, text: str) -> Path:
     return path
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        assert proc.poll() is None, log.read_text()
+PROBE = "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1)"
+
+
+def _listening(port: int, netns: str | None) -> bool:
+    if netns is None:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
+                return True
         except OSError:
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+            return False
+    probe = ["ip", "netns", "exec", netns, sys.executable, "-c", PROBE, str(port)]
+    return subprocess.run(probe, capture_output=True, check=False).returncode == 0
+
+
+def _wait_listening(
+    port: int, proc: subprocess.Popen[bytes], log: Path, netns: str | None = None
+) -> None:
+    deadline = time.monotonic() + 20
+    while not _listening(port, netns):
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
 
 
 @contextmanager
-def ssh_server(folder: Path) -> Iterator[SshServer]:
-    """sshd listening on 127.0.0.1; stopped (by its PID) at the end."""
+def ssh_server(folder: Path, netns: str | None = None) -> Iterator[SshServer]:
+    """sshd listening on 127.0.0.1 (of the network namespace `netns`, when given: a PC of
+    tests/kit/castroom.py); stopped (by its PID) at the end."""
     folder.mkdir(mode=0o700, parents=True)
     for name in ("host_key", "client_key", "wrong_key"):
         _keygen(folder / name)
@@ -98,11 +112,12 @@ def ssh_server(folder: Path) -> Iterator[SshServer]:
     port = free_port()
     log = folder / "sshd.log"
     with open(log, "wb") as out:
+        inside = ["ip", "netns", "exec", netns] if netns else []  # ip execs sshd: same PID
         proc = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(config), "-p", str(port)], stderr=out, stdout=out
+            [*inside, SSHD, "-D", "-e", "-f", str(config), "-p", str(port)], stderr=out, stdout=out
         )
     try:
-        _wait_listening(port, proc, log)
+        _wait_listening(port, proc, log, netns)
         yield SshServer(
             port=port,
             folder=folder,
