@@ -92,6 +92,11 @@ def confirm(target: str) -> None:
         raise SafetyRefusal(f"Nothing was written: you typed {answer!r}, not {name}.")
 
 
+def say(line: str) -> None:
+    """A line for people while the job runs (on stderr: stdout may carry JSON)."""
+    print(f"appliance: {line}", file=sys.stderr, flush=True)
+
+
 def run_cast(args: argparse.Namespace, cancel: threading.Event) -> int:
     progress = make_progress(args.progress)
     if args.cast == "send":
@@ -100,6 +105,7 @@ def run_cast(args: argparse.Namespace, cancel: threading.Event) -> int:
         sent = send(
             args.repo,
             args.image,
+            say=say,
             receivers=max(1, args.receivers),
             wait=max(1, args.wait),
             interface=args.interface,
@@ -126,6 +132,7 @@ def run_cast(args: argparse.Namespace, cancel: threading.Event) -> int:
         wait=max(1, args.wait),
         progress=progress,
         cancel=cancel,
+        say=say,
     )
     if args.json:
         print_json({"command": "cast receive", **got.to_json()})

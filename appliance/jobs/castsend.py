@@ -16,7 +16,6 @@ import contextlib
 import ipaddress
 import json
 import subprocess
-import tempfile
 import threading
 import time
 from collections import deque
@@ -29,6 +28,7 @@ from appliance.errors import Cancelled, DeviceError, ToolFailed
 from appliance.io.caststream import CHUNK, FILE, end_record, head_record, write_record
 from appliance.io.source import RepositorySource
 from appliance.jobs.cast import PORTBASE, check_interface, default_interface
+from appliance.jobs.castlate import DONE, RoomState
 from appliance.jobs.castserve import serve_folder, serve_store
 from appliance.jobs.precheck import CHECK_THREADS
 from appliance.progress import Phase, Progress
@@ -101,12 +101,17 @@ class SendResult:
     bytes: int
     seconds: float
     url: str | None
+    expected: int = 0  # --receivers
+    wait: int = 0
 
     def line(self) -> str:
-        return (
-            f"Sent image {self.image} to {self.receivers} receiver"
-            f"{'s' if self.receivers != 1 else ''}: {self.bytes} bytes in {self.seconds:.1f} s."
-        )
+        who = f"{self.receivers} receiver{'s' if self.receivers != 1 else ''}"
+        if self.receivers < self.expected:
+            who = (
+                f"{self.receivers} of {self.expected} receivers ({self.expected - self.receivers}"
+                f" did not come within {self.wait} s)"
+            )
+        return f"Sent image {self.image} to {who}: {self.bytes} bytes in {self.seconds:.1f} s."
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -115,6 +120,7 @@ class SendResult:
             "bytes": self.bytes,
             "seconds": round(self.seconds, 3),
             "http": self.url,
+            "expected": self.expected,
         }
 
 
@@ -183,9 +189,19 @@ def _write_stream(
     return total + len(end)
 
 
-def _said(errors: IO[bytes]) -> str:
-    errors.seek(0)
-    return errors.read().decode("utf-8", "replace").replace("\r", "\n")
+def _started(words: str, progress: Progress, say: Callable[[str], None] | None) -> None:
+    progress.set_phase(Phase.RESTORE, words)
+    if say is not None:
+        say(words)
+
+
+def _listen(errors: IO[bytes], room: RoomState) -> None:
+    """udp-sender's stderr, line by line, into the room's state (as it comes: the room
+    learns when the stream starts, and with how many receivers)."""
+    for raw in errors:
+        for line in raw.decode("utf-8", "replace").replace("\r", "\n").splitlines():
+            if line.strip():
+                room.feed(line.strip())
 
 
 def send(
@@ -200,8 +216,10 @@ def send(
     linger: float = LINGER,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> SendResult:
-    """Multicast `image` to the receivers (see the module's doc)."""
+    """Multicast `image` to the receivers (see the module's doc); `say` gets a line for
+    people when the stream starts (with how many receivers)."""
     progress = progress or Progress()
     cancel = cancel or threading.Event()
     interface = interface or default_interface()
@@ -215,23 +233,27 @@ def send(
     progress.total = sum(repo.chunk_size(name) for name in stream_chunks(loaded))
     address = interface_address(interface) if interface else None
     url = f"http://{address}:{http_port}/" if address and http_port else None
+    room = RoomState(image, url, receivers, wait)
+    room.on_start = lambda words: _started(words, progress, say)
+    room.on_join = lambda words: progress.set_phase(Phase.RESTORE, words)
     serving = None
     if url and address:  # a folder here (a disk, a mounted share) as files, else key by key
         folder = repo.folder
         serving = (
-            serve_folder(folder, address, http_port)
+            serve_folder(folder, address, http_port, room.announce)
             if folder is not None
-            else serve_store(repo.store, address, http_port)
+            else serve_store(repo.store, address, http_port, room.announce)
         )
     progress.set_phase(Phase.RESTORE, f"waiting up to {wait} s for {receivers} receivers")
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         seen = stack.enter_context(serving) if serving is not None else None
-        errors = stack.enter_context(tempfile.TemporaryFile())
         proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors
+            argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        assert proc.stdin is not None
+        assert proc.stdin is not None and proc.stderr is not None
+        listen = threading.Thread(target=_listen, args=(proc.stderr, room), daemon=True)
+        listen.start()
         try:
             sent = _write_stream(proc.stdin, loaded, url, cancel, progress)
             proc.stdin.close()
@@ -243,8 +265,9 @@ def send(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=30)
-        said = _said(errors)
-        came = said.count("New connection from")
+        listen.join(timeout=30)
+        said = "\n".join(room.lines)
+        came = room.joined
         if "Starting transfer" not in said:
             raise DeviceError(
                 f"No receiver came within {wait} seconds"
@@ -257,9 +280,10 @@ def send(
                 f"({last[-1] if last else f'exit code {proc.returncode}'})."
             )
         seconds = time.monotonic() - started
+        room.state = DONE  # a PC that comes now restores over HTTP while the server lingers
         if seen is not None:
             seen[0] = max(seen[0], time.monotonic())
         while seen is not None and time.monotonic() - seen[0] < linger and not cancel.is_set():
             time.sleep(0.2)  # receivers may still fetch what the stream lost
     progress.set_phase(Phase.DONE, f"{image} sent to {came} receivers")
-    return SendResult(image, came, sent, seconds, url)
+    return SendResult(image, came, sent, seconds, url, receivers, wait)

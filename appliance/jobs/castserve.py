@@ -20,23 +20,52 @@ import http.server
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from appliance.errors import ApplianceError, UsageError
+from appliance.jobs.castlate import ANNOUNCE
 from appliance.repo.store import Store, check_key
 
 RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
 SERVED = ("chunks/", "images/")
 
 
+Announce = Callable[[], bytes]
+
+
+def _announced(handler: http.server.BaseHTTPRequestHandler, announce: Announce, body: bool) -> bool:
+    """Answer a request for cast.json (the sender's state: appliance.jobs.castlate) with
+    `announce()`; False for any other path."""
+    if urlsplit(handler.path).path != f"/{ANNOUNCE}":
+        return False
+    data = announce()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.send_header("Cache-Control", "no-store")
+    handler.end_headers()
+    if body:
+        handler.wfile.write(data)
+    return True
+
+
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     seen: list[float]
+    announce: Announce
 
     def log_message(self, format: str, *args: Any) -> None:
         self.seen[0] = time.monotonic()
+
+    def do_GET(self) -> None:
+        if not _announced(self, type(self).announce, True):
+            super().do_GET()
+
+    def do_HEAD(self) -> None:
+        if not _announced(self, type(self).announce, False):
+            super().do_HEAD()
 
 
 class _StoreHandler(http.server.BaseHTTPRequestHandler):
@@ -44,16 +73,19 @@ class _StoreHandler(http.server.BaseHTTPRequestHandler):
 
     store: Store
     seen: list[float]
+    announce: Announce
     protocol_version = "HTTP/1.1"  # keep-alive: the receivers' pool reuses connections
 
     def log_message(self, format: str, *args: Any) -> None:
         self.seen[0] = time.monotonic()
 
     def do_GET(self) -> None:
-        self._answer(body=True)
+        if not _announced(self, type(self).announce, True):
+            self._answer(body=True)
 
     def do_HEAD(self) -> None:
-        self._answer(body=False)
+        if not _announced(self, type(self).announce, False):
+            self._answer(body=False)
 
     def _answer(self, *, body: bool) -> None:
         key = unquote(urlsplit(self.path).path).lstrip("/")
@@ -110,19 +142,22 @@ def _serving(handler: Any, address: str, port: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def serve_folder(folder: Path, address: str, port: int) -> Iterator[list[float]]:
-    """The folder served read-only over HTTP on address:port until the block ends; yields
-    [monotonic time of the last request]."""
+def serve_folder(
+    folder: Path, address: str, port: int, announce: Announce
+) -> Iterator[list[float]]:
+    """The folder served read-only over HTTP on address:port until the block ends, and
+    cast.json from `announce`; yields [monotonic time of the last request]."""
     seen = [time.monotonic()]
-    handler = type("Handler", (_Quiet,), {"seen": seen})
+    handler = type("Handler", (_Quiet,), {"seen": seen, "announce": staticmethod(announce)})
     with _serving(functools.partial(handler, directory=str(folder)), address, port):
         yield seen
 
 
 @contextlib.contextmanager
-def serve_store(store: Store, address: str, port: int) -> Iterator[list[float]]:
+def serve_store(store: Store, address: str, port: int, announce: Announce) -> Iterator[list[float]]:
     """The store's keys served read-only over HTTP (see the module's doc); as serve_folder."""
     seen = [time.monotonic()]
-    handler = type("Handler", (_StoreHandler,), {"seen": seen, "store": store})
+    fields = {"seen": seen, "store": store, "announce": staticmethod(announce)}
+    handler = type("Handler", (_StoreHandler,), fields)
     with _serving(handler, address, port):
         yield seen

@@ -29,7 +29,7 @@ def test_a_store_is_served_to_the_receivers_client(tmp_path: Path) -> None:
     repo.write_file("images/lab/manifest.json", b'{"name": "lab"}')
     (tmp_path / "repo" / "lock").write_text("secret-ish: not for receivers")
     port = free_port()
-    with serve_store(repo.store, "127.0.0.1", port) as seen:
+    with serve_store(repo.store, "127.0.0.1", port, lambda: b"{}") as seen:
         before = seen[0]
         far = Repository.in_store(HttpStore(f"http://127.0.0.1:{port}/", backoff=0.01))
         assert far.get_chunk(name) == repo.get_chunk(name)
