@@ -31,6 +31,7 @@ from appliance.repo.mount import RepoMount, Volume, mount_volume, volumes
 from appliance.repo.netmount import HeldMount, NetOptions
 from appliance.units import human_size, rate
 from tui.jobspec import JobSpec, JobSummary, VerifyRequest, WritePlan
+from tui.roomjobs import RoomJobs
 
 CLONE_MISSING = "Clone is not available in this build."
 
@@ -69,10 +70,13 @@ class Backend(Protocol):
     def free(self, path: str) -> int | None: ...
     def repo_disks(self, path: str) -> set[str]: ...
     def whole_filesystem(self, disk: Disk) -> str | None: ...
+    def cast_send_job(self, repo: str, image: str, receivers: int, wait: int) -> JobSpec: ...
+    def plan_receive(self, target: str) -> WritePlan: ...
+    def receive_job(self, plan: WritePlan) -> JobSpec: ...
 
 
-class EngineBackend:
-    """The real engine."""
+class EngineBackend(RoomJobs):
+    """The real engine (the multicast jobs: tui/roomjobs.py)."""
 
     def __init__(
         self,
