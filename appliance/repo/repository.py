@@ -180,7 +180,6 @@ class Repository:
         self.where = store.where  # for messages
         self.meta = meta
         self.window = int(meta["chunk_size"])
-        # the network mount that holds the folder (repo/netfailure.py: sshfs unmounts itself)
         self.share = network_share(store.root) if isinstance(store, LocalStore) else None
 
     @property
