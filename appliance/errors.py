@@ -63,6 +63,14 @@ class RepositoryLocked(RepositoryError):
     exit_code = 7
 
 
+class NetworkError(RepositoryError):
+    """A repository on the network (a web server, a bucket, a mounted share) stopped
+    answering in the middle of a job: the sentence names the host and the cause. Not
+    damaged data (that is CorruptData); the target of a stopped restore keeps its marker."""
+
+    exit_code = 12
+
+
 class ImageError(ApplianceError):
     """The image is missing, incomplete or does not fit the target."""
 

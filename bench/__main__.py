@@ -6,6 +6,8 @@ Each round runs, each after a dropped page cache:
   our save of the changed disk into that repository          (incremental, paired with ours)
   Clonezilla's restore, our restore, onto a blank target     (restore pair)
   our restore of that repository from nginx on loopback      (web restore, paired with ours)
+Then once (bench/labscale.py): one small image restored onto 1, 2 and 4 clients at once,
+over HTTP and over multicast (aggregate and per-client MB/s).
 Round 1 also checks both restores: every used byte of the target must equal the source.
 After the rounds: the read-only view of `appliance mount` against reading its chunks
 directly and the time to its first listing (bench/mountview.py), a damaged chunk must stop
@@ -27,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import mountview, report
+from bench import labscale, mountview, report
 from bench.build import Builder, DiskImage
 from bench.httprestore import http_restore, served
 from bench.jobs import (
@@ -492,6 +494,8 @@ def bench(
     res["save_phases"] = phases
     busy = [p["move_busy"] for p in phases if p["move_busy"] is not None]
     res["save_move_busy"] = report.summary(busy) if busy else None
+    log("lab restore: one image onto 1, 2 and 4 clients at once, HTTP and multicast")
+    res["labscale"] = labscale.measure(args.cache / "labscale")
 
 
 def proof_runs(proofs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -674,6 +678,8 @@ def evaluate(res: dict[str, Any]) -> list[report.Target]:
                 cost["median"] <= 1.10,
             )
         )
+    if "labscale" in res:
+        out += labscale.targets(res["labscale"])
     out.append(
         report.Target(
             "whole benchmark",

@@ -35,6 +35,7 @@ from appliance.repo.netmount import HeldMount, NetOptions
 from appliance.units import human_size, rate
 from tui.browseengine import BrowseEngine
 from tui.jobspec import JobSpec, JobSummary, VerifyRequest, WritePlan
+from tui.roomjobs import RoomJobs
 
 CLONE_MISSING = "Clone is not available in this build."
 
@@ -83,10 +84,14 @@ class Backend(Protocol):
     def copy_job(
         self, root: Path, names: Sequence[str], dest: Path, source: ImageWhere
     ) -> JobSpec: ...
+    # -- Room: multicast (tui/roomjobs.py) --------------------------------------------------
+    def cast_send_job(self, repo: str, image: str, receivers: int, wait: int) -> JobSpec: ...
+    def plan_receive(self, target: str) -> WritePlan: ...
+    def receive_job(self, plan: WritePlan) -> JobSpec: ...
 
 
-class EngineBackend(BrowseEngine):
-    """The real engine."""
+class EngineBackend(BrowseEngine, RoomJobs):
+    """The real engine (Browse: tui/browseengine.py; multicast jobs: tui/roomjobs.py)."""
 
     def __init__(
         self,

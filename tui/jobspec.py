@@ -82,6 +82,11 @@ class JobSpec:
                 f"{self.target.describe()} was partly overwritten and will not start as it "
                 f"is; run the {self.kind} again to finish it."
             )
+        if self.kind == "cast":
+            return (
+                "Nothing was changed here; a PC that was receiving keeps an incomplete "
+                "restore until it receives an image again."
+            )
         if self.kind == "save":
             return (
                 f"The image {self.image} is incomplete: it is never offered for restore; "

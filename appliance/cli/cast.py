@@ -15,6 +15,7 @@ import sys
 import threading
 from typing import Any
 
+from appliance.cli import netrepo
 from appliance.cli.output import fit80, make_progress, print_json
 from appliance.errors import SafetyRefusal
 
@@ -33,7 +34,12 @@ def add_parser(sub: Any) -> None:  # argparse._SubParsersAction of main.Parser
         )
 
     q = cast.add_parser("send", help="stream an image to the receivers (udp-sender)")
-    q.add_argument("--repo", required=True, help="the repository (a folder on this machine)")
+    q.add_argument(
+        "--repo",
+        required=True,
+        help="the repository: a folder, ssh://, smb://, nfs:// (mounted for the job), "
+        "s3:// or http(s)://",
+    )
     q.add_argument("--image", required=True, help="the image's name, as `images` lists it")
     q.add_argument("--receivers", type=int, default=1, metavar="N", help="start when N came")
     q.add_argument(
@@ -53,6 +59,7 @@ def add_parser(sub: Any) -> None:  # argparse._SubParsersAction of main.Parser
         metavar="S",
         help="keep serving until no request came for S seconds after the stream",
     )
+    netrepo.add_options(q)
     common(q)
 
     q = cast.add_parser("receive", help="restore the image a sender streams (erases TARGET)")
@@ -85,6 +92,11 @@ def confirm(target: str) -> None:
         raise SafetyRefusal(f"Nothing was written: you typed {answer!r}, not {name}.")
 
 
+def say(line: str) -> None:
+    """A line for people while the job runs (on stderr: stdout may carry JSON)."""
+    print(f"appliance: {line}", file=sys.stderr, flush=True)
+
+
 def run_cast(args: argparse.Namespace, cancel: threading.Event) -> int:
     progress = make_progress(args.progress)
     if args.cast == "send":
@@ -93,6 +105,7 @@ def run_cast(args: argparse.Namespace, cancel: threading.Event) -> int:
         sent = send(
             args.repo,
             args.image,
+            say=say,
             receivers=max(1, args.receivers),
             wait=max(1, args.wait),
             interface=args.interface,
@@ -119,6 +132,7 @@ def run_cast(args: argparse.Namespace, cancel: threading.Event) -> int:
         wait=max(1, args.wait),
         progress=progress,
         cancel=cancel,
+        say=say,
     )
     if args.json:
         print_json({"command": "cast receive", **got.to_json()})

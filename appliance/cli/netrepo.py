@@ -35,6 +35,7 @@ PLACES: dict[str, tuple[tuple[str, str], ...]] = {
     "files": (("repo", "ro"),),
     "init": (("repo", "rw"),),
     "key": (("repo", "rw"),),
+    "cast": (("repo", "ro"),),  # cast send; cast receive names no repository
 }
 
 

@@ -285,6 +285,7 @@ def receive_job(spec: JobSpec, console: Console, cancel: threading.Event | None)
         fallback_url=spec.cast_from,
         progress=Progress(console.listener(), interval=0.5),
         cancel=cancel,
+        say=console.say,
     )
     return got.line().rstrip(".")
 

@@ -21,22 +21,32 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
 
+from appliance.disk.model import Disk
 from appliance.disk.probe import probe_disk
 from appliance.errors import (
     CorruptData,
     DeviceError,
     ImageError,
+    NetworkError,
     RepositoryError,
     UsageError,
 )
 from appliance.io.caststream import ChunkStream, RecordReader
 from appliance.io.source import RepositorySource
+from appliance.jobs.castlate import (
+    DONE,
+    STREAMING,
+    LatePlan,
+    LateWatch,
+    late_words,
+    read_announcement,
+)
 from appliance.jobs.fitting import recheck_target
 from appliance.jobs.precheck import check_table
 from appliance.jobs.restore import RestorePlan, fit_for, restore_steps
@@ -189,7 +199,12 @@ class Fallback:
             )
         with self._lock:
             if self._repo is None:
-                self._repo = Repository.open(self.url)
+                try:
+                    self._repo = Repository.open(self.url)
+                except RepositoryError as exc:  # mid-restore: the network's failure, exit 12
+                    if isinstance(exc.__cause__, NetworkError):
+                        raise exc.__cause__ from None
+                    raise
             return self._repo
 
     def chunk(self, name: str) -> bytes:
@@ -215,9 +230,17 @@ class CastResult:
     counts: CastCounts
     skipped: int  # stream bytes passed over (damaged record headers)
     complete: bool  # the stream's end record arrived
+    late_from: str | None = None  # joined after the stream began: all of it from this URL
 
     def line(self) -> str:
         c = self.counts
+        if self.late_from is not None:
+            return (
+                f"Received image {self.image} onto {self.target} in {self.seconds:.1f} s: "
+                f"this PC joined after the stream began, so all {c.fetched} chunks were "
+                f"fetched over HTTP from {self.late_from}; every chunk was checked against "
+                "its name."
+            )
         return (
             f"Received image {self.image} onto {self.target} in {self.seconds:.1f} s: "
             f"{c.streamed} chunks from the stream, {c.fetched} fetched over HTTP "
@@ -235,6 +258,7 @@ class CastResult:
             "damaged": self.counts.damaged,
             "skipped_bytes": self.skipped,
             "stream_complete": self.complete,
+            "late": self.late_from is not None,
         }
 
 
@@ -290,8 +314,10 @@ def receive(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     workers: int | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> CastResult:
-    """Receive one multicast image onto `target` (see the module's doc)."""
+    """Receive one multicast image onto `target` (see the module's doc); `say` gets a line
+    for people when this PC joined too late for the stream."""
     progress = progress or Progress()
     interface = interface or default_interface()
     if interface is not None:
@@ -299,14 +325,28 @@ def receive(
     argv = receiver_argv(interface, portbase, wait)
     disk = probe_disk(target)
     check_target(disk)
+
+    def run(plan: RestorePlan) -> None:
+        _restore(plan, progress, cancel, workers)
+
     started = time.monotonic()
     progress.set_phase(Phase.CHECK, f"waiting for a multicast sender (up to {wait} s)")
     with udp_receiver(argv) as (proc, errors):
         assert proc.stdout is not None
         stream = ChunkStream(RecordReader(proc.stdout))
-        head, files = stream.head()
+        watch = LateWatch(fallback_url, proc, errors.fileno()) if fallback_url else None
+        with watch or contextlib.nullcontext():
+            head, files = stream.head()
         if head is None:
             proc.wait(timeout=30)
+            late = watch.late if watch is not None else None
+            if late is None and fallback_url and not files:  # came after udp-sender's wait
+                found = read_announcement(fallback_url)
+                late = found if found and found.get("state") in (STREAMING, DONE) else None
+            if late is not None and fallback_url:
+                if say is not None:
+                    say(late_words(fallback_url))
+                return _receive_late(disk, fallback_url, late["image"], started, progress, run)
             if not files and proc.returncode != 0:
                 said = _tail(errors)
                 raise DeviceError(
@@ -319,22 +359,10 @@ def receive(
             )
         fallback = Fallback(fallback_url or head["http"])
         loaded = load_streamed(files, head["image"], fallback)
-        sector = loaded.manifest.disk.logical_sector
-        check_target(disk, sector=sector)
+        check_target(disk, sector=loaded.manifest.disk.logical_sector)
         plan = CastPlan(loaded, disk, fit_for(loaded, disk, None))
         plan.stream, plan.fallback = stream, fallback
-        check_table(plan)
-        now = recheck_target(plan.target)
-        check_target(now, sector=sector)
-        progress.total = plan.total
-        execute(
-            restore_steps(plan, now),
-            now,
-            progress=progress,
-            cancel=cancel,
-            workers=workers,
-            table=loaded.manifest.table.type if loaded.manifest.table else None,
-        )
+        run(plan)
         stream.drain()
     progress.set_phase(Phase.DONE, f"{loaded.manifest.name} received onto {target}")
     return CastResult(
@@ -345,3 +373,45 @@ def receive(
         stream.reader.skipped,
         stream.reader.complete,
     )
+
+
+def _restore(
+    plan: RestorePlan,
+    progress: Progress,
+    cancel: threading.Event | None,
+    workers: int | None,
+) -> None:
+    """The restore's own checks and steps on the plan's target (streamed or late)."""
+    sector = plan.image.manifest.disk.logical_sector
+    check_table(plan)
+    now = recheck_target(plan.target)
+    check_target(now, sector=sector)
+    progress.total = plan.total
+    table = plan.image.manifest.table
+    execute(
+        restore_steps(plan, now),
+        now,
+        progress=progress,
+        cancel=cancel,
+        workers=workers,
+        table=table.type if table else None,
+    )
+
+
+def _receive_late(
+    disk: Disk,
+    url: str,
+    image: str,
+    started: float,
+    progress: Progress,
+    run: Callable[[RestorePlan], None],
+) -> CastResult:
+    """Every chunk over HTTP from the sender's web server (appliance.jobs.castlate)."""
+    progress.set_phase(Phase.CHECK, late_words(url))
+    loaded = load_image(Fallback(url).repo, image)
+    check_target(disk, sector=loaded.manifest.disk.logical_sector)
+    plan = LatePlan(loaded, disk, fit_for(loaded, disk, None))
+    run(plan)
+    progress.set_phase(Phase.DONE, f"{image} received onto {disk.node} over HTTP")
+    counts = CastCounts(fetched=plan.source.fetched)
+    return CastResult(image, disk.node, time.monotonic() - started, counts, 0, False, url)

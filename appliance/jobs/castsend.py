@@ -13,23 +13,23 @@ exactly what this job wrote. The receiving side is appliance.jobs.cast.
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
 import ipaddress
 import json
 import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 from appliance.errors import Cancelled, DeviceError, ToolFailed, UsageError
 from appliance.io.caststream import CHUNK, FILE, end_record, head_record, write_record
 from appliance.io.source import RepositorySource
 from appliance.jobs.cast import PORTBASE, check_interface, default_interface
+from appliance.jobs.castlate import DONE, RoomState
+from appliance.jobs.castserve import serve_folder, serve_store
 from appliance.jobs.precheck import CHECK_THREADS
 from appliance.progress import Phase, Progress
 from appliance.repo.image import LoadedImage, load_image
@@ -94,39 +94,6 @@ def check_chunks(loaded: LoadedImage) -> None:
         )
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    seen: list[float]
-
-    def log_message(self, format: str, *args: Any) -> None:
-        self.seen[0] = time.monotonic()
-
-
-@contextlib.contextmanager
-def serve_folder(folder: Path, address: str, port: int) -> Iterator[list[float]]:
-    """The folder served read-only over HTTP on address:port until the block ends; yields
-    [monotonic time of the last request]."""
-    seen = [time.monotonic()]
-    handler = type("Handler", (_Quiet,), {"seen": seen})
-    try:
-        server = http.server.ThreadingHTTPServer(
-            (address, port), functools.partial(handler, directory=str(folder))
-        )
-    except OSError as exc:
-        raise UsageError(
-            f"The web server for the fallback cannot listen on {address}:{port}: "
-            f"{exc.strerror}; choose another --http-port."
-        ) from exc
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="cast-http", daemon=True)
-    thread.start()
-    try:
-        yield seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
 @dataclass
 class SendResult:
     image: str
@@ -134,12 +101,17 @@ class SendResult:
     bytes: int
     seconds: float
     url: str | None
+    expected: int = 0  # --receivers
+    wait: int = 0
 
     def line(self) -> str:
-        return (
-            f"Sent image {self.image} to {self.receivers} receiver"
-            f"{'s' if self.receivers != 1 else ''}: {self.bytes} bytes in {self.seconds:.1f} s."
-        )
+        who = f"{self.receivers} receiver{'s' if self.receivers != 1 else ''}"
+        if self.receivers < self.expected:
+            who = (
+                f"{self.receivers} of {self.expected} receivers ({self.expected - self.receivers}"
+                f" did not come within {self.wait} s)"
+            )
+        return f"Sent image {self.image} to {who}: {self.bytes} bytes in {self.seconds:.1f} s."
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,7 +120,32 @@ class SendResult:
             "bytes": self.bytes,
             "seconds": round(self.seconds, 3),
             "http": self.url,
+            "expected": self.expected,
         }
+
+
+def fetched_ahead(
+    names: Iterator[str], fetch: Callable[[str], bytes], ahead: int
+) -> Iterator[tuple[str, bytes]]:
+    """Each name with its chunk, in order; from a server (a bucket, a web server) `ahead`
+    chunks are asked for at once, never more (one at a time leaves the link idle)."""
+    if ahead <= 1:
+        for name in names:
+            yield name, fetch(name)
+        return
+    pool = ThreadPoolExecutor(ahead, thread_name_prefix="cast-fetch")
+    waiting: deque[tuple[str, Future[bytes]]] = deque()
+    try:
+        for name in names:
+            waiting.append((name, pool.submit(fetch, name)))
+            if len(waiting) > ahead:
+                first, future = waiting.popleft()
+                yield first, future.result()
+        while waiting:
+            first, future = waiting.popleft()
+            yield first, future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def sender_argv(interface: str | None, portbase: int, receivers: int, wait: int) -> list[str]:
@@ -181,8 +178,8 @@ def _write_stream(
     for key, data in stream_files(loaded):
         put(FILE, key, data)
     count = 0
-    for name in stream_chunks(loaded):
-        blob = loaded.repo.get_chunk(name)
+    repo = loaded.repo
+    for name, blob in fetched_ahead(stream_chunks(loaded), repo.get_chunk, repo.read_parallelism):
         put(CHUNK, name, blob)
         count += 1
         if progress is not None:
@@ -192,9 +189,19 @@ def _write_stream(
     return total + len(end)
 
 
-def _said(errors: IO[bytes]) -> str:
-    errors.seek(0)
-    return errors.read().decode("utf-8", "replace").replace("\r", "\n")
+def _started(words: str, progress: Progress, say: Callable[[str], None] | None) -> None:
+    progress.set_phase(Phase.RESTORE, words)
+    if say is not None:
+        say(words)
+
+
+def _listen(errors: IO[bytes], room: RoomState) -> None:
+    """udp-sender's stderr, line by line, into the room's state (as it comes: the room
+    learns when the stream starts, and with how many receivers)."""
+    for raw in errors:
+        for line in raw.decode("utf-8", "replace").replace("\r", "\n").splitlines():
+            if line.strip():
+                room.feed(line.strip())
 
 
 def send(
@@ -209,8 +216,10 @@ def send(
     linger: float = LINGER,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> SendResult:
-    """Multicast `image` to the receivers (see the module's doc)."""
+    """Multicast `image` to the receivers (see the module's doc); `say` gets a line for
+    people when the stream starts (with how many receivers)."""
     progress = progress or Progress()
     cancel = cancel or threading.Event()
     interface = interface or default_interface()
@@ -223,23 +232,33 @@ def send(
             f"The repository at {repo.where} is encrypted, and a multicast stream is not; "
             "restore from the repository on each PC instead."
         )
-    folder = repo.root  # served over HTTP: a folder on this machine
     loaded = load_image(repo, image)
     progress.set_phase(Phase.CHECK, f"checking that image {image} is whole")
     check_chunks(loaded)
     progress.total = sum(repo.chunk_size(name) for name in stream_chunks(loaded))
     address = interface_address(interface) if interface else None
     url = f"http://{address}:{http_port}/" if address and http_port else None
-    serving = serve_folder(folder, address, http_port) if url and address else None
+    room = RoomState(image, url, receivers, wait)
+    room.on_start = lambda words: _started(words, progress, say)
+    room.on_join = lambda words: progress.set_phase(Phase.RESTORE, words)
+    serving = None
+    if url and address:  # a folder here (a disk, a mounted share) as files, else key by key
+        folder = repo.folder
+        serving = (
+            serve_folder(folder, address, http_port, room.announce)
+            if folder is not None
+            else serve_store(repo.store, address, http_port, room.announce)
+        )
     progress.set_phase(Phase.RESTORE, f"waiting up to {wait} s for {receivers} receivers")
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         seen = stack.enter_context(serving) if serving is not None else None
-        errors = stack.enter_context(tempfile.TemporaryFile())
         proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors
+            argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        assert proc.stdin is not None
+        assert proc.stdin is not None and proc.stderr is not None
+        listen = threading.Thread(target=_listen, args=(proc.stderr, room), daemon=True)
+        listen.start()
         try:
             sent = _write_stream(proc.stdin, loaded, url, cancel, progress)
             proc.stdin.close()
@@ -251,8 +270,9 @@ def send(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=30)
-        said = _said(errors)
-        came = said.count("New connection from")
+        listen.join(timeout=30)
+        said = "\n".join(room.lines)
+        came = room.joined
         if "Starting transfer" not in said:
             raise DeviceError(
                 f"No receiver came within {wait} seconds"
@@ -265,9 +285,10 @@ def send(
                 f"({last[-1] if last else f'exit code {proc.returncode}'})."
             )
         seconds = time.monotonic() - started
+        room.state = DONE  # a PC that comes now restores over HTTP while the server lingers
         if seen is not None:
             seen[0] = max(seen[0], time.monotonic())
         while seen is not None and time.monotonic() - seen[0] < linger and not cancel.is_set():
             time.sleep(0.2)  # receivers may still fetch what the stream lost
     progress.set_phase(Phase.DONE, f"{image} sent to {came} receivers")
-    return SendResult(image, came, sent, seconds, url)
+    return SendResult(image, came, sent, seconds, url, receivers, wait)

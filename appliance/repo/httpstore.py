@@ -29,7 +29,7 @@ from urllib.parse import quote, unquote, urlsplit
 import urllib3
 from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError, SSLError
 
-from appliance.errors import RepositoryError
+from appliance.errors import NetworkError, RepositoryError
 from appliance.repo.store import ReadOnlyWrites, check_key
 
 CONNECT_TIMEOUT = 10.0  # seconds
@@ -169,6 +169,7 @@ class HttpStore(ReadOnlyWrites):
         in one sentence."""
         url = self._url(key)
         failure = ""
+        lost = False
         for attempt in range(self.attempts):
             if attempt:
                 self._pause(attempt - 1)
@@ -183,18 +184,21 @@ class HttpStore(ReadOnlyWrites):
                     raise RepositoryError(
                         f"The web server at {self.server} redirects {key} again and again."
                     ) from exc
-                failure = _failure(exc, key)
+                failure, lost = _failure(exc, key), True
                 continue
             except (HTTPError, OSError) as exc:
-                failure = _failure(exc, key)
+                failure, lost = _failure(exc, key), True
                 continue
             if resp.status < 500 and resp.status != 429:
                 return resp
             failure = f"answered {resp.status} {resp.reason or ''}".rstrip() + f" for {key}"
+            lost = False
             resp.drain_conn()
             resp.release_conn()
         tries = f"{self.attempts} tr{'ies' if self.attempts > 1 else 'y'}"
-        raise RepositoryError(f"The web server at {self.server} {failure} ({tries}).")
+        # no answer at all is the network's failure (exit 12); an error page is the server's
+        kind = NetworkError if lost else RepositoryError
+        raise kind(f"The web server at {self.server} {failure} ({tries}).")
 
     def _tls_error(self, exc: BaseException) -> RepositoryError:
         return RepositoryError(
@@ -223,7 +227,7 @@ class HttpStore(ReadOnlyWrites):
             if resp.status not in (200, 206):
                 raise self._refused(resp, key)
             if got and resp.status == 206 and not _starts_at(resp, got):
-                resp.close()  # not the rest that was asked for: start again from byte 0
+                _drop(resp)  # not the rest that was asked for: start again from byte 0
                 pieces, got = [], 0
                 continue
             if got and resp.status == 200:
@@ -236,9 +240,10 @@ class HttpStore(ReadOnlyWrites):
                 return b"".join(pieces)  # one piece (the usual case) is not copied
             except (HTTPError, OSError) as exc:
                 # a body cut short (urllib3 checks Content-Length) or a stalled one
+                _drop(resp)
                 cuts += 1
                 if cuts >= self.attempts:
-                    raise RepositoryError(
+                    raise NetworkError(
                         f"The web server at {self.server} broke off sending {key} "
                         f"{cuts} times ({_cause(exc)})."
                     ) from exc
@@ -268,15 +273,15 @@ class HttpStore(ReadOnlyWrites):
                 if len(data) < want:
                     raise urllib3.exceptions.IncompleteRead(len(data), want - len(data))
             except (HTTPError, OSError) as exc:  # cut short: asked again
-                resp.close()
+                _drop(resp)
                 error: BaseException = exc
                 continue
             if resp.status == 200:
-                resp.close()  # the server ignored Range: drop the rest of the body with the link
+                _drop(resp)  # the server ignored Range: drop the rest of the body with the link
             else:
                 resp.release_conn()
             return data[:length], total if total is not None else len(data)
-        raise RepositoryError(
+        raise NetworkError(
             f"The web server at {self.server} broke off sending {key} "
             f"{self.attempts} times ({_cause(error)})."
         )
@@ -374,6 +379,13 @@ def _body(resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
             raise urllib3.exceptions.IncompleteRead(int(length) - left, left)
         left -= len(piece)
         yield piece
+
+
+def _drop(resp: urllib3.BaseHTTPResponse) -> None:
+    """Close the answer's connection and give its place back to the pool (the pool blocks
+    when full: a place never given back would hang the requests after it)."""
+    resp.close()
+    resp.release_conn()
 
 
 def _total(resp: urllib3.BaseHTTPResponse) -> int | None:

@@ -34,12 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from appliance.disk.usage import RAM_FILESYSTEMS, filesystem_type
-from appliance.errors import CorruptData, ImageError, RepositoryError
+from appliance.errors import CorruptData, ImageError, NetworkError, RepositoryError
 from appliance.repo.chunk import HASH_HEX_LEN, HEADER_SIZE, content_hash, header_ok, zero_chunk_name
 from appliance.repo.chunk import ReadBack as ReadBack
 from appliance.repo.httpstore import HttpStore
 from appliance.repo.keyring import remember, unlock
 from appliance.repo.lock import RepoLock
+from appliance.repo.netfailure import network_share, raise_if_lost
 from appliance.repo.places import ADDRESS_RE as ADDRESS_RE
 from appliance.repo.places import MARKER as MARKER
 from appliance.repo.places import check_writable as check_writable
@@ -102,6 +103,7 @@ class Repository:
         self.meta = meta
         self.window = int(meta["chunk_size"])
         self.sealer = sealer  # format v2: the unlocked keys; None for v1
+        self.share = network_share(store.root) if isinstance(store, LocalStore) else None
 
     @property
     def encrypted(self) -> bool:
@@ -158,6 +160,8 @@ class Repository:
         where = store.where
         try:
             meta = json.loads(store.get("repo.json"))
+        except NetworkError as exc:  # not reached at the start: exit 6, as before
+            raise RepositoryError(str(exc)) from exc
         except FileNotFoundError as exc:
             raise RepositoryError(
                 f"{where} is not an image repository (it has no repo.json)."
@@ -313,9 +317,10 @@ class Repository:
         """True when the chunk is stored whole (header and length agree)."""
         try:
             head, size = self.store.head(chunk_key(name), HEADER_SIZE)
-        except FileNotFoundError:
-            return False
         except OSError as exc:
+            raise_if_lost(self.store, exc, f"checking chunk {name}", self.share)
+            if isinstance(exc, FileNotFoundError):
+                return False
             raise storage_error(self.where, exc) from exc
         return sealed_header_ok(head, size) if self.sealer else header_ok(head, size)
 
@@ -380,9 +385,10 @@ class Repository:
         it, on the thread that decodes it)."""
         try:
             return self.store.get(chunk_key(name))
-        except FileNotFoundError as exc:
-            raise CorruptData(f"Chunk {name} is missing from the repository.") from exc
         except OSError as exc:
+            raise_if_lost(self.store, exc, f"reading chunk {name}", self.share)  # not damage
+            if isinstance(exc, FileNotFoundError):
+                raise CorruptData(f"Chunk {name} is missing from the repository.") from exc
             raise CorruptData(f"Chunk {name} cannot be read: {exc.strerror}.") from exc
 
     def open_chunk(self, name: str, blob: bytes) -> bytes:

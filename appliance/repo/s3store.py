@@ -353,8 +353,9 @@ class S3Store:
             data = body.read() if limit is None else body.read(limit)
             return bytes(data)
         except (BotoCoreError, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise OSError(
-                errno.EREMOTEIO, f"the transfer from {self.describe()} broke off ({_reason(exc)})"
+            raise OSError(  # a connection's failure (repo/netfailure.py), not the data's
+                errno.ECONNRESET,
+                f"the transfer from {self.describe()} broke off ({_reason(exc)})",
             ) from exc
         finally:
             body.close()

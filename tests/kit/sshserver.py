@@ -8,9 +8,12 @@ missing, as Debian's ssh service makes it. Nothing here imports the appliance pa
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +30,7 @@ class SshServer:
     credentials: Path  # identity=<the client key>, mode 0600
     wrong_credentials: Path  # a key the server does not know
     fingerprint: str  # SHA256:... of the server's ED25519 host key
+    pid: int = 0  # the listening sshd (the test's own process)
 
     def address(self, path: Path | str, user: str = "root") -> str:
         return f"ssh://{user}@127.0.0.1:{self.port}{path}"
@@ -53,21 +57,34 @@ def _private(path: Path, text: str) -> Path:
     return path
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        assert proc.poll() is None, log.read_text()
+PROBE = "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1)"
+
+
+def _listening(port: int, netns: str | None) -> bool:
+    if netns is None:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
+                return True
         except OSError:
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+            return False
+    probe = ["ip", "netns", "exec", netns, sys.executable, "-c", PROBE, str(port)]
+    return subprocess.run(probe, capture_output=True, check=False).returncode == 0
+
+
+def _wait_listening(
+    port: int, proc: subprocess.Popen[bytes], log: Path, netns: str | None = None
+) -> None:
+    deadline = time.monotonic() + 20
+    while not _listening(port, netns):
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
 
 
 @contextmanager
-def ssh_server(folder: Path) -> Iterator[SshServer]:
-    """sshd listening on 127.0.0.1; stopped (by its PID) at the end."""
+def ssh_server(folder: Path, netns: str | None = None) -> Iterator[SshServer]:
+    """sshd listening on 127.0.0.1 (of the network namespace `netns`, when given: a PC of
+    tests/kit/castroom.py); stopped (by its PID) at the end."""
     folder.mkdir(mode=0o700, parents=True)
     for name in ("host_key", "client_key", "wrong_key"):
         _keygen(folder / name)
@@ -95,17 +112,19 @@ def ssh_server(folder: Path) -> Iterator[SshServer]:
     port = free_port()
     log = folder / "sshd.log"
     with open(log, "wb") as out:
+        inside = ["ip", "netns", "exec", netns] if netns else []  # ip execs sshd: same PID
         proc = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(config), "-p", str(port)], stderr=out, stdout=out
+            [*inside, SSHD, "-D", "-e", "-f", str(config), "-p", str(port)], stderr=out, stdout=out
         )
     try:
-        _wait_listening(port, proc, log)
+        _wait_listening(port, proc, log, netns)
         yield SshServer(
             port=port,
             folder=folder,
             credentials=_private(folder / "good.cred", f"identity={folder / 'client_key'}\n"),
             wrong_credentials=_private(folder / "bad.cred", f"identity={folder / 'wrong_key'}\n"),
             fingerprint=shown[1],
+            pid=proc.pid,
         )
     finally:
         proc.terminate()
@@ -114,6 +133,33 @@ def ssh_server(folder: Path) -> Iterator[SshServer]:
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, 9)
             proc.wait()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    out = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        ppid = next((line.split()[1] for line in text.splitlines() if line.startswith("PPid:")), "")
+        if ppid == str(pid):
+            out.append(int(status.parent.name))
+    return out
+
+
+def kill_server(server: SshServer) -> None:
+    """SIGKILL the test's sshd and every connection it forked (by their PIDs), as a server
+    that crashes or loses power: the shares mounted from it stop answering."""
+    found, todo = [], [server.pid]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(_children(pid))
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def fuse_mounts_under(root: Path) -> list[str]:

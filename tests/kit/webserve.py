@@ -96,6 +96,16 @@ http {{
 @contextmanager
 def nginx(root: Path, work: Path, *, autoindex: bool = True, tls: bool = False) -> Iterator[str]:
     """nginx serving `root` (its files under / ); yields its base URL ("http://127.0.0.1:P")."""
+    with nginx_process(root, work, autoindex=autoindex, tls=tls) as (base, _):
+        yield base
+
+
+@contextmanager
+def nginx_process(
+    root: Path, work: Path, *, autoindex: bool = True, tls: bool = False
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """nginx as `nginx` starts it, with its master process too, for a test that stops the
+    server by its PID in the middle of a job (SIGTERM: the master stops its workers)."""
     prefix = work / f"nginx-{free_port()}"
     prefix.mkdir(parents=True)
     port = free_port()
@@ -123,7 +133,7 @@ def nginx(root: Path, work: Path, *, autoindex: bool = True, tls: bool = False) 
         )
     try:
         _wait_listening(port, proc, log)
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}", proc
     finally:
         _stop(proc)
 

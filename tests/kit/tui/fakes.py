@@ -186,6 +186,8 @@ class FakeBackend:
     whole: dict[str, str] = field(default_factory=dict)  # disk -> "ext4 LABEL" (no table)
     # mount_network: what each try was given; a new ssh server's key, then a password, first
     share_tries: list[tuple[str | None, str | None]] = field(default_factory=list)
+    casts: list[tuple[str, str, int, int]] = field(default_factory=list)  # cast_send_job
+    received: list[str] = field(default_factory=list)  # receive_job's targets
 
     def scan(self) -> Scan:
         return Scan(tuple(self.disks), tuple(self.problems))
@@ -485,3 +487,49 @@ class FakeBackend:
             f"Verify image {request.image}",
             self._runner("verify", 61_204_557_824, summary),
         )
+
+    # -- the Room screen: multicast ----------------------------------------------------
+    def cast_send_job(self, repo: str, image: str, receivers: int, wait: int) -> JobSpec:
+        self.casts.append((repo, image, receivers, wait))
+        summary = JobSummary(
+            (
+                f"Sent image {image} to 2 of {receivers} receivers (1 did not come within "
+                f"{wait} s): 28.1 GB in 4:10.",
+            ),
+            "Each receiver re-hashed every chunk it wrote; its own screen says how it ended.",
+        )
+        return JobSpec(
+            "cast", f"Send image {image} to {receivers} PCs (multicast)",
+            self._runner("cast", 28_100_000_000, summary), image=image,
+        )  # fmt: skip
+
+    def plan_receive(self, target: str) -> WritePlan:
+        disk = next(d for d in self.disks if d.name == target)
+        if target == "sdc":
+            raise SafetyRefusal(
+                f"The target {disk.describe()} is the USB stick this system started from; "
+                "choose another disk."
+            )
+        text = PlanText(
+            "receive",
+            "the image a multicast sender streams (cast send on another PC)",
+            disk.describe(),
+            holds_now(disk, self.whole.get(disk.name)),
+            ("the partitions of the image that is streamed, fitted onto this disk",),
+            (),
+        )
+        return WritePlan("receive", disk, text, 0)
+
+    def receive_job(self, plan: WritePlan) -> JobSpec:
+        self.received.append(plan.target.name)
+        summary = JobSummary(
+            (
+                f"Received image lab onto {plan.target.node} in 250.0 s: 7012 chunks from the "
+                "stream, 3 fetched over HTTP (3 damaged in the stream).",
+            ),
+            "Every chunk was checked against its name as it was written.",
+        )
+        return JobSpec(
+            "restore", f"Receive a multicast image onto {plan.target.describe()}",
+            self._runner("restore", 28_100_000_000, summary), target=plan.target,
+        )  # fmt: skip

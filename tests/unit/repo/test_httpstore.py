@@ -245,3 +245,21 @@ def test_addresses_that_are_refused(address: str) -> None:
     with pytest.raises(RepositoryError) as err:
         open_store(address)
     assert "secret" not in str(err.value)
+
+
+def test_heads_from_a_server_that_ignores_range_give_their_connection_back(
+    repo_folder: tuple[Path, str, bytes], server: str
+) -> None:
+    """http.server answers a range with the whole value: head() closes that connection and
+    must give its place back to the pool, or the pool (it blocks when full) hangs."""
+    _, name, blob = repo_folder
+    store = HttpStore(f"{server}/repo/", connections=2)
+    heads: list[tuple[bytes, int]] = []
+    worker = threading.Thread(
+        target=lambda: heads.extend(store.head(chunk_key(name), 16) for _ in range(6)),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "the pool hung"
+    assert heads == [(blob[:16], len(blob))] * 6
