@@ -57,7 +57,6 @@ class VM:
     initrd: Path | None = None
     append: str = ""
     memory_mib: int = 2048
-    cpus: int = 2
     console: bytearray = field(default_factory=bytearray)
     started: float = 0.0
 
@@ -88,7 +87,7 @@ class VM:
             "-cpu",
             "host" if kvm else "max",
             "-smp",
-            str(self.cpus),
+            "2",
             "-m",
             str(self.memory_mib),
             "-no-reboot",
