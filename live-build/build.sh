@@ -92,11 +92,12 @@ BOOTAPPEND="boot=live components quiet nopersistence noswap noautologin \
 systemd.swap=0 systemd.gpt_auto=0 hostname=appliance console=ttyS0,115200 console=tty0"
 lb config \
     --distribution bookworm \
-    --archive-areas main \
+    --archive-areas "main non-free-firmware" \
     --mirror-bootstrap "$MIRROR" --mirror-chroot "$MIRROR" --mirror-binary "$MIRROR" \
     --mirror-chroot-security "$SECURITY_MIRROR" --mirror-binary-security "$SECURITY_MIRROR" \
     --binary-images iso-hybrid \
     --bootloaders "syslinux grub-efi" \
+    --uefi-secure-boot enable \
     --debian-installer none \
     --apt-recommends false \
     --apt-indices false \

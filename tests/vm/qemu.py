@@ -1,4 +1,5 @@
-"""A qemu virtual machine for the VM tests: UEFI (OVMF) or BIOS (SeaBIOS) firmware, virtio
+"""A qemu virtual machine for the VM tests: UEFI (OVMF; with Secure Boot enforced and
+Microsoft's keys enrolled: "uefi-sb") or BIOS (SeaBIOS) firmware, virtio
 disks with serial numbers, the serial console on a socket (read, matched, typed into) and the
 human monitor on another (screendump, quit). Nothing here imports the appliance package."""
 
@@ -18,6 +19,11 @@ from pathlib import Path
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# Debian's ovmf: the Secure Boot build (it needs SMM) and variables with Microsoft's keys
+# enrolled and Secure Boot on, as on a PC sold with Windows
+OVMF_CODE_SB = Path("/usr/share/OVMF/OVMF_CODE_4M.ms.fd")
+OVMF_VARS_SB = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
+FIRMWARES = ("uefi", "uefi-sb", "bios")
 
 
 def accel() -> str:
@@ -39,8 +45,9 @@ class Drive:
 
 @dataclass
 class VM:
-    """One qemu run. ``firmware`` is "uefi" or "bios"; with ``kernel`` the firmware loads that
-    kernel and initrd with ``append`` (qemu -kernel), else it boots the first bootable drive."""
+    """One qemu run. ``firmware`` is "uefi", "uefi-sb" or "bios"; with ``kernel`` the firmware
+    loads that kernel and initrd with ``append`` (qemu -kernel), else it boots the first bootable
+    drive."""
 
     workdir: Path
     name: str
@@ -65,12 +72,16 @@ class VM:
 
     def argv(self) -> list[str]:
         kvm = accel() == "kvm"
+        if self.firmware not in FIRMWARES:
+            raise ValueError(f"unknown firmware {self.firmware}")
+        secure = self.firmware == "uefi-sb"
         argv = [
             "qemu-system-x86_64",
             "-name",
             self.name,
             "-machine",
-            "q35",
+            # the Secure Boot firmware keeps its variables in SMM-protected flash
+            "q35,smm=on" if secure else "q35",
             "-accel",
             "kvm" if kvm else "tcg,thread=multi,tb-size=512",
             "-cpu",
@@ -93,17 +104,23 @@ class VM:
             "-nic",
             "none",
         ]
-        if self.firmware == "uefi":
+        if self.firmware in ("uefi", "uefi-sb"):
+            code, variables = (OVMF_CODE_SB, OVMF_VARS_SB) if secure else (OVMF_CODE, OVMF_VARS)
             vars_copy = self.workdir / f"{self.name}.OVMF_VARS.fd"
-            shutil.copyfile(OVMF_VARS, vars_copy)
+            shutil.copyfile(variables, vars_copy)
+            if secure:
+                argv += [
+                    "-global",
+                    "driver=cfi.pflash01,property=secure,value=on",
+                    "-global",
+                    "ICH9-LPC.disable_s3=1",
+                ]
             argv += [
                 "-drive",
-                f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
                 "-drive",
                 f"if=pflash,format=raw,unit=1,file={vars_copy}",
             ]
-        elif self.firmware != "bios":
-            raise ValueError(f"unknown firmware {self.firmware}")
         for number, drive in enumerate(self.drives):
             ro = ",readonly=on" if drive.readonly else ""
             argv += ["-drive", f"if=none,id=d{number},file={drive.path},format=raw{ro}"]

@@ -1,15 +1,24 @@
-"""The ISO in a VM (`make vm-test`): once with UEFI (OVMF), once with BIOS (SeaBIOS).
+"""The ISO in a VM (`make vm-test`): with UEFI (OVMF), UEFI with Secure Boot enforced
+(Microsoft's keys enrolled) and BIOS (SeaBIOS).
 
 Each firmware gets fresh copies of three virtio disks with serial numbers: SRC-DISK (GPT: FAT32
 ESP, ext4, NTFS, swap, built on the host), TGT-DISK (blank) and REPO-DISK (GPT, ext4 labelled
 IMAGES), and the ISO itself as a read-only virtio disk (APPLIANCE-STICK), as if written to a
 USB stick.
 
-- test_boots_to_tui: the firmware boots the ISO through its own boot menu (isolinux or GRUB);
-  the serial console's root shell reads tty1's screen (/dev/vcsu1) until the appliance shows
-  on it, checks that nothing was mounted or swapped on, that `appliance disks` names the
-  stick "this boot stick" and a clone onto it is refused (exit 5), and that the disks are
-  byte-for-byte unchanged after the boot.
+- test_efi_boot_chain_is_signed: on the host, the ISO's EFI system partition holds Debian's
+  shim (signed by Microsoft) as EFI/boot/bootx64.efi, Debian's signed GRUB beside it, and a
+  grub.cfg that finds the ISO; the kernel is Debian's signed one.
+- test_boots_to_tui: the firmware boots the ISO through its own boot menu (isolinux, or shim
+  and GRUB); the serial console's root shell (the test-only kernel parameter
+  appliance_test_serial_shell=1, written into a copy of the ISO's menus: bootmenu.py) reads
+  tty1's screen (/dev/vcsu1) until the appliance shows on it, checks that nothing was mounted
+  or swapped on, that `appliance disks` names the stick "this boot stick" and a clone onto
+  it is refused (exit 5), and that the disks are byte-for-byte unchanged after the boot.
+  With Secure Boot: the kernel reports it on and is locked down, and refused nothing the
+  appliance did.
+- test_serial_console_asks_for_login: without that parameter the serial console is a login
+  prompt that lets no one in (root has no password), not a root shell.
 - test_unattended_save_restore: qemu -kernel/-initrd (taken from the ISO) with the ISO's own
   boot parameters plus appliance.job=save, then appliance.job=restore; the VM powers itself
   off after each; the host then checks that the target matches the source (table, fsck,
@@ -30,6 +39,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bootmenu import SERIAL_SHELL, extract, grub_params, with_params
 from kit.diskbuild import GPT_DISK_SIZE, MiB, build_gpt_disk, sparse_file
 from kit.diskcompare import assert_equivalent, run
 from kit.loops import Loops
@@ -38,6 +48,8 @@ from qemu import VM, Drive
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("APPLIANCE_VM_ARTIFACTS", ROOT / "build" / "vm-test"))
 FIRMWARES = ["uefi", "bios"]
+# the boot through the ISO's own menus also runs with Secure Boot enforced
+BOOT_FIRMWARES = ["uefi", "bios", "uefi-sb"]
 PROMPT = r"root@appliance:~# "
 
 pytestmark = pytest.mark.skipif(
@@ -70,15 +82,16 @@ def boot_files(iso: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
         "-extract", "/live/vmlinuz", out / "vmlinuz",
         "-extract", "/live/initrd.img", out / "initrd.img",
         "-extract", "/boot/grub/grub.cfg", out / "grub.cfg")  # fmt: skip
-    params = None
-    for line in (out / "grub.cfg").read_text().splitlines():
-        found = re.match(r"\s*linux\s+/live/vmlinuz\S*\s+(.*)$", line)
-        if found:
-            # findiso=${iso_path} is a GRUB variable, meaningless outside GRUB
-            params = re.sub(r"\s*findiso=\S*", "", found.group(1)).strip()
-            break
-    assert params, "no linux line in the ISO's grub.cfg"
+    # findiso=${iso_path} is a GRUB variable, meaningless outside GRUB
+    params = re.sub(r"\s*findiso=\S*", "", grub_params((out / "grub.cfg").read_text())).strip()
+    assert SERIAL_SHELL not in params, "the ISO itself opens a root shell on the serial line"
     return {"kernel": out / "vmlinuz", "initrd": out / "initrd.img", "params": params}
+
+
+@pytest.fixture(scope="session")
+def shell_iso(iso: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the ISO whose boot menus add the test-only serial root shell parameter."""
+    return with_params(iso, tmp_path_factory.mktemp("shell-iso") / "appliance.iso", SERIAL_SHELL)
 
 
 @pytest.fixture(scope="session")
@@ -134,18 +147,20 @@ SCREEN = (
 FALLBACK = "could not start"
 
 
-@pytest.mark.parametrize("firmware", FIRMWARES)
+@pytest.mark.parametrize("firmware", BOOT_FIRMWARES)
 def test_boots_to_tui(
-    firmware: str, iso: Path, master_disks: dict[str, Path], tmp_path: Path
+    firmware: str, shell_iso: Path, master_disks: dict[str, Path], tmp_path: Path
 ) -> None:
     art = ARTIFACTS / firmware
     art.mkdir(parents=True, exist_ok=True)
     disks = _disks(master_disks, tmp_path / "disks")
     before = {name: _digest(path) for name, path in disks.items()}
-    vm = VM(art, "boot", firmware, _drives(iso, disks))
+    vm = VM(art, "boot", firmware, _drives(shell_iso, disks))
     vm.start()
     try:
-        vm.expect(PROMPT, 240)
+        # under TCG the Secure Boot firmware's SMM (each EFI variable access systemd makes
+        # traps into it) is far slower than the rest
+        vm.expect(PROMPT, 900 if firmware == "uefi-sb" else 240)
         shell_at = vm.elapsed()
         record(f"{firmware}.boot_to_serial_shell_s", round(shell_at, 1))
         screen = ""
@@ -199,6 +214,13 @@ def test_boots_to_tui(
         assert "is the stick this appliance booted from" in refusal, refusal
         assert "exit=5" in refusal, refusal
         assert "tty2" in vm.shell("ps -o tty= -C bash | sort -u")  # the root shell on tty2
+        firmware_files = vm.shell("ls /lib/firmware").split()
+        record(f"{firmware}.firmware_entries", len(firmware_files))
+        for wanted in ("rtl_nic", "bnx2", "bnx2x", "brcm", "qlogic", "ath10k", "intel-ucode"):
+            assert wanted in firmware_files, f"no /lib/firmware/{wanted}: {firmware_files}"
+        assert any(name.startswith("iwlwifi-") for name in firmware_files), firmware_files
+        if firmware == "uefi-sb":
+            _assert_secure_boot(vm, art)
         vm.send("poweroff\r")
         assert vm.wait_exit(90) is not None, "the VM did not power off"
     finally:
@@ -210,6 +232,35 @@ def test_boots_to_tui(
     )
     assert "-m tui" in program, f"tty1 runs {program!r}, not the TUI"
     assert shows == "TUI" and listed, f"the TUI on tty1 does not list SRC-DISK:\n{screen}"
+
+
+EFI_GLOBAL = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
+
+
+def _assert_secure_boot(vm: VM, art: Path) -> None:
+    """The firmware enforced Secure Boot, the kernel knows it and is locked down, and the
+    lockdown refused nothing while the appliance started (the TUI is up by now) nor refuses
+    the modules its tools need (Debian's are signed)."""
+    # SecureBoot-<EFI global GUID>: 4 bytes of attributes, then 1 when Secure Boot is on
+    state = vm.shell(f"od -An -t u1 /sys/firmware/efi/efivars/SecureBoot-{EFI_GLOBAL}").split()
+    assert state and state[-1] == "1", f"the firmware says Secure Boot is off: {state}"
+    dmesg = vm.shell("dmesg")
+    (art / "dmesg.txt").write_text(dmesg)
+    assert "Secure boot enabled" in dmesg, "the kernel does not report Secure Boot on"
+    lockdown = vm.shell("cat /sys/kernel/security/lockdown").strip()
+    record("uefi-sb.lockdown", lockdown)
+    assert "[integrity]" in lockdown or "[confidentiality]" in lockdown, lockdown
+    # (NTFS is ntfs-3g over FUSE: Debian 12's kernel has no ntfs3 module)
+    loaded = vm.shell("modprobe -a loop fuse cifs nfs && echo MODULES-OK")
+    assert "MODULES-OK" in loaded, f"a module the appliance needs was refused: {loaded}"
+    # the kernel's own resume-from-hibernation check at boot is refused by design; the
+    # appliance never hibernates or resumes
+    refused = [
+        line
+        for line in vm.shell("dmesg").splitlines()
+        if "is restricted" in line and "hibernation is restricted" not in line
+    ]
+    assert not refused, "the kernel lockdown refused:\n" + "\n".join(refused)
 
 
 def _looks_like_tui(screen: str) -> bool:
@@ -312,3 +363,73 @@ def test_unattended_save_restore(
         for part in table["partitions"]:
             part["node"] = re.sub(r"^/dev/loop\d+", "", part["node"])
     assert sfdisk["src"] == sfdisk["tgt"]
+
+
+def test_efi_boot_chain_is_signed(iso: Path, tmp_path: Path) -> None:
+    """The ISO's EFI system partition starts Debian's signed chain: shim signed by Microsoft
+    as the removable-media loader, Debian's signed GRUB beside it, the kernel signed by Debian."""
+    esp = extract(iso, "/boot/grub/efi.img", tmp_path / "efi.img")
+    files = {}
+    for name in ("EFI/boot/bootx64.efi", "EFI/boot/grubx64.efi", "boot/grub/grub.cfg"):
+        out = tmp_path / name.replace("/", "_")
+        run("mcopy", "-n", "-i", esp, f"::{name}", out)
+        files[name] = out.read_bytes()
+    shim, grub = files["EFI/boot/bootx64.efi"], files["EFI/boot/grubx64.efi"]
+    assert shim[:2] == b"MZ" and grub[:2] == b"MZ"
+    assert b"Microsoft Corporation UEFI CA 2011" in shim, "bootx64.efi is not a signed shim"
+    assert b"Debian Secure Boot CA" in shim, "bootx64.efi does not trust Debian's key"
+    assert b"Debian Secure Boot Signer" in grub, "grubx64.efi is not Debian's signed GRUB"
+    assert b"/.disk/info" in files["boot/grub/grub.cfg"]
+    kernel = extract(iso, "/live/vmlinuz", tmp_path / "vmlinuz").read_bytes()
+    assert b"Debian Secure Boot Signer" in kernel, "the kernel is not Debian's signed one"
+
+
+def test_serial_console_asks_for_login(
+    iso: Path, boot_files: dict[str, object], master_disks: dict[str, Path], tmp_path: Path
+) -> None:
+    """The ISO's own boot parameters: the serial console is a login prompt, and root cannot
+    log in there (no password), so the cable gives no shell."""
+    art = ARTIFACTS / "serial"
+    disks = _disks(master_disks, tmp_path / "disks")
+    vm = VM(
+        art,
+        "login",
+        "bios",
+        _drives(iso, disks),
+        kernel=boot_files["kernel"],  # type: ignore[arg-type]
+        initrd=boot_files["initrd"],  # type: ignore[arg-type]
+        append=str(boot_files["params"]),
+    )
+    vm.start()
+    try:
+        vm.expect(r"appliance login: ", 240)
+        record("bios.boot_to_serial_login_s", round(vm.elapsed(), 1))
+        start = vm.mark()
+        vm.send("root\r")
+        vm.expect(r"Password: ", 30, start)
+        vm.send("\r")
+        vm.expect(r"Login incorrect", 60, start)
+        vm.expect(r"appliance login: ", 60, start)
+        assert PROMPT not in vm.text(), "the serial console gave a root shell"
+    finally:
+        vm.stop()
+
+
+def _cpio_member_size(archive: bytes, name: bytes) -> int | None:
+    """The size of ``name`` in an uncompressed newc cpio (the initrd's early part), or None."""
+    at = archive.find(name + b"\0")
+    if at < 110 or archive[at - 110 : at - 104] != b"070701":
+        return None
+    return int(archive[at - 110 + 54 : at - 110 + 62], 16)
+
+
+def test_initrd_carries_every_cpus_microcode(boot_files: dict[str, object]) -> None:
+    """The initrd's early microcode is for every Intel and AMD CPU, not only the build host's
+    (hooks/normal/0550-microcode.hook.chroot)."""
+    initrd = Path(str(boot_files["initrd"])).read_bytes()
+    intel = _cpio_member_size(initrd, b"kernel/x86/microcode/GenuineIntel.bin")
+    amd = _cpio_member_size(initrd, b"kernel/x86/microcode/AuthenticAMD.bin")
+    record("initrd_mib", round(len(initrd) / MiB, 1))
+    record("initrd_microcode_kib", {"intel": intel and intel // 1024, "amd": amd and amd // 1024})
+    assert intel is not None and intel > 4 * MiB, f"Intel microcode in the initrd: {intel} bytes"
+    assert amd is not None and amd > 64 * 1024, f"AMD microcode in the initrd: {amd} bytes"
