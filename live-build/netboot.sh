@@ -15,7 +15,8 @@
 #                                 signed network GRUB (shim-signed, grub-efi-amd64-signed)
 #   pxelinux.0 ldlinux.c32 pxelinux.cfg/default   BIOS PXE with lpxelinux (package pxelinux)
 #   job.txt                       the job's kernel parameters, as the menus carry them
-# live-boot fetches the squashfs with `fetch=NETBOOT_URL/live/filesystem.squashfs` into RAM.
+# live-boot fetches the squashfs with `fetch=NETBOOT_URL/live/filesystem.squashfs` into RAM,
+# through the network card the PC booted from (BOOTIF=, as pxelinux's IPAPPEND 2 sets it).
 # Without NETBOOT_JOB the menus start the interface (a technician at the PC); with it the
 # first entry runs that job with no keyboard (appliance.then=poweroff: it powers off after).
 # No boot loader is built here: every boot file is a Debian package's, unpacked, not
@@ -46,6 +47,11 @@ URL=${URL%/}
 case "$URL" in
     http://*) ;;
     *) die "NETBOOT_URL=$URL must be an http:// address (live-boot and the boot loaders fetch over plain HTTP)." ;;
+esac
+
+case "${URL#http://}" in
+    *:*/*|*:*) echo "netboot: note: UEFI PCs (shim, GRUB 2.06) fetch over HTTP from port 80 only; \
+$URL names another port, so only iPXE and pxelinux PCs can use it." >&2 ;;
 esac
 
 # --- the job: appliance.* keys only, checked by the appliance's own parser
@@ -136,13 +142,15 @@ cat > "$OUT/boot.ipxe" <<EOF
 $( [ -n "$JOB" ] && echo "set job $JOB" || echo "clear job" )
 set base $URL
 echo $first
-kernel \${base}/live/vmlinuz initrd=initrd.img $params \${job}
+kernel \${base}/live/vmlinuz initrd=initrd.img $params BOOTIF=01-\${netX/mac:hexhyp} \${job}
 initrd \${base}/live/initrd.img
 boot
 EOF
 
 # GRUB from Debian's signed network image (shim -> grubx64.efi -> /grub/grub.cfg over TFTP);
-# the kernel and initrd come over HTTP.
+# the kernel and initrd come over HTTP (GRUB 2.06: port 80 only). No serial terminal here:
+# the firmware already copies the console to a serial port, and GRUB's own serial input
+# stops the menu's countdown.
 host_port=${URL#http://}
 host_port=${host_port%%/*}
 path=/${URL#http://*/}
@@ -153,16 +161,13 @@ cat > "$OUT/grub/grub.cfg" <<EOF
 set job="$JOB"
 set timeout=$wait_s
 set default=0
-serial --unit=0 --speed=115200
-terminal_input console serial
-terminal_output console serial
 menuentry "$first" {
     echo "Loading the appliance over HTTP..."
-    linux (http,$host_port)$path/live/vmlinuz $params \$job
+    linux (http,$host_port)$path/live/vmlinuz $params BOOTIF=01-\$net_default_mac \$job
     initrd (http,$host_port)$path/live/initrd.img
 }
 menuentry "Disk imaging appliance (the interface, no job)" {
-    linux (http,$host_port)$path/live/vmlinuz $params
+    linux (http,$host_port)$path/live/vmlinuz $params BOOTIF=01-\$net_default_mac
     initrd (http,$host_port)$path/live/initrd.img
 }
 EOF
@@ -179,10 +184,12 @@ LABEL job
     KERNEL $URL/live/vmlinuz
     INITRD $URL/live/initrd.img
     APPEND $params $JOB
+    IPAPPEND 2
 LABEL interface
     KERNEL $URL/live/vmlinuz
     INITRD $URL/live/initrd.img
     APPEND $params
+    IPAPPEND 2
 EOF
 
 size=$(du -sm "$OUT" | cut -f1)

@@ -35,15 +35,28 @@ def iso_path() -> Path:
     return Path(os.environ.get("APPLIANCE_ISO", ROOT / "build" / "iso" / "appliance.iso"))
 
 
+OVMF_SECBOOT_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
+OVMF_MS_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")  # Microsoft's keys, Secure Boot on
+RELAY = Path(__file__).resolve().parent / "relay.py"
+PORT80_HOST = "10.0.2.100"  # with ``port80``: the guest's port 80 there is a host port
+
+
 @dataclass
 class NetVM(VM):
     """A VM with a virtio network card on qemu's user network. With ``tftp`` and
     ``bootfile`` qemu's DHCP offers that boot file from its own TFTP server; with
-    ``netboot`` the card's boot ROM (qemu's iPXE) is the first thing the firmware boots."""
+    ``netboot`` the card is the first thing the firmware boots: through the card's boot ROM
+    (qemu's iPXE), or with ``firmware_pxe`` through the firmware's own PXE (OVMF), as on a
+    PC. ``port80``: the guest's connections to 10.0.2.100:80 go to 127.0.0.1:port80 on the
+    host. ``secure_boot`` (UEFI): OVMF with Microsoft's keys enrolled and Secure Boot
+    enforced (SMM, a secure flash)."""
 
     tftp: Path | None = None
     bootfile: str | None = None
     netboot: bool = False
+    firmware_pxe: bool = False
+    port80: int | None = None
+    secure_boot: bool = False
 
     def argv(self) -> list[str]:
         argv = super().argv()
@@ -53,8 +66,26 @@ class NetVM(VM):
             netdev += f",tftp={self.tftp}"
         if self.bootfile is not None:
             netdev += f",bootfile={self.bootfile}"
-        device = "virtio-net-pci,netdev=n0" + (",bootindex=0" if self.netboot else "")
+        if self.port80 is not None:
+            netdev += f",guestfwd=tcp:{PORT80_HOST}:80-cmd:python3 {RELAY} {self.port80}"
+        device = "virtio-net-pci,netdev=n0"
+        if self.netboot:
+            device += ",bootindex=0"
+        if self.firmware_pxe:
+            device += ",romfile="
         argv[at : at + 2] = ["-netdev", netdev, "-device", device]
+        if self.secure_boot:
+            assert self.firmware == "uefi"
+            vars_copy = self.workdir / f"{self.name}.OVMF_VARS.fd"
+            vars_copy.write_bytes(OVMF_MS_VARS.read_bytes())
+            for n, arg in enumerate(argv):
+                if arg.startswith("if=pflash,format=raw,unit=0,"):
+                    argv[n] = f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_SECBOOT_CODE}"
+                elif arg.startswith("if=pflash,format=raw,unit=1,"):
+                    argv[n] = f"if=pflash,format=raw,unit=1,file={vars_copy}"
+            machine = argv.index("-machine")
+            argv[machine + 1] = "q35,smm=on"
+            argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
         return argv
 
 
