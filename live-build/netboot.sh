@@ -12,7 +12,8 @@
 #   boot.ipxe                     iPXE script: kernel and initrd over HTTP, the job
 #   undionly.kpxe ipxe.efi        Debian's iPXE (package ipxe): BIOS PXE / UEFI, no Secure Boot
 #   shimx64.efi grubx64.efi grub/grub.cfg   UEFI with Secure Boot: Debian's signed shim and
-#                                 signed network GRUB (shim-signed, grub-efi-amd64-signed)
+#                                 signed network GRUB (shim-signed, grub-efi-amd64-signed);
+#                                 GRUB takes the kernel and initrd over TFTP
 #   pxelinux.0 ldlinux.c32 pxelinux.cfg/default   BIOS PXE with lpxelinux (package pxelinux)
 #   job.txt                       the job's kernel parameters, as the menus carry them
 # live-boot fetches the squashfs with `fetch=NETBOOT_URL/live/filesystem.squashfs` into RAM,
@@ -47,11 +48,6 @@ URL=${URL%/}
 case "$URL" in
     http://*) ;;
     *) die "NETBOOT_URL=$URL must be an http:// address (live-boot and the boot loaders fetch over plain HTTP)." ;;
-esac
-
-case "${URL#http://}" in
-    *:*/*|*:*) echo "netboot: note: UEFI PCs (shim, GRUB 2.06) fetch over HTTP from port 80 only; \
-$URL names another port, so only iPXE and pxelinux PCs can use it." >&2 ;;
 esac
 
 # --- the job: appliance.* keys only, checked by the appliance's own parser
@@ -147,14 +143,11 @@ initrd \${base}/live/initrd.img
 boot
 EOF
 
-# GRUB from Debian's signed network image (shim -> grubx64.efi -> /grub/grub.cfg over TFTP);
-# the kernel and initrd come over HTTP (GRUB 2.06: port 80 only). No serial terminal here:
-# the firmware already copies the console to a serial port, and GRUB's own serial input
-# stops the menu's countdown.
-host_port=${URL#http://}
-host_port=${host_port%%/*}
-path=/${URL#http://*/}
-[ "$path" = "/$URL" ] && path=""
+# GRUB from Debian's signed network image (shim -> grubx64.efi -> /grub/grub.cfg). Its image
+# has no HTTP client, so the kernel and initrd come over TFTP from the same server (GRUB's
+# root is the TFTP server it came from); the squashfs still comes over HTTP (fetch=). No
+# serial terminal here: the firmware already copies the console to a serial port, and
+# GRUB's own serial input stops the menu's countdown.
 cat > "$OUT/grub/grub.cfg" <<EOF
 # The disk-imaging appliance over the network (live-build/netboot.sh, docs/netboot.md).
 # The unattended job: appliance.* kernel parameters (docs/live-usb.md); empty: the interface.
@@ -162,13 +155,13 @@ set job="$JOB"
 set timeout=$wait_s
 set default=0
 menuentry "$first" {
-    echo "Loading the appliance over HTTP..."
-    linux (http,$host_port)$path/live/vmlinuz $params BOOTIF=01-\$net_default_mac \$job
-    initrd (http,$host_port)$path/live/initrd.img
+    echo "Loading the appliance over TFTP..."
+    linux /live/vmlinuz $params BOOTIF=01-\$net_default_mac \$job
+    initrd /live/initrd.img
 }
 menuentry "Disk imaging appliance (the interface, no job)" {
-    linux (http,$host_port)$path/live/vmlinuz $params BOOTIF=01-\$net_default_mac
-    initrd (http,$host_port)$path/live/initrd.img
+    linux /live/vmlinuz $params BOOTIF=01-\$net_default_mac
+    initrd /live/initrd.img
 }
 EOF
 

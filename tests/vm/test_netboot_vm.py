@@ -34,7 +34,6 @@ from qemu import Drive
 from vmnet import (
     ARTIFACTS,
     HOST,
-    PORT80_HOST,
     NetVM,
     iso_path,
     make_netboot,
@@ -131,27 +130,26 @@ def test_uefi_pc_with_secure_boot_boots_over_the_network_and_verifies(
     saved: dict[str, Path], tmp_path: Path
 ) -> None:
     """UEFI with Microsoft's keys enrolled and Secure Boot enforced, the firmware's own PXE
-    (no iPXE ROM): shimx64.efi and grubx64.efi over TFTP, GRUB's menu from grub/grub.cfg, the
-    kernel (Debian's, signed) and initrd over HTTP from port 80, then an unattended verify of
-    the image on the web server. GRUB 2.06 takes no port, so the guest's 10.0.2.100:80 is
-    relayed to the test's nginx."""
+    (no iPXE ROM), as on a PC: shimx64.efi, grubx64.efi, GRUB's menu (grub/grub.cfg), the
+    kernel (Debian's, signed) and the initrd over TFTP, the squashfs over HTTP, then an
+    unattended verify of the image on the web server."""
     art = ARTIFACTS / "netboot"
     art.mkdir(parents=True, exist_ok=True)
-    url = f"http://{PORT80_HOST}"
-    job = (
-        f"appliance.job=verify appliance.repo={url}/images/ appliance.image={IMAGE} "
-        "appliance.then=poweroff"
-    )
     www = tmp_path / "www"
     www.mkdir()
     (www / "images").symlink_to(saved["www"] / "images")
-    made = make_netboot(www / "appliance", f"{url}/appliance", job)
-    (art / "make-netboot-uefi.txt").write_text(made)
-    grub = www / "appliance" / "grub" / "grub.cfg"
-    assert f'set job="{job}"' in grub.read_text()
-    # the kernel's own Secure Boot line on the serial console (the ISO boots "quiet")
-    grub.write_text(grub.read_text().replace(" quiet ", " quiet loglevel=6 "))
     with nginx(www, tmp_path, autoindex=False) as base:
+        url = f"http://{HOST}:{base.rsplit(':', 1)[1]}"
+        job = (
+            f"appliance.job=verify appliance.repo={url}/images/ appliance.image={IMAGE} "
+            "appliance.then=poweroff"
+        )
+        made = make_netboot(www / "appliance", f"{url}/appliance", job)
+        (art / "make-netboot-uefi.txt").write_text(made)
+        grub = www / "appliance" / "grub" / "grub.cfg"
+        assert f'set job="{job}"' in grub.read_text()
+        # the kernel's own Secure Boot line on the serial console (the ISO boots "quiet")
+        grub.write_text(grub.read_text().replace(" quiet ", " quiet loglevel=6 "))
         vm = NetVM(
             art,
             "netboot-uefi-sb",
@@ -162,7 +160,6 @@ def test_uefi_pc_with_secure_boot_boots_over_the_network_and_verifies(
             bootfile="shimx64.efi",
             netboot=True,
             firmware_pxe=True,
-            port80=int(base.rsplit(":", 1)[1]),
             secure_boot=True,
         )
         log, times = run_to_poweroff(

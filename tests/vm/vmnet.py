@@ -37,8 +37,6 @@ def iso_path() -> Path:
 
 OVMF_SECBOOT_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
 OVMF_MS_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")  # Microsoft's keys, Secure Boot on
-RELAY = Path(__file__).resolve().parent / "relay.py"
-PORT80_HOST = "10.0.2.100"  # with ``port80``: the guest's port 80 there is a host port
 
 
 @dataclass
@@ -47,15 +45,13 @@ class NetVM(VM):
     ``bootfile`` qemu's DHCP offers that boot file from its own TFTP server; with
     ``netboot`` the card is the first thing the firmware boots: through the card's boot ROM
     (qemu's iPXE), or with ``firmware_pxe`` through the firmware's own PXE (OVMF), as on a
-    PC. ``port80``: the guest's connections to 10.0.2.100:80 go to 127.0.0.1:port80 on the
-    host. ``secure_boot`` (UEFI): OVMF with Microsoft's keys enrolled and Secure Boot
+    PC. ``secure_boot`` (UEFI): OVMF with Microsoft's keys enrolled and Secure Boot
     enforced (SMM, a secure flash)."""
 
     tftp: Path | None = None
     bootfile: str | None = None
     netboot: bool = False
     firmware_pxe: bool = False
-    port80: int | None = None
     secure_boot: bool = False
 
     def argv(self) -> list[str]:
@@ -66,8 +62,6 @@ class NetVM(VM):
             netdev += f",tftp={self.tftp}"
         if self.bootfile is not None:
             netdev += f",bootfile={self.bootfile}"
-        if self.port80 is not None:
-            netdev += f",guestfwd=tcp:{PORT80_HOST}:80-cmd:python3 {RELAY} {self.port80}"
         device = "virtio-net-pci,netdev=n0"
         if self.netboot:
             device += ",bootindex=0"
