@@ -102,7 +102,7 @@ def test_lab_pc_boots_over_the_network_and_restores(
         log, times = run_to_poweroff(
             vm,
             "restore",
-            1200,
+            2400,
             # (the ISO's "quiet" keeps the kernel and live-boot off the serial console)
             milestones={"job": r"appliance: unattended restore"},
         )
@@ -165,7 +165,7 @@ def test_uefi_pc_with_secure_boot_boots_over_the_network_and_verifies(
         log, times = run_to_poweroff(
             vm,
             "verify",
-            1500,
+            2400,
             milestones={
                 "grub": r"Welcome to GRUB",
                 "kernel": r"Linux version",

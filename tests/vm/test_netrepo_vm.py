@@ -128,7 +128,7 @@ def test_save_to_smb_then_restore_from_nfs(
     )
     vm = _vm(art, "smb-save", lab, [Drive(src, "SRC-DISK"), Drive(creds, "CREDS-DISK")],
              save_keys)  # fmt: skip
-    log, times = run_to_poweroff(vm, "save", 900, milestones={"job": "appliance: unattended"})
+    log, times = run_to_poweroff(vm, "save", 2400, milestones={"job": "appliance: unattended"})
     (art / "smb-save.serial.txt").write_text(log)
     record("netrepo.smb_save_boot_to_poweroff_s", times["poweroff"])
     assert "unattended save done: saved" in log, log[-3000:]
@@ -143,7 +143,7 @@ def test_save_to_smb_then_restore_from_nfs(
         f"appliance.image={IMAGE} appliance.target=serial:TGT-DISK appliance.then=poweroff"
     )
     vm = _vm(art, "nfs-restore", lab, [Drive(tgt, "TGT-DISK")], restore_keys)
-    log, times = run_to_poweroff(vm, "restore", 900)
+    log, times = run_to_poweroff(vm, "restore", 2400)
     (art / "nfs-restore.serial.txt").write_text(log)
     record("netrepo.nfs_restore_boot_to_poweroff_s", times["poweroff"])
     assert "unattended restore done" in log, log[-3000:]
@@ -171,7 +171,7 @@ def test_smb_wrong_password(lab: dict[str, object], tmp_path: Path) -> None:
         "appliance.then=poweroff"
     )
     vm = _vm(art, "smb-wrong-password", lab, [Drive(creds, "CREDS-DISK")], keys)
-    log, _ = run_to_poweroff(vm, "verify", 600, expect_failure=True)
+    log, _ = run_to_poweroff(vm, "verify", 1800, expect_failure=True)
     (art / "smb-wrong-password.serial.txt").write_text(log)
     failed = [line for line in log.splitlines() if "the unattended verify FAILED:" in line]
     assert failed, log[-3000:]
