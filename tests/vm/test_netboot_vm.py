@@ -59,7 +59,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
         node = build_gpt_disk(loops, base / "src.img", seed=11)
         (base / "www").mkdir()
         appliance("save", node, "--repo", str(base / "www" / "images"), "--image", IMAGE,
-                  "--create")  # fmt: skip
+                  "--create", timeout=1800)  # fmt: skip
     finally:
         loops.cleanup()
     yield {"src": base / "src.img", "www": base / "www"}
