@@ -26,9 +26,14 @@ clean:
 
 # The live USB (docs/live-usb.md). Not part of `make check`: they need root, debootstrap,
 # the network to Debian's archive, and (vm-test) qemu with KVM.
-.PHONY: iso vm-test
+.PHONY: iso vm-test netboot
 iso:
 	bash live-build/build.sh
+
+# What a PXE/HTTP boot server serves (docs/netboot.md): build/netboot/ from the ISO.
+# NETBOOT_URL=http://SERVER/PATH (where a web server serves it), NETBOOT_JOB="appliance.job=..."
+netboot: iso
+	bash live-build/netboot.sh
 
 vm-test: setup iso
 	bash tests/vm/run.sh

@@ -9,6 +9,11 @@ missing=()
 for pkg in qemu-system-x86 ovmf seabios xorriso; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# the file servers of test_netrepo_vm.py (smbd; NFS-Ganesha: this kernel may have no nfsd),
+# the boot files `make netboot` unpacks (apt-get download) and qemu's network boot ROMs
+for pkg in samba nfs-ganesha nfs-ganesha-vfs syslinux-common ipxe-qemu nginx-light; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "vm-test: apt packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -39,7 +44,7 @@ rm -rf build/vm-test
 mkdir -p build/vm-test
 started=$(date +%s)
 rc=0
-APPLIANCE_VM_TEST=1 timeout 2100 "$PY" -m pytest -q -ra -p no:cacheprovider tests/vm "$@" || rc=$?
+APPLIANCE_VM_TEST=1 timeout "${APPLIANCE_VM_TIMEOUT:-4800}" "$PY" -m pytest -q -ra -p no:cacheprovider tests/vm "$@" || rc=$?
 echo "vm-test: $(( $(date +%s) - started )) s; figures:"
 cat build/vm-test/figures.json 2>/dev/null || true
 exit $rc
