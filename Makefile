@@ -14,7 +14,7 @@ types: setup
 	.venv/bin/mypy
 
 test: setup
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=25
 
 check: lint types test
 

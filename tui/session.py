@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -111,6 +112,7 @@ class Session:
         self.disks_changed: Channel[Scan] = disks_changed or Listeners()
         self.usage_changed: Channel[str] = usage_changed or Listeners()
         self.repo_changed: Channel[str | None] = repo_changed or Listeners()
+        self.clock: Callable[[], float] = time.monotonic  # a job's elapsed time (scenes freeze it)
 
     # -- errors ------------------------------------------------------------------------
     def sentence(self, error: BaseException) -> str:

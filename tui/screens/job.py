@@ -4,7 +4,6 @@ a stop that asks once; at the end a summary and what to do next."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -75,7 +74,7 @@ class JobScreen(Screen[None]):
         self.phases: set[str] = set()  # what ran: it says what a stop leaves behind
         self.summary: JobSummary | None = None
         self.last: ProgressEvent | None = None
-        self.started = time.monotonic()
+        self.started = self.session.clock()
         self.stop_dialog: AskScreen | None = None  # open while the user decides
 
     def compose(self) -> ComposeResult:
@@ -139,7 +138,7 @@ class JobScreen(Screen[None]):
 
     def _figures(self) -> None:
         ev = self.last
-        elapsed = time.monotonic() - self.started
+        elapsed = self.session.clock() - self.started
         if ev is None:
             self.query_one("#figures", Static).update(f"elapsed {clock(elapsed)}")
             return
