@@ -30,6 +30,8 @@ def add_parsers(sub: Any) -> None:  # argparse._SubParsersAction of main.Parser
         p.add_argument("--repo", help="the repository (or a folder of Clonezilla images)")
         if net:
             netrepo.add_options(p)
+        else:  # a lasting mount reads no share, but an encrypted repository's passphrase
+            netrepo.add_passphrase_option(p)
         p.add_argument("--image", help="the image's name, as `images` lists it")
         p.add_argument(
             "--file",

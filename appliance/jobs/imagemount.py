@@ -47,6 +47,7 @@ from appliance.jobs.imageref import (
     choose_from,
 )
 from appliance.repo import mount as repomount
+from appliance.repo.keyring import handover
 
 
 def mounts_dir() -> Path:
@@ -119,10 +120,21 @@ def start_mount(ref: ImageRef, number: int | None, where: Path) -> dict[str, Any
         value = getattr(ref, name)
         if value is not None:
             args += [f"--{name}", value]
-    with open(folder / "keeper.log", "wb") as log:
-        proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-        )
+    extra_env, fds = handover()  # keys unlocked by `choose` above go on through a pipe
+    try:
+        with open(folder / "keeper.log", "wb") as log:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env={**os.environ, **extra_env} if extra_env else None,
+                pass_fds=fds,
+            )
+    finally:
+        for fd in fds:
+            os.close(fd)
     deadline = time.monotonic() + START_SECONDS
     while True:
         record = read_record(folder) or {}

@@ -164,6 +164,7 @@ class MountSteps:
             raise
 
     def _start_view(self, stop: threading.Event | None) -> str:
+        from appliance.repo.keyring import handover
         from appliance.repo.repository import Repository
 
         assert self.ref.repo is not None and self.ref.image is not None
@@ -175,8 +176,20 @@ class MountSteps:
         args = [sys.executable, "-m", "appliance.io.imageview", "--mount", str(mountpoint)]
         args += ["--repo", location, "--image", self.ref.image]
         args += ["--partition", str(self.choice.number), "--parent", str(os.getpid())]
-        with open(self.folder / "view.log", "wb") as log:
-            self.view = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        extra_env, fds = handover()  # an encrypted repository's keys, never in argv or env
+        try:
+            with open(self.folder / "view.log", "wb") as log:
+                self.view = subprocess.Popen(
+                    args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    env={**os.environ, **extra_env} if extra_env else None,
+                    pass_fds=fds,
+                )
+        finally:
+            for fd in fds:
+                os.close(fd)
         self.record["view_pid"] = self.view.pid
         self.record["view_start"] = process_start(self.view.pid)
         self.save()

@@ -263,3 +263,36 @@ def test_a_bucket_holds_it_unchanged(enc: Encrypted) -> None:
         appliance(*enc.with_pass("restore", "--repo", repo, "--image", "pc", target, "--yes"))
         assert_equivalent(enc.source, target)
         assert os.environ.get("APPLIANCE_PASSPHRASE") is None
+
+
+def test_files_and_mount_open_it_with_the_passphrase_file(enc: Encrypted) -> None:
+    """`files` and a lasting `mount` read the encrypted image: the view's processes get the
+    unlocked keys through a pipe, so the passphrase file is read once, by the command."""
+    from kit.diskbuild import payload
+
+    listed = result_of_files(enc)
+    names = {entry["name"] for entry in listed["entries"]}
+    assert "data" in names, listed
+    where = enc.folder / "mounted"
+    where.mkdir()
+    appliance(*enc.with_pass("mount", "--repo", str(enc.repo), "--image", "pc",
+                             "--partition", "2", str(where)))  # fmt: skip
+    try:
+        want = payload(3, "root").keep["data/nested/deep/notes.txt"]
+        assert (where / "data/nested/deep/notes.txt").read_bytes() == want
+    finally:
+        appliance("umount", str(where))
+    assert not os.path.ismount(where)
+    wrong = enc.folder / "wrong-for-files"
+    wrong.write_text("not the passphrase at all\n")
+    wrong.chmod(0o600)
+    proc = appliance("files", "--repo", str(enc.repo), "--image", "pc", "--partition", "2",
+                     "--passphrase-file", str(wrong), check=False)  # fmt: skip
+    refused(proc, 6, "passphrase")
+
+
+def result_of_files(enc: Encrypted) -> dict[str, object]:
+    proc = appliance(*enc.with_pass("files", "--repo", str(enc.repo), "--image", "pc",
+                                    "--partition", "2", "--json"))  # fmt: skip
+    found: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return found
