@@ -151,12 +151,12 @@ def run_restore_many(args: argparse.Namespace, cancel: threading.Event) -> int:
         )
         for verdict in verdicts:
             print(fit80(verdict.line().rstrip(".") + "."))
-        note = authenticity_note(plans[0].image)
-        if note is not None:
-            print(f"note: {note}.", file=sys.stderr)
     if result.stop is not None:
         raise result.stop
     error = failure(verdicts, args.json)
     if error is not None:
-        raise error
+        raise error  # one sentence on stderr, as every failed job
+    note = authenticity_note(plans[0].image)
+    if note is not None and not args.json:
+        print(f"note: {note}.", file=sys.stderr)
     return 0
