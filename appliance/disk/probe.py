@@ -15,7 +15,7 @@ import os
 import re
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from appliance.disk import identity
 from appliance.disk import marker as restoremark
@@ -145,10 +145,8 @@ def _matches(entry: TableEntry | Partition, start: int, size: int) -> bool:
     return start == entry.start and (entry.kind == "extended" or size == entry.size)
 
 
-def _boot_stick(ident: identity.Identity, node: str) -> Disk:
-    """The disk the appliance booted from: its identity only. Its table is not read (a
-    hybrid ISO carries an MBR, an Apple partition map and a GPT that libparted reads as
-    "mac"), since no job reads or writes it."""
+def _identity_only(ident: identity.Identity, node: str) -> Disk:
+    """The disk as its identity says, before its table is read."""
     return Disk(
         name=ident.name,
         node=node,
@@ -162,7 +160,6 @@ def _boot_stick(ident: identity.Identity, node: str) -> Disk:
         readonly=ident.readonly,
         is_loop=ident.is_loop,
         backing_file=ident.backing_file,
-        boot_stick=True,
     )
 
 
@@ -171,23 +168,15 @@ def _build(ident: identity.Identity, boot: frozenset[str] = frozenset()) -> Disk
     if ident.size == 0:
         raise DeviceError(f"{node} is empty (0 bytes): no medium, or nothing attached to it.")
     if ident.name in boot:
-        return _boot_stick(ident, node)
+        # the stick the appliance booted from: its identity only. Its table is not read (a
+        # hybrid ISO carries an MBR, an Apple partition map and a GPT that libparted reads
+        # as "mac"), since no job reads or writes it.
+        return replace(_identity_only(ident, node), boot_stick=True)
     table = read_table(node)
     kernel = identity.kernel_partitions(ident.name)
     partitions = tuple(_partition(entry, kernel) for entry in (table.partitions if table else ()))
-    return Disk(
-        name=ident.name,
-        node=node,
-        size=ident.size,
-        logical_sector=ident.logical_sector,
-        physical_sector=ident.physical_sector,
-        model=ident.model,
-        serial=ident.serial,
-        devnum=ident.devnum,
-        removable=ident.removable,
-        readonly=ident.readonly,
-        is_loop=ident.is_loop,
-        backing_file=ident.backing_file,
+    return replace(
+        _identity_only(ident, node),
         table=table.type if table else None,
         table_id=table.id if table else None,
         first_lba=table.first_lba if table else None,
