@@ -783,3 +783,17 @@ __all__: Sequence[str] = [
     "umount",
     "walk_tree",
 ]
+
+
+def fiemap_windows(path: Path, window: int) -> set[int]:
+    """The windows (of `window` bytes) of its partition that hold `path`'s data (filefrag's
+    FIEMAP, in 512-byte units)."""
+    out = subprocess.run(["filefrag", "-e", "-v", "-b512", str(path)], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    found: set[int] = set()
+    for line in out.splitlines():
+        fields = line.replace(":", " ").replace("..", " ").split()
+        if len(fields) >= 6 and fields[0].isdigit() and fields[3].isdigit():
+            first, last = int(fields[3]) * 512, int(fields[4]) * 512 + 511
+            found.update(range(first // window, last // window + 1))
+    return found

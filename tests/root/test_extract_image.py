@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from kit.cli import appliance, result_json
 from kit.diskbuild import build_gpt_disk
-from kit.diskcompare import mounted, partition_nodes
+from kit.diskcompare import fiemap_windows, mounted, partition_nodes
 from kit.filetrees import MiB, digests, make_filesystem
 from kit.loops import Loops
 
@@ -75,19 +75,6 @@ def test_a_folder_comes_back_as_it_is_on_the_source(setup: Setup, number: int, f
     assert result["bytes"] == result["total_bytes"] > MiB
 
 
-def windows_of(path: Path) -> set[int]:
-    """The 4 MiB windows of the partition that hold `path`'s data (filefrag's FIEMAP)."""
-    out = subprocess.run(["filefrag", "-e", "-v", "-b512", str(path)], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
-    found: set[int] = set()
-    for line in out.splitlines():
-        fields = line.replace(":", " ").replace("..", " ").split()
-        if len(fields) >= 6 and fields[0].isdigit() and fields[3].isdigit():
-            first, last = int(fields[3]) * 512, int(fields[4]) * 512 + 511
-            found.update(range(first // WINDOW, last // WINDOW + 1))
-    return found
-
-
 def test_a_damaged_chunk_fails_its_file_and_the_others_are_copied(
     setup: Setup, tmp_path: Path
 ) -> None:
@@ -96,7 +83,7 @@ def test_a_damaged_chunk_fails_its_file_and_the_others_are_copied(
     part = partition_nodes(setup.source)[2]
     with mounted(part, "ext4") as root:
         expected = digests(root / "data")
-        windows = {rel: windows_of(root / "data" / rel) for rel in expected}
+        windows = {rel: fiemap_windows(root / "data" / rel, WINDOW) for rel in expected}
     damaged = min(windows["random-1.bin"])
     chunk = load_image(Repository.open(repo), "gpt").indexes["p2"].chunks[damaged]
     assert chunk is not None

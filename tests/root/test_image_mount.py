@@ -22,7 +22,7 @@ import pytest
 from kit.browsedisk import build_browse_disk, source_tree
 from kit.cli import appliance, result_json
 from kit.diskbuild import build_gpt_disk, build_mbr_disk
-from kit.diskcompare import Entry, partition_nodes, walk_tree
+from kit.diskcompare import Entry, fiemap_windows, partition_nodes, walk_tree
 from kit.loops import Loops
 from kit.webserve import nginx
 
@@ -134,19 +134,6 @@ def test_partitions_are_listed_with_why_one_cannot_be_mounted(saved: Saved) -> N
         pass
 
 
-def fiemap_windows(path: Path) -> set[int]:
-    """The 4 MiB windows of the partition that hold `path`'s data (filefrag's FIEMAP)."""
-    out = subprocess.run(["filefrag", "-e", "-v", "-b512", str(path)], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
-    found: set[int] = set()
-    for line in out.splitlines():
-        fields = line.replace(":", " ").replace("..", " ").split()
-        if len(fields) >= 6 and fields[0].isdigit() and fields[3].isdigit():
-            first, last = int(fields[3]) * 512, int(fields[4]) * 512 + 511
-            found.update(range(first // WINDOW, last // WINDOW + 1))
-    return found
-
-
 def test_a_damaged_chunk_fails_the_files_it_holds_with_eio_and_no_other(
     saved: Saved, tmp_path: Path
 ) -> None:
@@ -155,9 +142,8 @@ def test_a_damaged_chunk_fails_the_files_it_holds_with_eio_and_no_other(
     ref = ImageRef(repo=str(repo), image="browse")
     with mounted_partition(ref, 1) as root:
         expected = walk_tree(root)
-        windows = {
-            rel: fiemap_windows(root / rel) for rel, e in expected.items() if e.kind == "file"
-        }
+        files = [rel for rel, e in expected.items() if e.kind == "file"]
+        windows = {rel: fiemap_windows(root / rel, WINDOW) for rel in files}
     damaged = min(windows["big/random.bin"])
     chunk = load_image(Repository.open(repo), "browse").indexes["p1"].chunks[damaged]
     assert chunk is not None
