@@ -78,3 +78,16 @@ def test_a_lock_with_missing_keys_never_says_none(tmp_path) -> None:  # type: ig
         RepoLock(tmp_path / "lock", "save").acquire()
     assert "None" not in str(caught.value) and "on elsewhere" in str(caught.value)
     assert describe_owner({}) == "its owner is not recorded"
+
+
+def test_ctrl_c_while_the_lock_is_filled_leaves_no_lock(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """On a slow share the lock file exists for a while before its contents reach the
+    server: a Ctrl-C then must not leave a lock that names nobody."""
+
+    def interrupted(fd: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        RepoLock(tmp_path / "lock", "save").acquire()
+    assert not (tmp_path / "lock").exists()
