@@ -1,6 +1,6 @@
 # The README's two commands: `make demo` (the TUI on demo disks) and `make check`, as root.
 PY := .venv/bin/python
-.PHONY: setup test check lint types demo clean
+.PHONY: setup test test-slow check lint types demo clean
 
 setup:
 	bash .ci/install
@@ -13,8 +13,13 @@ lint: setup
 types: setup
 	.venv/bin/mypy
 
+# The default tests (about 15 minutes); test-slow: the long ones (marked `slow`), which CI
+# runs after them.
 test: setup
-	$(PY) -m pytest -q -ra --durations=25
+	$(PY) -m pytest -q -ra --durations=25 -m "not slow"
+
+test-slow: setup
+	$(PY) -m pytest -q -ra --durations=10 -m slow
 
 check: lint types test
 

@@ -68,6 +68,7 @@ def receive(pc: Pc, node: str, log: Path, env: dict[str, str] | None = None) -> 
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_one_stream_to_three_receivers(saved: Saved, loops: Loops, tmp_path: Path) -> None:
     """Receiver 0: `cast receive`; receiver 1: the boot parameters (`appliance unattended`);
     receiver 2: `cast receive` behind a udp-receiver that damages its stream."""

@@ -20,7 +20,7 @@ from kit.interrupt import marked
 from kit.loops import Loops
 from kit.saved import Saved, saved_gpt_disk
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 TIMEOUT = 300
 

@@ -63,6 +63,7 @@ def _received(got: subprocess.CompletedProcess[str], saved: Saved, node: str) ->
     assert_equivalent(saved.source, node, same_size=True)
 
 
+@pytest.mark.slow
 def test_cast_send_from_an_ssh_server(saved: Saved, loops: Loops, tmp_path: Path) -> None:
     node = loops.attach(sparse_file(tmp_path, "t.img", GPT_DISK_SIZE))
     with room(2) as (sender, receiver), ssh_server(tmp_path / "sshd", sender.namespace) as sshd:

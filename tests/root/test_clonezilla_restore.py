@@ -40,6 +40,7 @@ from kit.loops import Loops
 
 pytestmark = [
     pytest.mark.root,
+    pytest.mark.slow,
     pytest.mark.skipif(not have_ocs_sr(), reason="needs ocs-sr (apt install clonezilla drbl)"),
 ]
 

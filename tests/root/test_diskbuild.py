@@ -43,7 +43,7 @@ from kit.diskcompare import (
 )
 from kit.loops import Loops
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 NEW_UUID = "11111111-2222-3333-4444-555555555555"
 

@@ -68,6 +68,7 @@ def restore_args(src: Source, target: str, repo: Path | None = None) -> list[str
     return ["restore", "--repo", str(repo or src.repo), "--image", "gpt", target, "--yes"]
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_of_a_restore(src: Source, tmp_path: Path) -> None:
     same = src.loops.attach(sparse_file(tmp_path, "same.img", GPT_DISK_SIZE))
     larger = src.loops.attach(sparse_file(tmp_path, "larger.img", GPT_DISK_SIZE * 3 // 2))

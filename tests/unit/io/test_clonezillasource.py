@@ -58,7 +58,7 @@ def ext4(tmp_path: Path) -> tuple[Path, Path]:
     subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(Path(__file__).parent), str(fs)], check=True)
     image = tmp_path / "fs.pc"
     subprocess.run(
-        ["partclone.ext4", "-c", "-s", str(fs), "-O", str(image), "-L", "/dev/null"],
+        ["partclone.ext4", "-f", "0", "-c", "-s", str(fs), "-O", str(image), "-L", "/dev/null"],
         check=True,
         capture_output=True,
     )
