@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         for number in range(1, args.rounds + 1):
             repos = {"plain": work / f"plain-{number}", "encrypted": work / f"sealed-{number}"}
             init_encrypted(repos["encrypted"], work)
+            if number % 2 == 0:  # each kind goes first in every other round
+                repos = dict(reversed(repos.items()))
             for kind, repo in repos.items():
                 extra = ["--no-check"] if args.no_check else []
                 r, result = our_save(src, repo, "base", work, f"save {kind} {number}", *extra)
