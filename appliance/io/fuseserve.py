@@ -23,6 +23,17 @@ from typing import Any, Protocol
 #: the largest read the kernel hands the view in one request (libfuse3 negotiates up to 1 MiB)
 MAX_READ = 1 << 20
 READAHEAD_KIB = 8192
+#: requests the kernel keeps in flight at once (its default, 12, left a direct-I/O reader
+#: of 4 MiB reads waiting on too few of the view's threads)
+BACKGROUND = 64
+
+
+class Pointer(Protocol):
+    """Bytes held elsewhere, handed to libfuse by address (ctypes reads `_as_parameter_`)."""
+
+    _as_parameter_: ctypes.c_void_p
+
+    def __len__(self) -> int: ...
 
 
 class ServedFile(Protocol):
@@ -31,8 +42,9 @@ class ServedFile(Protocol):
     @property
     def size(self) -> int: ...
 
-    def read(self, offset: int, length: int) -> bytes | ctypes.Array[ctypes.c_char]:
-        """The bytes (or a ctypes view of them, handed to libfuse without a copy)."""
+    def read(self, offset: int, length: int) -> bytes | ctypes.Array[ctypes.c_char] | Pointer:
+        """The bytes (or a ctypes view of them or a pointer to them, handed to libfuse
+        without a copy)."""
         ...
 
 
@@ -56,13 +68,15 @@ def serve(
     *,
     fsname: str,
     writable: bool = False,
-    kernel_cache: bool = False,
+    direct_io: bool = False,
 ) -> None:
     """Serve MOUNTPOINT/NAME for each name of `names` until unmounted (blocks).
 
     A read that fails with an OSError answers with its errno (a damaged chunk: EIO); a
-    read-only view refuses writes (EROFS). `kernel_cache` keeps read pages in the kernel's
-    cache across opens (for files that never change)."""
+    read-only view refuses writes (EROFS). `direct_io`: reads bypass the kernel's page
+    cache and land straight in the reader's buffer (one copy less, and less than half the
+    kernel's time per byte); for a view whose reader caches what it needs itself (a loop
+    device and the filesystem on it)."""
     fuse = _fuse()
     now = time.time()
 
@@ -78,6 +92,9 @@ def serve(
         def init_with_config(self, conn: Any, config: Any) -> None:
             if conn is not None:  # the kernel checks it against the mount's max_read
                 conn.max_read = MAX_READ
+                conn.max_readahead = READAHEAD_KIB << 10
+                conn.max_background = BACKGROUND
+                conn.congestion_threshold = BACKGROUND * 3 // 4
 
         def getattr(self, path: str, fh: Any = None) -> dict[str, Any]:
             stamp = int(now * 1e9)
@@ -133,8 +150,8 @@ def serve(
     options: dict[str, Any] = {"max_read": MAX_READ}
     if not writable:
         options["ro"] = True
-    if kernel_cache:
-        options["kernel_cache"] = True
+    if direct_io:
+        options["direct_io"] = True
     fuse.FUSE(Operations(), mountpoint, foreground=True, nothreads=False, fsname=fsname, **options)
 
 
