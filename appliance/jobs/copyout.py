@@ -19,6 +19,7 @@ import contextlib
 import errno
 import os
 import stat
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -202,10 +203,22 @@ class CopyOut:
                     self._children(path, self.dest)
                 else:
                     self._entry(path, path.lstat(), self.dest)
+            self.progress.set_phase(Phase.SYNC, f"writing the files onto {self.dest}'s disk")
+            self._flush()
         finally:
             self.report.seconds = time.monotonic() - started
         self.progress.set_phase(Phase.DONE)
         return self.report
+
+    def _flush(self) -> None:
+        """Put what was copied on the destination's disk before saying it is done (someone
+        unplugs that disk next): coreutils' `sync --file-system` (syncfs(2))."""
+        done = subprocess.run(
+            ["sync", "--file-system", str(self.dest)], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            why = done.stderr.strip().rpartition(": ")[2] or f"sync exited {done.returncode}"
+            raise DeviceError(f"{self.dest}'s disk did not take the files ({why}).")
 
     # -- one entry ----------------------------------------------------------------------
     def _shown(self, path: Path) -> str:
@@ -338,10 +351,7 @@ class CopyOut:
         hole = False
         while True:
             self._check_stop()
-            try:
-                got = source.readinto(view)
-            except OSError as exc:
-                raise _ReadFailed(exc) from exc
+            got = _read_into(source, view)
             if not got:
                 break
             piece = view[:got]
@@ -395,6 +405,13 @@ class _ReadFailed(Exception):
     def __init__(self, error: OSError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _read_into(source: Readable, buffer: memoryview) -> int:
+    try:
+        return source.readinto(buffer) or 0
+    except OSError as exc:
+        raise _ReadFailed(exc) from exc
 
 
 def _why(exc: OSError) -> str:

@@ -64,6 +64,13 @@ def test_a_folder_comes_back_as_it_is_on_the_source(setup: Setup, number: int, f
     result = result_json(proc)
     assert (result["ok"], result["failed"], result["skipped"]) == (True, [], [])
     assert proc.returncode == 0
+    # "done" means on the destination's disk (it is unplugged next): the file's bytes are
+    # in the disk's backing file already, read past the mounted filesystem by debugfs
+    on_disk = subprocess.run(
+        ["debugfs", "-R", f"cat /p{number}/readme.txt", str(setup.repo.parent / "dest.img")],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    assert on_disk == (out / "readme.txt").read_bytes() != b""
     part = partition_nodes(setup.source)[number]
     with mounted(part, fstype) as root:
         assert digests(out / "data") == digests(root / "data")  # bytes and dates
