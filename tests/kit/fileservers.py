@@ -129,6 +129,9 @@ def samba(work: Path, share: str, password: str) -> Iterator[FileServer]:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # its own process group: smbd signals its group when it stops, and in the
+            # test's group that ended pytest itself before it printed any result
+            start_new_session=True,
         )  # fmt: skip
     try:
         _wait_listening(port, proc, log)
@@ -191,6 +194,7 @@ def ganesha(work: Path, name: str, folder: Path) -> Iterator[FileServer]:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )  # fmt: skip
     try:
         _wait_listening(port, proc, log)
