@@ -131,7 +131,7 @@ def test_save_to_smb_then_restore_from_nfs(
     log, times = run_to_poweroff(vm, "save", 2400, milestones={"job": "appliance: unattended"})
     (art / "smb-save.serial.txt").write_text(log)
     record("netrepo.smb_save_boot_to_poweroff_s", times["poweroff"])
-    assert "unattended save done: saved" in log, log[-3000:]
+    assert "unattended save done: Saved" in log, log[-3000:]
     assert PASSWORD not in log
     # the image is in the share's folder on the server, complete, read by the host's appliance
     listed = json.loads(appliance("images", "--repo", str(smb.folder / "lab"), "--json").stdout)
