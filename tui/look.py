@@ -134,6 +134,9 @@ _FIXED = {
     "\u2593": "#",
     "\u25a0": "#",
     "\u2b58": "o",
+    "\U0001f4c1": "> ",  # the file tree's closed folder (two cells wide)
+    "\U0001f4c2": "v ",  # its open folder
+    "\U0001f4c4": "  ",  # its file
 }
 
 

@@ -1,5 +1,6 @@
 """`appliance tui --demo` in a real terminal (tmux, TERM=linux like a bare console, 80x25):
-type the keys of a save and a restore, read the screen with capture-pane."""
+type the keys of a save, a restore and a browse of the saved image, read the screen with
+capture-pane."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def session(tmp_path: Path) -> Iterator[Path]:
                 subprocess.run(["losetup", "-d", line.split(":")[0]], capture_output=True)
 
 
-def test_save_and_restore_typed_in_a_terminal(session: Path) -> None:
+def test_save_restore_and_browse_typed_in_a_terminal(session: Path) -> None:
     wait_for("Partitions of")
     shown = wait_for("USB stick (demo")
     rows = demo_rows(shown)
@@ -129,7 +130,23 @@ def test_save_and_restore_typed_in_a_terminal(session: Path) -> None:
     keys("Enter")
     shown = wait_for("Done: the restore finished.", 120)
     assert f"/dev/{ssd}" in shown and shown.isascii()
-    # -- leave: the demo disks go away ----------------------------------------------------
+    # -- browse the saved image: its NTFS partition, mounted read-only for real ------------
+    keys("h")
+    wait_for("Partitions of")
+    keys("b")
+    wait_for("1. The image")
+    keys("Enter")
+    shown = wait_for("can be browsed", 60)
+    assert "ntfs" in shown and "Windows" in shown, shown
+    keys("Down", "Down", "Enter")  # partition 3: under ESP and the reserved partition
+    shown = wait_for("Users", 60)
+    assert "Copy files (nothing on any disk is replaced)" in shown and "/ (partition 3)" in shown
+    assert shown.isascii(), shown  # the tree's folder icons too
+    assert any("appliance-image" in line for line in Path("/proc/mounts").read_text().splitlines())
+    keys("Escape")
+    wait_for("2. The partition to look into")
+    keys("Escape")
+    # -- leave: the demo disks go away, and every mount of the browse with them -----------
     keys("h")
     wait_for("Partitions of")
     keys("q")
@@ -137,3 +154,4 @@ def test_save_and_restore_typed_in_a_terminal(session: Path) -> None:
     leftovers = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
     assert str(session) not in leftovers
     assert not list(session.glob("appliance-demo-*"))
+    assert "appliance-image" not in Path("/proc/mounts").read_text()
