@@ -334,7 +334,7 @@ def test_unattended_save_restore(
         boot_files,
         f"appliance.job=save appliance.source=serial:SRC-DISK {common}",
     )
-    assert "unattended save done: saved" in log
+    assert "unattended save done: Saved" in log
     assert _digest(disks["src"]) == src_digest, "the save changed its source"
 
     repo_digest = _digest(disks["repo"])
