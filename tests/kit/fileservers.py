@@ -16,43 +16,15 @@ reaches both at 10.0.2.2 and the port.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from kit.webserve import free_port, stop_server, wait_listening
+
 SMB_USER = "tech"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the server exited {proc.returncode}: {log.read_text()}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing listens on port {port}: {log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass(frozen=True)
@@ -65,6 +37,24 @@ class FileServer:
         return "\n".join(
             path.read_text(errors="replace") for path in sorted(self.log.parent.glob("log*"))
         )
+
+
+@contextmanager
+def _serving(
+    argv: list[str], output: Path, log: Path, port: int, folder: Path
+) -> Iterator[FileServer]:
+    """Start `argv` (its output into `output`), wait until it listens on `port`, serve, stop.
+
+    The server gets a session of its own: smbd signals its process group when it stops, and
+    in the test's group that ended pytest itself before it printed any result."""
+    with open(output, "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        wait_listening(port, proc, log, timeout=30)
+        yield FileServer(port, folder, log)
+    finally:
+        stop_server(proc, grace=15)
 
 
 SMB_CONF = """\
@@ -122,22 +112,9 @@ def samba(work: Path, share: str, password: str) -> Iterator[FileServer]:
         capture_output=True,
     )
     log = state / "log.stdout"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            ["smbd", "--foreground", "--no-process-group", f"--configfile={conf}",
-             "--debug-stdout"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            # its own process group: smbd signals its group when it stops, and in the
-            # test's group that ended pytest itself before it printed any result
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        _wait_listening(port, proc, log)
-        yield FileServer(port, folder, log)
-    finally:
-        _stop(proc)
+    argv = ["smbd", "--foreground", "--no-process-group", f"--configfile={conf}", "--debug-stdout"]
+    with _serving(argv, log, log, port, folder) as server:
+        yield server
 
 
 GANESHA_CONF = """\
@@ -187,17 +164,7 @@ def ganesha(work: Path, name: str, folder: Path) -> Iterator[FileServer]:
     conf.write_text(GANESHA_CONF.format(port=port, state=state, folder=folder, name=name))
     log = state / "log.ganesha"
     log.write_text("")
-    with open(state / "log.stdout", "wb") as out:
-        proc = subprocess.Popen(
-            ["ganesha.nfsd", "-F", "-f", str(conf), "-L", str(log),
-             "-p", str(state / "ganesha.pid"), "-N", "NIV_EVENT"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        _wait_listening(port, proc, log)
-        yield FileServer(port, folder, log)
-    finally:
-        _stop(proc)
+    argv = ["ganesha.nfsd", "-F", "-f", str(conf), "-L", str(log),
+            "-p", str(state / "ganesha.pid"), "-N", "NIV_EVENT"]  # fmt: skip
+    with _serving(argv, state / "log.stdout", log, port, folder) as server:
+        yield server

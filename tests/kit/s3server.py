@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,18 +24,14 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from kit.webserve import free_port
+
 #: moto's own test keys: any pair works while the server does not check
 DEFAULT_KEYS = ("testing", "testing")
 EVERYTHING = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

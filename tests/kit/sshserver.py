@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from kit.webserve import free_port
+
 SSHD = "/usr/sbin/sshd"
 
 
@@ -37,12 +39,6 @@ class SshServer:
 
     def log(self) -> str:
         return (self.folder / "sshd.log").read_text(errors="replace")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _keygen(path: Path) -> None:

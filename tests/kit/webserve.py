@@ -31,8 +31,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 15
+def wait_listening(
+    port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 15
+) -> None:
+    """Until something listens on 127.0.0.1:`port`; the server's log if it exits first."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"the server exited {proc.returncode}: {log.read_text()}")
@@ -40,14 +43,15 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port}: {log.read_text()}")
+    raise AssertionError(f"nothing listens on port {port}: {log.read_text()[-3000:]}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_server(proc: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """SIGTERM (nginx: fast shutdown of the master and its workers), SIGKILL after `grace`."""
     if proc.poll() is None:
-        proc.terminate()  # nginx: fast shutdown of the master and its workers
+        proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -132,10 +136,10 @@ def nginx_process(
             stderr=err,
         )
     try:
-        _wait_listening(port, proc, log)
+        wait_listening(port, proc, log)
         yield f"{'https' if tls else 'http'}://127.0.0.1:{port}", proc
     finally:
-        _stop(proc)
+        stop_server(proc)
 
 
 @contextmanager
@@ -151,10 +155,10 @@ def http_server(root: Path, work: Path) -> Iterator[str]:
             stderr=err,
         )
     try:
-        _wait_listening(port, proc, log)
+        wait_listening(port, proc, log)
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(proc)
+        stop_server(proc)
 
 
 @dataclass
