@@ -73,6 +73,13 @@ def mount_argv(node: str, fstype: str, where: str) -> list[str]:
     return ["mount", "-t", driver, "-o", f"{options},{SAFE}", node, where]
 
 
+def mount_said(text: str) -> str:
+    """mount(8)'s reason, without its "mount: DIR: " prefix and its hint to read dmesg."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reasons = [line for line in lines if not line.startswith("dmesg(1)")]
+    return (reasons or lines or [""])[0].rpartition(": ")[2].rstrip(".")
+
+
 def mount_read_only(node: str, fstype: str, where: str, *, what: str) -> None:
     """Mount `node` (a read-only device) read-only at `where`; one sentence naming `what`
     when it cannot be done."""
@@ -91,8 +98,7 @@ def mount_read_only(node: str, fstype: str, where: str, *, what: str) -> None:
                     f"at {twin[1]}, and this kernel mounts only one btrfs of a UUID at once; "
                     f"unmount {twin[1]} first."
                 )
-        said = (proc.stderr or proc.stdout).strip().splitlines()
-        detail = said[-1] if said else f"exit code {proc.returncode}"
+        detail = mount_said(proc.stderr or proc.stdout) or f"exit code {proc.returncode}"
         raise ToolFailed(
             f"The {fstype} filesystem of {what} cannot be mounted read-only ({detail}); "
             "it may be damaged."

@@ -175,7 +175,8 @@ class LocalStore:
     """
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        # absolute: a child process, or a FUSE view (libfuse changes to "/"), reads it too
+        self.root = Path(os.path.abspath(root))
         self._base = os.fspath(root).rstrip("/") or ""
         self._made_dirs: set[str] = set()
         self._sync_each: bool | None = None  # decided at the first write (SYNC_EACH)

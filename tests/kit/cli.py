@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+PROJECT = Path(__file__).resolve().parents[2]
+
 
 def appliance(
-    *args: str, check: bool = True, timeout: float = 600, stdin: int | None = subprocess.DEVNULL
+    *args: str,
+    check: bool = True,
+    timeout: float = 600,
+    stdin: int | None = subprocess.DEVNULL,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """`appliance ARGS` from this tree (also when `cwd`, the folder it runs in, is another)."""
     proc = subprocess.run(
         [sys.executable, "-m", "appliance.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         stdin=stdin,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(PROJECT)} if cwd is not None else None,
     )
     if check and proc.returncode != 0:
         raise AssertionError(

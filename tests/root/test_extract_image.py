@@ -82,6 +82,20 @@ def test_a_folder_comes_back_as_it_is_on_the_source(setup: Setup, number: int, f
     assert result["bytes"] == result["total_bytes"] > MiB
 
 
+def test_a_repository_named_by_a_relative_path(setup: Setup) -> None:
+    """`--repo repo` from the repository's parent folder: the image's view (a process whose
+    libfuse changes its folder to "/") still finds the chunks."""
+    out = setup.dest / "relative"
+    proc = appliance(
+        "extract", "--repo", setup.repo.name, "--image", "gpt", "--partition", "2", "/data",
+        "--to", str(out), "--json", "--progress", "none", cwd=setup.repo.parent,
+    )  # fmt: skip
+    assert result_json(proc)["ok"] is True
+    part = partition_nodes(setup.source)[2]
+    with mounted(part, "ext4") as root:
+        assert digests(out / "data") == digests(root / "data")
+
+
 def test_a_damaged_chunk_fails_its_file_and_the_others_are_copied(
     setup: Setup, tmp_path: Path
 ) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.fs import readonly
-from appliance.fs.readonly import mount_argv, why_not_mountable
+from appliance.fs.readonly import mount_argv, mount_said, why_not_mountable
 
 
 @pytest.mark.parametrize(
@@ -68,3 +68,12 @@ def test_what_cannot_be_mounted_gets_one_sentence(
 def test_the_filesystems_with_files_are_mountable(fstype: str) -> None:
     assert why_not_mountable(fstype, "partclone") is None
     assert why_not_mountable(fstype, "raw") is None
+
+
+def test_what_mount_said_is_its_reason_not_its_hint_to_read_dmesg() -> None:
+    said = (
+        "mount: /run/appliance/m-x/root: can't read superblock on /dev/loop1.\n"
+        "       dmesg(1) may have more information after failed mount system call.\n"
+    )
+    assert mount_said(said) == "can't read superblock on /dev/loop1"
+    assert mount_said("") == ""
