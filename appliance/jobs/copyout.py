@@ -34,6 +34,7 @@ from appliance.units import human_size
 
 READ_SIZE = 4 * 1024 * 1024  # one read: large, so that a FUSE view reads whole chunks
 FULL = (errno.ENOSPC, errno.EDQUOT)
+WRITEBACK = 32 * 1024 * 1024  # written bytes of a file handed to the destination's disk
 
 
 class Readable(Protocol):
@@ -349,6 +350,7 @@ class CopyOut:
         """Copy `source` into `fd` in large reads; all-zero reads become holes."""
         view = memoryview(self.buffer)
         hole = False
+        kicked = 0  # bytes of the file handed to the disk's writeback so far
         while True:
             self._check_stop()
             got = _read_into(source, view)
@@ -364,10 +366,15 @@ class CopyOut:
                     written += os.write(fd, piece[written:])
                 hole = False
             self.poured += got
+            if self.poured - kicked >= WRITEBACK:
+                _write_back(fd, kicked, self.poured - kicked)
+                kicked = self.poured
             self.progress.add(got)
             self.progress.tick()
         if hole:
             os.ftruncate(fd, self.poured)
+        if self.poured > kicked and self.poured >= WRITEBACK:
+            _write_back(fd, kicked, self.poured - kicked)
 
     # -- what is kept ----------------------------------------------------------------------
     def _keep_fd(self, fd: int, st: os.stat_result) -> None:
@@ -412,6 +419,15 @@ def _read_into(source: Readable, buffer: memoryview) -> int:
         return source.readinto(buffer) or 0
     except OSError as exc:
         raise _ReadFailed(exc) from exc
+
+
+def _write_back(fd: int, offset: int, length: int) -> None:
+    """Start writing `length` bytes of `fd` from `offset` onto the destination's disk now and
+    let their pages go once written (POSIX_FADV_DONTNEED starts the writeback without waiting
+    for it): the disk writes while the next bytes are read, the final flush finds little
+    left, and the page cache is not filled with what was copied."""
+    with contextlib.suppress(OSError):
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def _why(exc: OSError) -> str:
