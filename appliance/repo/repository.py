@@ -28,6 +28,7 @@ import errno
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +57,7 @@ from appliance.repo.sealing import (
     sealed_header_ok,
     wrap_key,
 )
+from appliance.repo.sealing import OVERHEAD as SEAL_OVERHEAD
 from appliance.repo.store import LocalStore, Store, check_key
 
 FORMAT = "appliance-repository"
@@ -104,6 +106,7 @@ class Repository:
         self.window = int(meta["chunk_size"])
         self.sealer = sealer  # format v2: the unlocked keys; None for v1
         self.share = network_share(store.root) if isinstance(store, LocalStore) else None
+        self._buffers = threading.local()  # per thread: the buffer a chunk is sealed into
 
     @property
     def encrypted(self) -> bool:
@@ -366,12 +369,17 @@ class Repository:
         return 1 if isinstance(self.store, LocalStore) else 8  # a bucket: a server too
 
     def put_chunk(self, name: str, blob: bytes) -> None:
-        """Store a chunk file's bytes (repo/chunk.py), sealed in an encrypted repository."""
+        """Store a chunk file's bytes (repo/chunk.py), sealed in an encrypted repository
+        (into this thread's buffer, reused for every chunk)."""
         key = chunk_key(name)
+        data: bytes | memoryview = blob
         if self.sealer is not None:
-            blob = self.sealer.seal(key, blob, CHUNK)
+            out = getattr(self._buffers, "seal", None)
+            if out is None or len(out) < len(blob) + SEAL_OVERHEAD:
+                out = self._buffers.seal = bytearray(self.window + HEADER_SIZE + SEAL_OVERHEAD)
+            data = self.sealer.seal_into(key, blob, out, CHUNK)
         try:
-            self.store.put(key, blob, durable=False)
+            self.store.put(key, data, durable=False)
         except OSError as exc:
             raise storage_error(self.where, exc) from exc
 

@@ -214,10 +214,11 @@ class S3Store:
             return False
         return True
 
-    def put(self, key: str, data: bytes, *, durable: bool) -> None:
+    def put(self, key: str, data: bytes | memoryview, *, durable: bool) -> None:
         # a PUT is atomic and durable when S3 answers it: `durable` asks nothing more
         name = self.key(key)
-        self._call(lambda: self.client.put_object(Bucket=self.bucket, Key=name, Body=data))
+        body = bytes(data)  # botocore sends bytes (a memoryview: a sealed chunk's buffer)
+        self._call(lambda: self.client.put_object(Bucket=self.bucket, Key=name, Body=body))
 
     def put_new(self, key: str, data: bytes) -> bool | None:
         """Store `data` only if no value has the key (a PUT with If-None-Match: *): True

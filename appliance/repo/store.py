@@ -60,7 +60,7 @@ class Store(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
-    def put(self, key: str, data: bytes, *, durable: bool) -> None:
+    def put(self, key: str, data: bytes | memoryview, *, durable: bool) -> None:
         """Store `data` under `key` (replacing a value), whole or not at all."""
         ...
 
@@ -107,7 +107,7 @@ class ReadOnlyWrites:
     def _no(self, key: str) -> OSError:
         return OSError(errno.EROFS, self.refusal, key)
 
-    def put(self, key: str, data: bytes, *, durable: bool) -> None:
+    def put(self, key: str, data: bytes | memoryview, *, durable: bool) -> None:
         raise self._no(key)
 
     def append(self, key: str, data: bytes) -> None:
@@ -143,7 +143,7 @@ def fsync_dir(folder: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def write_file_durably(path: Path, data: bytes) -> None:
+def write_file_durably(path: Path, data: bytes | memoryview) -> None:
     """Write to a temporary name, fsync, rename over `path`, fsync the folder."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as handle:
@@ -211,7 +211,7 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         return os.path.exists(self._file(key))
 
-    def put(self, key: str, data: bytes, *, durable: bool) -> None:
+    def put(self, key: str, data: bytes | memoryview, *, durable: bool) -> None:
         path = self._file(key)
         folder, _, name = path.rpartition("/")
         if durable:

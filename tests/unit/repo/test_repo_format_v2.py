@@ -65,6 +65,19 @@ def test_chunks_round_trip_sealed(tmp_path: Path) -> None:
     assert again.stored_chunk_state(name, len(data), ReadBack()) == "same"
 
 
+def test_chunks_sealed_one_after_another_each_read_back(tmp_path: Path) -> None:
+    """put_chunk seals into one buffer per thread: a chunk written later changes no earlier
+    one, a larger one after a small one fits."""
+    repo = make(tmp_path)
+    datas = [b"small " * 10, bytes(range(256)) * 4096, b"last " * 3000]
+    names = [repo.chunk_name(d) for d in datas]
+    for name, data in zip(names, datas, strict=True):
+        repo.put_chunk(name, Encoder().encode(data))
+    again = reopen(tmp_path / "r")
+    for name, data in zip(names, datas, strict=True):
+        assert Decoder(again.chunk_name).decode(again.get_chunk(name), name, len(data)) == data
+
+
 def test_a_swapped_chunk_fails_its_check(tmp_path: Path) -> None:
     repo = make(tmp_path)
     one, two = b"a" * 5000, b"b" * 5000

@@ -99,3 +99,16 @@ def test_seal_open_and_what_fails() -> None:
         bad[pos] ^= 0x80
         with pytest.raises(CorruptData):
             sealer.open(key, bytes(bad), "Chunk x")
+
+
+def test_sealing_into_a_reused_buffer_gives_what_seal_gives() -> None:
+    sealer = Sealer(REPO_ID, MASTER)
+    key = "chunks/ab/cd/" + "ab" * 32
+    out = bytearray(1000)
+    first = bytes(sealer.seal_into(key, b"first chunk" * 50, out))
+    second = sealer.seal_into(key, b"second" * 20, out)  # the same buffer, shorter
+    assert sealer.open(key, first, "Chunk x") == b"first chunk" * 50
+    assert sealer.open(key, bytes(second), "Chunk x") == b"second" * 20
+    assert len(second) == len(sealer.seal(key, b"second" * 20))
+    with pytest.raises(ValueError):
+        sealer.seal_into(key, b"too long" * 200, out)

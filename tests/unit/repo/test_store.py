@@ -58,7 +58,7 @@ class MemoryStore:
     def exists(self, key: str) -> bool:
         return check_key(key) in self.values
 
-    def put(self, key: str, data: bytes, *, durable: bool) -> None:
+    def put(self, key: str, data: bytes | memoryview, *, durable: bool) -> None:
         if self.full:
             raise OSError(errno.ENOSPC, "No space left on device")
         self.values[check_key(key)] = bytes(data)
