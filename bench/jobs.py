@@ -24,7 +24,7 @@ from appliance.fs.usedmap import PARTCLONE_PROGRAM, used_map
 from bench.build import DiskImage
 from bench.measure import Run, timed
 from bench.rawread import UsedWindow, read_requests, used_windows
-from bench.sh import BenchError, Loop, Loops, partition_node, run
+from bench.sh import BenchError, Loop, Loops, drop_caches, partition_node, run
 
 PROJECT = Path(__file__).resolve().parent.parent
 _engine = PROJECT
@@ -283,6 +283,22 @@ def raw_read(disk: Disk, work: Path, label: str) -> Run:
         cwd=PROJECT,
         env=appliance_env(work, first=PROJECT),
     )
+
+
+def machine_limits(disk: Disk, target: Loop, work: Path) -> dict[str, float]:
+    """bench.limits on the disk's used data: the compression, decompression and write rates
+    the save and the restore are judged against (overwrites `target`)."""
+    parts = work / f"parts-{Path(disk.node).name}.json"
+    if not parts.exists():
+        parts.write_text(json.dumps([[p.start, p.size, p.used] for p in disk.parts]))
+    drop_caches()
+    done = run(
+        [sys.executable, "-m", "bench.limits", disk.node, target.node, str(parts)],
+        cwd=PROJECT,
+        env=appliance_env(work, first=PROJECT),
+    )
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
 
 
 def dd_read(disk: Disk, label: str) -> Run:

@@ -163,6 +163,14 @@ def markdown(res: dict[str, Any]) -> str:
             f"{fmt(fig['peak_rss'], 0, 1 / MiB, ' MiB')} | "
             f"{fmt(fig['others_busy'], 0, 100, ' %')} |"
         )
+        if key == "raw_read" and "limits" in res:
+            lim = res["limits"]
+            for name, what in (
+                ("compress_rate", "zstd -3 of every used window on every core, in memory"),
+                ("decompress_rate", "zstd decompression of those frames, every core"),
+                ("write_rate", "O_DIRECT write of the used data onto the target, fsync"),
+            ):
+                lines.append(f"| limit: {what} | | {fmt(lim[name], 0, 1e-6)} | | | |")
     lines += [
         "",
         "| comparison (median of per-pair ratios) | result |",
@@ -180,6 +188,16 @@ def markdown(res: dict[str, Any]) -> str:
         f"| incremental save vs raw read of the used data | "
         f"{fmt(c['incremental_vs_raw'], 0, 100, ' %')} |",
         f"| save vs raw read of the used data | {fmt(c['save_vs_raw'], 0, 100, ' %')} |",
+        *(
+            [
+                f"| save vs its limit, min(read, compression) | "
+                f"{fmt(c['save_vs_limit'], 0, 100, ' %')} |",
+                f"| restore vs its limit, min(write, decompression) | "
+                f"{fmt(c['restore_vs_limit'], 0, 100, ' %')} |",
+            ]
+            if "save_vs_limit" in c
+            else []
+        ),
         "",
     ]
     s = res["sizes"]
