@@ -250,7 +250,7 @@ def write_windows(
     fd: int,
     placements: Iterator[Placement],
     fetch: Callable[[str], bytes],
-    decode: Callable[[Placement, bytes], bytes],
+    decode: Callable[[Placement, bytes, memoryview], None],
     *,
     progress: Progress,
     cancel: threading.Event | None = None,
@@ -258,7 +258,8 @@ def write_windows(
     fetchers: int = 1,
 ) -> None:
     """Fetch, decode (and check) and write every placement's used bytes to `fd`; `fetchers`
-    chunks are fetched at once (see fetched_in_order)."""
+    chunks are fetched at once (see fetched_in_order). `decode(place, blob, out)` puts the
+    window's bytes into `out`, an aligned write buffer of the window's size, itself."""
     nworkers = workers or workers_default()
     stage = Stage(progress, cancel)
     free: queue.Queue[mmap.mmap | None] = queue.Queue()
@@ -290,11 +291,15 @@ def write_windows(
                 if not stage.put(decoded, (place, None)):
                     return
                 continue
-            data = decode(place, blob)
             buf = stage.get(free)
             if buf is None:
                 return
-            memoryview(buf)[: len(data)] = data
+            try:
+                with memoryview(buf) as view, view[: place.length] as out:
+                    decode(place, blob, out)
+            except BaseException:
+                free.put(buf)
+                raise
             if not stage.put(decoded, (place, buf)):
                 return
         with count_lock:

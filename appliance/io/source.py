@@ -153,19 +153,34 @@ class RepositorySource:
         """How many chunks to fetch at once (more than one from a web server)."""
         return self.repo.read_parallelism
 
+    def _decoder(self) -> Decoder:
+        decoder: Decoder | None = getattr(self._local, "decoder", None)
+        if decoder is None:
+            decoder = self._local.decoder = Decoder(self.repo.chunk_name)
+        return decoder
+
     def decode(self, region: int, name: str, length: int, blob: bytes) -> bytes:
         """A fetched chunk's bytes, checked against its name; a damaged one names the region
         it holds."""
-        decoder = getattr(self._local, "decoder", None)
-        if decoder is None:
-            decoder = self._local.decoder = Decoder(self.repo.chunk_name)
         try:
-            return decoder.decode(self.repo.open_chunk(name, blob), name, length)
+            return self._decoder().decode(self.repo.open_chunk(name, blob), name, length)
         except CorruptData as exc:
-            problem = self.repo.damaged_chunk(name, exc)
-            raise CorruptData(
-                f"{problem} It holds data of {self._regions[region].what} of image {self.image}."
-            ) from exc
+            raise self._damaged(region, name, exc) from exc
+
+    def decode_into(
+        self, region: int, name: str, length: int, blob: bytes, out: memoryview
+    ) -> None:
+        """`decode`, written into `out` (a restore's write buffer)."""
+        try:
+            self._decoder().decode_into(self.repo.open_chunk(name, blob), name, length, out)
+        except CorruptData as exc:
+            raise self._damaged(region, name, exc) from exc
+
+    def _damaged(self, region: int, name: str, exc: CorruptData) -> CorruptData:
+        problem = self.repo.damaged_chunk(name, exc)
+        return CorruptData(
+            f"{problem} It holds data of {self._regions[region].what} of image {self.image}."
+        )
 
     def read_window(self, region: int, number: int) -> bytes | None:
         name = self.chunk(region, number)

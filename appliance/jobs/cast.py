@@ -173,13 +173,30 @@ class CastSource(RepositorySource):
         try:
             data = super().decode(region, name, length, blob)
         except CorruptData:
-            with self._lock:
-                self.counts.damaged += 1
+            self._count_damaged()
             data = super().decode(region, name, length, self._fetch_http(name))
         else:
-            with self._lock:
-                self.counts.streamed += 1
+            self._count_streamed()
         return data
+
+    def decode_into(
+        self, region: int, name: str, length: int, blob: bytes, out: memoryview
+    ) -> None:
+        try:
+            super().decode_into(region, name, length, blob, out)
+        except CorruptData:
+            self._count_damaged()
+            super().decode_into(region, name, length, self._fetch_http(name), out)
+        else:
+            self._count_streamed()
+
+    def _count_damaged(self) -> None:
+        with self._lock:
+            self.counts.damaged += 1
+
+    def _count_streamed(self) -> None:
+        with self._lock:
+            self.counts.streamed += 1
 
 
 class Fallback:

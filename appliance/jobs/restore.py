@@ -208,12 +208,11 @@ class ImageRegion(Step):
                     later[place.offset] = held
                 yield replace(place, used=tuple(now))
 
-        def decode(place: Placement, blob: bytes) -> bytes:
+        def decode(place: Placement, blob: bytes, out: memoryview) -> None:
             assert place.chunk is not None
-            data = source.decode(place.region, place.chunk, place.length, blob)
+            source.decode_into(place.region, place.chunk, place.length, blob, out)
             for start, length in later.get(place.offset, ()):
-                ctx.keep(place.offset + start, data[start : start + length], count=True)
-            return data
+                ctx.keep(place.offset + start, out[start : start + length], count=True)
 
         ctx.progress.set_phase(
             Phase.RESTORE, f"restoring {self.plan.image.manifest.name} onto {ctx.target.node}"

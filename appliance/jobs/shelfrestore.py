@@ -250,10 +250,12 @@ class ShelfPartition(Step):
         def fetch(number: str) -> bytes:
             return source.read_window(self.region, int(number)) or b""
 
-        def decode(place: Placement, blob: bytes) -> bytes:
+        def decode(place: Placement, blob: bytes, out: memoryview) -> None:
             for start, length in later.get(place.offset, ()):
                 ctx.keep(place.offset + start, blob[start : start + length], count=True)
-            return blob
+            out[: len(blob)] = blob
+            if len(blob) < len(out):  # a window the source does not hold reads as zeros
+                out[len(blob) :] = bytes(len(out) - len(blob))
 
         ctx.progress.set_phase(Phase.RESTORE, f"restoring {src.what} onto {ctx.target.node}")
         write_windows(

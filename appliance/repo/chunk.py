@@ -66,14 +66,7 @@ class Decoder:
 
     def decode(self, blob: bytes, name: str, expected_size: int) -> bytes:
         """The uncompressed bytes; CorruptData if the header, length or hash is wrong."""
-        if len(blob) < HEADER_SIZE:
-            raise CorruptData(f"Chunk {name} is truncated ({len(blob)} bytes).")
-        magic, version, compression, length = HEADER.unpack_from(blob)
-        if magic != MAGIC or version != VERSION or compression not in (RAW, ZSTD):
-            raise CorruptData(f"Chunk {name} has an unknown header.")
-        if length != len(blob) - HEADER_SIZE:
-            raise CorruptData(f"Chunk {name} is truncated or has extra bytes.")
-        payload = memoryview(blob)[HEADER_SIZE:]
+        compression, payload = _payload(blob, name)
         if compression == RAW:
             data = bytes(payload)
         else:
@@ -84,6 +77,46 @@ class Decoder:
         if len(data) != expected_size or self.hasher(data) != name:
             raise CorruptData(f"Chunk {name} does not match its hash.")
         return data
+
+    def decode_into(self, blob: bytes, name: str, expected_size: int, out: memoryview) -> None:
+        """`decode`, written into `out[:expected_size]` (a restore's aligned write buffer):
+        no buffer of its own per chunk, no second copy. CorruptData as `decode`."""
+        compression, payload = _payload(blob, name)
+        if len(out) < expected_size:
+            raise ValueError("the buffer is smaller than the window")
+        view = out[:expected_size]
+        if compression == RAW:
+            if len(payload) != expected_size:
+                raise CorruptData(f"Chunk {name} does not match its hash.")
+            view[:] = payload
+        else:
+            done = 0
+            try:
+                with self._dctx.stream_reader(payload) as stream:
+                    while done < expected_size:
+                        got = stream.readinto(view[done:])
+                        if not got:
+                            break
+                        done += got
+                    longer = stream.read(1)  # a frame of more bytes than the window
+            except zstandard.ZstdError as exc:
+                raise CorruptData(f"Chunk {name} cannot be decompressed.") from exc
+            if done != expected_size or longer:
+                raise CorruptData(f"Chunk {name} does not match its hash.")
+        if self.hasher(view) != name:
+            raise CorruptData(f"Chunk {name} does not match its hash.")
+
+
+def _payload(blob: bytes, name: str) -> tuple[int, memoryview]:
+    """A chunk file's compression and payload, once its header and length are right."""
+    if len(blob) < HEADER_SIZE:
+        raise CorruptData(f"Chunk {name} is truncated ({len(blob)} bytes).")
+    magic, version, compression, length = HEADER.unpack_from(blob)
+    if magic != MAGIC or version != VERSION or compression not in (RAW, ZSTD):
+        raise CorruptData(f"Chunk {name} has an unknown header.")
+    if length != len(blob) - HEADER_SIZE:
+        raise CorruptData(f"Chunk {name} is truncated or has extra bytes.")
+    return compression, memoryview(blob)[HEADER_SIZE:]
 
 
 def header_ok(head: bytes, file_size: int) -> bool:

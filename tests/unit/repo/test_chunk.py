@@ -48,3 +48,39 @@ def test_flip_in_raw_chunk_fails_hash() -> None:
     blob[HEADER_SIZE + 7] ^= 1
     with pytest.raises(CorruptData, match="does not match its hash"):
         Decoder().decode(bytes(blob), content_hash(data), len(data))
+
+
+@pytest.mark.parametrize("data", [b"\0" * 4096, os.urandom(65536), b"text " * 1000])
+def test_decode_into_a_buffer_gives_what_decode_gives(data: bytes) -> None:
+    out = bytearray(b"\xee" * 70_000)  # a reused buffer: old bytes in it
+    blob = Encoder().encode(data)
+    Decoder().decode_into(blob, content_hash(data), len(data), memoryview(out))
+    assert bytes(out[: len(data)]) == Decoder().decode(blob, content_hash(data), len(data))
+    assert out[len(data) :] == b"\xee" * (70_000 - len(data))  # nothing past the window
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "header", "extra", "raw-flip"])
+def test_decode_into_catches_what_decode_catches(damage: str) -> None:
+    data = os.urandom(4096) if damage == "raw-flip" else b"hello world " * 5000
+    name = content_hash(data)
+    blob = bytearray(Encoder().encode(data))
+    if damage in ("flip", "raw-flip"):
+        blob[-5] ^= 0xFF
+    elif damage == "truncate":
+        del blob[-10:]
+    elif damage == "header":
+        blob[0:4] = b"XXXX"
+    else:
+        blob += b"!"
+    with pytest.raises(CorruptData, match=name):
+        Decoder().decode_into(bytes(blob), name, len(data), memoryview(bytearray(len(data))))
+
+
+@pytest.mark.parametrize("told", [-1, +1])
+def test_decode_into_refuses_a_frame_of_another_length(told: int) -> None:
+    """A frame holding more (or fewer) bytes than the window is damage, never a write past
+    the window (or a window half old bytes)."""
+    data = b"twelve bytes" * 1000
+    out = memoryview(bytearray(len(data) + 10))
+    with pytest.raises(CorruptData, match="does not match"):
+        Decoder().decode_into(Encoder().encode(data), content_hash(data), len(data) + told, out)
