@@ -47,4 +47,4 @@ vm-test: setup iso
 # root, loop devices, about 10 minutes; the disk images are cached in /var/tmp/appliance-bench.
 .PHONY: bench
 bench: setup
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)

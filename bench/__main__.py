@@ -52,6 +52,7 @@ from bench.jobs import (
     our_save,
     raw_read,
     set_engine,
+    set_workers,
     tree_bytes,
     wipe,
 )
@@ -110,11 +111,24 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="run the appliance commands from the checkout in DIR (to measure an "
         "engine change before it lands; default: this one)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run every save and restore with --workers N (the engine's scaling with cores; "
+        "implies --no-docs, results in results/bench-workers-N.json)",
+    )
     p.add_argument("--results", type=Path, default=PROJECT / "results" / "bench.json")
     p.add_argument("--docs", type=Path, default=PROJECT / "docs" / "performance.md")
     args = p.parse_args(argv)
     if args.rounds < 3:
         p.error("at least 3 rounds: every comparison needs 3 pairs")
+    if args.workers is not None:
+        if args.workers < 1:
+            p.error("--workers takes a number of threads, 1 or more")
+        args.no_docs = True
+        if args.results == PROJECT / "results" / "bench.json":
+            args.results = PROJECT / "results" / f"bench-workers-{args.workers}.json"
     return args
 
 
@@ -773,6 +787,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     try:
         set_engine(args.engine)
+        set_workers(args.workers)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
@@ -784,6 +799,7 @@ def main(argv: list[str] | None = None) -> int:
         "revision": report.git_revision(args.engine),
         "engine": str(args.engine.resolve()),
         "rounds": args.rounds,
+        "workers": args.workers,
         "load_before": Path("/proc/loadavg").read_text().split()[:3],
     }
     loops = Loops()

@@ -28,6 +28,7 @@ from bench.sh import BenchError, Loop, Loops, drop_caches, partition_node, run
 
 PROJECT = Path(__file__).resolve().parent.parent
 _engine = PROJECT
+_workers: int | None = None
 
 
 def set_engine(folder: Path) -> None:
@@ -36,6 +37,12 @@ def set_engine(folder: Path) -> None:
     if not any((folder / "appliance" / where).is_file() for where in ("cli.py", "cli/main.py")):
         raise BenchError(f"{folder} holds no appliance command line.")
     _engine = folder.resolve()
+
+
+def set_workers(count: int | None) -> None:
+    """Run every save and restore with `--workers COUNT` (the engine's scaling with cores)."""
+    global _workers
+    _workers = count
 
 
 def engine() -> Path:
@@ -118,7 +125,10 @@ def init_encrypted(repo: Path, work: Path) -> None:
 
 
 def appliance(*args: str) -> list[str]:
-    return [sys.executable, "-m", "appliance.cli", *args]
+    """The command line of `appliance ARGS` (a save or restore with the set --workers)."""
+    job = args[:1] in (("save",), ("restore",))
+    extra = ["--workers", str(_workers)] if _workers and job else []
+    return [sys.executable, "-m", "appliance.cli", *args, *extra]
 
 
 def result_of(run_: Run) -> dict[str, Any]:

@@ -128,10 +128,11 @@ def markdown(res: dict[str, Any]) -> str:
     d = res["disk"]
     f = res["figures"]
     c = res["comparisons"]
+    workers = f"; save and restore with --workers {res['workers']}" if res.get("workers") else ""
     lines = [
         f"Run of {res['date']} on {m['cpu']}, {m['cores']} cores, {m['ram']} RAM, "
         f"Linux {m['kernel']} (Debian {m['debian']}); engine {res['revision']}; "
-        f"{res['rounds']} rounds; load average {' '.join(res['load_before'])} before, "
+        f"{res['rounds']} rounds{workers}; load average {' '.join(res['load_before'])} before, "
         f"{' '.join(res['load_after'])} after; the whole run took {res['total_seconds']:.0f} s.",
         "",
         f"Disk: {d['size'] / 1024**3:.0f} GiB GPT ({d['layout']}); "

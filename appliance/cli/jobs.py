@@ -50,6 +50,7 @@ def run_save(args: argparse.Namespace, cancel: threading.Event) -> int:
         create=args.create,
         allow_ram=args.allow_ram,
         check=not args.no_check,
+        workers=getattr(args, "workers", None),
     )
     seconds = time.monotonic() - started
     stats = manifest.figures
@@ -162,7 +163,13 @@ def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
         return 0
     progress = make_progress(args.progress)
     started = time.monotonic()
-    restore(plan, progress=progress, cancel=cancel, verify_first=args.verify_first)
+    restore(
+        plan,
+        progress=progress,
+        cancel=cancel,
+        verify_first=args.verify_first,
+        workers=getattr(args, "workers", None),
+    )
     seconds = time.monotonic() - started
     note = authenticity_note(plan.image)
     if args.json:

@@ -30,6 +30,26 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message[0].upper()}{message[1:]} (see `{self.prog} --help`).")
 
 
+def workers(text: str) -> int:
+    """--workers: 1 to 64 threads."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 64:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of threads from 1 to 64")
+    return number
+
+
+def workers_opt(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--workers",
+        type=workers,
+        metavar="N",
+        help=f"threads that {what} the data (default: one per processor core)",
+    )
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="appliance", description="Save, restore, clone and verify whole disks.")
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
@@ -106,6 +126,7 @@ def build_parser() -> Parser:
         action="store_true",
         help="do not check each saved filesystem on the image (faster, unproven)",
     )
+    workers_opt(p, "compress")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     progress_opt(p)
 
@@ -133,6 +154,7 @@ def build_parser() -> Parser:
         action="store_true",
         help="re-hash every chunk of the image before writing anything",
     )
+    workers_opt(p, "decode")
     target_opts(p, several=True)
 
     cast.add_parser(sub)

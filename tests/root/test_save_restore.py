@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from kit.cli import appliance, file_digest, result_json
+from kit.cli import appliance, file_digest, image_chunks, result_json
 from kit.diskbuild import (
     DISK_4K_SIZE,
     GPT_DISK_SIZE,
@@ -156,3 +156,16 @@ def test_restore_over_an_old_disk(saved: Saved) -> None:
     appliance("restore", "--repo", str(saved.repo), "--image", saved.image, target, "--yes")
     assert_equivalent(saved.source, target, same_size=True)
     saved.loops.detach(target)
+
+
+def test_one_worker_saves_the_same_image_and_restores_it(saved: Saved) -> None:
+    """`--workers 1` (the engine's scaling figure on one core): the same chunks as the save
+    on every core, and a restore on one decoder that equals the source."""
+    repo = saved.folder / "repo-one-worker"
+    appliance(
+        "save", saved.source, "--repo", str(repo), "--image", "one", "--create", "--workers", "1"
+    )
+    assert image_chunks(repo, "one") == image_chunks(saved.repo, saved.image)
+    target = blank_target(saved, "target-one-worker.img", saved.size)
+    appliance("restore", "--repo", str(repo), "--image", "one", target, "--yes", "--workers", "1")
+    assert_equivalent(saved.source, target, same_size=True)

@@ -31,6 +31,8 @@ def one_sentence(proc: subprocess.CompletedProcess[str]) -> str:
         (["images", "--repo", "/nonexistent/repo"], "does not exist"),
         (["verify", "--repo", "/nonexistent/repo", "--image", "x"], "does not exist"),
         (["gc", "--repo", "/nonexistent/repo"], "does not exist"),
+        (["save", "sda", "--repo", "/tmp/x", "--image", "y", "--workers", "0"], "1 to 64"),
+        (["restore", "--repo", "/tmp/x", "--image", "y", "sdb", "--workers", "two"], "1 to 64"),
     ],
 )
 def test_usage_errors(args: list[str], words: str) -> None:
