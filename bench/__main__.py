@@ -30,7 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import copyout, labscale, mountview, report
+from bench import copyout, homedisk, labscale, mountview, report
 from bench.build import Builder, DiskImage
 from bench.httprestore import http_restore, served
 from bench.jobs import (
@@ -101,6 +101,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--no-big", action="store_true", help="skip the 8 GiB disk (peak RSS on one size only)"
+    )
+    p.add_argument(
+        "--no-home", action="store_true", help="skip the disk of already-compressed data"
     )
     p.add_argument("--no-docs", action="store_true", help="do not update docs/performance.md")
     p.add_argument(
@@ -529,6 +532,9 @@ def bench(
     res["labscale"] = labscale.measure(args.cache / "labscale")
     log("copy-out: extract of a whole ext4 partition against a restore of it")
     res["copyout"] = copyout.measure(args.cache / "copyout", args.rounds)
+    if not args.no_home:
+        log("home disk of already-compressed data: raw read, compression, both saves")
+        res["home"] = homedisk.measure(args.cache, loops, work, args.rounds, cores)
 
 
 def proof_runs(proofs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -727,6 +733,8 @@ def evaluate(res: dict[str, Any]) -> list[report.Target]:
                 cost["median"] <= 1.10,
             )
         )
+    if "home" in res:
+        out += homedisk.targets(res["home"])
     if "labscale" in res:
         out += labscale.targets(res["labscale"])
     out.append(

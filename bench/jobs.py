@@ -284,7 +284,7 @@ def cz_size(folder: Path) -> int:
 
 
 def raw_read(disk: Disk, work: Path, label: str) -> Run:
-    ranges = work / f"ranges-{Path(disk.node).name}.json"
+    ranges = work / f"ranges-{disk.image.name}.json"
     if not ranges.exists():
         ranges.write_text(json.dumps(read_requests(disk.windows)))
     return timed(
@@ -295,15 +295,22 @@ def raw_read(disk: Disk, work: Path, label: str) -> Run:
     )
 
 
-def machine_limits(disk: Disk, target: Loop, work: Path) -> dict[str, float]:
+def machine_limits(disk: Disk, target: Loop | None, work: Path) -> dict[str, float]:
     """bench.limits on the disk's used data: the compression, decompression and write rates
-    the save and the restore are judged against (overwrites `target`)."""
-    parts = work / f"parts-{Path(disk.node).name}.json"
+    the save and the restore are judged against (overwrites `target`; None: no write)."""
+    parts = work / f"parts-{disk.image.name}.json"
     if not parts.exists():
         parts.write_text(json.dumps([[p.start, p.size, p.used] for p in disk.parts]))
     drop_caches()
     done = run(
-        [sys.executable, "-m", "bench.limits", disk.node, target.node, str(parts)],
+        [
+            sys.executable,
+            "-m",
+            "bench.limits",
+            disk.node,
+            target.node if target else "-",
+            str(parts),
+        ],
         cwd=PROJECT,
         env=appliance_env(work, first=PROJECT),
     )

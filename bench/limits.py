@@ -2,7 +2,7 @@
 the jobs they judge (issue 15: save against min(read, compression), restore against
 min(write, decompression)).
 
-    python3 -m bench.limits DISK TARGET PARTS.json [--workers N]
+    python3 -m bench.limits DISK TARGET PARTS.json [--workers N]    (TARGET "-": no write)
 
 PARTS.json: [[partition start, size, [[used start, length], ...]], ...] (the partclone maps,
 as bench.rawread's windows take them). Untimed, every used 4 MiB window of DISK is read into
@@ -134,7 +134,7 @@ def measure(node: str, target: str, parts: list[tuple[int, int, list[tuple[int, 
     datas = [data for _, data in loaded]
     squeeze_s, frames = compress_limit(datas, workers)
     expand_s = decompress_limit(frames, [len(d) for d in datas], workers)
-    write_s = write_limit(target, loaded)
+    write_s = write_limit(target, loaded) if target != "-" else float("nan")
     return {
         "bytes": used,
         "workers": workers,

@@ -214,6 +214,29 @@ def markdown(res: dict[str, Any]) -> str:
         f"{inc['chunks']} chunks ({inc['new_share'] * 100:.1f} %) |",
         "",
     ]
+    home = res.get("home")
+    if home:
+        hf = home["figures"]
+        lines += [
+            f"Home disk of already-compressed data: {home['size'] / 1024**3:.0f} GiB, "
+            f"{home['used_bytes'] / 1e6:.0f} MB used (photos, video, archives); zstd -3 keeps "
+            f"{home['compressed_share'] * 100:.0f} % of its bytes, at "
+            f"{fmt(home['compress_rate'], 0, 1e-6)} MB/s on every core.",
+            "",
+            "| run | seconds | MB/s | CPU busy | other processes' CPU |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for key, label in (
+            ("raw_read", "limit: O_DIRECT read of the used data"),
+            ("cz_save", "save: partclone -c \\| zstd -T0 -3 (Clonezilla)"),
+            ("our_save", "save: appliance save (each partition proven)"),
+        ):
+            fig = hf[key]
+            lines.append(
+                f"| {label} | {fmt(fig['seconds'], 2)} | {fmt(fig['rate'], 0)} | "
+                f"{fmt(fig['cpu_busy'], 0, 100, ' %')} | {fmt(fig['others_busy'], 0, 100, ' %')} |"
+            )
+        lines.append("")
     r = res["rss"]
     lines += [
         "| peak RSS (process tree) | " + " | ".join(r["sizes"]) + " |",
