@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from typing import TypeVar
 
 from appliance.disk.blockio import aligned_buffer, read_into, write_from, zero_range
@@ -58,13 +59,27 @@ def spans(used: Iterable[tuple[int, int]], gap: int = READ_GAP) -> list[tuple[in
 
 
 def zero_unused(view: memoryview, used: Iterable[tuple[int, int]], length: int) -> None:
+    """Zero every byte of `view[:length]` outside `used`: read from /dev/zero, so the kernel
+    clears them while other threads run (slice assignment held the GIL: 0.35 s of a save)."""
+    holes: list[memoryview] = []
     pos = 0
     for start, size in used:
         if start > pos:
-            view[pos:start] = _ZERO[: start - pos]
+            holes.append(view[pos:start])
         pos = start + size
     if pos < length:
-        view[pos:length] = _ZERO[: length - pos]
+        holes.append(view[pos:length])
+    while holes:
+        got = os.readv(_dev_zero(), holes)
+        while holes and got >= len(holes[0]):
+            got -= len(holes.pop(0))
+        if got and holes:
+            holes[0] = holes[0][got:]
+
+
+@cache
+def _dev_zero() -> int:
+    return os.open("/dev/zero", os.O_RDONLY | os.O_CLOEXEC)
 
 
 def workers_default() -> int:

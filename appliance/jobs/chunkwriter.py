@@ -111,9 +111,9 @@ class ChunkWriter:
         encoder = getattr(self._local, "encoder", None)
         if encoder is None:
             encoder = self._local.encoder = Encoder(self.level)
-        blob = encoder.encode(data)
-        self.repo.put_chunk(name, blob)  # also repairs a damaged stored copy
+        parts = encoder.encode_parts(data)
+        self.repo.put_chunk(name, parts)  # also repairs a damaged stored copy
         with stats.lock:
             stats.new_chunks += 1
-            stats.new_bytes += len(blob)
+            stats.new_bytes += len(parts[0]) + len(parts[1])
             stats.repaired_chunks += 1 if stored == "damaged" else 0

@@ -48,10 +48,15 @@ class Encoder:
 
     def encode(self, data: bytes | memoryview) -> bytes:
         """Header + payload; stored raw when zstd does not make it smaller."""
+        return b"".join(self.encode_parts(data))
+
+    def encode_parts(self, data: bytes | memoryview) -> tuple[bytes, bytes | memoryview]:
+        """`encode` as (header, payload), not joined: a raw payload is `data` itself (valid
+        as long as the caller's buffer), so a store writes both without copying them."""
         packed = self._cctx.compress(data)
         if len(packed) >= len(data):
-            return HEADER.pack(MAGIC, VERSION, RAW, len(data)) + bytes(data)
-        return HEADER.pack(MAGIC, VERSION, ZSTD, len(packed)) + packed
+            return HEADER.pack(MAGIC, VERSION, RAW, len(data)), data
+        return HEADER.pack(MAGIC, VERSION, ZSTD, len(packed)), packed
 
 
 @dataclass

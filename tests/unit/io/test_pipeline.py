@@ -138,3 +138,18 @@ def test_a_failed_fetch_reaches_the_reader() -> None:
     items = fetched_in_order(iter(_placements(30)), fetch, 4, threading.Event())
     with pytest.raises(OSError, match="went away"):
         list(items)
+
+
+def test_zero_unused_clears_large_holes_and_keeps_the_used_bytes() -> None:
+    """Holes of a 4 MiB window (as a save's reader leaves stale free-space bytes in them)
+    come out zero; the used ranges keep their bytes."""
+    size = 4 << 20
+    data = os.urandom(size)
+    buf = bytearray(data)
+    used = [(4096, 8192), (1 << 20, 3 << 20)]
+    zero_unused(memoryview(buf), used, size - 4096)  # the last 4 KiB: past the window
+    for start, length in used:
+        assert buf[start : start + length] == data[start : start + length]
+    for start, end in [(0, 4096), (12288, 1 << 20)]:
+        assert buf[start:end] == bytes(end - start)
+    assert buf[size - 4096 :] == data[size - 4096 :]

@@ -84,3 +84,13 @@ def test_decode_into_refuses_a_frame_of_another_length(told: int) -> None:
     out = memoryview(bytearray(len(data) + 10))
     with pytest.raises(CorruptData, match="does not match"):
         Decoder().decode_into(Encoder().encode(data), content_hash(data), len(data) + told, out)
+
+
+@pytest.mark.parametrize("data", [os.urandom(65536), b"text " * 1000])
+def test_encode_parts_joined_is_encode_and_a_raw_payload_is_not_copied(data: bytes) -> None:
+    view = memoryview(data)
+    header, payload = Encoder().encode_parts(view)
+    assert header + bytes(payload) == Encoder().encode(data)
+    assert len(header) == HEADER_SIZE
+    if len(payload) == len(data):  # stored raw: the caller's own bytes, no copy
+        assert payload is view

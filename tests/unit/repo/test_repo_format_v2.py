@@ -78,6 +78,15 @@ def test_chunks_sealed_one_after_another_each_read_back(tmp_path: Path) -> None:
         assert Decoder(again.chunk_name).decode(again.get_chunk(name), name, len(data)) == data
 
 
+def test_a_chunk_put_as_parts_is_sealed_whole(tmp_path: Path) -> None:
+    repo = make(tmp_path)
+    data = b"payroll " * 9000
+    name = repo.chunk_name(data)
+    repo.put_chunk(name, Encoder().encode_parts(memoryview(data)))
+    again = reopen(tmp_path / "r")
+    assert Decoder(again.chunk_name).decode(again.get_chunk(name), name, len(data)) == data
+
+
 def test_a_swapped_chunk_fails_its_check(tmp_path: Path) -> None:
     repo = make(tmp_path)
     one, two = b"a" * 5000, b"b" * 5000

@@ -353,3 +353,11 @@ def test_a_folder_repository_is_a_local_store(tmp_path: Path) -> None:
     again = Repository.open(tmp_path / "r")
     assert load_image(again, "one").manifest.name == "one"
     assert (tmp_path / "r" / "images" / "one" / "p1.idx").is_file()
+
+
+def test_local_put_parts_stores_them_joined(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    payload = memoryview(bytearray(os.urandom(100_000)))
+    store.put_parts("chunks/ab/cd/x", (b"HEAD", payload, b"", b"tail"))
+    assert store.get("chunks/ab/cd/x") == b"HEAD" + bytes(payload) + b"tail"
+    assert not [p for p in (tmp_path / "chunks/ab/cd").iterdir() if p.name.startswith(".")]
