@@ -95,21 +95,29 @@ class Decoder:
                 raise CorruptData(f"Chunk {name} does not match its hash.")
             view[:] = payload
         else:
-            done = 0
             try:
-                with self._dctx.stream_reader(payload) as stream:
-                    while done < expected_size:
-                        got = stream.readinto(view[done:])
-                        if not got:
-                            break
-                        done += got
-                    longer = stream.read(1)  # a frame of more bytes than the window
+                done = fill_from_frame(self._dctx, payload, view)
             except zstandard.ZstdError as exc:
                 raise CorruptData(f"Chunk {name} cannot be decompressed.") from exc
-            if done != expected_size or longer:
+            if done != expected_size:
                 raise CorruptData(f"Chunk {name} does not match its hash.")
         if self.hasher(view) != name:
             raise CorruptData(f"Chunk {name} does not match its hash.")
+
+
+def fill_from_frame(
+    dctx: zstandard.ZstdDecompressor, frame: bytes | memoryview, view: memoryview
+) -> int:
+    """Decompress the zstd `frame` into `view`: how many bytes it filled, or -1 when the
+    frame holds more than `view` takes (never written past it)."""
+    done = 0
+    with dctx.stream_reader(frame) as stream:
+        while done < len(view):
+            got = stream.readinto(view[done:])
+            if not got:
+                return done
+            done += got
+        return -1 if stream.read(1) else done
 
 
 def _payload(blob: bytes, name: str) -> tuple[int, memoryview]:
@@ -176,22 +184,12 @@ class ReadBack:
             return "damaged"
         payload = blob[HEADER_SIZE:]
         if HEADER.unpack_from(blob)[2] == ZSTD:
+            back = memoryview(self.out)[:length]
             try:
-                back = self._decompress(payload, length + 1)
+                if fill_from_frame(self.dctx, payload, back) != length:
+                    return "damaged"
             except zstandard.ZstdError:
                 return "damaged"
         else:
             back = payload
         return "same" if len(back) == length and hasher(back) == name else "damaged"
-
-    def _decompress(self, payload: memoryview, limit: int) -> memoryview:
-        """At most `limit` bytes of the frame into self.out."""
-        view = memoryview(self.out)[:limit]
-        done = 0
-        with self.dctx.stream_reader(payload) as stream:
-            while done < limit:
-                got = stream.readinto(view[done:])
-                if not got:
-                    break
-                done += got
-        return view[:done]

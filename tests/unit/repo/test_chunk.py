@@ -25,12 +25,11 @@ def test_compressible_is_smaller() -> None:
     assert len(Encoder().encode(data)) < len(data) // 10
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "header", "extra"])
-def test_damage_is_caught(damage: str) -> None:
-    data = b"hello world " * 5000
-    name = content_hash(data)
+def damaged(damage: str) -> tuple[bytes, str, bytes]:
+    """(the window's bytes, their name, a chunk file of them with `damage` done to it)."""
+    data = os.urandom(4096) if damage == "raw-flip" else b"hello world " * 5000
     blob = bytearray(Encoder().encode(data))
-    if damage == "flip":
+    if damage in ("flip", "raw-flip"):
         blob[-5] ^= 0xFF
     elif damage == "truncate":
         del blob[-10:]
@@ -38,8 +37,14 @@ def test_damage_is_caught(damage: str) -> None:
         blob[0:4] = b"XXXX"
     else:
         blob += b"!"
+    return data, content_hash(data), bytes(blob)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "header", "extra"])
+def test_damage_is_caught(damage: str) -> None:
+    data, name, blob = damaged(damage)
     with pytest.raises(CorruptData, match=name):
-        Decoder().decode(bytes(blob), name, len(data))
+        Decoder().decode(blob, name, len(data))
 
 
 def test_flip_in_raw_chunk_fails_hash() -> None:
@@ -61,19 +66,9 @@ def test_decode_into_a_buffer_gives_what_decode_gives(data: bytes) -> None:
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "header", "extra", "raw-flip"])
 def test_decode_into_catches_what_decode_catches(damage: str) -> None:
-    data = os.urandom(4096) if damage == "raw-flip" else b"hello world " * 5000
-    name = content_hash(data)
-    blob = bytearray(Encoder().encode(data))
-    if damage in ("flip", "raw-flip"):
-        blob[-5] ^= 0xFF
-    elif damage == "truncate":
-        del blob[-10:]
-    elif damage == "header":
-        blob[0:4] = b"XXXX"
-    else:
-        blob += b"!"
+    data, name, blob = damaged(damage)
     with pytest.raises(CorruptData, match=name):
-        Decoder().decode_into(bytes(blob), name, len(data), memoryview(bytearray(len(data))))
+        Decoder().decode_into(blob, name, len(data), memoryview(bytearray(len(data))))
 
 
 @pytest.mark.parametrize("told", [-1, +1])
