@@ -1,4 +1,5 @@
-"""Where a repository is: the store a location names, and the sentence for a failed write.
+"""Where a repository is: the store a location names, where a save may put one, and the
+sentence for a failed write.
 
 A location is a folder on this machine, an s3:// bucket, or an http(s):// address of a web
 server (read-only); repo/repository.py opens the repository kept there.
@@ -12,6 +13,7 @@ import os
 import re
 from pathlib import Path
 
+from appliance.disk.usage import RAM_FILESYSTEMS, filesystem_type
 from appliance.errors import RepositoryError
 from appliance.repo.httpstore import HttpStore, is_web_address
 from appliance.repo.store import LocalStore, Store
@@ -70,6 +72,19 @@ def holds_repository(location: str | os.PathLike[str]) -> bool:
         return open_store(location).exists(MARKER)
     except (RepositoryError, OSError):
         return False
+
+
+def check_save_place(path: Path, *, create: bool = False, allow_ram: bool = False) -> None:
+    """Where a save may write: an existing repository (or any folder with `create`), not
+    on tmpfs or ramfs (the live system's / and /tmp vanish at power off) unless allowed."""
+    fstype = filesystem_type(path)
+    if fstype in RAM_FILESYSTEMS and not allow_ram:
+        raise RepositoryError(
+            f"The repository {path} would be in memory ({fstype}) and lost "
+            "at power off; choose a folder on a disk, or add --allow-ram."
+        )
+    if not create and not (path / "repo.json").exists():
+        raise RepositoryError(f"There is no repository at {path}; add --create to make one.")
 
 
 def check_writable(store: Store, job: str) -> Store:
