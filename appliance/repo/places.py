@@ -49,12 +49,30 @@ def open_store(location: str | os.PathLike[str]) -> Store:
 def encrypted_at(location: str | os.PathLike[str]) -> str | None:
     """The id of the encrypted repository (format v2) at `location`, None for anything else
     (no repository, format v1, or a place that cannot be read now)."""
+    meta = _repo_json(location)
+    return _repo_id(meta) if meta.get("version") == 2 else None
+
+
+def keyed_at(location: str | os.PathLike[str]) -> str | None:
+    """The id of the repository at `location` when a passphrase guards its key: encrypted
+    (format v2), or format v1 with a key that signs its images (repo/signing.py); None for
+    anything else."""
+    meta = _repo_json(location)
+    if meta.get("version") == 2 or (meta.get("version") == 1 and "authentication" in meta):
+        return _repo_id(meta)
+    return None
+
+
+def _repo_json(location: str | os.PathLike[str]) -> dict[str, object]:
+    """The repo.json at `location`; {} when there is none that can be read now."""
     try:
         meta = json.loads(open_store(location).get(MARKER))
     except (RepositoryError, OSError, ValueError):
-        return None
-    if not isinstance(meta, dict) or meta.get("version") != 2:
-        return None
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _repo_id(meta: dict[str, object]) -> str | None:
     repo_id = meta.get("id")
     return repo_id if isinstance(repo_id, str) else None
 
