@@ -232,3 +232,14 @@ def test_a_repository_without_a_key_says_how_to_add_one(keyed: Keyed) -> None:
     assert len(notes) == 1 and "appliance key add --repo" in notes[0], proc.stderr
     proc = appliance("key", "change", "--repo", str(keyed.plain), check=False)
     refused(proc, 2, "appliance key add")
+
+
+def test_an_image_imported_into_it_is_signed(keyed: Keyed) -> None:
+    repo = keyed.copy_repo("importing")
+    appliance(*keyed.with_pass("import", "--repo", str(repo), "--from", str(keyed.plain),
+                               "--image", "pc", "--as", "moved"))  # fmt: skip
+    assert (repo / "images" / "moved" / "manifest.mac").is_file()
+    appliance(*keyed.with_pass("verify", "--repo", str(repo), "--image", "moved"))
+    forge_manifest(repo / "images" / "moved", rename_first_partition)
+    proc = appliance(*keyed.with_pass("info", "--repo", str(repo), "--image", "moved"), check=False)
+    refused(proc, 9, "The image moved is not signed by this repository's key")
