@@ -111,8 +111,8 @@ def add_key(repo: Repository, passphrase: str, kdf: dict[str, int] | None = None
     signer = Signer(new_repository_id(), os.urandom(32))
     meta = dict(repo.meta, id=signer.repository, authentication=AUTHENTICATION)
     try:
-        repo.store.put(KEY_FILE, wrap_key(signer.master, signer.repository, passphrase, kdf),
-                       durable=True)  # fmt: skip
+        key_file = wrap_key(signer.master, signer.repository, passphrase, kdf)
+        repo.store.put(KEY_FILE, key_file, durable=True)
         for name, blob, _ in manifests:
             repo.store.put(mac_key(name), signer.mac_file(name, blob), durable=True)
         repo.store.put(MARKER, (json.dumps(meta, indent=2) + "\n").encode(), durable=True)
