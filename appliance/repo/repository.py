@@ -61,7 +61,7 @@ from appliance.repo.sealing import (
     wrap_key,
 )
 from appliance.repo.sealing import OVERHEAD as SEAL_OVERHEAD
-from appliance.repo.signing import Signer, is_keyed, unlock_signer
+from appliance.repo.signing import Signer, is_keyed, manifest_image, unlock_signer
 from appliance.repo.store import LocalStore, Store, check_key
 
 FORMAT = "appliance-repository"
@@ -467,15 +467,15 @@ class Repository:
         return self.store.get(key)
 
     def write_file(self, key: str, data: bytes) -> None:
-        """A manifest or index, durably (fsync, rename; a keyed v1 manifest, then its MAC);
-        a full disk gets a sentence."""
-        signed = self.signer.signature(key, data) if self.signer else None
+        """A manifest or index, durably (fsync, rename; a keyed v1 manifest with its MAC,
+        repo/signing.py); a full disk gets a sentence."""
         if self.sealer is not None and self.sealed(key):
             data = self.sealer.seal(key, data)
         try:
-            self.store.put(key, data, durable=True)
-            if signed is not None:  # a keyed v1 manifest: its MAC, after it
-                self.store.put(*signed, durable=True)
+            if self.signer is not None and manifest_image(key) is not None:
+                self.signer.write(self.store, key, data)  # with its MAC, power-cut safe
+            else:
+                self.store.put(key, data, durable=True)
         except OSError as exc:
             raise storage_error(self.where, exc) from exc
 

@@ -11,6 +11,8 @@ Nothing is encrypted. Beside each image's manifest.json, manifest.mac holds
 
   {"format": "appliance-manifest-mac", "version": 1, "mac": "blake3-keyed", "value": HEX}
 
+(and, only while a new manifest replaces an old one, "previous": the old manifest's MAC).
+
 where HEX is blake3 in keyed mode, with a subkey blake3 derives from the master key (a
 context of its own: never one of format v2's keys), of the repository's id, the image's name
 and the manifest's bytes exactly as stored. A chunk's name is the blake3 of its content, an
@@ -18,6 +20,11 @@ index lists chunk names, and the manifest holds each index's hash, so the MAC au
 the whole image: a forger who edits a manifest can recompute its manifest_hash, not its MAC;
 a manifest and MAC copied from another repository (another id) or from another image
 (another name) fail too. An older appliance ignores the file.
+
+A new manifest is written in three durable steps, so that a power cut between any two leaves
+a manifest whose MAC is in the file: the MAC file with the new MAC and the old one as
+"previous", then the manifest, then the MAC file with the new MAC alone. (A manifest is
+rewritten by its own save only: from "incomplete" to "complete", or by a resume.)
 """
 
 from __future__ import annotations
@@ -89,45 +96,79 @@ class Signer:
         mac.update(manifest)
         return mac.hexdigest()
 
-    def mac_file(self, image: str, manifest: bytes) -> bytes:
-        """The bytes of manifest.mac for these manifest bytes."""
+    def mac_file(self, image: str, manifest: bytes, previous: str | None = None) -> bytes:
+        """The bytes of manifest.mac for these manifest bytes (and, while they replace an
+        older manifest, that one's MAC as `previous`)."""
         fields = {
             "format": MAC_FORMAT,
             "version": 1,
             "mac": MAC_NAME,
             "value": self.mac(image, manifest),
         }
+        if previous:
+            fields["previous"] = previous
         return (json.dumps(fields, indent=2) + "\n").encode()
 
     def signature(self, key: str, data: bytes) -> tuple[str, bytes] | None:
-        """(key, bytes) of the MAC file to write after the file `key` ("images/NAME/...")
-        holding `data`; None when that file is not a manifest."""
-        parts = key.split("/")
-        if len(parts) != 3 or parts[0] != "images" or parts[2] != MANIFEST:
+        """(key, bytes) of the MAC file of the file `key` ("images/NAME/...") holding
+        `data`; None when that file is not a manifest."""
+        image = manifest_image(key)
+        if image is None:
             return None
-        return f"images/{parts[1]}/{MAC_FILE}", self.mac_file(parts[1], data)
+        return mac_key(image), self.mac_file(image, data)
+
+    def write(self, store: Store, key: str, data: bytes) -> None:
+        """Put the manifest `key` durably with its MAC, in the three steps the module
+        describes (a power cut between any two leaves a signed manifest)."""
+        image = manifest_image(key)
+        assert image is not None
+        previous = self._on_disk(store, image)
+        store.put(mac_key(image), self.mac_file(image, data, previous), durable=True)
+        store.put(key, data, durable=True)
+        if previous is not None:
+            store.put(mac_key(image), self.mac_file(image, data), durable=True)
+
+    def _on_disk(self, store: Store, image: str) -> str | None:
+        """The MAC of the image's manifest as stored now, when its MAC file signs it."""
+        try:
+            manifest = store.get(f"images/{image}/{MANIFEST}")
+            mac_file = store.get(mac_key(image))
+        except FileNotFoundError:
+            return None
+        mac = self.mac(image, manifest)
+        return mac if mac.encode() in recorded(mac_file) else None
 
     def check(self, image: str, manifest: bytes, mac_file: bytes | None) -> None:
-        """Nothing when `mac_file` (None: there is none) signs these manifest bytes;
-        CorruptData naming the image otherwise."""
-        if mac_file is None or not hmac.compare_digest(
-            _recorded(mac_file), self.mac(image, manifest).encode()
-        ):
+        """Nothing when `mac_file` (None: there is none) signs these manifest bytes (its
+        MAC, or the previous one of a replacement a power cut stopped); CorruptData naming
+        the image otherwise."""
+        mac = self.mac(image, manifest).encode()
+        found = recorded(mac_file) if mac_file is not None else []
+        if not any(hmac.compare_digest(value, mac) for value in found):
             raise not_signed(image)
 
 
-def _recorded(mac_file: bytes) -> bytes:
-    """The MAC a manifest.mac holds, as ASCII bytes (b"" when it holds none)."""
+def manifest_image(key: str) -> str | None:
+    """The image whose manifest the store key `key` is ("images/NAME/manifest.json")."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != "images" or parts[2] != MANIFEST:
+        return None
+    return parts[1]
+
+
+def recorded(mac_file: bytes) -> list[bytes]:
+    """The MACs a manifest.mac holds ("value", then "previous"), as ASCII bytes ([] when it
+    holds none)."""
     try:
         fields = json.loads(mac_file)
     except (ValueError, UnicodeDecodeError):
-        return b""
+        return []
     if not isinstance(fields, dict) or fields.get("format") != MAC_FORMAT:
-        return b""
-    value = fields.get("value")
-    if fields.get("mac") != MAC_NAME or not isinstance(value, str) or not value.isascii():
-        return b""
-    return value.encode()
+        return []
+    if fields.get("mac") != MAC_NAME:
+        return []
+    values = [fields.get("value"), fields.get("previous")]
+    return [v.encode() for v in values if isinstance(v, str) and v and v.isascii()]
 
 
 def mac_key(image: str) -> str:

@@ -229,3 +229,41 @@ def test_a_repository_without_a_key_says_how_to_add_one(tmp_path: Path) -> None:
     assert not (tmp_path / "plain" / "images" / "pc" / "manifest.mac").exists()
     note = authenticity_note(load_image(repo, "pc")) or ""
     assert "not authenticated" in note and "appliance key add --repo" in note
+
+
+class PowerCut(Exception):
+    """The machine lost power: nothing after this write happened."""
+
+
+@pytest.mark.parametrize("cut_at", [1, 2, 3])
+def test_a_power_cut_while_a_manifest_is_replaced_leaves_a_signed_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut_at: int
+) -> None:
+    """A save rewrites its manifest (incomplete, then complete) in three durable writes:
+    the MAC file with the new and the old MAC, the manifest, the MAC file with the new one.
+    Power lost before any of them, the image still loads, as the old or the new manifest,
+    and the next save of it signs as before."""
+    repo = initialise(tmp_path / "r")
+    add_key(repo, "pw one", CHEAP)
+    save_image(repo, "pc", complete=False)
+    store = repo.store
+    real_put = store.put
+    puts: list[str] = []
+
+    def put(key: str, data: bytes | memoryview, *, durable: bool) -> None:
+        puts.append(key)
+        if len(puts) == cut_at + 1:  # the index's write is the first
+            raise PowerCut
+        real_put(key, data, durable=durable)
+
+    monkeypatch.setattr(store, "put", put)
+    with pytest.raises(PowerCut):
+        save_image(repo, "pc", complete=True)
+    monkeypatch.setattr(store, "put", real_put)
+    again = reopen(tmp_path / "r")
+    manifest = load_manifest(again, "pc")  # signed: the old one, or the new one
+    assert manifest.complete is (cut_at == 3)
+    save_image(again, "pc", complete=True)
+    assert load_image(reopen(tmp_path / "r"), "pc").manifest.complete
+    recorded = json.loads((tmp_path / "r/images/pc/manifest.mac").read_text())
+    assert "previous" not in recorded  # once written whole, only the manifest's own MAC
