@@ -74,6 +74,7 @@ def add_parser(sub: Any) -> None:  # argparse._SubParsersAction of main.Parser
         "--wait", type=int, default=600, metavar="S", help="seconds to wait for a sender"
     )
     q.add_argument("--yes", action="store_true", help="do not ask before erasing the target")
+    netrepo.add_passphrase_option(q)  # a v1 repository with a key: its stream is checked
     common(q)
 
 
@@ -120,8 +121,10 @@ def run_cast(args: argparse.Namespace, cancel: threading.Event) -> int:
         else:
             print(fit80(sent.line()))
         return 0
+    from appliance.cli import keys
     from appliance.jobs.cast import receive
 
+    keys.install(args)  # where the passphrase of a stream signed by its key comes from
     if not args.yes:
         confirm(args.target)
     got = receive(

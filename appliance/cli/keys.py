@@ -1,5 +1,6 @@
-"""Encrypted repositories on the command line: `appliance init`, `appliance key ...`, and
-where a passphrase comes from.
+"""Keys on the command line: `appliance init`, `appliance key ...` (an encrypted repository's
+key, or the key `key add` gives an unencrypted one to sign its images), and where a
+passphrase comes from.
 
 A passphrase is asked on the terminal without echo (twice when it is new), or read from a
 root-only file (--passphrase-file; unattended: appliance.passphrase_file=PARTITION:/FILE), or
@@ -27,8 +28,16 @@ import blake3
 from appliance.errors import RepositoryError, UsageError
 from appliance.repo import keyring
 from appliance.repo.keyring import MIN_LENGTH, strength
-from appliance.repo.newrepo import initialise
-from appliance.repo.repository import ENCRYPTED, MARKER, Repository, open_store, storage_error
+from appliance.repo.newrepo import add_key, initialise, refuse_key
+from appliance.repo.places import check_writable
+from appliance.repo.repository import (
+    ENCRYPTED,
+    MARKER,
+    VERSION,
+    Repository,
+    open_store,
+    storage_error,
+)
 from appliance.repo.sealing import (
     KEY_FILE,
     DamagedKeyFile,
@@ -37,6 +46,8 @@ from appliance.repo.sealing import (
     unpack_key_file,
     wrap_key,
 )
+from appliance.repo.signing import is_keyed
+from appliance.repo.store import Store
 
 GROUP = 5
 GROUPS_PER_LINE = 6
@@ -168,12 +179,18 @@ def decode_export(text: str, where: str) -> bytes:
 def run_key(args: argparse.Namespace) -> int:
     if args.action == "import":
         return _import(args)
+    if args.action == "add":
+        return _add(args)
     repo = Repository.open(args.repo)  # unlocks: the passphrase is proven first
-    if repo.sealer is None:
-        raise UsageError(f"The repository at {repo.where} is not encrypted; it has no key.")
+    keys = repo.sealer or repo.signer
+    if keys is None:
+        raise UsageError(
+            f"The repository at {repo.where} is not encrypted and has no key; "
+            f"`appliance key add --repo {args.repo}` gives it one."
+        )
     if args.action == "change":
         passphrase = new_passphrase(args, "new_passphrase_file")
-        blob = wrap_key(repo.sealer.master, repo.sealer.repository, passphrase)
+        blob = wrap_key(keys.master, keys.repository, passphrase)
         try:  # one atomic replace (a folder: write, fsync, rename; a bucket: one PUT)
             repo.store.put(KEY_FILE, blob, durable=True)
         except OSError as exc:
@@ -196,6 +213,40 @@ def run_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _repo_json(store: Store) -> dict[str, object]:
+    try:
+        meta = json.loads(store.get(MARKER))
+    except (OSError, ValueError) as exc:
+        raise RepositoryError(f"There is no readable repository at {store.where}.") from exc
+    if not isinstance(meta, dict):
+        raise RepositoryError(f"There is no readable repository at {store.where}.")
+    return meta
+
+
+def _add(args: argparse.Namespace) -> int:
+    """`appliance key add`: a key that signs the images of an unencrypted repository."""
+    store = check_writable(open_store(args.repo), "key add")
+    refuse_key(store.where, _repo_json(store))  # before any passphrase is asked
+    repo = Repository.in_store(store)
+    passphrase = new_passphrase(args)
+    with repo.lock("key add"):
+        signed = add_key(repo, passphrase)
+    done = [s.name for s in signed if s.complete]
+    unfinished = [s.name for s in signed if not s.complete]
+    print(
+        f"The repository at {repo.where} has a key now: it signs every image saved there "
+        "(the repository stays format v1, so older appliances still read it, without the "
+        "check)."
+    )
+    if done:
+        print(f"Signed as they are now, their manifests and indexes checked: {', '.join(done)}.")
+        print(f"`appliance verify --repo {args.repo} --image NAME` proves their chunks.")
+    if unfinished:
+        print(f"Also signed, so that `save --resume` can go on: {', '.join(unfinished)}.")
+    print(f"Keep a copy of the key: appliance key export --repo {args.repo} --to FILE")
+    return 0
+
+
 def _import(args: argparse.Namespace) -> int:
     source = "standard input" if args.file == "-" else args.file
     try:
@@ -204,12 +255,13 @@ def _import(args: argparse.Namespace) -> int:
         raise UsageError(f"The key backup {source} cannot be read.") from exc
     blob = decode_export(text, source)
     store = open_store(args.repo)
-    try:
-        meta = json.loads(store.get(MARKER))
-    except (OSError, ValueError) as exc:
-        raise RepositoryError(f"There is no readable repository at {store.where}.") from exc
-    if not isinstance(meta, dict) or meta.get("version") != ENCRYPTED:
-        raise UsageError(f"The repository at {store.where} is not encrypted; it takes no key.")
+    meta = _repo_json(store)
+    keyed = meta.get("version") == VERSION and is_keyed(meta)
+    if meta.get("version") != ENCRYPTED and not keyed:
+        raise UsageError(
+            f"The repository at {store.where} is not encrypted and has no key; it takes none "
+            f"(`appliance key add --repo {args.repo}` gives it a new one)."
+        )
     if read_key_file(blob)["repository"] != meta.get("id"):
         raise UsageError(f"The key backup {source} is the key of another repository.")
     try:

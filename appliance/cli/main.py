@@ -268,9 +268,14 @@ def build_parser() -> Parser:
     netrepo.add_options(p)
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("key", help="an encrypted repository's key: change, export, import")
+    p = sub.add_parser("key", help="a repository's key: add, change, export, import")
     keys = p.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     keys.required = True
+    k = keys.add_parser(
+        "add", help="a key that signs an unencrypted repository's images (it stays format v1)"
+    )
+    k.add_argument("--repo", required=True)
+    netrepo.add_options(k)
     k = keys.add_parser("change", help="a new passphrase (no chunk is rewritten)")
     k.add_argument("--repo", required=True)
     netrepo.add_options(k)

@@ -278,6 +278,7 @@ def receive_job(spec: JobSpec, console: Console, cancel: threading.Event | None)
 
     assert spec.target is not None
     disk, described = wait_for_target(spec.target, spec.wait, console.say)  # a name or a rule
+    passphrase(spec, console.say)  # a keyed v1 repository's stream is checked with its key
     console.say(f"waiting for a multicast sender to erase {described} with its image")
     got = receive(
         disk,

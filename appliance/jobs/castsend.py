@@ -34,6 +34,8 @@ from appliance.jobs.precheck import CHECK_THREADS
 from appliance.progress import Phase, Progress
 from appliance.repo.image import LoadedImage, load_image
 from appliance.repo.repository import Repository
+from appliance.repo.sealing import KEY_FILE
+from appliance.repo.signing import MAC_FILE
 from appliance.tools import run, which
 
 LINGER = 60  # seconds the web server stays after the stream without a request
@@ -56,11 +58,13 @@ def interface_address(interface: str) -> str | None:
 
 def stream_files(loaded: LoadedImage) -> Iterator[tuple[str, bytes]]:
     """The repository files a receiver loads the image from: repo.json, the manifest and
-    every index (checked by their hashes on the receiver)."""
+    every index (checked by their hashes on the receiver); for a v1 repository with a key,
+    its key file and the manifest's MAC too (the receiver checks it with the passphrase)."""
     repo, name = loaded.repo, loaded.manifest.name
     yield "repo.json", repo.read("repo.json")
-    key = repo.image_key(name, "manifest.json")
-    yield key, repo.read(key)
+    signed = [KEY_FILE, repo.image_key(name, MAC_FILE)] if repo.signer is not None else []
+    for key in [*signed, repo.image_key(name, "manifest.json")]:
+        yield key, repo.read(key)
     for region in loaded.manifest.regions:
         key = repo.image_key(name, region.index)
         yield key, repo.read(key)

@@ -5,7 +5,7 @@ from here (appliance.jobs.cast's Fallback reads it with HttpStore).
 A folder on this machine (a local disk, or a share `cast send` mounted: ssh://, smb://,
 nfs://) is served as plain files by http.server. A repository that is not a folder here (a
 bucket, another web server) is served key by key from its store: GET and HEAD of the keys a
-receiver reads (repo.json, images/..., chunks/...), with a single byte range, so that the
+receiver reads (repo.json, key.json, images/..., chunks/...), with a single byte range, so that the
 receivers need to reach only the sender, never the bucket or the first web server.
 
 Both record the time of their last request: the sender stays until no receiver asked for
@@ -90,7 +90,7 @@ class _StoreHandler(http.server.BaseHTTPRequestHandler):
     def _answer(self, *, body: bool) -> None:
         key = unquote(urlsplit(self.path).path).lstrip("/")
         try:
-            if key != "repo.json" and not key.startswith(SERVED):
+            if key not in ("repo.json", "key.json") and not key.startswith(SERVED):
                 raise ValueError(key)  # only what a receiver reads
             data = self.store.get(check_key(key))
         except (ValueError, FileNotFoundError):

@@ -1,4 +1,9 @@
-"""Reading a saved image back: its manifest and indexes, checked, before any disk is touched."""
+"""Reading a saved image back: its manifest and indexes, checked, before any disk is touched.
+
+In a v1 repository with a key (repo/signing.py) the manifest's bytes are checked against
+their MAC (manifest.mac) before anything in them is used; the indexes' hashes in the
+manifest, and the chunk names in the indexes, carry that proof to the whole image.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from dataclasses import dataclass
 from appliance.errors import CorruptData, ImageError
 from appliance.repo.manifest import Index, Manifest, Region, index_hash
 from appliance.repo.repository import Repository
+from appliance.repo.signing import mac_key
 
 
 @dataclass
@@ -20,9 +26,13 @@ class LoadedImage:
 
 
 def load_manifest(repo: Repository, name: str) -> Manifest:
+    """The image's manifest, checked (its own hash; in a keyed v1 repository, its MAC)."""
     key = repo.image_key(name, "manifest.json")
     try:
-        text = repo.read(key).decode("utf-8")
+        blob = repo.read(key)
+        if repo.signer is not None:
+            repo.signer.check(name, blob, _mac_file(repo, name))
+        text = blob.decode("utf-8")
     except FileNotFoundError:
         known = ", ".join(repo.image_names()) or "none"
         raise ImageError(
@@ -38,6 +48,14 @@ def load_manifest(repo: Repository, name: str) -> Manifest:
     return Manifest.from_json(text, repo.describe(key))
 
 
+def _mac_file(repo: Repository, name: str) -> bytes | None:
+    """The image's manifest.mac, None when it has none."""
+    try:
+        return repo.read(mac_key(name))
+    except FileNotFoundError:
+        return None
+
+
 def load_image(repo: Repository, name: str, *, require_complete: bool = True) -> LoadedImage:
     """The manifest and every index, each index checked against the hash in the manifest."""
     manifest = load_manifest(repo, name)
@@ -46,6 +64,12 @@ def load_image(repo: Repository, name: str, *, require_complete: bool = True) ->
             f"The image {name} is incomplete (its save did not finish), so it "
             "cannot be used; resume the save with --resume or save again."
         )
+    return LoadedImage(repo, manifest, load_indexes(repo, manifest))
+
+
+def load_indexes(repo: Repository, manifest: Manifest) -> dict[str, Index]:
+    """Every index of the image, each checked against its hash in the manifest."""
+    name = manifest.name
     indexes: dict[str, Index] = {}
     for region in manifest.regions:
         key = repo.image_key(name, region.index)
@@ -68,15 +92,18 @@ def load_image(repo: Repository, name: str, *, require_complete: bool = True) ->
                 "fit its region; the image is damaged."
             )
         indexes[region.name] = index
-    return LoadedImage(repo, manifest, indexes)
+    return indexes
 
 
 def authenticity_note(loaded: LoadedImage) -> str | None:
-    """What a restore says once of an image whose repository is not encrypted (format v1):
-    nothing proves who wrote it. None for an encrypted repository's image."""
-    if loaded.repo.encrypted:
+    """What a restore says once of an image whose repository has no key (format v1 without
+    `appliance key add`): nothing proves who wrote it. None for an encrypted repository's
+    image, and for a keyed v1 repository's image (it loaded: its MAC passed)."""
+    if loaded.repo.encrypted or loaded.repo.signer is not None:
         return None
     return (
         f"the image {loaded.manifest.name} is not authenticated (its repository is not "
-        "encrypted, so a change by whoever can write there would not be noticed)"
+        "encrypted and has no key, so a change by whoever can write there would not be "
+        f"noticed; `appliance key add --repo {loaded.repo.where}` gives it a key that signs "
+        "its images)"
     )

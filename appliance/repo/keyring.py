@@ -1,4 +1,5 @@
-"""Where the passphrase of an encrypted repository comes from, and the keys already unlocked.
+"""Where the passphrase of an encrypted repository (or of a v1 repository with a key, whose
+key signs its manifests: repo/signing.py) comes from, and the keys already unlocked.
 
 The front end says how a passphrase is found (`set_passphrase_source`: a file, a prompt on
 the terminal, a dialog); APPLIANCE_PASSPHRASE in the environment is the fallback for
@@ -90,8 +91,9 @@ def backup_hint(where: str) -> str:
     )
 
 
-def passphrase_for(where: str) -> str:
-    """The passphrase, from the front end's source or the environment; a sentence if none."""
+def passphrase_for(where: str, state: str = "is encrypted") -> str:
+    """The passphrase, from the front end's source or the environment; a sentence if none
+    (`state`: what the repository is, "is encrypted" or has a key that signs its images)."""
     if _source is not None:
         given = _source(where)
         if given is not None:
@@ -100,7 +102,7 @@ def passphrase_for(where: str) -> str:
     if env:
         return env
     raise RepositoryError(
-        f"The repository at {where} is encrypted and no passphrase was given; type it when "
+        f"The repository at {where} {state} and no passphrase was given; type it when "
         f"asked, or give it with --passphrase-file FILE or the {ENV_PASSPHRASE} variable."
     )
 
@@ -123,8 +125,9 @@ def _inherit() -> None:
         return  # no keys: the child asks as its parent would
 
 
-def unlock(store: Store, repository: str) -> Sealer:
-    """The sealer of the encrypted repository `repository` (its id) kept in `store`."""
+def unlock(store: Store, repository: str, state: str = "is encrypted") -> Sealer:
+    """The sealer of the encrypted repository `repository` (its id) kept in `store`; a
+    keyed v1 repository (`state`: "has a key that signs its images") takes its master key."""
     where = store.where
     with _lock:
         _inherit()
@@ -135,7 +138,7 @@ def unlock(store: Store, repository: str) -> Sealer:
         blob = store.get(KEY_FILE)
     except FileNotFoundError:
         raise RepositoryError(
-            f"The repository at {where} is encrypted but its key file {KEY_FILE} is missing; "
+            f"The repository at {where} {state} but its key file {KEY_FILE} is missing; "
             f"{backup_hint(where)}."
         ) from None
     except OSError as exc:
@@ -143,7 +146,7 @@ def unlock(store: Store, repository: str) -> Sealer:
             f"The key file of the repository at {where} cannot be read: {exc.strerror}."
         ) from exc
     try:
-        owner, master = unwrap_key(blob, passphrase_for(where))
+        owner, master = unwrap_key(blob, passphrase_for(where, state))
     except DamagedKeyFile:
         raise RepositoryError(
             f"The key file {KEY_FILE} of the repository at {where} is damaged; "

@@ -1,4 +1,5 @@
-"""Where a repository is: the store a location names, and the sentence for a failed write.
+"""Where a repository is: the store a location names, where a save may put one, and the
+sentence for a failed write.
 
 A location is a folder on this machine, an s3:// bucket, or an http(s):// address of a web
 server (read-only); repo/repository.py opens the repository kept there.
@@ -12,6 +13,7 @@ import os
 import re
 from pathlib import Path
 
+from appliance.disk.usage import RAM_FILESYSTEMS, filesystem_type
 from appliance.errors import RepositoryError
 from appliance.repo.httpstore import HttpStore, is_web_address
 from appliance.repo.store import LocalStore, Store
@@ -47,12 +49,30 @@ def open_store(location: str | os.PathLike[str]) -> Store:
 def encrypted_at(location: str | os.PathLike[str]) -> str | None:
     """The id of the encrypted repository (format v2) at `location`, None for anything else
     (no repository, format v1, or a place that cannot be read now)."""
+    meta = _repo_json(location)
+    return _repo_id(meta) if meta.get("version") == 2 else None
+
+
+def keyed_at(location: str | os.PathLike[str]) -> str | None:
+    """The id of the repository at `location` when a passphrase guards its key: encrypted
+    (format v2), or format v1 with a key that signs its images (repo/signing.py); None for
+    anything else."""
+    meta = _repo_json(location)
+    if meta.get("version") == 2 or (meta.get("version") == 1 and "authentication" in meta):
+        return _repo_id(meta)
+    return None
+
+
+def _repo_json(location: str | os.PathLike[str]) -> dict[str, object]:
+    """The repo.json at `location`; {} when there is none that can be read now."""
     try:
         meta = json.loads(open_store(location).get(MARKER))
     except (RepositoryError, OSError, ValueError):
-        return None
-    if not isinstance(meta, dict) or meta.get("version") != 2:
-        return None
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _repo_id(meta: dict[str, object]) -> str | None:
     repo_id = meta.get("id")
     return repo_id if isinstance(repo_id, str) else None
 
@@ -70,6 +90,19 @@ def holds_repository(location: str | os.PathLike[str]) -> bool:
         return open_store(location).exists(MARKER)
     except (RepositoryError, OSError):
         return False
+
+
+def check_save_place(path: Path, *, create: bool = False, allow_ram: bool = False) -> None:
+    """Where a save may write: an existing repository (or any folder with `create`), not
+    on tmpfs or ramfs (the live system's / and /tmp vanish at power off) unless allowed."""
+    fstype = filesystem_type(path)
+    if fstype in RAM_FILESYSTEMS and not allow_ram:
+        raise RepositoryError(
+            f"The repository {path} would be in memory ({fstype}) and lost "
+            "at power off; choose a folder on a disk, or add --allow-ram."
+        )
+    if not create and not (path / "repo.json").exists():
+        raise RepositoryError(f"There is no repository at {path}; add --create to make one.")
 
 
 def check_writable(store: Store, job: str) -> Store:

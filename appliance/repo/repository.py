@@ -1,8 +1,9 @@
 """The image repository (format v1, or v2: encrypted): content-addressed chunks and images,
 kept in a `Store`.
 
-    repo.json                    format name + version, hash, chunk size (v2: id, encryption)
-    key.json                     v2 only: the master key, wrapped by the passphrase
+    repo.json                    format name + version, hash, chunk size (v2: id, encryption;
+                                 a v1 repository with a key: id, authentication)
+    key.json                     v2 and keyed v1: the master key, wrapped by the passphrase
     chunks/ab/cd/<hash>          one chunk (see repo/chunk.py)
     images/<name>/manifest.json
     images/<name>/<region>.idx   per-region chunk index (its hash is in the manifest)
@@ -20,6 +21,8 @@ Format v2 (`appliance init --encrypt`) keeps the same layout; repo/sealing.py sa
 changes: a chunk's name is a keyed hash, and every chunk, manifest and index is encrypted and
 authenticated (bound to its key and to the repository's id). The repository seals and opens
 them here, so the jobs see the same bytes as in v1 and every store holds either format.
+A v1 repository with a key (`appliance key add`, repo/signing.py) stays v1 and signs each
+manifest it writes here (manifest.mac); repo/image.py checks the signature.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from appliance.disk.usage import RAM_FILESYSTEMS, filesystem_type
 from appliance.errors import CorruptData, ImageError, NetworkError, RepositoryError
 from appliance.repo.chunk import HASH_HEX_LEN, HEADER_SIZE, content_hash, header_ok, zero_chunk_name
 from appliance.repo.chunk import ReadBack as ReadBack
@@ -44,6 +46,7 @@ from appliance.repo.lock import RepoLock
 from appliance.repo.netfailure import network_share, raise_if_lost
 from appliance.repo.places import ADDRESS_RE as ADDRESS_RE
 from appliance.repo.places import MARKER as MARKER
+from appliance.repo.places import check_save_place as check_save_place
 from appliance.repo.places import check_writable as check_writable
 from appliance.repo.places import holds_repository as holds_repository
 from appliance.repo.places import local_folder as local_folder
@@ -58,6 +61,7 @@ from appliance.repo.sealing import (
     wrap_key,
 )
 from appliance.repo.sealing import OVERHEAD as SEAL_OVERHEAD
+from appliance.repo.signing import Signer, is_keyed, manifest_image, unlock_signer
 from appliance.repo.store import LocalStore, Store, check_key
 
 FORMAT = "appliance-repository"
@@ -82,19 +86,6 @@ def chunk_key(name: str) -> str:
     return f"chunks/{name[:2]}/{name[2:4]}/{name}"
 
 
-def check_save_place(path: Path, *, create: bool = False, allow_ram: bool = False) -> None:
-    """Where a save may write: an existing repository (or any folder with `create`), not
-    on tmpfs or ramfs (the live system's / and /tmp vanish at power off) unless allowed."""
-    fstype = filesystem_type(path)
-    if fstype in RAM_FILESYSTEMS and not allow_ram:
-        raise RepositoryError(
-            f"The repository {path} would be in memory ({fstype}) and lost "
-            "at power off; choose a folder on a disk, or add --allow-ram."
-        )
-    if not create and not (path / "repo.json").exists():
-        raise RepositoryError(f"There is no repository at {path}; add --create to make one.")
-
-
 class Repository:
     """An image repository in a store. Open a folder with `open`, `open_or_create` or
     `open_for_save`; a repository in any other store with `in_store` (or `create`)."""
@@ -105,6 +96,7 @@ class Repository:
         self.meta = meta
         self.window = int(meta["chunk_size"])
         self.sealer = sealer  # format v2: the unlocked keys; None for v1
+        self.signer: Signer | None = None  # v1 with a key (in_store sets it): signs manifests
         self.share = network_share(store.root) if isinstance(store, LocalStore) else None
         self._buffers = threading.local()  # per thread: the buffer a chunk is sealed into
 
@@ -188,14 +180,18 @@ class Repository:
             raise RepositoryError(
                 f"The repository at {where} uses settings this appliance does not know."
             )
-        if meta["version"] == VERSION:
+        if meta["version"] == VERSION and not is_keyed(meta):
             return cls(store, meta)
         repo_id = meta.get("id")
         if not isinstance(repo_id, str) or not HEX32_RE.match(repo_id):
             raise RepositoryError(
                 f"The repository at {where} is damaged: its repo.json has no valid id."
             )
-        return cls(store, meta, unlock(store, repo_id))
+        if meta["version"] == ENCRYPTED:
+            return cls(store, meta, unlock(store, repo_id))
+        repo = cls(store, meta)
+        repo.signer = unlock_signer(store, meta, repo_id)
+        return repo
 
     @classmethod
     def open_or_create(cls, root: str | os.PathLike[str]) -> Repository:
@@ -481,11 +477,15 @@ class Repository:
         return self.store.get(key)
 
     def write_file(self, key: str, data: bytes) -> None:
-        """A manifest or index, durably (fsync, rename); a full disk gets a sentence."""
+        """A manifest or index, durably (fsync, rename; a keyed v1 manifest with its MAC,
+        repo/signing.py); a full disk gets a sentence."""
         if self.sealer is not None and self.sealed(key):
             data = self.sealer.seal(key, data)
         try:
-            self.store.put(key, data, durable=True)
+            if self.signer is not None and manifest_image(key) is not None:
+                self.signer.write(self.store, key, data)  # with its MAC, power-cut safe
+            else:
+                self.store.put(key, data, durable=True)
         except OSError as exc:
             raise storage_error(self.where, exc) from exc
 

@@ -6,8 +6,9 @@ web server (http://, https://: read-only, a save is refused with its sentence) o
 (s3://, with the AWS variables or ~/.aws settings the command line reads), used where they
 are, nothing mounted.
 
-An encrypted repository (format v2) asks its passphrase (masked) when it is chosen, and stays
-unlocked while the app runs; F6 makes a new encrypted repository at the typed place, with
+An encrypted repository (format v2), or a v1 repository with a key that signs its images
+(`appliance key add`), asks its passphrase (masked) when it is chosen, and stays unlocked
+while the app runs; F6 makes a new encrypted repository at the typed place, with
 the passphrase asked twice and its strength shown."""
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from appliance.repo.mount import RepoMount, Volume
 from appliance.repo.netaddress import is_network
 from appliance.repo.netmount import HeldMount, NetOptions, PasswordNeeded, ask_later
 from appliance.repo.newrepo import initialise
-from appliance.repo.places import encrypted_at
+from appliance.repo.places import encrypted_at, keyed_at
 from appliance.repo.repository import Repository, holds_repository
 from appliance.repo.sshhosts import HostKeyUnknown
 from appliance.units import human_size
@@ -143,12 +144,12 @@ class RepositoryScreen(FlowScreen):
         failed = self.session.set_repo(path, mount, net)
         if failed is not None:
             self.notify(self.session.sentence(failed), severity="error", timeout=10)
-        repo_id = encrypted_at(path) if path else None
+        repo_id = keyed_at(path) if path else None
         if path and repo_id and not keyring.is_unlocked(repo_id):
-            self.ask_passphrase(path)
+            self.ask_passphrase(path, encrypted=encrypted_at(path) is not None)
 
     # -- an encrypted repository ---------------------------------------------------------
-    def ask_passphrase(self, location: str) -> None:
+    def ask_passphrase(self, location: str, *, encrypted: bool = True) -> None:
         def typed(passphrase: str | None) -> None:
             if passphrase:
                 self.query_one(ErrorLine).note("Unlocking the repository...")
@@ -156,7 +157,11 @@ class RepositoryScreen(FlowScreen):
             else:
                 self.say(f"No passphrase was typed; the repository at {location} stays locked.")
 
-        prompt = f"Passphrase of the encrypted repository at {location}"
+        prompt = (
+            f"Passphrase of the encrypted repository at {location}"
+            if encrypted
+            else f"Passphrase of the repository at {location} (its key signs its images)"
+        )
         self.app.push_screen(PasswordScreen(prompt), typed)
 
     @work(thread=True, exclusive=True, group="unlock", exit_on_error=False)

@@ -60,7 +60,7 @@ def test_a_repository_is_created_only_when_asked(tmp_path: Path) -> None:
 
 
 def test_ram_is_refused_unless_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("appliance.repo.repository.filesystem_type", lambda path: "tmpfs")
+    monkeypatch.setattr("appliance.repo.places.filesystem_type", lambda path: "tmpfs")
     with pytest.raises(RepositoryError, match="lost at power off"):
         check_save_place(tmp_path / "repo", create=True)
     check_save_place(tmp_path / "repo", create=True, allow_ram=True)

@@ -132,7 +132,7 @@ def test_no_table_copies_everything(tmp_path: Path) -> None:
 
 
 def test_a_repository_in_ram_is_a_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("appliance.repo.repository.filesystem_type", lambda path: "tmpfs")
+    monkeypatch.setattr("appliance.repo.places.filesystem_type", lambda path: "tmpfs")
     report = preflight_save(
         disk(part(1, 1, 10, "ext4")), str(tmp_path / "repo"), measure=measured({1: MiB}), ntfs=clean
     )
