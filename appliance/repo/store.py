@@ -188,7 +188,7 @@ class LocalStore:
     def __init__(self, root: Path) -> None:
         # absolute: a child process, or a FUSE view (libfuse changes to "/"), reads it too
         self.root = Path(os.path.abspath(root))
-        self._base = os.fspath(root).rstrip("/") or ""
+        self._base = os.fspath(self.root).rstrip("/") or ""
         self._made_dirs: set[str] = set()
         self._sync_each: bool | None = None  # decided at the first write (SYNC_EACH)
         self._unsynced: builtins.list[str] = []

@@ -361,3 +361,16 @@ def test_local_put_parts_stores_them_joined(tmp_path: Path) -> None:
     store.put_parts("chunks/ab/cd/x", (b"HEAD", payload, b"", b"tail"))
     assert store.get("chunks/ab/cd/x") == b"HEAD" + bytes(payload) + b"tail"
     assert not [p for p in (tmp_path / "chunks/ab/cd").iterdir() if p.name.startswith(".")]
+
+
+def test_a_folder_named_relative_is_read_after_the_process_changes_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FUSE view's libfuse changes its folder to "/": a store opened as "repo" must still
+    find its files there."""
+    monkeypatch.chdir(tmp_path)
+    store = LocalStore(Path("repo"))
+    store.put("chunks/ab/cd/x", b"data", durable=False)
+    monkeypatch.chdir("/")
+    assert store.get("chunks/ab/cd/x") == b"data"
+    assert store.where == str(tmp_path / "repo")
