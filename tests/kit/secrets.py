@@ -54,3 +54,22 @@ def run_watching_ps(args: list[str], env: dict[str, str] | None = None) -> Watch
 def files_holding(folder: Path, secret: bytes) -> list[Path]:
     """Every file below `folder` whose bytes contain `secret`."""
     return [p for p in folder.rglob("*") if p.is_file() and secret in p.read_bytes()]
+
+
+def run_handed_over(
+    code: str, env: dict[str, str], fds: tuple[int, ...]
+) -> subprocess.CompletedProcess[str]:
+    """`python -c CODE` with `env` added and the descriptors `fds` passed (and closed here
+    once it ran): a child process that gets what its parent unlocked through a pipe."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, **env},
+            pass_fds=fds,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        for fd in fds:
+            os.close(fd)

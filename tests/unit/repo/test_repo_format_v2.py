@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kit.secrets import run_handed_over
 
 from appliance.errors import CorruptData, RepositoryError
 from appliance.repo import keyring
@@ -167,18 +165,7 @@ def test_children_get_the_keys_through_a_pipe(tmp_path: Path) -> None:
         "keyring.set_passphrase_source(lambda where: None);"
         f"print(Repository.open({str(tmp_path / 'r')!r}).sealer.master.hex())"
     )
-    try:
-        child = subprocess.run(
-            [sys.executable, "-c", code],
-            env={**os.environ, **env},
-            pass_fds=fds,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    finally:
-        for fd in fds:
-            os.close(fd)
+    child = run_handed_over(code, env, fds)
     assert child.stdout.strip() == repo.sealer.master.hex(), child.stderr  # no passphrase
 
 

@@ -5,13 +5,11 @@ checked against its MAC before it is used."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kit.secrets import run_handed_over
 
 from appliance.errors import CorruptData, RepositoryError, UsageError
 from appliance.repo import keyring
@@ -208,18 +206,7 @@ def test_children_get_the_key_through_a_pipe(tmp_path: Path) -> None:
         "keyring.set_passphrase_source(lambda where: None);"
         f"print(load_image(Repository.open({str(tmp_path / 'r')!r}), 'pc').manifest.name)"
     )
-    try:
-        child = subprocess.run(
-            [sys.executable, "-c", code],
-            env={**os.environ, **env},
-            pass_fds=fds,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    finally:
-        for fd in fds:
-            os.close(fd)
+    child = run_handed_over(code, env, fds)
     assert child.stdout.strip() == "pc", child.stderr  # checked, with no passphrase asked
 
 
