@@ -24,6 +24,7 @@ from pathlib import Path
 
 from appliance.errors import DeviceError, ToolFailed
 from appliance.fs.btrfsmap import btrfs_used_ranges
+from appliance.fs.inodetables import unused_inode_tables
 from appliance.fs.kinds import KINDS
 from appliance.fs.ntfs import SECTOR_SIZES, parse_boot_sector
 from appliance.tools import run
@@ -41,6 +42,7 @@ _STATUSES = frozenset("+?*/-")
 # partclone prefixes its own error messages with the C file that raised them.
 _SOURCE_FILE = re.compile(r"[\w-]+\.c: ")
 _NTFS_DIRTY = "scheduled for a check"
+EXT_FAMILY = frozenset({"ext2", "ext3", "ext4"})
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class UsedMap:
     size: int  # region size in bytes
     ranges: tuple[tuple[int, int], ...]  # (offset, length) from the region start
     method: str  # "partclone" (any fs map) | "raw" | "swap"
+    # parts of `ranges` the filesystem itself says are zeros (ext4's unused inode tables,
+    # appliance.fs.inodetables): a save need not read them, a restore writes zeros there
+    zeros: tuple[tuple[int, int], ...] = ()
 
     @property
     def used_bytes(self) -> int:
@@ -163,7 +168,64 @@ def used_map(
             ) from exc
     if fstype == "ntfs":
         ranges.extend(_ntfs_boot_backups(node, size))
-    return UsedMap(size, normalize_ranges(ranges, size, align), "partclone")
+    used = normalize_ranges(ranges, size, align)
+    zeros: tuple[tuple[int, int], ...] = ()
+    if fstype in EXT_FAMILY:
+        zeros = intersect(inner_ranges(unused_inode_tables(node), size, align), used)
+    return UsedMap(size, used, "partclone", zeros)
+
+
+def inner_ranges(
+    ranges: Iterable[tuple[int, int]], size: int, align: int
+) -> tuple[tuple[int, int], ...]:
+    """Each range shrunk inward to `align` and clipped to [0, size) (what is left of it)."""
+    out: list[tuple[int, int]] = []
+    for offset, length in ranges:
+        start = -(-max(0, offset) // align) * align
+        end = min(size, offset + length) // align * align
+        if start < end:
+            out.append((start, end - start))
+    return tuple(sorted(out))
+
+
+def intersect(
+    a: Iterable[tuple[int, int]], b: Iterable[tuple[int, int]]
+) -> tuple[tuple[int, int], ...]:
+    """The bytes in both sorted, non-overlapping range lists."""
+    out: list[tuple[int, int]] = []
+    left, right = list(a), list(b)
+    i = j = 0
+    while i < len(left) and j < len(right):
+        lo = max(left[i][0], right[j][0])
+        hi = min(left[i][0] + left[i][1], right[j][0] + right[j][1])
+        if lo < hi:
+            out.append((lo, hi - lo))
+        if left[i][0] + left[i][1] < right[j][0] + right[j][1]:
+            i += 1
+        else:
+            j += 1
+    return tuple(out)
+
+
+def subtract(a: Iterable[tuple[int, int]], b: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The bytes of sorted, non-overlapping ranges `a` outside those of `b` (one sweep)."""
+    out: list[tuple[int, int]] = []
+    cuts = list(b)
+    j = 0
+    for start, length in a:
+        pos, end = start, start + length
+        while j < len(cuts) and cuts[j][0] + cuts[j][1] <= pos:
+            j += 1  # cuts wholly before this range
+        k = j
+        while k < len(cuts) and cuts[k][0] < end:
+            c_start, c_end = cuts[k][0], cuts[k][0] + cuts[k][1]
+            if c_start > pos:
+                out.append((pos, c_start - pos))
+            pos = max(pos, c_end)
+            k += 1
+        if pos < end:
+            out.append((pos, end - pos))
+    return out
 
 
 def _raw(size: int, align: int) -> UsedMap:

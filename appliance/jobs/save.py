@@ -19,7 +19,7 @@ from appliance.disk.model import Disk
 from appliance.disk.probe import partition_node, probe_disk
 from appliance.disk.usage import mounted_readonly
 from appliance.errors import ImageError, ToolFailed
-from appliance.fs.usedmap import UsedMap, normalize_ranges, used_map
+from appliance.fs.usedmap import UsedMap, normalize_ranges, subtract, used_map
 from appliance.io.pipeline import WINDOW, Window, read_windows, workers_default
 from appliance.io.windows import window_count, windows
 from appliance.jobs import proof
@@ -50,12 +50,20 @@ class RegionPlan:
     region: Region
     used: list[tuple[int, int]]  # relative to the region start
     chunks: list[str | None] = field(default_factory=list)
+    zeros: list[tuple[int, int]] = field(default_factory=list)  # used, known zero: not read
+
+    @property
+    def read(self) -> list[tuple[int, int]]:
+        """The used ranges the save reads (its known zeros are left out: the windows hold
+        zeros there, and the index's used ranges make a restore write them)."""
+        return subtract(self.used, self.zeros) if self.zeros else self.used
 
 
 def plan_regions(disk: Disk, progress: Progress) -> list[RegionPlan]:
     """Each region with its used ranges (partclone's map, raw, or nothing for swap)."""
     plans: list[RegionPlan] = []
     for region in regions(disk):
+        zeros: list[tuple[int, int]] = []
         if region.partition is None:
             used = [(0, disk.size)] if region.method == "raw" else outside_ranges(disk)
         else:
@@ -75,14 +83,15 @@ def plan_regions(disk: Disk, progress: Progress) -> list[RegionPlan]:
                 umap = UsedMap(region.size, ((0, region.size),), "raw")
             region.method = umap.method
             used = list(umap.ranges)
+            zeros = list(umap.zeros)
         region.used_bytes = sum(length for _, length in used)
-        plans.append(RegionPlan(region, used, [None] * window_count(region.size)))
+        plans.append(RegionPlan(region, used, [None] * window_count(region.size), zeros))
     return plans
 
 
 def windows_of(plans: list[RegionPlan]) -> Iterator[Window]:
     for number, plan in enumerate(plans):
-        yield from windows(plan.used, plan.region.size, base=plan.region.start, region=number)
+        yield from windows(plan.read, plan.region.size, base=plan.region.start, region=number)
 
 
 def save(
@@ -235,6 +244,7 @@ def _finish_proofs(
         region = plan.region
         log.write(f"{region.name}: {region.note}; saving {region.describe()} again whole")
         plan.used = list(normalize_ranges([(0, region.size)], region.size, disk.logical_sector))
+        plan.zeros = []
         plan.chunks = [None] * len(plan.chunks)
         region.method = "raw"
         region.used_bytes = region.size
@@ -260,7 +270,7 @@ def _move(
     step: Callable[[Window, memoryview], None] = work
     if prover is not None:
         counts = {
-            number: sum(1 for _ in windows(plan.used, plan.region.size))
+            number: sum(1 for _ in windows(plan.read, plan.region.size))
             for number, plan in enumerate(plans)
         }
         counter = proof.WindowCounter(
@@ -270,6 +280,7 @@ def _move(
     fd = open_direct(disk.node)
     try:
         progress.set_phase(Phase.SAVE, f"saving {disk.describe()}")
+        progress.add(sum(n for plan in plans for _, n in plan.zeros))  # known zeros: no read
         read_windows(
             fd,
             windows_of(plans),
