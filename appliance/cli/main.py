@@ -393,5 +393,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 70
 
 
+def run() -> NoReturn:
+    """The `appliance` command: `main`, then exit with its answer. Python puts a handled
+    signal back to its default while it shuts down, so a Stop (SIGTERM) arriving in those
+    last milliseconds would kill the finished job by the signal instead of letting it exit
+    with its answer; an ignored signal stays ignored."""
+    code = main()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
