@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 from kit.cli import appliance, chunk_files, file_digest, refused, result_json
-from kit.diskbuild import sparse_file
 from kit.diskcompare import assert_equivalent
 from kit.interrupt import has_valid_table
 from kit.loops import Loops
-from kit.plaindisk import PLAIN_DISK_SIZE, build_plain_disk
+from kit.plaindisk import build_plain_disk
 from kit.s3server import clear_aws_settings, moto_server
+from kit.secretrepo import SecretRepo
 from kit.secrets import Watched, files_holding, passphrase_file, run_watching_ps
 from kit.webserve import http_server
 
@@ -35,28 +35,10 @@ pytestmark = pytest.mark.root
 PASSPHRASE = "Blue-Harbour lantern 7 quietly"
 
 
-@dataclass
-class Encrypted:
-    loops: Loops
-    folder: Path
-    source: str
+@dataclass(kw_only=True)
+class Encrypted(SecretRepo):
     source_file: Path
-    repo: Path
-    pass_file: Path
-    log: Path
     save: Watched
-
-    def blank(self, name: str) -> tuple[str, Path]:
-        path = sparse_file(self.folder, name, PLAIN_DISK_SIZE)
-        return self.loops.attach(path), path
-
-    def copy_repo(self, name: str) -> Path:
-        dest = self.folder / name
-        shutil.copytree(self.repo, dest)
-        return dest
-
-    def with_pass(self, *args: str) -> list[str]:
-        return [*args, "--passphrase-file", str(self.pass_file)]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +62,16 @@ def enc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Encrypted]:
             )  # fmt: skip
             assert save.returncode == 0, save.stderr
             assert file_digest(source_file) == before
-            yield Encrypted(loops, folder, source, source_file, repo, pass_file, log, save)
+            yield Encrypted(
+                loops=loops,
+                folder=folder,
+                source=source,
+                source_file=source_file,
+                repo=repo,
+                pass_file=pass_file,
+                log=log,
+                save=save,
+            )
         finally:
             loops.cleanup()
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 from kit.cli import appliance, file_digest, refused, result_json
-from kit.diskbuild import sparse_file
 from kit.diskcompare import assert_equivalent
 from kit.forgery import forge_manifest, rename_first_partition
 from kit.loops import Loops
-from kit.plaindisk import PLAIN_DISK_SIZE, build_plain_disk
+from kit.plaindisk import build_plain_disk
+from kit.secretrepo import SecretRepo
 from kit.secrets import Watched, files_holding, passphrase_file, run_watching_ps
 
 pytestmark = pytest.mark.root
@@ -34,29 +34,11 @@ PASSPHRASE = "Green-Meadow kettle 4 softly"
 NOT_SIGNED = "The image pc is not signed by this repository's key"
 
 
-@dataclass
-class Keyed:
-    loops: Loops
-    folder: Path
-    source: str
-    repo: Path
+@dataclass(kw_only=True)
+class Keyed(SecretRepo):
     plain: Path  # the same repository before `key add`
-    pass_file: Path
-    log: Path
     key_add: Watched
     save: Watched
-
-    def blank(self, name: str) -> tuple[str, Path]:
-        path = sparse_file(self.folder, name, PLAIN_DISK_SIZE)
-        return self.loops.attach(path), path
-
-    def copy_repo(self, name: str, source: Path | None = None) -> Path:
-        dest = self.folder / name
-        shutil.copytree(source or self.repo, dest)
-        return dest
-
-    def with_pass(self, *args: str) -> list[str]:
-        return [*args, "--passphrase-file", str(self.pass_file)]
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +64,17 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyed]:
                  "--passphrase-file", str(pass_file)]
             )  # fmt: skip
             assert save.returncode == 0, save.stderr
-            yield Keyed(loops, folder, source, repo, plain, pass_file, log, key_add, save)
+            yield Keyed(
+                loops=loops,
+                folder=folder,
+                source=source,
+                repo=repo,
+                plain=plain,
+                pass_file=pass_file,
+                log=log,
+                key_add=key_add,
+                save=save,
+            )
         finally:
             loops.cleanup()
 
