@@ -95,7 +95,7 @@ class JobSpec:
         if self.kind == "copy":
             return (
                 "Nothing on any disk was replaced: the files copied before the stop stay "
-                "where they were copied; the file being copied was removed."
+                "where they were copied; the files being copied were removed."
             )
         return "Nothing was changed; the check did not finish."
 

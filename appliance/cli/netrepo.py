@@ -82,14 +82,15 @@ def ask_on_terminal(prompt: str) -> str:
 def network_places(args: argparse.Namespace) -> Iterator[None]:
     """Mount every network address the command names; the arguments then hold the folders
     (the mounts go when the command ends, however it ends)."""
-    from appliance.repo.netmount import NetOptions, mounted  # only when a command runs
-
     shown: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         for attr, mode in PLACES.get(args.command, ()):
             value = getattr(args, attr, None)
             if not isinstance(value, str) or not is_network(value):
                 continue
+            # only for a network address: it imports the stores' clients (a fifth of a second)
+            from appliance.repo.netmount import NetOptions, mounted
+
             options = NetOptions(
                 credentials=getattr(args, "credentials", None),
                 accept_host_key=getattr(args, "accept_host_key", None),

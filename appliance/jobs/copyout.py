@@ -23,6 +23,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -35,6 +36,7 @@ from appliance.units import human_size
 READ_SIZE = 4 * 1024 * 1024  # one read: large, so that a FUSE view reads whole chunks
 FULL = (errno.ENOSPC, errno.EDQUOT)
 WRITEBACK = 32 * 1024 * 1024  # written bytes of a file handed to the destination's disk
+THREADS = 4  # files copied at once (see CopyOut)
 
 
 class Readable(Protocol):
@@ -169,7 +171,16 @@ def _walk_entry(path: Path, st: os.stat_result) -> Iterator[tuple[Path, os.stat_
 
 
 class CopyOut:
-    """One copy job: `run(names)` copies the entries `names` of `root` into `dest`."""
+    """One copy job: `run(names)` copies the entries `names` of `root` into `dest`.
+
+    One thread walks the tree in order: it makes the folders and links and claims each file's
+    name (so renames come out in the walk's order); `threads` threads copy the files' bytes,
+    several files at once. A view serves each read after a round trip through the loop
+    device and FUSE: one file at a time left the view idle while the destination wrote, and
+    each small file waited for its own round trips (measured: 2.4-3.1 s for 853 MB of an ext4
+    against 1.4-1.6 s with two or more threads). A folder gets its dates and mode once every
+    file in it is written. A stop or a fatal error lets the files being copied stop and
+    removes them; every file that was finished stays."""
 
     def __init__(
         self,
@@ -180,16 +191,25 @@ class CopyOut:
         cancel: threading.Event | None = None,
         reader: Reader = open_unbuffered,
         read_size: int = READ_SIZE,
+        threads: int = THREADS,
     ) -> None:
         self.root = root
         self.dest = dest
         self.progress = progress or Progress(None)
         self.cancel = cancel or threading.Event()
         self.reader = reader
-        self.buffer = bytearray(read_size)
-        self.zeros = memoryview(bytes(read_size))
-        self.poured = 0  # bytes of the file being copied, counted in the progress
+        self.read_size = read_size
+        self.threads = max(1, threads)
+        self.zeros = bytes(read_size)
         self.report = CopyReport(str(dest))
+        self._buffers = threading.local()  # each copying thread's read buffer
+        self._lock = threading.Lock()  # the report, the progress's clock, the first error
+        self._halt = threading.Event()  # a fatal error: every thread stops
+        self._fatal: BaseException | None = None
+        self._full = False  # the destination filled up (said with the final counts)
+        self._cut_short = False  # a stop left something out
+        self._folders: list[tuple[Path, os.stat_result]] = []  # dates kept at the end
+        self._slots = threading.BoundedSemaphore(self.threads * 2)
 
     def run(self, names: Sequence[str]) -> CopyReport:
         started = time.monotonic()
@@ -198,18 +218,54 @@ class CopyOut:
         self.progress.total = total
         self.progress.set_phase(Phase.EXTRACT, f"copying into {self.dest}")
         try:
-            for name in names:
-                path = inside(self.root, name)
-                if path == self.root:  # the whole partition: what it holds goes into dest
-                    self._children(path, self.dest)
-                else:
-                    self._entry(path, path.lstat(), self.dest)
+            with ThreadPoolExecutor(self.threads, thread_name_prefix="copy") as pool:
+                try:
+                    for name in names:
+                        path = inside(self.root, name)
+                        if path == self.root:  # the whole partition: what it holds goes in dest
+                            self._children(path, self.dest, pool)
+                        else:
+                            self._entry(path, path.lstat(), self.dest, pool)
+                except _Halt:
+                    pass  # stopped, or a copying thread failed: the others end first
+                except BaseException as exc:
+                    self._fail(exc)
+            self._raise_if_stopped()
+            for target, st in self._folders:  # deepest first: the walk added them so
+                self._keep(target, st)
             self.progress.set_phase(Phase.SYNC, f"writing the files onto {self.dest}'s disk")
             self._flush()
         finally:
             self.report.seconds = time.monotonic() - started
         self.progress.set_phase(Phase.DONE)
         return self.report
+
+    def _raise_if_stopped(self) -> None:
+        """Once every copying thread has ended: the job's first fatal error, or the stop."""
+        if self._full:
+            raise DestinationFull(
+                f"The destination {self.dest} is full: {self.report.files} file(s) "
+                f"({human_size(self.report.bytes)}) were copied and stay there; the files "
+                "being copied were removed.",
+                self.report,
+            )
+        if self._fatal is not None:
+            raise self._fatal
+        if self.cancel.is_set() and self._cut_short:
+            raise CopyStopped(
+                f"Stopped by the user: {self.report.files} file(s) copied into {self.dest} "
+                "stay there; the files being copied were removed.",
+                self.report,
+            )
+
+    def _fail(self, exc: BaseException) -> None:
+        """The first fatal error stops the job (the later ones follow from it)."""
+        with self._lock:
+            if isinstance(exc, _Full):
+                self._full = True
+            elif self._fatal is None and not self._full:
+                self._fatal = exc
+        self._halt.set()
 
     def _flush(self) -> None:
         """Put what was copied on the destination's disk before saying it is done (someone
@@ -227,14 +283,16 @@ class CopyOut:
         return "/" if relative == "." else "/" + relative
 
     def _check_stop(self) -> None:
-        if self.cancel.is_set():
-            raise CopyStopped(
-                f"Stopped by the user: {self.report.files} file(s) copied into {self.dest} "
-                "stay there; the file being copied was removed.",
-                self.report,
-            )
+        if self._stopping():
+            raise _Halt
 
-    def _entry(self, path: Path, st: os.stat_result, into: Path) -> None:
+    def _stopping(self) -> bool:
+        if self.cancel.is_set() or self._halt.is_set():
+            self._cut_short = True
+            return True
+        return False
+
+    def _entry(self, path: Path, st: os.stat_result, into: Path, pool: ThreadPoolExecutor) -> None:
         self._check_stop()
         mode = st.st_mode
         if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
@@ -252,30 +310,58 @@ class CopyOut:
         if target.name != name:
             self.report.renamed.append(Renamed(self._shown(path), str(target)))
         if stat.S_ISDIR(mode):
-            self._folder(path, st, target)
+            self.report.folders += 1
+            self._children(path, target, pool)
+            self._folders.append((target, st))
         else:
-            self._file(path, st, target)
+            self._hand_over(pool, path, st, target)
 
-    def _folder(self, path: Path, st: os.stat_result, target: Path) -> None:
-        self.report.folders += 1
-        self._children(path, target)
-        self._keep(target, st)  # after its content: writing into it changed its dates
-
-    def _children(self, path: Path, target: Path) -> None:
+    def _children(self, path: Path, target: Path, pool: ThreadPoolExecutor) -> None:
         try:
             children = sorted(os.scandir(path), key=lambda e: e.name)
         except OSError as exc:
-            self.report.failed.append(
-                Problem(self._shown(path), f"its list of files cannot be read ({_why(exc)}).")
-            )
+            with self._lock:
+                self.report.failed.append(
+                    Problem(self._shown(path), f"its list of files cannot be read ({_why(exc)}).")
+                )
             children = []
         for child in children:
             try:
                 child_st = child.stat(follow_symlinks=False)
             except OSError as exc:
-                self.report.failed.append(Problem(self._shown(Path(child.path)), _why(exc)))
+                with self._lock:
+                    self.report.failed.append(Problem(self._shown(Path(child.path)), _why(exc)))
                 continue
-            self._entry(Path(child.path), child_st, target)
+            self._entry(Path(child.path), child_st, target, pool)
+
+    def _hand_over(
+        self, pool: ThreadPoolExecutor, path: Path, st: os.stat_result, target: Path
+    ) -> None:
+        """Copy the file on a copying thread, once one of the few places ahead is free (the
+        walk never runs far ahead of the copies: a stop leaves few names claimed)."""
+        while not self._slots.acquire(timeout=0.1):
+            self._tick()
+            if self._stopping():
+                target.unlink(missing_ok=True)
+                raise _Halt
+        try:
+            future = pool.submit(self._copy_task, path, st, target)
+        except BaseException:
+            self._slots.release()
+            target.unlink(missing_ok=True)
+            raise
+        future.add_done_callback(lambda _: self._slots.release())
+
+    def _copy_task(self, path: Path, st: os.stat_result, target: Path) -> None:
+        try:
+            if self._stopping():
+                target.unlink(missing_ok=True)  # its name was claimed; nothing was copied
+                return
+            self._file(path, st, target)
+        except _Halt:
+            pass  # the file was removed
+        except BaseException as exc:
+            self._fail(exc)
 
     def _link(self, path: Path, st: os.stat_result, into: Path, name: str) -> None:
         where = numbered(into, name)
@@ -296,10 +382,15 @@ class CopyOut:
         self._keep(where, st, link=True)
 
     def _file(self, path: Path, st: os.stat_result, target: Path) -> None:
-        self.poured = 0
+        """Copy one file (on a copying thread); a file that cannot be read, or is too large
+        for the destination, is listed as failed and removed; any other error is raised."""
+        poured = [0]  # bytes of the file counted in the progress
         try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            # the walk made it, empty: no O_CREAT (it would lock the folder against the walk's
+            # next names) and no O_TRUNC (ext4 then flushes the file at its close)
+            fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
         except OSError as exc:
+            target.unlink(missing_ok=True)
             self._written(exc)
             raise DeviceError(f"{target} cannot be written ({_why(exc)}).") from exc
         try:
@@ -308,47 +399,48 @@ class CopyOut:
             except OSError as exc:
                 raise _ReadFailed(exc) from exc
             try:
-                self._pour(source, fd)
+                self._pour(source, fd, poured)
             finally:
                 source.close()
             self._keep_fd(fd, st)
         except _ReadFailed as failed:
-            os.close(fd)
-            target.unlink(missing_ok=True)
-            self.progress.add(-self.poured)
-            self.progress.adjust_total(-st.st_size)
-            self.report.failed.append(
-                Problem(
-                    self._shown(path),
-                    f"it cannot be read ({_why(failed.error)}); it was not copied.",
-                )
-            )
+            self._drop(fd, target, poured[0])
+            self._failed(path, st, f"it cannot be read ({_why(failed.error)}); it was not copied.")
             return
         except BaseException as exc:
-            os.close(fd)
-            target.unlink(missing_ok=True)
-            self.progress.add(-self.poured)
+            self._drop(fd, target, poured[0])
             if isinstance(exc, OSError):
                 if exc.errno == errno.EFBIG:  # FAT: no file over 4 GiB
-                    self.progress.adjust_total(-st.st_size)
-                    self.report.failed.append(
-                        Problem(
-                            self._shown(path),
-                            "it is too large for the destination's filesystem "
-                            "(FAT holds files of at most 4 GiB).",
-                        )
+                    self._failed(
+                        path,
+                        st,
+                        "it is too large for the destination's filesystem "
+                        "(FAT holds files of at most 4 GiB).",
                     )
                     return
                 self._written(exc)
                 raise DeviceError(f"{target} cannot be written ({_why(exc)}).") from exc
             raise
         os.close(fd)
-        self.report.files += 1
-        self.report.bytes += self.poured
+        with self._lock:
+            self.report.files += 1
+            self.report.bytes += poured[0]
 
-    def _pour(self, source: Readable, fd: int) -> None:
-        """Copy `source` into `fd` in large reads; all-zero reads become holes."""
-        view = memoryview(self.buffer)
+    def _drop(self, fd: int, target: Path, poured: int) -> None:
+        """A file that was not copied whole: closed, removed, its bytes out of the progress."""
+        os.close(fd)
+        target.unlink(missing_ok=True)
+        self.progress.add(-poured)
+
+    def _failed(self, path: Path, st: os.stat_result, why: str) -> None:
+        self.progress.adjust_total(-st.st_size)
+        with self._lock:
+            self.report.failed.append(Problem(self._shown(path), why))
+
+    def _pour(self, source: Readable, fd: int, poured: list[int]) -> None:
+        """Copy `source` into `fd` in large reads; all-zero reads become holes. `poured[0]`
+        counts the bytes read and written so far."""
+        view = self._buffer()
         hole = False
         kicked = 0  # bytes of the file handed to the disk's writeback so far
         while True:
@@ -357,7 +449,7 @@ class CopyOut:
             if not got:
                 break
             piece = view[:got]
-            if piece == self.zeros[:got]:
+            if _all_zero(piece, self.zeros):
                 os.lseek(fd, got, os.SEEK_CUR)
                 hole = True
             else:
@@ -365,16 +457,29 @@ class CopyOut:
                 while written < got:
                     written += os.write(fd, piece[written:])
                 hole = False
-            self.poured += got
-            if self.poured - kicked >= WRITEBACK:
-                _write_back(fd, kicked, self.poured - kicked)
-                kicked = self.poured
+            poured[0] += got
+            if poured[0] - kicked >= WRITEBACK:
+                _write_back(fd, kicked, poured[0] - kicked)
+                kicked = poured[0]
             self.progress.add(got)
-            self.progress.tick()
+            self._tick()
         if hole:
-            os.ftruncate(fd, self.poured)
-        if self.poured > kicked and self.poured >= WRITEBACK:
-            _write_back(fd, kicked, self.poured - kicked)
+            os.ftruncate(fd, poured[0])
+        if poured[0] > kicked and poured[0] >= WRITEBACK:
+            _write_back(fd, kicked, poured[0] - kicked)
+
+    def _buffer(self) -> memoryview:
+        view: memoryview | None = getattr(self._buffers, "view", None)
+        if view is None:
+            view = self._buffers.view = memoryview(bytearray(self.read_size))
+        return view
+
+    def _tick(self) -> None:
+        if self._lock.acquire(blocking=False):  # one thread tells the listener at a time
+            try:
+                self.progress.tick()
+            finally:
+                self._lock.release()
 
     # -- what is kept ----------------------------------------------------------------------
     def _keep_fd(self, fd: int, st: os.stat_result) -> None:
@@ -398,20 +503,31 @@ class CopyOut:
             os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
     def _written(self, exc: OSError) -> None:
-        """A write that failed because the destination is full stops the whole job."""
+        """A write that failed because the destination is full stops the whole job (said
+        once every copying thread has ended, with what was copied)."""
         if exc.errno in FULL:
-            raise DestinationFull(
-                f"The destination {self.dest} is full: {self.report.files} file(s) "
-                f"({human_size(self.report.bytes)}) were copied and stay there; the file "
-                "being copied was removed.",
-                self.report,
-            ) from exc
+            raise _Full from exc
+
+
+class _Full(Exception):
+    """The destination is full (turned into DestinationFull with the final counts)."""
+
+
+class _Halt(Exception):
+    """The job stops (the user's stop, or another thread's fatal error)."""
 
 
 class _ReadFailed(Exception):
     def __init__(self, error: OSError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _all_zero(piece: memoryview, zeros: bytes) -> bool:
+    """Whether `piece` holds zeros only (a memoryview comparison runs byte by byte: 4 ms for
+    4 MiB of zeros; a data read differs within its first page)."""
+    head = min(len(piece), 4096)
+    return piece[:head] == zeros[:head] and piece.tobytes() == zeros[: len(piece)]
 
 
 def _read_into(source: Readable, buffer: memoryview) -> int:

@@ -7,6 +7,7 @@ import io
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -190,8 +191,53 @@ def test_a_stop_removes_the_partial_file_and_keeps_the_rest(tmp_path: Path) -> N
     with pytest.raises(CopyStopped) as stopped:
         job.run(["/home/ann/Documents/notes.txt", "/home/ann/Documents/big.bin"])
     assert isinstance(stopped.value, Cancelled)
-    assert sorted(os.listdir(dest)) == ["notes.txt"]
-    assert stopped.value.report.files == 1
+    # big.bin was being copied: it is gone; notes.txt, copied beside it, stays only if it
+    # was finished, and then whole (the report counts exactly what stays)
+    left = sorted(os.listdir(dest))
+    assert "big.bin" not in left
+    assert len(left) == stopped.value.report.files
+    for name in left:
+        assert (dest / name).read_bytes() == (root / "home/ann/Documents" / name).read_bytes()
+
+
+def test_a_stop_leaves_only_whole_files_whatever_the_threads_were_doing(tmp_path: Path) -> None:
+    """Many files copied four at a time, stopped in the middle: every file left in the
+    destination is whole, and the report counts them."""
+    root = tmp_path / "part"
+    (root / "many").mkdir(parents=True)
+    for n in range(60):
+        (root / "many" / f"f{n:02d}").write_bytes(os.urandom(300_000 + n))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    cancel = threading.Event()
+    opened = [0]
+
+    class SlowReads(io.RawIOBase):
+        def __init__(self, path: Path) -> None:
+            self.inner = open_unbuffered(path)
+
+        def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+            time.sleep(0.002)
+            return self.inner.readinto(buffer[:65536]) or 0
+
+        def close(self) -> None:
+            self.inner.close()
+            super().close()
+
+    def reader(path: Path) -> Readable:
+        opened[0] += 1
+        if opened[0] == 25:
+            cancel.set()
+        return SlowReads(path)
+
+    job = CopyOut(root, dest, cancel=cancel, reader=reader, threads=4)
+    with pytest.raises(CopyStopped) as stopped:
+        job.run(["/many"])
+    left = sorted(os.listdir(dest / "many"))
+    assert 0 < len(left) < 60
+    assert len(left) == stopped.value.report.files
+    for name in left:
+        assert (dest / "many" / name).read_bytes() == (root / "many" / name).read_bytes()
 
 
 def test_a_missing_name_or_one_outside_the_partition_copies_nothing(tmp_path: Path) -> None:
