@@ -758,6 +758,17 @@ def evaluate(res: dict[str, Any]) -> list[report.Target]:
                 "destination before they finish",
             )
         )
+        out.append(
+            report.Target(
+                "copy-out vs restore, while their bytes move",
+                "",
+                f"{copied['moving_share']:.2f} ({copied['extract_moving_rate'] / 1e6:.0f} vs "
+                f"{copied['restore_moving_rate'] / 1e6:.0f} MB/s)",
+                None,
+                "from the first byte copied to the files flushed, against the restore's "
+                "writing phase: without either command's start (the mount, the table)",
+            )
+        )
     view = res.get("mount_view")
     if view:
         out.append(

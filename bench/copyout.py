@@ -8,8 +8,11 @@ builds (once, kept in DIR) a 1.5 GiB disk with one ext4 partition holding 768 Mi
 incompressible files of 32 MiB and 3,000 small ones, saves it into a repository, then runs,
 interleaved and each after a dropped page cache: extract of "/" into a fresh folder of an ext4
 on another loop device, and a restore onto a blank loop disk. Both loop devices use direct
-I/O, as a real disk has one page cache, not two. The figure: the copy-out's rate (bytes of
-files per second) as a share of the restore's (bytes of used data per second).
+I/O, as a real disk has one page cache, not two. The figures: the copy-out's rate (bytes of
+files per second) as a share of the restore's (bytes of used data per second), over each whole
+command and while the bytes move (from their progress lines: the copy from its first file to
+its flush, the restore's writing phase), which leaves out what each command does once
+whatever the size: start, mount, table.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ import sys
 from pathlib import Path
 
 from bench.jobs import appliance, appliance_env, blank_target, result_of
-from bench.measure import timed
-from bench.sh import Loops, log, mounted, partition_node, run
+from bench.measure import Run, timed
+from bench.sh import BenchError, Loops, log, mounted, partition_node, run
 
 MiB = 1 << 20
 DISK = 1536 * MiB
@@ -75,28 +78,61 @@ def measure(work: Path, rounds: int) -> dict[str, float]:
         dest = loops.attach(dest_file, direct_io=True)  # as a real disk: one page cache
         run(["mkfs.ext4", "-q", "-F", dest.node])
         target = blank_target(loops, work / "target.img", DISK)
-        copy_rates, restore_rates = [], []
+        copy_rates, restore_rates, copy_moving, restore_moving = [], [], [], []
         with mounted(dest.node, work / "dest", "ext4") as dest_root:
             for n in range(rounds):
                 out = dest_root / f"round-{n}"
                 r = timed(f"extract {n}", appliance(
                     "extract", "--repo", str(repo), "--image", "files", "--partition", "1", "/",
-                    "--to", str(out), "--json", "--progress", "none",
+                    "--to", str(out), "--json", "--progress", "json",
                 ), env=appliance_env(work))  # fmt: skip
-                copied = result_of(r)["bytes"]
+                result = result_of(r)
+                copied = result["bytes"]
                 copy_rates.append(copied / r.seconds)
+                copy_moving.append(copied / _moving(r, "extract", "done"))  # its sync too
                 shutil.rmtree(out)
                 r = timed(f"restore {n}", appliance(
                     "restore", "--repo", str(repo), "--image", "files", target.node, "--yes",
-                    "--progress", "none", "--json",
+                    "--progress", "json", "--json",
                 ), env=appliance_env(work))  # fmt: skip
-                restore_rates.append(result_of(r)["bytes"] / r.seconds)
-                log(f"round {n}: extract {copy_rates[-1] / 1e6:.0f} MB/s, "
-                    f"restore {restore_rates[-1] / 1e6:.0f} MB/s")  # fmt: skip
+                result = result_of(r)
+                restore_rates.append(result["bytes"] / r.seconds)
+                restore_moving.append(result["bytes"] / _moving(r, "restore", None))
+                log(f"round {n}: extract {copy_rates[-1] / 1e6:.0f} MB/s "
+                    f"({copy_moving[-1] / 1e6:.0f} while copying), restore "
+                    f"{restore_rates[-1] / 1e6:.0f} MB/s ({restore_moving[-1] / 1e6:.0f} while "
+                    "writing)")  # fmt: skip
         copy, whole = statistics.median(copy_rates), statistics.median(restore_rates)
-        return {"extract_rate": copy, "restore_rate": whole, "share": copy / whole}
+        copying, writing = statistics.median(copy_moving), statistics.median(restore_moving)
+        return {
+            "extract_rate": copy,
+            "restore_rate": whole,
+            "share": copy / whole,
+            "extract_moving_rate": copying,
+            "restore_moving_rate": writing,
+            "moving_share": copying / writing,
+        }
     finally:
         loops.close()
+
+
+def _moving(r: Run, start: str, end: str | None) -> float:
+    """Seconds from the job's first `start` progress event (its bytes begin to move) to the
+    first later event of phase `end` (None: of any other phase)."""
+    began = None
+    for line in r.stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict) or event.get("type") != "progress":
+            continue
+        phase, at = event.get("phase"), float(event.get("elapsed", 0))
+        if began is None:
+            began = at if phase == start else None
+        elif phase != start and (end is None or phase == end):
+            return at - began
+    raise BenchError(f"{r.label} did not report its {start} phase and the one after it")
 
 
 def main() -> int:

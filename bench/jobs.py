@@ -166,6 +166,13 @@ def our_save(
         env=appliance_env(work),
     )
     result = result_of(r)
+    result["phases"] = phase_starts(r, result)
+    return r, result
+
+
+def phase_starts(r: Run, result: dict[str, Any]) -> dict[str, float]:
+    """When each phase of a job run with `--progress json --json` began: seconds since its
+    process started, from the JSON progress lines."""
     # progress "elapsed" counts from the job's start; the process started earlier (imports)
     offset = max(0.0, r.seconds - float(result.get("seconds", r.seconds)))
     phases: dict[str, float] = {}
@@ -176,8 +183,7 @@ def our_save(
             continue
         if isinstance(event, dict) and event.get("type") == "progress":
             phases.setdefault(str(event.get("phase")), offset + float(event.get("elapsed", 0)))
-    result["phases"] = phases
-    return r, result
+    return phases
 
 
 def move_phase_busy(r: Run, result: dict[str, Any], cores: int) -> float | None:
