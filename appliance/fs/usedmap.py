@@ -24,6 +24,7 @@ from pathlib import Path
 
 from appliance.errors import DeviceError, ToolFailed
 from appliance.fs.btrfsmap import btrfs_used_ranges
+from appliance.fs.extmap import ext_map
 from appliance.fs.inodetables import unused_inode_tables
 from appliance.fs.kinds import KINDS
 from appliance.fs.ntfs import SECTOR_SIZES, parse_boot_sector
@@ -125,6 +126,20 @@ def used_map(
         return UsedMap(
             size, normalize_ranges(btrfs_used_ranges(node, size), size, align), "partclone"
         )
+    if fstype in EXT_FAMILY:
+        mapped = ext_map(node)  # the same bitmaps as partclone's, read faster (fs/extmap.py)
+        if mapped is not None:
+            used = normalize_ranges(mapped.used, size, align)
+            zeros = intersect(inner_ranges(mapped.zeros, size, align), used)
+            return UsedMap(size, used, "partclone", zeros)
+    return partclone_map(node, fstype, size, align, force)
+
+
+def partclone_map(
+    node: str, fstype: str | None, size: int, align: int = SECTOR, force: bool = False
+) -> UsedMap:
+    """`used_map` as partclone's map gives it (partclone refuses a mounted filesystem unless
+    `force`)."""
     program = PARTCLONE_PROGRAM.get(fstype or "")
     if program is None:
         return _raw(size, align)

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import ToolFailed
-from appliance.fs.usedmap import PARTCLONE_PROGRAM, UsedMap, used_map
+from appliance.fs.extmap import ext_map
+from appliance.fs.usedmap import PARTCLONE_PROGRAM, UsedMap, partclone_map, used_map
 
 pytestmark = [
     pytest.mark.root,
@@ -149,6 +150,31 @@ def test_ext4(tmp_path: Path) -> None:
         tree = _tree(mnt)
         tree.pop("lost+found", None)
         assert tree == _tree(files)
+
+
+@pytest.mark.parametrize(
+    "mkfs",
+    [
+        ["mkfs.ext2", "-q", "-F", "-b", "1024"],
+        ["mkfs.ext3", "-q", "-F"],
+        ["mkfs.ext4", "-q", "-F"],
+        ["mkfs.ext4", "-q", "-F", "-O", "^metadata_csum,^uninit_bg,^flex_bg"],
+        ["mkfs.ext4", "-q", "-F", "-O", "meta_bg,^resize_inode"],
+    ],
+    ids=["ext2-1k", "ext3", "ext4", "ext4-no-checksums", "ext4-meta-bg"],
+)
+def test_ext_map_from_dumpe2fs_is_partclones_map(tmp_path: Path, mkfs: list[str]) -> None:
+    """The ext family is mapped from dumpe2fs (fs/extmap.py): on each layout it must give
+    exactly the ranges and known zeros partclone's own map gives, and the copy of only those
+    ranges must pass e2fsck with every file equal."""
+    _need("dumpe2fs", "e2fsck", PARTCLONE_PROGRAM["ext4"])
+    size = 300 * MiB
+    _mounted_fs_roundtrip(tmp_path, "ext4", mkfs, size, 4096, ["e2fsck", "-fn"])
+    image = str(tmp_path / "ext4.img")
+    assert ext_map(image) is not None  # the fast map was used, not the fallback
+    ours, theirs = used_map(image, "ext4", size, 4096), partclone_map(image, "ext4", size, 4096)
+    assert ours.ranges == theirs.ranges
+    assert ours.zeros == theirs.zeros
 
 
 def test_xfs(tmp_path: Path) -> None:
