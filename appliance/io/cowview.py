@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import mmap
 import os
 import shutil
 import subprocess
@@ -130,7 +132,10 @@ class CowFile:
         self.size = size
         self.overlay_path = overlay_path
         self.overlay: int | None = None
-        self.written = bytearray((size + GRANULE - 1) // GRANULE)
+        # a byte per granule, 1 once written: anonymous memory, whose pages the kernel only
+        # gives when first written (a bytearray of 64 MiB for a 256 GiB partition was all
+        # resident, for a proof's fsck that writes nothing)
+        self.written = mmap.mmap(-1, max(1, (size + GRANULE - 1) // GRANULE))
         self.lock = threading.Lock()
 
     def read(self, offset: int, length: int) -> bytes:
@@ -320,6 +325,16 @@ def remove_leftovers(args: argparse.Namespace) -> None:
             os.rmdir(folder)  # only when empty
 
 
+def give_back_windows() -> None:
+    """Let glibc return each freed window (4 MiB) to the kernel at once. By default its
+    threshold for that grows with the blocks freed, so windows decoded on libfuse's threads
+    stayed in their arenas: the view of a proof's fsck of a 256 GiB ext4 grew to 150 MiB
+    against 94 MiB for an 8 GiB one. The proof reads few windows; their page faults cost
+    nothing that shows (a shrink, which reads many, keeps the default)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: fixed at 1 MiB
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="appliance.io.cowview", allow_abbrev=False)
     parser.add_argument("--mount", required=True)
@@ -336,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     parent = args.parent or os.getppid()
     unmount_with_parent(parent, args.mount)
     try:
-        if args.index_dir:
+        if args.index_dir:  # a save's proof
+            give_back_windows()
             folder = IndexFolder(args.repo, args.index_dir, args.overlay)
             serve(folder.file, folder.names, args.mount, fsname="appliance-cow", writable=True)
             return 0
