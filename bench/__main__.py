@@ -12,7 +12,9 @@ Round 1 also checks both restores: every used byte of the target must equal the 
 After the rounds: the read-only view of `appliance mount` against reading its chunks
 directly and the time to its first listing (bench/mountview.py), files copied out of an image
 against restoring its partition (bench/copyout.py), a damaged chunk must stop
-a restore (exit 9), and our save and restore run once on the 8 GiB disk for peak memory.
+a restore (exit 9), and our save and restore run once on the 8 GiB disk for peak memory;
+then the same data on the 8 GiB disk and on a 256 GiB one (bench/bigdisk.py), saved and
+restored in interleaved rounds: the time must grow with the data, not with the disk.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import copyout, homedisk, labscale, mountview, report
+from bench import bigdisk, copyout, homedisk, labscale, mountview, report
 from bench.build import Builder, DiskImage
 from bench.httprestore import http_restore, served
 from bench.jobs import (
@@ -430,6 +432,12 @@ def bench(
         loops.detach(btarget)
         shutil.rmtree(brepo)
         (work / "target-8g.img").unlink()
+        log("the same data on 8 GiB and on 256 GiB: saves and restores, interleaved")
+        sizes = bigdisk.measure(big, loops, work, min(args.rounds, 3))
+        res["disk_size"] = sizes
+        rss_sizes.append("256 GiB")
+        rss_save.append(sizes["save"]["peak_rss"]["256 GiB"])
+        rss_restore.append(sizes["restore"]["peak_rss"]["256 GiB"])
 
     rates_of = {
         "raw_read": used,
@@ -656,6 +664,21 @@ def evaluate(res: dict[str, Any]) -> list[report.Target]:
             f"({floor / s['ours'] * 100:.1f} % of a full image)",
         ),
     ]
+    sized: dict[str, Any] = res.get("disk_size") or {}
+    for job in ("save", "restore") if sized else ():
+        ratio = sized[job]["ratio"]
+        out.append(
+            report.Target(
+                f"{job}: the same data on a 256 GiB disk vs on an 8 GiB one",
+                "<= +10 %",
+                f"{(ratio - 1) * 100:+.1f} % ({sized[job]['256 GiB']:.2f} vs "
+                f"{sized[job]['8 GiB']:.2f} s)",
+                ratio <= bigdisk.TARGET,
+                f"used by the maps: {sized['used_bytes']['256 GiB'] / 1e9:.2f} vs "
+                f"{sized['used_bytes']['8 GiB'] / 1e9:.2f} GB (the larger ext4's inode tables); "
+                "medians of interleaved rounds",
+            )
+        )
     for job in ("save", "restore"):
         peaks = rss[job]
         out.append(
