@@ -8,6 +8,7 @@ sentence with its path. Engine log records go to that file too, never to the ter
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -19,10 +20,14 @@ from typing import NoReturn
 
 from appliance import __version__
 from appliance.cli import cast, extract, mounting, netrepo
-from appliance.errors import ApplianceError, UsageError
+from appliance.errors import ApplianceError, Cancelled, UsageError
 from appliance.logsetup import report_internal_error, setup_logging
 
 CANCEL = threading.Event()
+#: a stop signal arrived (Ctrl-C or SIGTERM). Ctrl-C reaches the whole foreground group, so a
+#: tool the job runs (qemu-storage-daemon, sfdisk) may die of it and its failure reach the
+#: job before the signal does: the answer is still "stopped", not the tool's failure.
+STOPPED = threading.Event()
 
 
 class Parser(argparse.ArgumentParser):
@@ -292,7 +297,14 @@ def build_parser() -> Parser:
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    STOPPED.set()
     CANCEL.set()
+
+
+def _on_interrupt(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C: Python's own KeyboardInterrupt, remembered (see `main`)."""
+    STOPPED.set()
+    raise KeyboardInterrupt
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -368,6 +380,8 @@ def dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when ignored
+        signal.signal(signal.SIGINT, _on_interrupt)
     setup_logging("cli")  # engine warnings go to the log file, not as bare lines on stderr
     try:
         args = build_parser().parse_args(argv)
@@ -378,6 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 keys.install(args)  # where an encrypted repository's passphrase comes from
             return dispatch(args)
     except ApplianceError as exc:
+        if STOPPED.is_set() and not isinstance(exc, Cancelled):
+            logging.getLogger(__name__).info("after a stop signal: %s", exc)
+            exc = Cancelled("Stopped by the user.")
         sys.stdout.flush()
         print(
             f"\nappliance: {exc}" if sys.stderr.isatty() else f"appliance: {exc}", file=sys.stderr

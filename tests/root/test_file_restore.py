@@ -285,8 +285,12 @@ def test_ctrl_c_releases_the_loop_device_and_the_view(
     node, _ = target_disk(loops, tmp_path, 320 * MiB)
     proc = start("restore", "--repo", str(shelf.folder), "--image", NAME, node, "--yes")
     first_write(proc, node)
-    assert proc.poll() is None, "the restore finished before it could be stopped"
-    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGSTOP)  # frozen: the Ctrl-C cannot land after its end
+    try:
+        assert proc.poll() is None, "the restore finished before it could be stopped"
+        os.killpg(proc.pid, signal.SIGINT)
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
     assert proc.wait(timeout=120) == 130
     assert marked(node), "a stopped restore leaves its target marked incomplete"
     assert_released(views, shelf.vhdx)

@@ -309,8 +309,12 @@ def test_a_stopped_save_unmounts(net: Net, loops: Loops, tmp_path: Path, sig: in
     while not (repo / "lock").exists():  # the save runs: it holds the repository's lock
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.02)
-    assert fuse_mounts_under(net.run_dir) != []
-    proc.send_signal(sig)
+    proc.send_signal(signal.SIGSTOP)  # frozen mid-save: the stop cannot land after its end
+    try:
+        assert fuse_mounts_under(net.run_dir) != []
+        proc.send_signal(sig)
+    finally:
+        proc.send_signal(signal.SIGCONT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
