@@ -23,7 +23,15 @@ def start(*args: str) -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=ctrl_c_live,
     )
+
+
+def ctrl_c_live() -> None:
+    """In the child: Ctrl-C works as on a terminal, even when the tests were started in the
+    background (a shell starts background commands with SIGINT ignored, and children keep
+    that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def marked(node: str) -> bool:

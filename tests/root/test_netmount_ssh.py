@@ -17,6 +17,7 @@ import pytest
 from kit.cli import appliance, file_digest, refused, result_json
 from kit.diskbuild import GPT_DISK_SIZE, build_gpt_disk, sparse_file
 from kit.diskcompare import assert_equivalent
+from kit.interrupt import ctrl_c_live
 from kit.loops import Loops
 from kit.sshserver import SshServer, fuse_mounts_under, ssh_server
 
@@ -304,6 +305,7 @@ def test_a_stopped_save_unmounts(net: Net, loops: Loops, tmp_path: Path, sig: in
         [sys.executable, "-m", "appliance.cli", *args, "--create", "--progress", "none"],
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_live,
     )
     deadline = time.monotonic() + 60
     while not (repo / "lock").exists():  # the save runs: it holds the repository's lock

@@ -16,6 +16,7 @@ PROGRAM = """
 import importlib, os, signal, sys, time
 from appliance.errors import ToolFailed
 cli = importlib.import_module("appliance.cli.main")
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as on a terminal, wherever run
 
 def dispatch(args):
     how = args.command
