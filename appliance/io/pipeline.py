@@ -261,27 +261,6 @@ def fetched_in_order(
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-ZERO_RUN = 64  # all-zero windows zeroed at once, at most (256 MiB: a stop is heard soon)
-
-
-def joined(run: list[Placement]) -> Placement:
-    """Adjacent all-zero placements as one: their used ranges, next to each other joined."""
-    first = run[0]
-    if len(run) == 1:
-        return first
-    used: list[tuple[int, int]] = []
-    for place in run:
-        for start, length in place.used:
-            at = place.offset - first.offset + start
-            if used and used[-1][0] + used[-1][1] == at:
-                used[-1] = (used[-1][0], used[-1][1] + length)
-            else:
-                used.append((at, length))
-    last = run[-1]
-    return Placement(first.region, first.offset, last.offset + last.length - first.offset,
-                     tuple(used), None)  # fmt: skip
-
-
 def write_windows(
     fd: int,
     placements: Iterator[Placement],
@@ -310,30 +289,10 @@ def write_windows(
     count_lock = threading.Lock()
 
     def reader() -> None:
-        # windows stored as zeros go straight to the writer, runs of them as one placement:
-        # a large, nearly empty filesystem has thousands (ext4's unused inode tables), and
-        # each cost more on its way through the queues than its zeroing
-        run: list[Placement] = []
         with contextlib.closing(fetched_in_order(placements, fetch, fetchers, stage.stop)) as items:
             for item in items:
-                place = item[0]
-                if place.chunk is None and (not run or len(run) < ZERO_RUN):
-                    if run and (
-                        run[-1].offset + run[-1].length != place.offset
-                        or run[-1].region != place.region
-                    ):
-                        if not stage.put(decoded, (joined(run), None)):
-                            return
-                        run = []
-                    run.append(place)
-                    continue
-                if run and not stage.put(decoded, (joined(run), None)):
+                if not stage.put(fetched, item):
                     return
-                run = [place] if place.chunk is None else []
-                if place.chunk is not None and not stage.put(fetched, item):
-                    return
-        if run and not stage.put(decoded, (joined(run), None)):
-            return
         for _ in range(nworkers):
             stage.put(fetched, None)
 

@@ -156,11 +156,11 @@ def test_zero_unused_clears_large_holes_and_keeps_the_used_bytes() -> None:
     assert buf[size - 4096 :] == data[size - 4096 :]
 
 
-def test_write_windows_zeroes_runs_of_empty_windows_and_writes_the_rest(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Windows stored as zeros reach the writer as runs (joined), windows with chunks through
-    the decoders; the file ends as the placements say, whatever it held before."""
+def test_write_windows_zeroes_empty_windows_and_writes_the_rest(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Windows stored as zeros are zeroed, windows with chunks decoded and written; the file
+    ends as the placements say, whatever it held before."""
     win = 64 * 1024
-    count = 150  # more than one run of ZERO_RUN zero windows, and runs broken by data
+    count = 150  # long stretches of zero windows, broken by data
     path = tmp_path / "target"
     path.write_bytes(b"\xee" * (win * count))  # stale bytes: every used byte must change
     data = {n: bytes([n % 251 + 1]) * win for n in range(count) if n % 70 in (3, 4, 69)}
@@ -189,11 +189,3 @@ def test_write_windows_zeroes_runs_of_empty_windows_and_writes_the_rest(tmp_path
         if place.used == ((100, 5000),):  # the unused bytes are left alone
             assert got[place.offset : place.offset + 100] == b"\xee" * 100
     assert progress.done == sum(p.used_bytes for p in places)
-
-
-def test_joined_zero_placements_keep_their_ranges() -> None:
-    run = [Placement(0, 0, 10, ((2, 8),), None), Placement(0, 10, 10, ((0, 3), (5, 5)), None)]
-    one = pipeline.joined(run)
-    assert (one.offset, one.length, one.chunk) == (0, 20, None)
-    assert one.used == ((2, 11), (15, 5))  # 2-10 and 10-13 are one range
-    assert one.used_bytes == sum(p.used_bytes for p in run)
