@@ -15,13 +15,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from appliance.fs.inodetables import parse_dumpe2fs
+from appliance.fs.inodetables import BLOCK_SIZE, FEATURES, parse_dumpe2fs
 from appliance.tools import run
 
 _COUNT = re.compile(r"^Block count:\s+(\d+)\s*$", re.M)
-_SIZE = re.compile(r"^Block size:\s+(\d+)\s*$", re.M)
 _FIRST = re.compile(r"^First block:\s+(\d+)\s*$", re.M)
-_FEATURES = re.compile(r"^Filesystem features:\s+(.*)$", re.M)
 _GROUP = re.compile(r"^Group (\d+): \(Blocks (\d+)-(\d+)\)")
 _FREE_COUNT = re.compile(r"^\s+(\d+) free blocks,")
 _FREE_LIST = re.compile(r"^\s+Free blocks:\s*(.*)$")
@@ -44,8 +42,8 @@ def ext_map(node: str) -> ExtMap | None:
 
 def parse_ext_map(text: str) -> ExtMap | None:
     """The map `ext_map` returns, from dumpe2fs's output; None when it does not add up."""
-    count, size, first = _COUNT.search(text), _SIZE.search(text), _FIRST.search(text)
-    features = _FEATURES.search(text)
+    count, size, first = _COUNT.search(text), BLOCK_SIZE.search(text), _FIRST.search(text)
+    features = FEATURES.search(text)
     if count is None or size is None or first is None or features is None:
         return None
     if "bigalloc" in features.group(1).split():

@@ -21,9 +21,9 @@ import re
 from appliance.tools import run
 
 CHECKSUMS = {"metadata_csum", "uninit_bg"}  # features under which bg_itable_unused is kept
-_BLOCK = re.compile(r"^Block size:\s+(\d+)\s*$", re.M)
+BLOCK_SIZE = re.compile(r"^Block size:\s+(\d+)\s*$", re.M)
 _INODE = re.compile(r"^Inode size:\s+(\d+)\s*$", re.M)
-_FEATURES = re.compile(r"^Filesystem features:\s+(.*)$", re.M)
+FEATURES = re.compile(r"^Filesystem features:\s+(.*)$", re.M)
 _TABLE = re.compile(r"^\s+Inode table at (\d+)-(\d+)")
 _UNUSED = re.compile(r",\s*(\d+) unused inodes\s*$")
 
@@ -39,7 +39,7 @@ def unused_inode_tables(node: str) -> list[tuple[int, int]]:
 
 def parse_dumpe2fs(text: str) -> list[tuple[int, int]]:
     """The ranges `unused_inode_tables` returns, from dumpe2fs's output."""
-    block, inode, features = _BLOCK.search(text), _INODE.search(text), _FEATURES.search(text)
+    block, inode, features = BLOCK_SIZE.search(text), _INODE.search(text), FEATURES.search(text)
     if block is None or inode is None or features is None:
         return []
     if not CHECKSUMS & set(features.group(1).split()):
