@@ -60,6 +60,7 @@ from appliance.tools import run, which
 
 PORTBASE = 9000  # udpcast's default; sender and receivers must agree
 WAIT = 600  # seconds a receiver waits for a sender by default
+LEAVE = 5  # seconds udp-receiver gets to leave the session before it is killed
 
 
 def check_interface(name: str) -> None:
@@ -287,19 +288,38 @@ def receiver_argv(interface: str | None, portbase: int, wait: int) -> list[str]:
 
 @contextlib.contextmanager
 def udp_receiver(argv: list[str]) -> Iterator[tuple[subprocess.Popen[bytes], IO[bytes]]]:
-    """udp-receiver running, its stdout the stream; stopped by its PID at the end."""
+    """udp-receiver running, its stdout the stream; stopped by its PID at the end.
+
+    A receiver that stops reading before the end (it refused the image, its disk failed, a
+    stop) leaves the session: udp-receiver gets EPIPE on its next write and exits, which
+    sends the sender a disconnect. Killed instead, it would hold up the sender and every
+    other PC of the room until udp-sender drops it (about 200 s of unanswered acks)."""
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            restore_signals=False,  # SIGPIPE stays ignored: a closed stream is an EPIPE
         )
         try:
             yield proc, errors
         finally:
+            if proc.poll() is None and proc.stdout is not None and _connected(errors):
+                proc.stdout.close()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=LEAVE)
             if proc.poll() is None:
                 proc.kill()
             proc.wait(timeout=30)
             if proc.stdout is not None:
                 proc.stdout.close()
+
+
+def _connected(errors: IO[bytes]) -> bool:
+    """Whether udp-receiver joined a sender's session (said "Connected as #N")."""
+    said = os.pread(errors.fileno(), os.fstat(errors.fileno()).st_size, 0)  # offset untouched
+    return b"Connected as" in said
 
 
 def _tail(errors: IO[bytes]) -> str:

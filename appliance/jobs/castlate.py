@@ -41,6 +41,8 @@ class RoomState:
         self.image, self.url, self.expected, self.wait = image, url, expected, wait
         self.state = WAITING
         self.joined = 0
+        self.left = 0  # receivers that left (or were dropped) before the transfer completed
+        self.complete = False
         self.lines: list[str] = []
         self.on_start: Callable[[str], None] | None = None
         self.on_join: Callable[[str], None] | None = None
@@ -55,6 +57,11 @@ class RoomState:
                     f"waiting up to {self.wait} s for {self.expected} receivers: "
                     f"{self.joined} joined"
                 )
+        elif line.startswith(("Disconnecting #", "Dropping client #")):
+            if self.state == STREAMING and not self.complete:
+                self.left += 1
+        elif line.startswith("Transfer complete"):
+            self.complete = True
         elif line.startswith("Starting transfer") and self.state == WAITING:
             self.state = STREAMING
             if self.on_start is not None:

@@ -107,6 +107,7 @@ class SendResult:
     url: str | None
     expected: int = 0  # --receivers
     wait: int = 0
+    left: int = 0  # joined, then left the stream before its end (refused, failed, stopped)
 
     def line(self) -> str:
         who = f"{self.receivers} receiver{'s' if self.receivers != 1 else ''}"
@@ -114,6 +115,12 @@ class SendResult:
             who = (
                 f"{self.receivers} of {self.expected} receivers ({self.expected - self.receivers}"
                 f" did not come within {self.wait} s)"
+            )
+        if self.left:
+            where = "that PC's screen" if self.left == 1 else "those PCs' screens"
+            who += (
+                f"; {self.left} of them left before the end and did not get it (the reason is"
+                f" on {where})"
             )
         return f"Sent image {self.image} to {who}: {self.bytes} bytes in {self.seconds:.1f} s."
 
@@ -125,6 +132,7 @@ class SendResult:
             "seconds": round(self.seconds, 3),
             "http": self.url,
             "expected": self.expected,
+            "left": self.left,
         }
 
 
@@ -288,11 +296,17 @@ def send(
                 f"udp-sender stopped before the end of the stream "
                 f"({last[-1] if last else f'exit code {proc.returncode}'})."
             )
+        if room.left >= came:
+            raise DeviceError(
+                f"Every receiver that joined ({came}) left the stream before its end, so the "
+                "image reached no PC; the reason is on each receiver's screen."
+            )
         seconds = time.monotonic() - started
         room.state = DONE  # a PC that comes now restores over HTTP while the server lingers
         if seen is not None:
             seen[0] = max(seen[0], time.monotonic())
         while seen is not None and time.monotonic() - seen[0] < linger and not cancel.is_set():
             time.sleep(0.2)  # receivers may still fetch what the stream lost
-    progress.set_phase(Phase.DONE, f"{image} sent to {came} receivers")
-    return SendResult(image, came, sent, seconds, url, receivers, wait)
+    got = f"{came - room.left} of {came}" if room.left else f"{came}"
+    progress.set_phase(Phase.DONE, f"{image} sent to {got} receivers")
+    return SendResult(image, came, sent, seconds, url, receivers, wait, room.left)

@@ -67,3 +67,32 @@ def test_summaries() -> None:
         "against its name."
     )
     assert late.to_json()["late"] is True
+
+
+def test_a_receiver_that_left_before_the_end_is_counted() -> None:
+    """udp-receiver leaves with a disconnect when its reader stops (a refused key, a failed
+    disk): before "Transfer complete" it did not get the image; after, it did."""
+    room = RoomState("lab", None, expected=2, wait=60)
+    said = SAID.replace(
+        "Starting transfer: 00000009\n",
+        "New connection from 10.77.0.4  (#1) 00000009\nStarting transfer: 00000009\n"
+        "Disconnecting #1 (10.77.0.4)\n",
+    )
+    for line in said.splitlines():
+        room.feed(line)
+    assert (room.joined, room.left) == (2, 1)
+    dropped = RoomState("lab", None, expected=1, wait=60)
+    for line in SAID.replace("Transfer complete.\n", "Dropping client #0 because of timeout\n"
+                             "Transfer complete.\n").splitlines():  # fmt: skip
+        dropped.feed(line)
+    assert (dropped.joined, dropped.left) == (1, 1)
+    finished = RoomState("lab", None, expected=1, wait=60)
+    for line in SAID.splitlines():
+        finished.feed(line)
+    assert (finished.joined, finished.left) == (1, 0)
+    sent = SendResult("lab", 2, 1000, 1.5, None, expected=2, wait=60, left=1)
+    assert sent.line() == (
+        "Sent image lab to 2 receivers; 1 of them left before the end and did not get it (the "
+        "reason is on that PC's screen): 1000 bytes in 1.5 s."
+    )
+    assert sent.to_json()["left"] == 1
