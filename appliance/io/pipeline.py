@@ -31,6 +31,8 @@ from appliance.io.windows import WINDOW, Window
 from appliance.progress import Progress
 
 READ_GAP = 256 * 1024  # read through holes smaller than this instead of seeking
+ZERO_STEP = 64 * 1024  # a decoded window's zero tail is found (and zeroed) in steps of this
+ZERO_TAIL = 1 << 20  # a zero tail shorter than this is written like the rest
 _ZERO = bytes(WINDOW)
 T = TypeVar("T")
 __all__ = [  # Window and WINDOW are io.windows': the pipelines' callers get them here too
@@ -233,6 +235,37 @@ class Placement:
         return sum(length for _, length in self.used)
 
 
+def zero_tail(view: memoryview, length: int) -> int:
+    """Where the zeros that end `view[:length]` begin, in whole ZERO_STEPs (`length` when
+    its last step holds data: one compare for a window of data). A restore zeroes a long
+    zero tail on the target (BLKZEROOUT) instead of writing it: the windows of a large
+    ext4's group metadata are a few bitmaps and inode-table heads, then megabytes of
+    known zeros."""
+    end = length - length % ZERO_STEP
+    if end < length and view[end:length].tobytes() != _ZERO[: length - end]:
+        return length
+    while end > 0 and view[end - ZERO_STEP : end].tobytes() == _ZERO[:ZERO_STEP]:
+        end -= ZERO_STEP
+    return end
+
+
+def split_at(
+    used: Iterable[tuple[int, int]], at: int
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The ranges of `used` below `at` and from `at` on (a range across it is cut in two)."""
+    below: list[tuple[int, int]] = []
+    above: list[tuple[int, int]] = []
+    for start, length in used:
+        if start + length <= at:
+            below.append((start, length))
+        elif start >= at:
+            above.append((start, length))
+        else:
+            below.append((start, at - start))
+            above.append((at, start + length - at))
+    return below, above
+
+
 def fetched_in_order(
     placements: Iterator[Placement],
     fetch: Callable[[str], bytes],
@@ -281,7 +314,7 @@ def write_windows(
     for _ in range(nworkers * 2 + 2):
         free.put(aligned_buffer(WINDOW))
     fetched: queue.Queue[tuple[Placement, bytes] | None] = queue.Queue(maxsize=nworkers * 2)
-    decoded: queue.Queue[tuple[Placement, mmap.mmap | None] | None] = queue.Queue(
+    decoded: queue.Queue[tuple[Placement, mmap.mmap | None, int] | None] = queue.Queue(
         maxsize=nworkers * 2
     )
     zeros = memoryview(aligned_buffer(WINDOW))
@@ -303,7 +336,7 @@ def write_windows(
                 break
             place, blob = item
             if place.chunk is None:
-                if not stage.put(decoded, (place, None)):
+                if not stage.put(decoded, (place, None, 0)):
                     return
                 continue
             buf = stage.get(free)
@@ -312,10 +345,13 @@ def write_windows(
             try:
                 with memoryview(buf) as view, view[: place.length] as out:
                     decode(place, blob, out)
+                    tail = zero_tail(out, place.length)
             except BaseException:
                 free.put(buf)
                 raise
-            if not stage.put(decoded, (place, buf)):
+            if place.length - tail < ZERO_TAIL:
+                tail = place.length
+            if not stage.put(decoded, (place, buf, tail)):
                 return
         with count_lock:
             finished_workers[0] += 1
@@ -327,14 +363,17 @@ def write_windows(
             item = stage.get(decoded)
             if item is None:
                 return
-            place, buf = item
+            place, buf, tail = item
             if buf is None:
                 for start, length in place.used:
                     zero_range(fd, place.offset + start, length, zeros)
             else:
                 view = memoryview(buf)
-                for start, length in spans(place.used):
+                data, zeroed = split_at(place.used, tail)
+                for start, length in spans(data):
                     write_from(fd, view[start : start + length], place.offset + start)
+                for start, length in spans(zeroed):
+                    zero_range(fd, place.offset + start, length, zeros)
                 free.put(buf)
             progress.add(place.used_bytes)
 

@@ -12,6 +12,8 @@ from appliance.io.pipeline import (
     fetched_in_order,
     read_windows,
     spans,
+    split_at,
+    zero_tail,
     zero_unused,
 )
 from appliance.progress import Progress
@@ -188,4 +190,71 @@ def test_write_windows_zeroes_empty_windows_and_writes_the_rest(tmp_path) -> Non
             assert got[place.offset + start : place.offset + start + length] == want, n
         if place.used == ((100, 5000),):  # the unused bytes are left alone
             assert got[place.offset : place.offset + 100] == b"\xee" * 100
+    assert progress.done == sum(p.used_bytes for p in places)
+
+
+def test_zero_tail_finds_where_the_last_zeros_begin_in_whole_steps() -> None:
+    step, win = pipeline.ZERO_STEP, 4 << 20
+    buf = bytearray(win)
+    view = memoryview(buf)
+    assert zero_tail(view, win) == 0  # all zeros
+    buf[5000] = 1  # data in the first step only
+    assert zero_tail(view, win) == step
+    buf[3 * step + 7] = 2  # the step holding the last data byte is kept whole
+    assert zero_tail(view, win) == 4 * step
+    buf[win - 1] = 3  # data to the end: one compare, the whole window
+    assert zero_tail(view, win) == win
+    short = win - 100  # a window cut at the end of its region, not a whole step
+    buf[win - 1] = 0
+    buf[short - 1] = 4
+    assert zero_tail(view, short) == short
+    buf[short - 1] = 0
+    assert zero_tail(view, short) == 4 * step
+
+
+def test_split_at_cuts_the_range_across_the_point() -> None:
+    used = [(0, 100), (200, 300), (600, 50)]
+    assert split_at(used, 300) == ([(0, 100), (200, 100)], [(300, 200), (600, 50)])
+    assert split_at(used, 200) == ([(0, 100)], [(200, 300), (600, 50)])
+    assert split_at(used, 1000) == (used, [])
+    assert split_at(used, 0) == ([], used)
+
+
+def test_write_windows_zeroes_a_long_zero_tail_of_stale_bytes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A window whose decoded bytes end in zeros (a large ext4's bitmaps and inode-table
+    heads, then known zeros) is written up to its tail and zeroed after it: the target
+    reads the window exactly, stale bytes gone."""
+    win = 4 << 20
+    path = tmp_path / "target"
+    path.write_bytes(b"\xee" * (3 * win))
+    head = bytearray(win)
+    head[: 3 * 4096] = b"\x11" * (3 * 4096)  # a short head
+    mixed = bytearray(win)
+    mixed[: win // 2] = b"\x22" * (win // 2)
+    mixed[win - 70_000] = 0x33  # data near the end: the tail is too short to zero apart
+    data = {"a": bytes(head), "b": bytes(mixed), "c": bytes(head)}
+    places = [
+        Placement(0, 0, win, ((0, win),), "a"),
+        Placement(0, win, win, ((0, win),), "b"),
+        Placement(0, 2 * win, win, ((0, 8192), (1 << 20, 2 << 20)), "c"),
+    ]
+    progress = Progress(None)
+    fd = os.open(path, os.O_RDWR)
+    try:
+
+        def decode(place: Placement, blob: bytes | memoryview, out: memoryview) -> None:
+            out[:] = blob
+
+        pipeline.write_windows(
+            fd, iter(places), data.__getitem__, decode, progress=progress, workers=2
+        )
+    finally:
+        os.close(fd)
+    got = path.read_bytes()
+    assert got[:win] == data["a"]
+    assert got[win : 2 * win] == data["b"]
+    third = got[2 * win :]
+    assert third[:8192] == data["c"][:8192]
+    assert third[1 << 20 : 3 << 20] == bytes(2 << 20)  # used, in the zero tail: zeroed
+    assert third[8192 : 1 << 20] == b"\xee" * ((1 << 20) - 8192)  # unused: left alone
     assert progress.done == sum(p.used_bytes for p in places)
