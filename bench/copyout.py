@@ -12,7 +12,10 @@ I/O, as a real disk has one page cache, not two. The figures: the copy-out's rat
 files per second) as a share of the restore's (bytes of used data per second), over each whole
 command and while the bytes move (from their progress lines: the copy from its first file to
 its flush, the restore's writing phase), which leaves out what each command does once
-whatever the size: start, mount, table.
+whatever the size: start, mount, table. A third command, interleaved too, is the floor of any
+file copy here: `cp -a` of the same files from the restored partition (a plain ext4 on a loop
+disk, no image between) onto the same destination, with its flush. And the folder of large
+files alone (`/big`, what photos, videos and archives are): its copy against the restore.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from pathlib import Path
 
 from bench.jobs import appliance, appliance_env, blank_target, result_of
 from bench.measure import Run, timed
-from bench.sh import BenchError, Loops, log, mounted, partition_node, run
+from bench.sh import BenchError, Loop, Loops, log, mounted, partition_node, run
 
 MiB = 1 << 20
+KEYS = ("extract", "extract_moving", "big", "big_moving", "restore", "restore_moving", "plain")
 DISK = 1536 * MiB
 
 
@@ -78,42 +82,61 @@ def measure(work: Path, rounds: int) -> dict[str, float]:
         dest = loops.attach(dest_file, direct_io=True)  # as a real disk: one page cache
         run(["mkfs.ext4", "-q", "-F", dest.node])
         target = blank_target(loops, work / "target.img", DISK)
-        copy_rates, restore_rates, copy_moving, restore_moving = [], [], [], []
+        rates: dict[str, list[float]] = {key: [] for key in KEYS}
         with mounted(dest.node, work / "dest", "ext4") as dest_root:
             for n in range(rounds):
-                out = dest_root / f"round-{n}"
-                r = timed(f"extract {n}", appliance(
-                    "extract", "--repo", str(repo), "--image", "files", "--partition", "1", "/",
-                    "--to", str(out), "--json", "--progress", "json",
-                ), env=appliance_env(work))  # fmt: skip
-                result = result_of(r)
-                copied = result["bytes"]
-                copy_rates.append(copied / r.seconds)
-                copy_moving.append(copied / _moving(r, "extract", "done"))  # its sync too
-                shutil.rmtree(out)
+                copied, moving = _extract(repo, work, dest_root / f"round-{n}", "/")
+                rates["extract"].append(copied / moving[0])
+                rates["extract_moving"].append(copied / moving[1])
+                big, big_moving = _extract(repo, work, dest_root / f"big-{n}", "/big")
+                rates["big"].append(big / big_moving[0])
+                rates["big_moving"].append(big / big_moving[1])
                 r = timed(f"restore {n}", appliance(
                     "restore", "--repo", str(repo), "--image", "files", target.node, "--yes",
                     "--progress", "json", "--json",
                 ), env=appliance_env(work))  # fmt: skip
                 result = result_of(r)
-                restore_rates.append(result["bytes"] / r.seconds)
-                restore_moving.append(result["bytes"] / _moving(r, "restore", None))
-                log(f"round {n}: extract {copy_rates[-1] / 1e6:.0f} MB/s "
-                    f"({copy_moving[-1] / 1e6:.0f} while copying), restore "
-                    f"{restore_rates[-1] / 1e6:.0f} MB/s ({restore_moving[-1] / 1e6:.0f} while "
-                    "writing)")  # fmt: skip
-        copy, whole = statistics.median(copy_rates), statistics.median(restore_rates)
-        copying, writing = statistics.median(copy_moving), statistics.median(restore_moving)
+                rates["restore"].append(result["bytes"] / r.seconds)
+                rates["restore_moving"].append(result["bytes"] / _moving(r, "restore", None))
+                rates["plain"].append(copied / _plain_copy(loops, target, work, dest_root, n))
+                log(f"round {n}: " + ", ".join(
+                    f"{key} {rates[key][-1] / 1e6:.0f} MB/s" for key in KEYS
+                ))  # fmt: skip
+        got = {f"{key}_rate": statistics.median(rates[key]) for key in KEYS}
         return {
-            "extract_rate": copy,
-            "restore_rate": whole,
-            "share": copy / whole,
-            "extract_moving_rate": copying,
-            "restore_moving_rate": writing,
-            "moving_share": copying / writing,
+            **got,
+            "share": got["extract_rate"] / got["restore_rate"],
+            "moving_share": got["extract_moving_rate"] / got["restore_moving_rate"],
+            "big_share": got["big_rate"] / got["restore_rate"],
+            "big_moving_share": got["big_moving_rate"] / got["restore_moving_rate"],
+            "plain_share": got["extract_rate"] / got["plain_rate"],
         }
     finally:
         loops.close()
+
+
+def _extract(repo: Path, work: Path, out: Path, folder: str) -> tuple[int, tuple[float, float]]:
+    """`appliance extract` of `folder` into `out` (removed after): the bytes copied, and the
+    seconds of the whole command and of its copy from the first file to its flush."""
+    r = timed(f"extract {out.name}", appliance(
+        "extract", "--repo", str(repo), "--image", "files", "--partition", "1", folder,
+        "--to", str(out), "--json", "--progress", "json",
+    ), env=appliance_env(work))  # fmt: skip
+    copied = int(result_of(r)["bytes"])
+    shutil.rmtree(out)
+    return copied, (r.seconds, _moving(r, "extract", "done"))  # its flush too
+
+
+def _plain_copy(loops: Loops, target: Loop, work: Path, dest_root: Path, n: int) -> float:
+    """Seconds `cp -a` takes to copy every file of the partition just restored onto `target`
+    into the destination, with its flush: the same files with no image in between (a plain
+    ext4 on a disk), what any file copy costs on this machine."""
+    loops.rescan(target)
+    out = dest_root / f"plain-{n}"
+    with mounted(partition_node(target.node, 1), work / "restored", "ext4", read_only=True) as src:
+        r = timed(f"cp -a {n}", ["sh", "-c", f'cp -a "{src}/." "{out}" && sync -f "{out}"'])
+    shutil.rmtree(out)
+    return r.seconds
 
 
 def _moving(r: Run, start: str, end: str | None) -> float:
