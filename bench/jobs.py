@@ -316,6 +316,8 @@ def machine_limits(disk: Disk, target: Loop | None, work: Path) -> dict[str, flo
             disk.node,
             target.node if target else "-",
             str(parts),
+            "--scratch",
+            str(work / "limits-scratch"),
         ],
         cwd=PROJECT,
         env=appliance_env(work, first=PROJECT),

@@ -2,7 +2,8 @@
 the jobs they judge (issue 15: save against min(read, compression), restore against
 min(write, decompression)).
 
-    python3 -m bench.limits DISK TARGET PARTS.json [--workers N]    (TARGET "-": no write)
+    python3 -m bench.limits DISK TARGET PARTS.json [--workers N] [--scratch DIR]
+                                                                    (TARGET "-": no write)
 
 PARTS.json: [[partition start, size, [[used start, length], ...]], ...] (the partclone maps,
 as bench.rawread's windows take them). Untimed, every used 4 MiB window of DISK is read into
@@ -12,7 +13,10 @@ memory as the engine sees it (unused bytes inside a window zeroed). Then, timed,
   threads (default: every core; the library releases the GIL), as if nothing else ran;
 - decompression: the same frames back, on N threads;
 - write: every window's used spans written with O_DIRECT onto TARGET at their own offsets
-  (4 MiB aligned buffers, one request at a time), then fsync: what a restore must write.
+  (4 MiB aligned buffers, one request at a time), then fsync: what a restore must write;
+- with `--scratch DIR` (a folder on the repository's disk), the same write while a thread
+  reads the compressed frames back from files in DIR, page cache dropped: the disk's work
+  for a restore whose repository shares the target's disk.
 
 Prints one JSON line: bytes (used data), seconds and MB/s (of used data) of each, and the
 compressed share. TARGET's content is overwritten (the caller wipes it before the restore).
@@ -35,6 +39,7 @@ import zstandard
 
 from appliance.io.pipeline import WINDOW, spans
 from appliance.io.windows import Window, windows
+from bench.sh import drop_caches
 
 LEVEL = 3  # the engine's (appliance/repo/chunk.py Encoder)
 ALIGN = 4096
@@ -127,14 +132,47 @@ def write_limit(node: str, loaded: list[tuple[Window, bytes]]) -> float:
         buf.close()
 
 
+def shared_limit(node: str, loaded: list[tuple[Window, bytes]], frames: list[bytes],
+                 scratch: Path) -> float:  # fmt: skip
+    """Seconds to read the frames back from files in `scratch` (as a restore reads its chunk
+    files: one after the other, through the page cache, dropped first) while the used data
+    is written onto `node` (write_limit), until both are done: what the disk does for a
+    restore when the repository lies on the same disk as the target (as here)."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    names = []
+    for number, frame in enumerate(frames):
+        path = scratch / f"frame-{number:06d}"
+        path.write_bytes(frame)
+        names.append(path)
+    try:
+        drop_caches()
+        started = time.perf_counter()
+
+        def read_all() -> None:
+            for path in names:
+                path.read_bytes()
+
+        reader = threading.Thread(target=read_all)
+        reader.start()
+        write_limit(node, loaded)
+        reader.join()
+        return time.perf_counter() - started
+    finally:
+        for path in names:
+            path.unlink(missing_ok=True)
+
+
 def measure(node: str, target: str, parts: list[tuple[int, int, list[tuple[int, int]]]],
-            workers: int) -> dict[str, float]:  # fmt: skip
+            workers: int, scratch: Path | None = None) -> dict[str, float]:  # fmt: skip
     loaded = load_windows(node, parts)
     used = sum(win.used_bytes for win, _ in loaded)
     datas = [data for _, data in loaded]
     squeeze_s, frames = compress_limit(datas, workers)
     expand_s = decompress_limit(frames, [len(d) for d in datas], workers)
     write_s = write_limit(target, loaded) if target != "-" else float("nan")
+    shared_s = float("nan")
+    if target != "-" and scratch is not None:
+        shared_s = shared_limit(target, loaded, frames, scratch)
     return {
         "bytes": used,
         "workers": workers,
@@ -145,6 +183,8 @@ def measure(node: str, target: str, parts: list[tuple[int, int, list[tuple[int, 
         "decompress_rate": used / expand_s,
         "write_seconds": write_s,
         "write_rate": used / write_s,
+        "shared_seconds": shared_s,
+        "shared_rate": used / shared_s,
     }
 
 
@@ -154,10 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target")
     parser.add_argument("parts", type=Path)
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--scratch", type=Path, help="a folder on the repository's disk")
     args = parser.parse_args(argv)
     parts = [(int(s), int(n), [(int(a), int(b)) for a, b in u])
              for s, n, u in json.loads(args.parts.read_text())]  # fmt: skip
-    print(json.dumps(measure(args.disk, args.target, parts, args.workers)))
+    print(json.dumps(measure(args.disk, args.target, parts, args.workers, args.scratch)))
     return 0
 
 
