@@ -12,6 +12,8 @@ memory as the engine sees it (unused bytes inside a window zeroed). Then, timed,
 - compression: zstd level 3 (the engine's compressor, python-zstandard) of every window on N
   threads (default: every core; the library releases the GIL), as if nothing else ran;
 - decompression: the same frames back, on N threads;
+- naming: blake3 of every window (the chunk's name), on N threads; `named_rate` counts it
+  after the compression: the CPU every save spends whatever it does around it;
 - write: every window's used spans written with O_DIRECT onto TARGET at their own offsets
   (4 MiB aligned buffers, one request at a time), then fsync: what a restore must write;
 - with `--scratch DIR` (a folder on the repository's disk), the same write while a thread
@@ -39,6 +41,7 @@ import zstandard
 
 from appliance.io.pipeline import WINDOW, spans
 from appliance.io.windows import Window, windows
+from appliance.repo.chunk import content_hash
 from bench.sh import drop_caches
 
 LEVEL = 3  # the engine's (appliance/repo/chunk.py Encoder)
@@ -88,6 +91,18 @@ def compress_limit(datas: list[bytes], workers: int) -> tuple[float, list[bytes]
         return bytes(cctx.compress(data))
 
     return _timed_map(workers, squeeze, datas, [len(d) for d in datas])
+
+
+def name_limit(datas: list[bytes], workers: int) -> float:
+    """Seconds to name every window (blake3 of its bytes, as the engine's chunk names are)
+    on `workers` threads (blake3 releases the GIL)."""
+
+    def name(data: bytes, _size: int) -> bytes:
+        content_hash(data)
+        return b""
+
+    seconds, _ = _timed_map(workers, name, datas, [len(d) for d in datas])
+    return seconds
 
 
 def decompress_limit(frames: list[bytes], sizes: list[int], workers: int) -> float:
@@ -169,6 +184,7 @@ def measure(node: str, target: str, parts: list[tuple[int, int, list[tuple[int, 
     datas = [data for _, data in loaded]
     squeeze_s, frames = compress_limit(datas, workers)
     expand_s = decompress_limit(frames, [len(d) for d in datas], workers)
+    named_s = name_limit(datas, workers)
     write_s = write_limit(target, loaded) if target != "-" else float("nan")
     shared_s = float("nan")
     if target != "-" and scratch is not None:
@@ -179,6 +195,8 @@ def measure(node: str, target: str, parts: list[tuple[int, int, list[tuple[int, 
         "compress_seconds": squeeze_s,
         "compress_rate": used / squeeze_s,
         "compressed_share": sum(map(len, frames)) / sum(map(len, datas)),
+        "name_seconds": named_s,
+        "named_rate": used / (squeeze_s + named_s),
         "decompress_seconds": expand_s,
         "decompress_rate": used / expand_s,
         "write_seconds": write_s,
