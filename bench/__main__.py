@@ -479,6 +479,17 @@ def bench(
         )
     }
     res["limits"]["runs"] = limits
+
+    def save_against(cpu: str) -> dict[str, Any]:
+        """The save's rate against min(raw read, the limits' `cpu` rate), round by round."""
+        limit = [min(r, x[cpu]) for r, x in zip(rate_raw, limits, strict=True)]
+        return report.ratios([used / s for s in t["our_save"]], limit)
+
+    def restore_against(disk: str) -> dict[str, Any]:
+        """The restore's rate against min(the limits' `disk` rate, decompression)."""
+        limit = [min(x[disk], x["decompress_rate"]) for x in limits]
+        return report.ratios([used / s for s in t["our_restore"]], limit)
+
     res["comparisons"] = {
         "save_speedup": report.ratios(t["cz_save"], t["our_save"]),
         "restore_speedup": report.ratios(t["cz_restore"], t["our_restore"]),
@@ -489,22 +500,10 @@ def bench(
             [used_changed / s for s in t["our_incremental"]], rate_raw
         ),
         "save_vs_raw": report.ratios([used / s for s in t["our_save"]], rate_raw),
-        "save_vs_limit": report.ratios(
-            [used / s for s in t["our_save"]],
-            [min(r, x["compress_rate"]) for r, x in zip(rate_raw, limits, strict=True)],
-        ),
-        "restore_vs_limit": report.ratios(
-            [used / s for s in t["our_restore"]],
-            [min(x["write_rate"], x["decompress_rate"]) for x in limits],
-        ),
-        "save_vs_named": report.ratios(
-            [used / s for s in t["our_save"]],
-            [min(r, x["named_rate"]) for r, x in zip(rate_raw, limits, strict=True)],
-        ),
-        "restore_vs_shared": report.ratios(
-            [used / s for s in t["our_restore"]],
-            [min(x["shared_rate"], x["decompress_rate"]) for x in limits],
-        ),
+        "save_vs_limit": save_against("compress_rate"),
+        "restore_vs_limit": restore_against("write_rate"),
+        "save_vs_named": save_against("named_rate"),
+        "restore_vs_shared": restore_against("shared_rate"),
         "save_nocheck_speedup": report.ratios(t["cz_save"], t["our_save_nocheck"]),
         "proof_cost": report.ratios(t["our_save"], t["our_save_nocheck"]),
         "encrypted_save_cost": report.ratios(t["our_save_encrypted"], t["our_save"]),
