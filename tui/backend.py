@@ -312,10 +312,11 @@ class EngineBackend(BrowseEngine, RoomJobs):
             module = self._clone_module()
             if module is None:
                 raise ApplianceError(CLONE_MISSING)
-            module.clone(plan.engine_plan, progress=progress, cancel=cancel)
+            warnings = module.clone(plan.engine_plan, progress=progress, cancel=cancel)
             took = time.monotonic() - started
+            done = f"Cloned {plan.source} onto {plan.target.describe()}: {rate(plan.total, took)}."
             return JobSummary(
-                (f"Cloned {plan.source} onto {plan.target.describe()}: {rate(plan.total, took)}.",),
+                (done, *(f"Warning: {w}." for w in warnings or ())),
                 "The copy was not compared with the source afterwards.",
             )
 

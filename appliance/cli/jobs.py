@@ -228,13 +228,21 @@ def run_clone(args: argparse.Namespace, cancel: threading.Event) -> int:
     ):
         return 0
     started = time.monotonic()
-    clone(plan, progress=progress, cancel=cancel)
+    warnings = clone(plan, progress=progress, cancel=cancel)
     seconds = time.monotonic() - started
     if args.json:
-        print_json({**plan.to_json(), "seconds": round(seconds, 3)})
+        print_json(
+            {
+                **plan.to_json(),
+                "seconds": round(seconds, 3),
+                "warnings": warnings,
+                "read_errors": [list(r) for r in plan.unreadable],
+            }
+        )
     else:
         print(f"Cloned {plan.source.node} onto {plan.target.node}: {rate(plan.total, seconds)}.")
-    return 0
+        print_warnings(warnings)
+    return WARNINGS_EXIT if warnings else 0
 
 
 def run_verify(args: argparse.Namespace, cancel: threading.Event) -> int:

@@ -36,8 +36,8 @@ from types import TracebackType
 from typing import Protocol
 
 from appliance.disk.deadmounts import clear_dead
-from appliance.errors import DeviceError
-from appliance.io.fuseserve import serve, unmount_with_parent
+from appliance.errors import CorruptData, DeviceError
+from appliance.io.fuseserve import read_damage, serve, unmount_with_parent
 
 GRANULE = 4096
 NAME = "disk"
@@ -233,6 +233,7 @@ class CowView:
         self.mountpoint = self.folder / "view"
         self.mountpoint.mkdir()
         self.path = str(self.mountpoint / NAME)
+        self.damage_log = str(self.folder / "damaged")
         args = [
             sys.executable,
             "-m",
@@ -245,6 +246,8 @@ class CowView:
             str(self.folder / "overlay"),
             "--size",
             str(size),
+            "--damage-log",
+            self.damage_log,
         ]
         if device is not None:
             args += ["--device", device, "--offset", str(offset)]
@@ -290,6 +293,19 @@ class CowView:
             time.sleep(0.05)
         return self
 
+    def damaged(self) -> list[str]:
+        """What the view could not read from a damaged image (one sentence each)."""
+        return read_damage(self.damage_log)
+
+    def raise_if_damaged(self, cause: BaseException | None = None) -> None:
+        """CorruptData naming what was damaged, when the view met damage: a tool's failure
+        or a read error on this view (`cause`) was the image's damage, not the tool's or
+        the target's."""
+        said = self.damaged()
+        if said:
+            more = f" ({len(said) - 1} more damaged reads)" if len(said) > 1 else ""
+            raise CorruptData(said[0] + more) from cause
+
     def close(self) -> None:
         if self.proc is not None:
             if os.path.ismount(self.mountpoint):
@@ -300,7 +316,8 @@ class CowView:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
-        for path in (*self.folder.glob("overlay*"), self.mountpoint, self.folder):
+        leftovers = (*self.folder.glob("overlay*"), Path(self.damage_log))
+        for path in (*leftovers, self.mountpoint, self.folder):
             with contextlib.suppress(OSError):
                 path.rmdir() if path.is_dir() else path.unlink()
 
@@ -320,6 +337,9 @@ def remove_leftovers(args: argparse.Namespace) -> None:
             path.unlink()
     if args.index_dir:
         shutil.rmtree(args.index_dir, ignore_errors=True)
+    if args.damage_log:
+        with contextlib.suppress(OSError):
+            os.unlink(args.damage_log)
     for folder in (args.mount, os.path.dirname(args.mount)):
         with contextlib.suppress(OSError):
             os.rmdir(folder)  # only when empty
@@ -347,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region")
     parser.add_argument("--index-dir")
     parser.add_argument("--parent", type=int, help="the job's pid: unmount when it is gone")
+    parser.add_argument("--damage-log", help="where the sentences of damaged reads go")
     args = parser.parse_args(argv)
     parent = args.parent or os.getppid()
     unmount_with_parent(parent, args.mount)
@@ -354,7 +375,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.index_dir:  # a save's proof
             give_back_windows()
             folder = IndexFolder(args.repo, args.index_dir, args.overlay)
-            serve(folder.file, folder.names, args.mount, fsname="appliance-cow", writable=True)
+            serve(
+                folder.file,
+                folder.names,
+                args.mount,
+                fsname="appliance-cow",
+                writable=True,
+                damage_log=args.damage_log,
+            )
             return 0
         base: Base
         if args.device:
@@ -368,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             args.mount,
             fsname="appliance-cow",
             writable=True,
+            damage_log=args.damage_log,
         )
         return 0
     finally:

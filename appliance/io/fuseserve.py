@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from appliance.errors import ApplianceError
+
 #: the largest read the kernel hands the view in one request (libfuse3 negotiates up to 1 MiB)
 MAX_READ = 1 << 20
 READAHEAD_KIB = 8192
@@ -69,14 +71,17 @@ def serve(
     fsname: str,
     writable: bool = False,
     direct_io: bool = False,
+    damage_log: str | None = None,
 ) -> None:
     """Serve MOUNTPOINT/NAME for each name of `names` until unmounted (blocks).
 
-    A read that fails with an OSError answers with its errno (a damaged chunk: EIO); a
-    read-only view refuses writes (EROFS). `direct_io`: reads bypass the kernel's page
-    cache and land straight in the reader's buffer (one copy less, and less than half the
-    kernel's time per byte); for a view whose reader caches what it needs itself (a loop
-    device and the filesystem on it)."""
+    A read that fails with an OSError answers with its errno; one that fails with our own
+    error (a damaged chunk) answers EIO, and its sentence is added as a line to
+    `damage_log`, so the job reading the view can say what was damaged instead of what
+    its tool made of an I/O error. A read-only view refuses writes (EROFS). `direct_io`:
+    reads bypass the kernel's page cache and land straight in the reader's buffer (one copy
+    less, and less than half the kernel's time per byte); for a view whose reader caches
+    what it needs itself (a loop device and the filesystem on it)."""
     fuse = _fuse()
     now = time.time()
 
@@ -134,6 +139,10 @@ def serve(
                 return found(path).read(offset, length)
             except OSError as exc:
                 raise fuse.FuseOSError(exc.errno or errno.EIO) from exc
+            except ApplianceError as exc:
+                if damage_log is not None:
+                    note_damage(damage_log, str(exc))
+                raise fuse.FuseOSError(errno.EIO) from exc
 
         def write(self, path: str, data: bytes, offset: int, fh: Any) -> int:
             served = found(path)
@@ -153,6 +162,27 @@ def serve(
     if direct_io:
         options["direct_io"] = True
     fuse.FUSE(Operations(), mountpoint, foreground=True, nothreads=False, fsname=fsname, **options)
+
+
+_NOTED = threading.Lock()
+
+
+def note_damage(log: str, sentence: str) -> None:
+    """Add one damaged read's sentence to the view's damage log (once per sentence)."""
+    line = " ".join(sentence.split()) + "\n"
+    with _NOTED, open(log, "a+", encoding="utf-8") as handle:
+        handle.seek(0)
+        if line not in handle.readlines():
+            handle.write(line)
+
+
+def read_damage(log: str) -> list[str]:
+    """The sentences of a view's damage log, [] when nothing damaged was read."""
+    try:
+        with open(log, encoding="utf-8") as handle:
+            return [line.strip() for line in handle if line.strip()]
+    except FileNotFoundError:
+        return []
 
 
 def widen_readahead(mountpoint: str, seconds: float = 20.0) -> None:

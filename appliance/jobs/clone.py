@@ -26,6 +26,7 @@ from appliance.jobs.fitting import (
     with_min_sizes,
 )
 from appliance.jobs.save import RegionPlan, plan_regions
+from appliance.jobs.savechecks import unreadable_warnings
 from appliance.jobs.writeplan import (
     AddPartitions,
     Context,
@@ -53,6 +54,7 @@ class ClonePlan:
     fit: FitPlan
     regions: list[RegionPlan]
     label: str = ""  # what the progress lines say is done ("restoring X"), when not a clone
+    unreadable: list[tuple[int, int]] = field(default_factory=list)  # once run: read as zeros
 
     @property
     def total(self) -> int:
@@ -217,7 +219,9 @@ def clone(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     workers: int | None = None,
-) -> None:
+) -> list[str]:
+    """Clone as planned; returns the warnings for people: the source's unreadable areas
+    (copied as zeros, as a save keeps them) and the files they hit."""
     progress = progress or Progress()
     src = plan.source
     target = recheck_target(plan.target)
@@ -225,8 +229,13 @@ def clone(
     check_not_in_use(target)
     progress.total = plan.total
     steps = clone_steps(plan, target)
-    execute(steps, target, progress=progress, cancel=cancel, workers=workers, table=src.table)
+    bad = execute(steps, target, progress=progress, cancel=cancel, workers=workers, table=src.table)
+    plan.unreadable = bad
     progress.set_phase(
         Phase.DONE,
         f"{src.node} cloned onto {target.node} ({human_size(progress.done)} of used data)",
+    )
+    regions = [r.region for r in plan.regions]
+    return unreadable_warnings(
+        src, regions, bad, lambda _line: None, done="copied", rest="the --json output"
     )

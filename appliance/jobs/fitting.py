@@ -4,16 +4,17 @@ filesystems that got more room, and the checks before the first write."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from appliance.disk.blockio import aligned_buffer, write_from
+from appliance.disk.blockio import aligned_buffer, read_into, write_from
 from appliance.disk.model import Disk
 from appliance.disk.probe import probe_disk
-from appliance.errors import ApplianceError, SafetyRefusal
+from appliance.errors import ApplianceError, CorruptData, SafetyRefusal
 from appliance.fs import resize as fsresize
 from appliance.fs.usedmap import used_map
 from appliance.io.cowview import CowView
@@ -57,8 +58,10 @@ def copy_ranges(
     progress: Progress,
     cancel: threading.Event | None,
     workers: int | None = None,
+    bad: list[tuple[int, int]] | None = None,
 ) -> None:
-    """Copy the used `ranges` of a region from `src_fd` at src_base to `dst_fd` at dst_base."""
+    """Copy the used `ranges` of a region from `src_fd` at src_base to `dst_fd` at dst_base;
+    unreadable sectors are copied as zeros and added to `bad` (offsets in `src_fd`)."""
     shift = dst_base - src_base
 
     def work(win: Window, view: memoryview) -> None:
@@ -73,6 +76,7 @@ def copy_ranges(
         progress=progress,
         cancel=cancel,
         workers=workers,
+        bad=bad,
     )
 
 
@@ -97,7 +101,7 @@ def with_min_sizes(
             and part.type.lower() not in FIXED_TYPES
             and grow in (None, part.number)
         ):
-            with CowView(part.size, **view_args(part)) as view:
+            with CowView(part.size, **view_args(part)) as view, damage_said(view):
                 part = replace(part, min_size=fsresize.min_size(view.path, part.fstype))
         out.append(part)
     return out
@@ -122,7 +126,8 @@ class ShrinkCopy(Step):
 
     def run(self, ctx: Context) -> None:
         part = self.plan.part(self.number)
-        with CowView(part.old_size, **self.view_args) as view:
+        lost: list[tuple[int, int]] = []  # unreadable, copied as zeros (offsets in the view)
+        with CowView(part.old_size, **self.view_args) as view, damage_said(view):
             ctx.progress.set_phase(
                 Phase.RESIZE, f"shrinking partition {part.number} ({part.fstype})"
             )
@@ -133,9 +138,29 @@ class ShrinkCopy(Step):
             ctx.progress.set_phase(Phase.COPY, f"copying the shrunk partition {part.number}")
             fd = os.open(view.path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                copy_held(ctx, fd, 0, part.new_start, list(umap.ranges), part.new_size)
+                copy_held(ctx, fd, 0, part.new_start, list(umap.ranges), part.new_size, lost)
             finally:
                 os.close(fd)
+        if lost and "device" not in self.view_args:  # an image reads whole or not at all
+            raise CorruptData(
+                f"{human_size(sum(n for _, n in lost))} of partition {part.number} could not "
+                "be read from the image."
+            )
+        base = int(self.view_args.get("offset", 0))  # the source disk's unreadable sectors
+        ctx.unreadable += [(base + start, length) for start, length in lost]
+
+
+@contextlib.contextmanager
+def damage_said(view: CowView) -> Iterator[None]:
+    """Whatever fails on a view of a damaged image (its resize tool, a read) is said as the
+    damage the view met, naming the chunk, instead of what the tool made of an I/O error;
+    damage met by reads that did not fail (a copy reads it as zeros) is raised at the end."""
+    try:
+        yield
+    except (ApplianceError, OSError) as exc:
+        view.raise_if_damaged(exc)
+        raise
+    view.raise_if_damaged()
 
 
 def copy_held(
@@ -145,15 +170,19 @@ def copy_held(
     dst_base: int,
     ranges: list[tuple[int, int]],
     size: int,
+    bad: list[tuple[int, int]] | None = None,
 ) -> None:
     """copy_ranges onto the run's target, keeping what falls on held-back sectors for the
-    last step (read from the source now: it is never written)."""
+    last step (read from the source now: it is never written). Unreadable source sectors
+    are copied as zeros and added to `bad` (offsets in `src_fd`; default: the run's
+    `unreadable`, for a source disk read at its own offsets)."""
+    bad = ctx.unreadable if bad is None else bad
     now, later = ctx.split(dst_base, ranges)
     for start, length in later:
         buf = aligned_buffer(length)
         try:
             view = memoryview(buf)
-            os.preadv(src_fd, [view], src_base + start)
+            read_into(src_fd, view, src_base + start, ctx.sector, bad)
             ctx.keep(dst_base + start, bytes(view), count=True)
             view.release()
         finally:
@@ -169,6 +198,7 @@ def copy_held(
         progress=ctx.progress,
         cancel=ctx.cancel,
         workers=ctx.workers,
+        bad=bad,
     )
 
 

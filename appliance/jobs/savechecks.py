@@ -127,9 +127,16 @@ def _node(disk: Disk, number: int) -> str:
 
 
 def unreadable_warnings(
-    disk: Disk, regions: list[Region], bad: list[tuple[int, int]], log: Callable[[str], None]
+    disk: Disk,
+    regions: list[Region],
+    bad: list[tuple[int, int]],
+    log: Callable[[str], None],
+    *,
+    done: str = "saved",
+    rest: str = "the log.txt",
 ) -> list[str]:
-    """Each unreadable area (the first few), then the files they hit; all of them in log."""
+    """Each unreadable area (the first few), then the files they hit; all of them in log.
+    `done`: what happened to them ("saved" as zeros, "copied"); `rest`: where all are."""
     if not bad:
         return []
     out: list[str] = []
@@ -137,14 +144,14 @@ def unreadable_warnings(
     for start, length in sorted(bad):
         region = _region_at(regions, start)
         where = _short(region) if region and region.partition is not None else "the table area"
-        log(f"unreadable: {length} bytes at byte {start} of the disk ({where}), saved as zeros")
+        log(f"unreadable: {length} bytes at byte {start} of the disk ({where}), {done} as zeros")
         if len(out) < MAX_RANGES:
             out.append(f"{human_size(length)} unreadable at disk byte {start}, {where}")
         if region is not None and region.partition is not None:
             by_region.setdefault(region.name, []).append((start - region.start, length))
     if len(bad) > MAX_RANGES:
-        out.append(f"{len(bad) - MAX_RANGES} more unreadable areas; see the log.txt")
-    out.append("unreadable areas were saved as zeros")
+        out.append(f"{len(bad) - MAX_RANGES} more unreadable areas; see {rest}")
+    out.append(f"unreadable areas were {done} as zeros")
     hits: list[str] = []
     for region in regions:
         if region.name in by_region and region.partition is not None:
@@ -157,7 +164,7 @@ def unreadable_warnings(
             ]
     out += hits[:MAX_FILES]
     if len(hits) > MAX_FILES:
-        out.append(f"{len(hits) - MAX_FILES} more files hit; see the log.txt")
+        out.append(f"{len(hits) - MAX_FILES} more files hit; see {rest}")
     return out
 
 

@@ -46,6 +46,8 @@ class Context:
     holds: list[tuple[int, int]]  # (offset, length) held back
     held: dict[int, bytearray] = field(default_factory=dict)  # sector offset -> its bytes
     nodes: dict[int, str] = field(default_factory=dict)  # partition -> node
+    # source disk byte ranges that could not be read and were copied as zeros (a clone)
+    unreadable: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def sector(self) -> int:
@@ -314,9 +316,10 @@ def execute(
     cancel: threading.Event | None,
     workers: int | None,
     table: str | None,
-) -> None:
+) -> list[tuple[int, int]]:
     """Run the steps on `target`. A stop after the first write re-raises the same error
-    class with a sentence that says the target holds an incomplete restore or clone."""
+    class with a sentence that says the target holds an incomplete restore or clone.
+    Returns the source disk's byte ranges that could not be read (copied as zeros)."""
     marker = next((s.marker for s in steps if isinstance(s, MarkIncomplete)), None)
     fd = open_direct(target.node, write=True)
     ctx = Context(
@@ -335,6 +338,7 @@ def execute(
             wrote = wrote or step.writes
             step.run(ctx)
             valid = valid or isinstance(step, WriteTableLast)
+        return sorted(ctx.unreadable)
     except KeyboardInterrupt:
         if not wrote or valid or marker is None:
             raise
