@@ -14,7 +14,7 @@ from typing import Any
 from appliance.disk.blockio import aligned_buffer, read_into, write_from
 from appliance.disk.model import Disk
 from appliance.disk.probe import probe_disk
-from appliance.errors import ApplianceError, CorruptData, SafetyRefusal
+from appliance.errors import ApplianceError, Cancelled, CorruptData, SafetyRefusal
 from appliance.fs import resize as fsresize
 from appliance.fs.usedmap import used_map
 from appliance.io.cowview import CowView
@@ -157,6 +157,8 @@ def damage_said(view: CowView) -> Iterator[None]:
     damage met by reads that did not fail (a copy reads it as zeros) is raised at the end."""
     try:
         yield
+    except Cancelled:
+        raise  # a stop stays a stop
     except (ApplianceError, OSError) as exc:
         view.raise_if_damaged(exc)
         raise
