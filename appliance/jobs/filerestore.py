@@ -286,6 +286,7 @@ def restore_file(
             cancel=cancel,
             workers=workers,
             table=clone.source.table,
+            unreadable_stops=f"The file {plan.file}",
         )
     progress.set_phase(
         Phase.DONE,

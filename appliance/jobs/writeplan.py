@@ -27,7 +27,7 @@ from appliance.disk import marker as restoremark
 from appliance.disk.blockio import aligned_buffer, device_error, flush, open_direct, write_from
 from appliance.disk.model import Disk
 from appliance.disk.probe import probe_disk, set_kernel_partitions, sync_partitions
-from appliance.errors import ApplianceError, Cancelled, DeviceError
+from appliance.errors import ApplianceError, Cancelled, CorruptData, DeviceError
 from appliance.progress import Phase, Progress
 from appliance.tools import run
 
@@ -316,10 +316,14 @@ def execute(
     cancel: threading.Event | None,
     workers: int | None,
     table: str | None,
+    unreadable_stops: str | None = None,
 ) -> list[tuple[int, int]]:
     """Run the steps on `target`. A stop after the first write re-raises the same error
     class with a sentence that says the target holds an incomplete restore or clone.
-    Returns the source disk's byte ranges that could not be read (copied as zeros)."""
+    Returns the source disk's byte ranges that could not be read (copied as zeros: a clone
+    keeps what a dying disk still gives). `unreadable_stops`: what the source is (an image
+    file, whose every byte must read), and the job stops at the first step that met such a
+    range, before the table is made valid."""
     marker = next((s.marker for s in steps if isinstance(s, MarkIncomplete)), None)
     fd = open_direct(target.node, write=True)
     ctx = Context(
@@ -337,6 +341,12 @@ def execute(
                 raise Cancelled("Stopped by the user.")
             wrote = wrote or step.writes
             step.run(ctx)
+            if unreadable_stops and ctx.unreadable and not valid:
+                first = min(ctx.unreadable)
+                raise CorruptData(
+                    f"{unreadable_stops} cannot be read whole: {len(ctx.unreadable)} unreadable "
+                    f"part(s), the first at byte {first[0]}."
+                )
             valid = valid or isinstance(step, WriteTableLast)
         return sorted(ctx.unreadable)
     except KeyboardInterrupt:

@@ -39,11 +39,13 @@ class CopyAll(Step):
 
     data: bytes
     fail: bool = False
+    unreadable: tuple[tuple[int, int], ...] = ()  # source ranges it read as zeros
 
     def describe(self) -> str:
         return "copy"
 
     def run(self, ctx: Context) -> None:
+        ctx.unreadable += self.unreadable
         now, later = ctx.split(0, [(0, len(self.data))])
         for start, length in later:
             ctx.keep(start, self.data[start : start + length])
@@ -176,3 +178,23 @@ def test_ctrl_c_inside_a_write_stays_a_ctrl_c(
         ctx = Context(disk, handle.fileno(), Progress(), None, None, [])
         with pytest.raises(KeyboardInterrupt):
             ctx.put(0, bytes(512))
+
+
+def test_unreadable_source_ranges_are_returned_or_stop_the_job(tmp_path: Path) -> None:
+    """A clone keeps what a dying disk gives and returns what it could not read; a job
+    whose source is an image file stops at the first unreadable part, before the table is
+    made valid, and the target stays marked."""
+    disk = disk_file(tmp_path, 2 * MiB)
+    data = pattern(disk.size)
+    steps = [MarkIncomplete(MARKER), CopyAll(data, unreadable=((4096, 512),)), WriteTableLast()]
+    got = execute(steps, disk, progress=Progress(), cancel=None, workers=1, table="gpt")
+    assert got == [(4096, 512)]
+    assert restoremark.read_marker(disk.node) is None
+    with pytest.raises(CorruptData) as caught:
+        execute(steps, disk, progress=Progress(), cancel=None, workers=1, table="gpt",
+                unreadable_stops="The file pc.vhdx")  # fmt: skip
+    assert str(caught.value).startswith(
+        "The file pc.vhdx cannot be read whole: 1 unreadable part(s), the first at byte 4096. "
+        f"{disk.node} holds an incomplete restore of laptop"
+    )
+    assert restoremark.read_marker(disk.node) == MARKER
