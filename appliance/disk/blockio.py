@@ -26,6 +26,14 @@ def aligned_buffer(size: int) -> mmap.mmap:
     return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
 
+def close_buffer(buf: mmap.mmap) -> None:
+    """Give an aligned buffer back now; when a view of it is still held (by the traceback of
+    a stop or an error on its way out), leave it to be freed with that view instead of
+    raising BufferError over the error that is leaving."""
+    with contextlib.suppress(BufferError):
+        buf.close()
+
+
 def open_direct(node: str, write: bool = False) -> int:
     """A file descriptor with O_DIRECT where the device allows it."""
     flags = (os.O_RDWR if write else os.O_RDONLY) | os.O_CLOEXEC
@@ -76,20 +84,22 @@ def read_into(
     # Slow path: a short read or an I/O error. Go sector by sector and keep what reads.
     pos = 0
     while pos < len(view):
-        piece = view[pos : pos + sector]
-        try:
-            got = os.preadv(fd, [piece], offset + pos)
-        except OSError as exc:
-            if exc.errno != errno.EIO:
-                raise
-            got = -1
-        if got != len(piece):
-            piece[:] = bytes(len(piece))
+        with view[pos : pos + sector] as piece:  # released even when a stop lands here
+            try:
+                got = os.preadv(fd, [piece], offset + pos)
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    raise
+                got = -1
+            size = len(piece)
+            if got != size:
+                piece[:] = bytes(size)
+        if got != size:
             if bad and bad[-1][0] + bad[-1][1] == offset + pos:
-                bad[-1] = (bad[-1][0], bad[-1][1] + len(piece))
+                bad[-1] = (bad[-1][0], bad[-1][1] + size)
             else:
-                bad.append((offset + pos, len(piece)))
-        pos += len(piece)
+                bad.append((offset + pos, size))
+        pos += size
 
 
 def write_from(fd: int, view: memoryview, offset: int) -> None:

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.disk.blockio import aligned_buffer, open_direct
+from appliance.disk.blockio import aligned_buffer, close_buffer, open_direct
 from appliance.errors import ApplianceError
 
 MAGIC = b"APPLIANCE INCOMPLETE RESTORE\n"
@@ -103,17 +103,18 @@ def read_marker(node: str) -> Marker | None:
         return None
     buf = aligned_buffer(4096)
     try:
-        view = memoryview(buf)
-        try:
-            got = os.preadv(fd, [view], 0)
-        except OSError:
+        with memoryview(buf) as view:  # released on every way out: close() needs that
+            try:
+                got = os.preadv(fd, [view], 0)
+            except OSError:
+                got = -1
+            data = bytes(view[:got]) if got >= 0 else None
+        if data is None:
             try:  # a device whose logical sector is larger than a page
                 return decode(os.pread(fd, LIMIT, 0))
             except OSError:
                 return None
-        data = bytes(view[:got])
-        view.release()
         return decode(data)
     finally:
-        buf.close()
+        close_buffer(buf)
         os.close(fd)

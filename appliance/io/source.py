@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
-from appliance.disk.blockio import aligned_buffer, open_direct, read_into
+from appliance.disk.blockio import aligned_buffer, close_buffer, open_direct, read_into
 from appliance.errors import CorruptData
 from appliance.io.pipeline import zero_unused
 from appliance.io.windows import WINDOW, Window, window_length, windows
@@ -251,17 +251,16 @@ class DiskSource:
             return None
         buf = aligned_buffer(src.window)
         try:
-            view = memoryview(buf)
-            for start, size in used:  # whole sectors, as O_DIRECT wants them
-                first = start // self.sector * self.sector
-                end = min(-(-(start + size) // self.sector) * self.sector, length)
-                read_into(self.fd, view[first:end], src.start + lo + first, self.sector, self.bad)
-            zero_unused(view, used, length)
-            data = bytes(view[:length])
-            view.release()
-            return data
+            with memoryview(buf) as view:  # released on every way out: close() needs that
+                for start, size in used:  # whole sectors, as O_DIRECT wants them
+                    first = start // self.sector * self.sector
+                    end = min(-(-(start + size) // self.sector) * self.sector, length)
+                    with view[first:end] as piece:
+                        read_into(self.fd, piece, src.start + lo + first, self.sector, self.bad)
+                zero_unused(view, used, length)
+                return bytes(view[:length])
         finally:
-            buf.close()
+            close_buffer(buf)
 
     def window_hash(self, region: int, number: int) -> str | None:
         return None

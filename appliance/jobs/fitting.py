@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from appliance.disk.blockio import aligned_buffer, read_into, write_from
+from appliance.disk.blockio import aligned_buffer, close_buffer, read_into, write_from
 from appliance.disk.model import Disk
 from appliance.disk.probe import probe_disk
 from appliance.errors import ApplianceError, Cancelled, CorruptData, SafetyRefusal
@@ -183,12 +183,11 @@ def copy_held(
     for start, length in later:
         buf = aligned_buffer(length)
         try:
-            view = memoryview(buf)
-            read_into(src_fd, view, src_base + start, ctx.sector, bad)
-            ctx.keep(dst_base + start, bytes(view), count=True)
-            view.release()
+            with memoryview(buf) as view:  # released on every way out: close() needs that
+                read_into(src_fd, view, src_base + start, ctx.sector, bad)
+                ctx.keep(dst_base + start, bytes(view), count=True)
         finally:
-            buf.close()
+            close_buffer(buf)
     copy_ranges(
         src_fd,
         src_base,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from appliance.disk.blockio import aligned_buffer, flush
+from appliance.disk.blockio import aligned_buffer, close_buffer, flush
 from appliance.disk.marker import Marker
 from appliance.disk.model import Disk
 from appliance.disk.probe import probe_disk
@@ -206,13 +206,11 @@ class EbrBootCode(Step):
 def _read(ctx: Context, offset: int, length: int) -> bytes:
     buf = aligned_buffer(max(length, 4096))
     try:
-        view = memoryview(buf)
-        got = os.preadv(ctx.fd, [view[:length]], offset)
-        data = bytes(view[:got])
-        view.release()
-        return data
+        with memoryview(buf) as view:  # released on every way out: close() needs that
+            got = os.preadv(ctx.fd, [view[:length]], offset)
+            return bytes(view[:got])
     finally:
-        buf.close()
+        close_buffer(buf)
 
 
 @dataclass

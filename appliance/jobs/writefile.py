@@ -26,6 +26,7 @@ import blake3
 
 from appliance.disk.blockio import (
     aligned_buffer,
+    close_buffer,
     device_error,
     open_direct,
     read_into,
@@ -155,7 +156,7 @@ def discard_reads_zeros(fd: int, disk: Disk) -> bool:
         return True
     finally:
         view.release()
-        buf.close()
+        close_buffer(buf)
 
 
 @dataclass
@@ -462,5 +463,5 @@ def _hash_target(
             progress.add(want)
     finally:
         view.release()
-        buf.close()
+        close_buffer(buf)
     return hasher.hexdigest()

@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from appliance.disk import marker as restoremark
-from appliance.disk.blockio import aligned_buffer, device_error, flush, open_direct, write_from
+from appliance.disk.blockio import (
+    aligned_buffer,
+    close_buffer,
+    device_error,
+    flush,
+    open_direct,
+    write_from,
+)
 from appliance.disk.model import Disk
 from appliance.disk.probe import probe_disk, set_kernel_partitions, sync_partitions
 from appliance.errors import ApplianceError, Cancelled, CorruptData, DeviceError
@@ -101,7 +108,7 @@ class Context:
                 piece[:] = data
                 write_from(self.fd, piece, offset)
         finally:
-            buf.close()
+            close_buffer(buf)
 
 
 def hold_ranges(table: str | None, size: int, sector: int) -> list[tuple[int, int]]:
