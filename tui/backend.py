@@ -124,6 +124,11 @@ class EngineBackend(BrowseEngine, RoomJobs):
     def images(self, repo: str) -> list[ImageSummary]:
         """Our images, and other tools' images found in the same folder (Clonezilla's,
         Windows system images, disk image files)."""
+        if "://" not in repo and not Path(repo).exists():  # chosen, nothing saved there yet
+            raise RepositoryError(
+                f"No image has been saved in {repo} yet (the folder does not exist): save a "
+                "disk there first, or press P on the home screen to choose another repository."
+            )
         shelf = [shelf_summary(item) for item in list_shelf(repo)] + list_windows(repo)
         shelf += list_disk_files(repo)
         try:

@@ -10,6 +10,7 @@ from kit.tui.fakes import FakeBackend
 from kit.tui.pilot import drive, fake_app, screen_text, until
 from textual.pilot import Pilot
 
+from appliance.errors import RepositoryError
 from appliance.jobs.catalog import ImageSummary
 from tui.backend import EngineBackend
 from tui.screens.restore import RestoreScreen
@@ -46,3 +47,19 @@ def test_the_restore_screen_shows_them_beside_ours(tmp_path: Path) -> None:
         assert ours[0].name[:20] in text
 
     drive(fake_app(backend), scenario)
+
+
+def test_a_repository_folder_not_made_yet_says_to_save_first(tmp_path: Path) -> None:
+    """The repository chosen on a fresh stick (the demo's too) has no folder until the first
+    save: Restore and Browse say so, and what to do, instead of "there is no repository"."""
+    folder = tmp_path / "stick" / "images"
+    try:
+        EngineBackend().images(str(folder))
+    except RepositoryError as exc:
+        said = str(exc)
+    else:
+        raise AssertionError("a folder that does not exist listed as a repository")
+    assert said == (
+        f"No image has been saved in {folder} yet (the folder does not exist): save a disk "
+        "there first, or press P on the home screen to choose another repository."
+    )
