@@ -44,6 +44,7 @@ from appliance.jobs.castlate import (
     STREAMING,
     LatePlan,
     LateWatch,
+    joined_session,
     late_words,
     read_announcement,
 )
@@ -305,7 +306,7 @@ def udp_receiver(argv: list[str]) -> Iterator[tuple[subprocess.Popen[bytes], IO[
         try:
             yield proc, errors
         finally:
-            if proc.poll() is None and proc.stdout is not None and _connected(errors):
+            if proc.poll() is None and proc.stdout is not None and joined_session(errors.fileno()):
                 proc.stdout.close()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=LEAVE)
@@ -314,12 +315,6 @@ def udp_receiver(argv: list[str]) -> Iterator[tuple[subprocess.Popen[bytes], IO[
             proc.wait(timeout=30)
             if proc.stdout is not None:
                 proc.stdout.close()
-
-
-def _connected(errors: IO[bytes]) -> bool:
-    """Whether udp-receiver joined a sender's session (said "Connected as #N")."""
-    said = os.pread(errors.fileno(), os.fstat(errors.fileno()).st_size, 0)  # offset untouched
-    return b"Connected as" in said
 
 
 def _tail(errors: IO[bytes]) -> str:

@@ -107,6 +107,13 @@ def late_words(url: str) -> str:
     )
 
 
+def joined_session(errors_fd: int) -> bool:
+    """Whether udp-receiver (its stderr in the file at `errors_fd`) joined a sender's
+    session: it said "Connected as #N" among its first lines (read without moving the file's
+    offset, which udp-receiver shares)."""
+    return b"Connected as" in os.pread(errors_fd, 1 << 16, 0)
+
+
 class LateWatch:
     """While udp-receiver waits for the stream's head: when the sender's announcement says
     the stream began and udp-receiver is not part of it, stop udp-receiver (the receive then
@@ -128,17 +135,13 @@ class LateWatch:
         self._stop.set()
         self._thread.join(timeout=10)
 
-    def _connected(self) -> bool:
-        said = os.pread(self.errors_fd, 1 << 16, 0)
-        return b"Connected as" in said
-
     def _watch(self) -> None:
         while not self._stop.wait(POLL):
-            if self._connected() or self.proc.poll() is not None:
+            if joined_session(self.errors_fd) or self.proc.poll() is not None:
                 return  # part of the stream (or udp-receiver ended by itself)
             record = read_announcement(self.url)
             if record is not None and record.get("state") in (STREAMING, DONE):
-                if self._connected():
+                if joined_session(self.errors_fd):
                     return
                 self.late = record
                 self.proc.kill()  # the stream's head will not come: stop waiting for it
