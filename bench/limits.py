@@ -120,18 +120,23 @@ def decompress_limit(frames: list[bytes], sizes: list[int], workers: int) -> flo
     return seconds
 
 
-def write_limit(node: str, loaded: list[tuple[Window, bytes]]) -> float:
-    """Seconds to write every window's used spans onto `node` with O_DIRECT, then fsync."""
+def write_requests(loaded: list[tuple[Window, bytes]]) -> list[tuple[int, bytes]]:
+    """Every window's used spans as (disk offset, bytes), aligned for O_DIRECT (untimed)."""
+    requests = []
+    for win, data in loaded:
+        for start, length in spans(win.used):
+            head = start - start % ALIGN  # O_DIRECT: aligned start and length
+            end = min(-(-(start + length) // ALIGN) * ALIGN, win.length)
+            requests.append((win.offset + head, data[head:end]))
+    return requests
+
+
+def write_all(node: str, requests: list[tuple[int, bytes]]) -> float:
+    """Seconds to write `requests` onto `node` with O_DIRECT, then fsync."""
     buf = mmap.mmap(-1, WINDOW + ALIGN, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     view = memoryview(buf)
     fd = os.open(node, os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
     try:
-        requests = []
-        for win, data in loaded:
-            for start, length in spans(win.used):
-                head = start - start % ALIGN  # O_DIRECT: aligned start and length
-                end = min(-(-(start + length) // ALIGN) * ALIGN, win.length)
-                requests.append((win.offset + head, data[head:end]))
         started = time.perf_counter()
         for offset, piece in requests:
             size = -(-len(piece) // ALIGN) * ALIGN
@@ -147,6 +152,11 @@ def write_limit(node: str, loaded: list[tuple[Window, bytes]]) -> float:
         buf.close()
 
 
+def write_limit(node: str, loaded: list[tuple[Window, bytes]]) -> float:
+    """Seconds to write every window's used spans onto `node` with O_DIRECT, then fsync."""
+    return write_all(node, write_requests(loaded))
+
+
 def shared_limit(node: str, loaded: list[tuple[Window, bytes]], frames: list[bytes],
                  scratch: Path) -> float:  # fmt: skip
     """Seconds to read the frames back from files in `scratch` (as a restore reads its chunk
@@ -160,6 +170,7 @@ def shared_limit(node: str, loaded: list[tuple[Window, bytes]], frames: list[byt
         path.write_bytes(frame)
         names.append(path)
     try:
+        requests = write_requests(loaded)  # prepared as write_limit prepares them: untimed
         drop_caches()
         started = time.perf_counter()
 
@@ -169,7 +180,7 @@ def shared_limit(node: str, loaded: list[tuple[Window, bytes]], frames: list[byt
 
         reader = threading.Thread(target=read_all)
         reader.start()
-        write_limit(node, loaded)
+        write_all(node, requests)
         reader.join()
         return time.perf_counter() - started
     finally:
