@@ -25,6 +25,7 @@ from pathlib import Path
 from appliance.errors import DeviceError, ToolFailed
 from appliance.fs.btrfsmap import btrfs_used_ranges
 from appliance.fs.extmap import ext_map
+from appliance.fs.fatmap import fat_map
 from appliance.fs.inodetables import unused_inode_tables
 from appliance.fs.kinds import KINDS
 from appliance.fs.ntfs import SECTOR_SIZES, parse_boot_sector
@@ -126,6 +127,10 @@ def used_map(
         return UsedMap(
             size, normalize_ranges(btrfs_used_ranges(node, size), size, align), "partclone"
         )
+    if fstype == "vfat":
+        fat = fat_map(node, size)  # the table read whole, not a read() per cluster (fs/fatmap.py)
+        if fat is not None:
+            return UsedMap(size, normalize_ranges(fat, size, align), "partclone")
     if fstype in EXT_FAMILY:
         mapped = ext_map(node)  # the same bitmaps as partclone's, read faster (fs/extmap.py)
         if mapped is not None:
@@ -185,6 +190,10 @@ def partclone_map(
         ranges.extend(_ntfs_boot_backups(node, size))
     used = normalize_ranges(ranges, size, align)
     zeros: tuple[tuple[int, int], ...] = ()
+    if fstype == "vfat":
+        fat = fat_map(node, size)  # the table read whole, not a read() per cluster (fs/fatmap.py)
+        if fat is not None:
+            return UsedMap(size, normalize_ranges(fat, size, align), "partclone")
     if fstype in EXT_FAMILY:
         zeros = intersect(inner_ranges(unused_inode_tables(node), size, align), used)
     return UsedMap(size, used, "partclone", zeros)

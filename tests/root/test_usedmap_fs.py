@@ -19,6 +19,7 @@ import pytest
 
 from appliance.errors import ToolFailed
 from appliance.fs.extmap import ext_map
+from appliance.fs.fatmap import fat_map
 from appliance.fs.usedmap import PARTCLONE_PROGRAM, UsedMap, partclone_map, used_map
 
 pytestmark = [
@@ -313,6 +314,90 @@ def test_fat32(tmp_path: Path) -> None:
     out.mkdir()
     _run("mcopy", "-s", "-n", "-i", copy, "::/*", out, env=mtools)
     assert _tree(out) == _tree(files)
+
+
+def _fat_image(tmp_path: Path, size: int, mkfs: list[str]) -> tuple[Path, Path]:
+    """A FAT filesystem holding the test tree, with a file written and deleted again (its
+    clusters are free and hold stale bytes) and a fragmented file; returns (image, files)."""
+    image = _sparse(tmp_path / "fat.img", size)
+    _run("mkfs.fat", *mkfs, image)
+    files = tmp_path / "files"
+    _make_files(files)
+    mtools = {"MTOOLS_SKIP_CHECK": "1"}
+    stale = tmp_path / "stale.bin"
+    stale.write_bytes(os.urandom(MiB))
+    _run("mcopy", "-i", image, stale, "::/stale.bin", env=mtools)
+    _run("mcopy", "-s", "-i", image, files / "big.bin", files / "sub", "::/", env=mtools)
+    _run("mdel", "-i", image, "::/stale.bin", env=mtools)
+    (files / "after.bin").write_bytes(os.urandom(3 * MiB // 2))  # into the freed hole and on
+    _run("mcopy", "-i", image, files / "after.bin", "::/after.bin", env=mtools)
+    return image, files
+
+
+def _fat_files(image: Path, out: Path) -> dict[str, bytes]:
+    out.mkdir()
+    _run("mcopy", "-s", "-n", "-i", image, "::/*", out, env={"MTOOLS_SKIP_CHECK": "1"})
+    return _tree(out)
+
+
+@pytest.mark.parametrize(
+    ("mkfs", "mib"),
+    [
+        (["-F", "12", "-s", "16"], 24),
+        (["-F", "16"], 48),
+        (["-F", "16", "-S", "4096", "-s", "1"], 48),
+        (["-F", "32"], 48),  # fewer clusters than the specification's FAT32 (mkfs.fat warns)
+        (["-F", "32", "-s", "1"], 48),
+        (["-F", "32", "-S", "4096", "-s", "1"], 300),
+    ],
+    ids=["fat12", "fat16", "fat16-4k-sectors", "fat32", "fat32-512-clusters", "fat32-4k-sectors"],
+)
+def test_fat_map_from_its_table(tmp_path: Path, mkfs: list[str], mib: int) -> None:
+    """FAT is mapped from its own table read whole (fs/fatmap.py): a copy of only its ranges
+    passes fsck.fat with every file equal, and the ranges are exactly partclone's."""
+    _need("mkfs.fat", "fsck.fat", "mcopy", "mdel", PARTCLONE_PROGRAM["vfat"])
+    size = mib * MiB
+    image, files = _fat_image(tmp_path, size, mkfs)
+    assert fat_map(str(image), size) is not None  # the table was read, not partclone's map
+    umap = used_map(str(image), "vfat", size, 4096)
+    _check_map(umap, 4096, sum(len(b) for b in _tree(files).values()))
+    copy = _copy_mapped(image, tmp_path / "copy.img", umap)
+    _run("fsck.fat", "-n", copy)
+    assert _fat_files(copy, tmp_path / "out") == _tree(files)
+    assert umap.ranges == partclone_map(str(image), "vfat", size, 4096).ranges
+
+
+def test_fat_map_leaves_out_bad_clusters_and_refuses_a_dirty_table(tmp_path: Path) -> None:
+    """A cluster marked bad in the table is not read (as partclone does); a FAT32 whose clean
+    flag is cleared (pulled out without unmounting) is left to partclone, which refuses it, so
+    the save copies it whole."""
+    _need("mkfs.fat", "mcopy", "mdel", PARTCLONE_PROGRAM["vfat"])
+    size = 48 * MiB
+    image, _ = _fat_image(tmp_path, size, ["-F", "32", "-s", "1"])
+    boot = image.read_bytes()[:512]
+    reserved, fats = int.from_bytes(boot[14:16], "little"), boot[16]
+    per_fat = int.from_bytes(boot[36:40], "little")
+    data_start = reserved + fats * per_fat
+    clusters = (size // 512 - data_start) - 10
+    last = 2 + clusters - 1  # a free cluster near the end, then marked bad in every copy
+    with open(image, "r+b") as disk:
+        for copy in range(fats):
+            disk.seek((reserved + copy * per_fat) * 512 + last * 4)
+            disk.write((0x0FFFFFF7).to_bytes(4, "little"))
+    ours = used_map(str(image), "vfat", size, 512)
+    assert ours.ranges == partclone_map(str(image), "vfat", size, 512).ranges
+    bad_at = (data_start + last - 2) * 512
+    assert not any(start <= bad_at < start + length for start, length in ours.ranges)
+
+    with open(image, "r+b") as disk:  # entry 1's clean bit cleared: not cleanly unmounted
+        for copy in range(fats):
+            disk.seek((reserved + copy * per_fat) * 512 + 4)
+            entry = int.from_bytes(disk.read(4), "little") & ~0x08000000
+            disk.seek((reserved + copy * per_fat) * 512 + 4)
+            disk.write(entry.to_bytes(4, "little"))
+    assert fat_map(str(image), size) is None
+    with pytest.raises(ToolFailed):
+        used_map(str(image), "vfat", size, 512)
 
 
 def test_exfat_empty(tmp_path: Path) -> None:
