@@ -22,9 +22,9 @@ from appliance.disk.probe import Scan
 from appliance.errors import ApplianceError
 from appliance.logsetup import report_internal_error
 from appliance.plan.preflight import Usage
-from appliance.repo.httpstore import is_web_address
 from appliance.repo.mount import RepoMount, check_not_on
 from appliance.repo.netmount import HeldMount
+from appliance.repo.places import is_web_address
 from appliance.repo.repository import (
     MARKER,
     Repository,

@@ -353,7 +353,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from appliance.cli import importing
 
         return importing.run_import(args, CANCEL)
-    from appliance.cli import catalog, jobs
+    from appliance.cli import jobs
 
     if args.command in ("save", "export"):
         from appliance.cli import files
@@ -371,10 +371,10 @@ def dispatch(args: argparse.Namespace) -> int:
         return jobs.run_clone(args, CANCEL)
     if args.command == "verify":
         return jobs.run_verify(args, CANCEL)
-    if args.command == "images":
-        return catalog.run_images(args)
-    if args.command == "gc":
-        return catalog.run_gc(args)
+    if args.command in ("images", "gc"):
+        from appliance.cli import catalog
+
+        return catalog.run_images(args) if args.command == "images" else catalog.run_gc(args)
     raise UsageError(f"Unknown command {args.command}.")
 
 

@@ -41,10 +41,6 @@ PARALLEL_READS = 8  # chunks a restore fetches at once (Repository.read_parallel
 PIECE = 1024 * 1024  # bytes read from a body at a time
 
 
-def is_web_address(location: str) -> bool:
-    return location.lower().startswith(("http://", "https://"))
-
-
 class _Links(HTMLParser):
     """The href of every <a> of a page."""
 

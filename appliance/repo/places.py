@@ -11,17 +11,34 @@ import errno
 import json
 import os
 import re
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from appliance.disk.usage import RAM_FILESYSTEMS, filesystem_type
 from appliance.errors import RepositoryError
-from appliance.repo.httpstore import HttpStore, is_web_address
 from appliance.repo.store import LocalStore, Store
+
+if TYPE_CHECKING:  # loaded with the first web address only: urllib3 costs every command 0.03 s
+    from appliance.repo.httpstore import HttpStore
 
 MARKER = "repo.json"  # the file that makes a folder a repository
 
 
 ADDRESS_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def is_web_address(location: str) -> bool:
+    return location.lower().startswith(("http://", "https://"))
+
+
+def web_store(store: object) -> HttpStore | None:
+    """`store` when a web server holds it, else None (without loading the web client: no
+    web store exists before its module is loaded)."""
+    module = sys.modules.get("appliance.repo.httpstore")
+    if module is not None and isinstance(store, module.HttpStore):
+        return cast("HttpStore", store)
+    return None
 
 
 def open_store(location: str | os.PathLike[str]) -> Store:
@@ -32,6 +49,8 @@ def open_store(location: str | os.PathLike[str]) -> Store:
     (repo/netmount.py), so its jobs see a folder; any other address is refused here."""
     text = os.fspath(location)
     if is_web_address(text):
+        from appliance.repo.httpstore import HttpStore
+
         return HttpStore(text)  # read-only: see check_writable
     address = ADDRESS_RE.match(text)
     if address and address.group(1).lower() == "s3":
@@ -107,8 +126,9 @@ def check_save_place(path: Path, *, create: bool = False, allow_ram: bool = Fals
 
 def check_writable(store: Store, job: str) -> Store:
     """`store`, when `job` (a save, gc...) may write there: a web server may not."""
-    if isinstance(store, HttpStore):
-        raise store.read_only(job)
+    web = web_store(store)
+    if web is not None:
+        raise web.read_only(job)
     return store
 
 

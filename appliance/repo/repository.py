@@ -40,7 +40,6 @@ from typing import Any
 from appliance.errors import CorruptData, ImageError, NetworkError, RepositoryError
 from appliance.repo.chunk import HASH_HEX_LEN, HEADER_SIZE, content_hash, header_ok, zero_chunk_name
 from appliance.repo.chunk import ReadBack as ReadBack
-from appliance.repo.httpstore import HttpStore
 from appliance.repo.keyring import remember, unlock
 from appliance.repo.lock import RepoLock
 from appliance.repo.netfailure import network_share, raise_if_lost
@@ -52,6 +51,7 @@ from appliance.repo.places import holds_repository as holds_repository
 from appliance.repo.places import local_folder as local_folder
 from appliance.repo.places import open_store as open_store
 from appliance.repo.places import storage_error as storage_error
+from appliance.repo.places import web_store
 from appliance.repo.sealing import (
     CHUNK,
     KEY_FILE,
@@ -348,20 +348,21 @@ class Repository:
     def damaged_chunk(self, name: str, problem: CorruptData) -> CorruptData:
         """The sentence for a chunk that failed its check as it was decoded: one from a web
         server names the server (it, or a proxy on the way, sent those bytes)."""
-        if not isinstance(self.store, HttpStore):
+        web = web_store(self.store)
+        if web is None:
             return problem
         detail = str(problem).removeprefix(f"Chunk {name} ").rstrip(".")
         return CorruptData(
-            f"The web server at {self.store.server} sent chunk {name} with wrong content "
-            f"(it {detail})."
+            f"The web server at {web.server} sent chunk {name} with wrong content (it {detail})."
         )
 
     @property
     def read_parallelism(self) -> int:
         """How many chunks a restore should fetch at once: 1 from a folder (the reads are
         sequential and cached), more from a server that answers each request with a delay."""
-        if isinstance(self.store, HttpStore):
-            return self.store.parallel_reads
+        web = web_store(self.store)
+        if web is not None:
+            return web.parallel_reads
         return 1 if isinstance(self.store, LocalStore) else 8  # a bucket: a server too
 
     def put_chunk(self, name: str, blob: bytes | Sequence[bytes | memoryview]) -> None:

@@ -25,12 +25,11 @@ from textual.worker import Worker, WorkerState
 
 from appliance.disk.probe import Scan
 from appliance.repo import keyring
-from appliance.repo.httpstore import is_web_address
 from appliance.repo.mount import RepoMount, Volume
 from appliance.repo.netaddress import is_network
 from appliance.repo.netmount import HeldMount, NetOptions, PasswordNeeded, ask_later
 from appliance.repo.newrepo import initialise
-from appliance.repo.places import encrypted_at, keyed_at
+from appliance.repo.places import encrypted_at, is_web_address, keyed_at
 from appliance.repo.repository import Repository, holds_repository
 from appliance.repo.sshhosts import HostKeyUnknown
 from appliance.units import human_size
