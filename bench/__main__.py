@@ -42,6 +42,7 @@ from bench.jobs import (
     appliance_env,
     attach,
     blank_target,
+    compile_engine,
     cz_restore,
     cz_save,
     cz_size,
@@ -885,6 +886,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         set_engine(args.engine)
         set_workers(args.workers)
+        compile_engine()
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ The limit: the O_DIRECT read of the used data (bench.rawread), and dd of the who
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import json
 import os
@@ -37,6 +38,13 @@ def set_engine(folder: Path) -> None:
     if not any((folder / "appliance" / where).is_file() for where in ("cli.py", "cli/main.py")):
         raise BenchError(f"{folder} holds no appliance command line.")
     _engine = folder.resolve()
+
+
+def compile_engine() -> None:
+    """Byte-compile the engine under test, as the live ISO installs it (`compileall` in its
+    build hook): with PYTHONDONTWRITEBYTECODE set and no __pycache__, every command would
+    compile its modules from source first (about 0.1 s of each run here)."""
+    compileall.compile_dir(str(_engine / "appliance"), quiet=2)
 
 
 def set_workers(count: int | None) -> None:
