@@ -17,7 +17,6 @@ import mmap
 import os
 import queue
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +32,7 @@ from appliance.progress import Progress
 READ_GAP = 256 * 1024  # read through holes smaller than this instead of seeking
 ZERO_STEP = 64 * 1024  # a decoded window's zero tail is found (and zeroed) in steps of this
 ZERO_TAIL = 1 << 20  # a zero tail shorter than this is written like the rest
+TICK = 0.05  # seconds between progress ticks while a pipeline runs
 _ZERO = bytes(WINDOW)
 T = TypeVar("T")
 __all__ = [  # Window and WINDOW are io.windows': the pipelines' callers get them here too
@@ -133,13 +133,17 @@ class Stage:
         return None
 
     def wait(self) -> None:
-        """Join every thread, ticking progress; raise the first error or Cancelled."""
+        """Join every thread, ticking progress; raise the first error or Cancelled. Each
+        thread is joined for up to TICK at a time, so the wait ends the moment the last one
+        does (sleeping TICK between looks cost up to that much at the end of every pipeline,
+        and a restore runs one for each partition)."""
         try:
-            while any(t.is_alive() for t in self.threads):
-                if self.cancel.is_set():
-                    self.stop.set()
-                self.progress.tick()
-                time.sleep(0.05)
+            for thread in self.threads:
+                while thread.is_alive():
+                    if self.cancel.is_set():
+                        self.stop.set()
+                    self.progress.tick()
+                    thread.join(TICK)
         except KeyboardInterrupt:
             self.stop.set()
             for thread in self.threads:
