@@ -5,7 +5,7 @@ pooled, page-aligned buffer, zeroes the bytes that are not used, and hands the w
 worker function on the pool (hash, compress, compare...). The pool of buffers bounds memory.
 
 `write_windows` is the reverse: a reader fetches stored chunks, the pool decodes and checks
-them into aligned buffers, and one writer puts the used ranges on the target with O_DIRECT.
+them into aligned buffers, and two writers put the used ranges on the target with O_DIRECT.
 
 Errors in any thread stop all threads and are raised in the caller's thread.
 """
@@ -32,6 +32,10 @@ from appliance.progress import Progress
 READ_GAP = 256 * 1024  # read through holes smaller than this instead of seeking
 ZERO_STEP = 64 * 1024  # a decoded window's zero tail is found (and zeroed) in steps of this
 ZERO_TAIL = 1 << 20  # a zero tail shorter than this is written like the rest
+# Writes in flight at once: with one, the target waited between each 4 MiB write and the
+# next; two took bench-disk restores from 2.25 to 2.09 s (medians of five interleaved pairs),
+# three no further. Windows never overlap, so their order on the target does not matter.
+WRITERS = 2
 TICK = 0.05  # seconds between progress ticks while a pipeline runs
 _ZERO = bytes(WINDOW)
 T = TypeVar("T")
@@ -360,7 +364,8 @@ def write_windows(
         with count_lock:
             finished_workers[0] += 1
             if finished_workers[0] == nworkers:
-                stage.put(decoded, None)
+                for _ in range(WRITERS):
+                    stage.put(decoded, None)
 
     def writer() -> None:
         while True:
@@ -384,5 +389,6 @@ def write_windows(
     stage.spawn("fetch", reader)
     for number in range(nworkers):
         stage.spawn(f"decode-{number}", worker)
-    stage.spawn("writer", writer)
+    for number in range(WRITERS):
+        stage.spawn(f"writer-{number}", writer)
     stage.wait()
