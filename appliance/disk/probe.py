@@ -252,6 +252,7 @@ def _ensure(disk: Disk, part: Partition) -> str:
         return os.path.join(DEV, seen[0])
     if seen is not None:
         _partx(["--delete"], disk, part.number)  # stale: the table changed since it was added
+    _drop_overlapping(disk, part)
     _partx(["--add"], disk, part.number)
     deadline = time.monotonic() + 2.0
     while True:  # devtmpfs creates the node as the kernel adds the partition; allow a moment
@@ -270,6 +271,20 @@ def _ensure(disk: Disk, part: Partition) -> str:
             "than the table that was read; read the disk again."
         )
     return os.path.join(DEV, seen[0])
+
+
+def _drop_overlapping(disk: Disk, part: Partition) -> None:
+    """Delete the kernel's partitions of `disk` that overlap `part` and are not where the
+    table puts them: the kernel refuses to add a partition over another. They are left over
+    from an earlier table (a loop device reattached to another image keeps the partitions
+    partx gave the last one); one in use makes the delete fail, with its sentence."""
+    end = part.start + part.size
+    for number, (_name, start, size) in sorted(identity.kernel_partitions(disk.name).items()):
+        if number == part.number or start >= end or part.start >= start + max(size, 1):
+            continue
+        mine = disk.partition(number)
+        if mine is None or not _matches(mine, start, size):
+            _partx(["--delete"], disk, number)
 
 
 def partition_node(disk: Disk, number: int) -> str:

@@ -278,6 +278,31 @@ def test_stale_kernel_partitions_are_resynced(attached: Attached) -> None:
         partition_node(disk, 3)
 
 
+def test_leftover_partition_over_a_new_one_is_dropped(attached: Attached) -> None:
+    """A loop device reattached to another image keeps the partitions partx gave the last
+    one (this kernel has no table parser); one that overlaps the new table's partition 2
+    made the save stop with 'cannot be updated'."""
+    node = attached.disk(
+        "leftover.img",
+        64 * MiB,
+        script=f"label: gpt\nstart=2048, size=8192, type={LINUX}\nsize=32768, type={LINUX}\n",
+    )
+    name = Path(node).name
+    _sh("partx", "-d", "--nr", "2", node)
+    _sh("addpart", node, "3", "20480", "8192")  # the last image's p3: inside the new p2
+    disk = probe_disk(node)
+    assert partition_node(disk, 2) == f"{node}p2"
+    assert sysfs_start(f"{node}p2") == 10240 * 512
+    assert not Path(f"/sys/block/{name}/{name}p3").exists()
+    assert partition_node(disk, 1) == f"{node}p1"  # in its place: left as it is
+    _sh("partx", "-d", "--nr", "2", node)
+    _sh("addpart", node, "3", "20480", "8192")
+    in_use = open(f"{node}p3", "rb")  # noqa: SIM115 - the kernel refuses to delete it
+    with in_use, pytest.raises(DeviceError, match=r"partition 3 .* cannot be updated"):
+        partition_node(probe_disk(node), 2)
+    assert Path(f"/sys/block/{name}/{name}p3").exists()
+
+
 def test_disks_command_json_and_text(attached: Attached) -> None:
     node = attached.disk("cmd.img", 32 * MiB, script=f"label: gpt\ntype={LINUX}, name=cmd\n")
     _sh("mkfs.ext4", "-q", "-L", "cmdfs", f"{node}p1")
