@@ -143,11 +143,8 @@ class EngineBackend(BrowseEngine, RoomJobs):
 
     def plan_restore(self, repo: str, image: str, target: str) -> WritePlan:
         from appliance.jobs.restore import plan_restore
-        from appliance.jobs.shelfrestore import (
-            find_folder,
-            plan_shelf_restore,
-            shelf_restore_text,
-        )
+        from appliance.jobs.shelfrestore import plan_shelf_restore, shelf_restore_text
+        from appliance.shelf.clonezilla import find_folder
 
         windows = self._plan_windows(repo, image, target)
         if windows is not None:
@@ -393,7 +390,7 @@ class EngineBackend(BrowseEngine, RoomJobs):
         """One image onto several disks: one plan (and confirmation) per disk."""
         from appliance.jobs.filerestore import find_windows_backup
         from appliance.jobs.multirestore import plan_restores
-        from appliance.jobs.shelfrestore import find_folder
+        from appliance.shelf.clonezilla import find_folder
 
         if find_folder(repo, image) is not None:
             raise UsageError(

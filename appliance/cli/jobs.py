@@ -17,20 +17,10 @@ from appliance.jobs.clone import clone, clone_steps, plan_clone
 from appliance.jobs.plantext import PlanText, clone_text, restore_text, saved_lines
 from appliance.jobs.restore import RestorePlan, plan_restore, restore, restore_steps
 from appliance.jobs.save import save
-from appliance.jobs.shelfrestore import (
-    check_streams,
-    find_folder,
-    plan_shelf_restore,
-    shelf_plan_json,
-    shelf_restore,
-    shelf_restore_steps,
-    shelf_restore_text,
-)
-from appliance.jobs.shelfverify import verify_clonezilla
 from appliance.jobs.verify import verify_against, verify_image
 from appliance.jobs.writeplan import steps_json
 from appliance.repo.image import authenticity_note
-from appliance.shelf.clonezilla import is_clonezilla
+from appliance.shelf.clonezilla import find_folder, is_clonezilla
 from appliance.units import rate
 
 WIDTH = 80
@@ -185,6 +175,15 @@ def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
 
 
 def run_shelf_restore(args: argparse.Namespace, cancel: threading.Event, folder: Path) -> int:
+    from appliance.jobs.shelfrestore import (  # Clonezilla's formats load only when used
+        check_streams,
+        plan_shelf_restore,
+        shelf_plan_json,
+        shelf_restore,
+        shelf_restore_steps,
+        shelf_restore_text,
+    )
+
     plan = plan_shelf_restore(folder, args.target, grow=args.grow)
     try:
         text = shelf_restore_text(plan)
@@ -286,6 +285,8 @@ def run_verify(args: argparse.Namespace, cancel: threading.Event) -> int:
 
 def run_shelf_verify(args: argparse.Namespace, cancel: threading.Event, folder: Path) -> int:
     """verify of a Clonezilla image folder: one line per partition, then the image's."""
+    from appliance.jobs.shelfverify import verify_clonezilla
+
     if args.against:
         raise UsageError(
             f"{args.image} is a Clonezilla image: verify --against compares a disk with "

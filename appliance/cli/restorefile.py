@@ -14,23 +14,18 @@ import argparse
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance.cli import jobs
 from appliance.cli.jobs import previewed_or_confirmed
 from appliance.cli.output import fit80, make_progress, print_json
 from appliance.errors import UsageError
-from appliance.jobs.filerestore import (
-    FileRestorePlan,
-    file_restore_steps,
-    file_restore_text,
-    find_windows_backup,
-    plan_backup_restore,
-    plan_file_restore,
-    restore_file,
-)
-from appliance.jobs.shelfrestore import find_folder
 from appliance.jobs.writeplan import steps_json
+from appliance.shelf.clonezilla import find_folder
 from appliance.units import rate
+
+if TYPE_CHECKING:  # the file and Windows image readers load only for such a restore
+    from appliance.jobs.filerestore import FileRestorePlan
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -59,6 +54,12 @@ def is_ours(repo: str, image: str) -> bool:
 
 def plan_for(args: argparse.Namespace) -> FileRestorePlan | None:
     """The plan when restore names a file or a Windows system image; None otherwise."""
+    from appliance.jobs.filerestore import (
+        find_windows_backup,
+        plan_backup_restore,
+        plan_file_restore,
+    )
+
     if args.file is not None:
         return plan_file_restore(args.file, args.target, grow=args.grow)
     if is_ours(args.repo, args.image) or find_folder(args.repo, args.image) is not None:
@@ -83,6 +84,8 @@ def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
     check_args(args)
     targets = args.target if isinstance(args.target, list) else [args.target]
     if len(targets) > 1:
+        from appliance.jobs.filerestore import find_windows_backup
+
         if args.file is not None or (
             not is_ours(args.repo, args.image)
             and find_folder(args.repo, args.image) is None
@@ -103,6 +106,8 @@ def run_restore(args: argparse.Namespace, cancel: threading.Event) -> int:
 def run_file_restore(
     args: argparse.Namespace, cancel: threading.Event, plan: FileRestorePlan
 ) -> int:
+    from appliance.jobs.filerestore import file_restore_steps, file_restore_text, restore_file
+
     text = file_restore_text(plan)
     if previewed_or_confirmed(
         args,

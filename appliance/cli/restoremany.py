@@ -16,9 +16,9 @@ from appliance.errors import DeviceError, SafetyRefusal, UsageError
 from appliance.jobs.multirestore import RestoreVerdict, plan_restores, restore_many
 from appliance.jobs.plantext import image_source, restore_layout, target_now
 from appliance.jobs.restore import RestorePlan, restore_steps
-from appliance.jobs.shelfrestore import find_folder
 from appliance.jobs.writeplan import describe_steps, steps_json
 from appliance.repo.image import authenticity_note
+from appliance.shelf.clonezilla import find_folder
 from appliance.units import rate
 
 

@@ -52,7 +52,7 @@ def partitions_of(ref: ImageRef) -> list[PartitionChoice]:
         return _file_partitions(Path(ref.file))
     if ref.repo is None or ref.image is None:
         raise UsageError("Name an image (--repo DIR --image NAME) or a disk file (--file FILE).")
-    from appliance.jobs.shelfrestore import find_folder
+    from appliance.shelf.clonezilla import find_folder
 
     folder = find_folder(ref.repo, ref.image)
     if folder is not None:

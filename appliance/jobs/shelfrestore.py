@@ -59,21 +59,8 @@ from appliance.plan.safety import check_target
 from appliance.plan.table import table_sectors
 from appliance.progress import Phase, Progress
 from appliance.shelf import clonezilla
-from appliance.shelf.clonezilla import ClonezillaImage, is_clonezilla
+from appliance.shelf.clonezilla import ClonezillaImage
 from appliance.units import human_size
-
-
-def find_folder(repo: str, name: str) -> Path | None:
-    """The Clonezilla image folder NAME in `repo` (or `repo` itself when it is that folder);
-    None when NAME is an image of our repository there, or no such folder exists."""
-    root = Path(repo)
-    if (root / "repo.json").is_file() and (root / "images" / name).is_dir():
-        return None
-    if name and "/" not in name and is_clonezilla(root / name):
-        return root / name
-    if root.name == name and is_clonezilla(root):
-        return root
-    return None
 
 
 @dataclass

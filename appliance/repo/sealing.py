@@ -24,14 +24,14 @@ from __future__ import annotations
 import json
 import os
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import blake3
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 from appliance.errors import CorruptData
+
+if TYPE_CHECKING:  # cryptography (20 ms to load) only when a repository is encrypted
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEY_FILE = "key.json"
 KEY_FORMAT = "appliance-key"
@@ -62,7 +62,15 @@ def new_repository_id() -> str:
     return os.urandom(16).hex()
 
 
+def _aead(key: bytes) -> AESGCM:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
+
+
 def _derive(passphrase: str, kdf: dict[str, Any]) -> bytes:
+    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
     return Argon2id(
         salt=bytes.fromhex(kdf["salt"]),
         length=32,
@@ -95,7 +103,7 @@ def wrap_key(
         "cipher": CIPHER,
     }
     nonce = os.urandom(NONCE_SIZE)
-    wrapped = AESGCM(_derive(passphrase, params)).encrypt(nonce, master, _wrap_aad(fields))
+    wrapped = _aead(_derive(passphrase, params)).encrypt(nonce, master, _wrap_aad(fields))
     fields["nonce"] = nonce.hex()
     fields["wrapped"] = wrapped.hex()
     return _key_file(fields)
@@ -171,9 +179,11 @@ def read_key_file(blob: bytes) -> dict[str, Any]:
 
 def unwrap_key(blob: bytes, passphrase: str) -> tuple[str, bytes]:
     """(repository id, master key) from a key file's bytes; WrongPassphrase or DamagedKeyFile."""
+    from cryptography.exceptions import InvalidTag
+
     fields = read_key_file(blob)
     try:
-        master = AESGCM(_derive(passphrase, fields["kdf"])).decrypt(
+        master = _aead(_derive(passphrase, fields["kdf"])).decrypt(
             bytes.fromhex(fields["nonce"]), bytes.fromhex(fields["wrapped"]), _wrap_aad(fields)
         )
     except InvalidTag as exc:
@@ -192,7 +202,10 @@ class Sealer:
         self.repository = repository
         self.master = master
         self._names = blake3.blake3(master, derive_key_context=NAMES_CONTEXT).digest()
-        self._aead = AESGCM(blake3.blake3(master, derive_key_context=SEAL_CONTEXT).digest())
+        self._aead = _aead(blake3.blake3(master, derive_key_context=SEAL_CONTEXT).digest())
+        from cryptography.exceptions import InvalidTag
+
+        self._invalid_tag = InvalidTag
         self._zeros: dict[int, str] = {}
 
     def name(self, data: bytes | memoryview) -> str:
@@ -242,7 +255,7 @@ class Sealer:
             plain = self._aead.decrypt(
                 nonce, memoryview(blob)[HEADER_SIZE + NONCE_SIZE :], self._aad(header, key)
             )
-        except InvalidTag as exc:
+        except self._invalid_tag as exc:
             raise CorruptData(
                 f"{what} fails its authentication check: it was changed, or it does not "
                 "belong there."

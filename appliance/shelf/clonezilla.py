@@ -222,6 +222,19 @@ def is_clonezilla(path: Path) -> bool:
     return has_list and any(path.glob("*-pt.sf"))
 
 
+def find_folder(repo: str, name: str) -> Path | None:
+    """The Clonezilla image folder NAME in `repo` (or `repo` itself when it is that folder);
+    None when NAME is an image of our repository there, or no such folder exists."""
+    root = Path(repo)
+    if (root / "repo.json").is_file() and (root / "images" / name).is_dir():
+        return None
+    if name and "/" not in name and is_clonezilla(root / name):
+        return root / name
+    if root.name == name and is_clonezilla(root):
+        return root
+    return None
+
+
 def find_images(folder: Path) -> list[Path]:
     """`folder` itself when it is an image folder, else the image folders directly in it."""
     if is_clonezilla(folder):

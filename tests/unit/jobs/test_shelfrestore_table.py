@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.jobs.shelfrestore import find_folder
 from appliance.plan.fit import SourcePart, fit
 from appliance.plan.table import script
-from appliance.shelf.clonezilla import load
+from appliance.shelf.clonezilla import find_folder, load
 
 DATA = Path(__file__).parents[1] / "shelf" / "data" / "clonezilla"
 MiB = 1024 * 1024
