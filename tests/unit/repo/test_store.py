@@ -8,12 +8,15 @@ import builtins
 import errno
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kit.s3server import S3Server, moto_server
 
+from appliance.disk.usage import filesystem_type
 from appliance.errors import CorruptData, ImageError, RepositoryError
 from appliance.jobs.catalog import collect
 from appliance.jobs.verify import last_verified, record_verified
@@ -24,7 +27,7 @@ from appliance.repo.manifest import Index, Manifest, Region, index_hash
 from appliance.repo.records import DiskRecord
 from appliance.repo.repository import WINDOW, ReadBack, Repository, chunk_key, storage_error
 from appliance.repo.s3store import S3Store
-from appliance.repo.store import LocalStore, Store, check_key
+from appliance.repo.store import DIRECT_FS, DIRECT_MIN, LocalStore, Store, check_key
 
 
 class MemoryStore:
@@ -361,6 +364,43 @@ def test_local_put_parts_stores_them_joined(tmp_path: Path) -> None:
     store.put_parts("chunks/ab/cd/x", (b"HEAD", payload, b"", b"tail"))
     assert store.get("chunks/ab/cd/x") == b"HEAD" + bytes(payload) + b"tail"
     assert not [p for p in (tmp_path / "chunks/ab/cd").iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("where", ["disk", "tmpfs"])
+def test_local_large_values_are_written_direct_where_the_filesystem_takes_it(
+    tmp_path: Path, where: str
+) -> None:
+    """Values from DIRECT_MIN up go to the disk with O_DIRECT, in whole blocks then cut to
+    their length; on tmpfs (no O_DIRECT) through the page cache. The bytes and the files
+    are the same either way."""
+    if where == "tmpfs":
+        if not os.path.isdir("/dev/shm") or filesystem_type(Path("/dev/shm")) != "tmpfs":
+            pytest.skip("no tmpfs at /dev/shm")
+        tmp_path = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    elif filesystem_type(tmp_path) not in DIRECT_FS:
+        pytest.skip(f"{tmp_path} is on {filesystem_type(tmp_path)}, not a local disk's")
+    try:
+        store = LocalStore(tmp_path)
+        sizes = [DIRECT_MIN - 1, DIRECT_MIN, 100_001, 4096 * 9, WINDOW + 40, 200_000]
+        values = {f"chunks/ab/{n:02d}/x": os.urandom(size) for n, size in enumerate(sizes)}
+        for key, value in values.items():
+            cut = len(value) // 3
+            store.put_parts(key, (value[:7], memoryview(value)[7:cut], value[cut:]))
+        for key, value in values.items():
+            assert store.get(key) == value
+            assert os.stat(store.path(key)).st_mode & 0o777 == 0o666 & ~_umask()
+        assert store._direct is (where == "disk")
+        folders = {store.path(key).parent for key in values}
+        assert not [p for f in folders for p in f.iterdir() if p.name.startswith(".")]
+    finally:
+        if where == "tmpfs":
+            shutil.rmtree(tmp_path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_a_folder_named_relative_is_read_after_the_process_changes_folder(
