@@ -309,6 +309,19 @@ def sync_partitions(disk: Disk) -> None:
         _ensure(disk, part)
 
 
+def probe_source(node_or_name: str) -> Disk:
+    """`probe_disk` for a disk a job reads by its filesystems (save, clone, verify against
+    an image). Where the kernel's partitions are missing or stale (a loop device attached
+    without a partition scan, or reattached to another image: this kernel reads no tables),
+    they are first made to match the table: otherwise no filesystem is seen on them, and a
+    save would copy every partition whole as unformatted, with no map and no proof."""
+    disk = probe_disk(node_or_name)
+    if any(not part.node and part.kind != "extended" for part in disk.partitions):
+        sync_partitions(disk)
+        disk = probe_disk(node_or_name)
+    return disk
+
+
 def _blkpg(args: list[str], disk: Disk, number: int) -> None:
     try:
         run(args, timeout=60)

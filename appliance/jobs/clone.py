@@ -13,7 +13,7 @@ from typing import Any
 
 from appliance.disk.marker import Marker
 from appliance.disk.model import Disk
-from appliance.disk.probe import probe_disk
+from appliance.disk.probe import probe_disk, probe_source
 from appliance.io.source import DiskSource, SourceRegion
 from appliance.jobs.fitting import (
     PartInfo,
@@ -95,7 +95,7 @@ def _view_args(source: Disk, number: int) -> dict[str, Any]:
 def plan_clone(
     source: str, target: str, grow: int | None = None, progress: Progress | None = None
 ) -> ClonePlan:
-    src = probe_disk(source)
+    src = probe_source(source)
     dst = probe_disk(target)
     check_target(dst, source=src, sector=src.logical_sector)
     check_source(src)

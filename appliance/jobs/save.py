@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from appliance import __version__
 from appliance.disk.blockio import open_direct
 from appliance.disk.model import Disk
-from appliance.disk.probe import partition_node, probe_disk
+from appliance.disk.probe import partition_node, probe_source
 from appliance.disk.usage import mounted_readonly
 from appliance.errors import ImageError, ToolFailed
 from appliance.fs.usedmap import UsedMap, normalize_ranges, subtract, used_map
@@ -135,7 +135,7 @@ def save(
     # a location this version cannot reach, or cannot write (a web server), is refused first
     check_writable(open_store(repo_path), "saving an image")
     folder = local_folder(repo_path)  # None: a bucket, no disk of this machine holds it
-    disk = probe_disk(source)
+    disk = probe_source(source)
     check_source(disk, folder)  # before the repository folder is created
     if folder is not None:
         check_save_place(folder, create=create, allow_ram=allow_ram)

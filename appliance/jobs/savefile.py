@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.disk.model import Disk
-from appliance.disk.probe import probe_disk
+from appliance.disk.probe import probe_source
 from appliance.disk.usage import disks_of_path, nearest_existing
 from appliance.errors import SafetyRefusal
 from appliance.io.rawfile import write_file
@@ -81,7 +81,7 @@ def save_file(
 ) -> SaveFileResult:
     progress = progress or Progress()
     started = time.monotonic()
-    disk = probe_disk(source)
+    disk = probe_source(source)
     path = Path(file).absolute()
     if disk.name in disks_of_path(nearest_existing(path.parent)):
         raise SafetyRefusal(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from appliance.disk.blockio import open_direct
 from appliance.disk.model import Disk
-from appliance.disk.probe import probe_disk
+from appliance.disk.probe import probe_source
 from appliance.errors import CorruptData, RepositoryError, VerifyMismatch
 from appliance.fs.compare import (
     can_compare,
@@ -274,7 +274,7 @@ def verify_against(
     progress = progress or Progress()
     repo = Repository.open(repo_path)
     loaded = load_image(repo, image)
-    disk = probe_disk(disk_name)
+    disk = probe_source(disk_name)
     check_not_boot_stick(disk)  # only its identity was probed: nothing to compare
     result = VerifyResult(image)
     source = RepositorySource.from_image(loaded)

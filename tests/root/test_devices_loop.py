@@ -15,7 +15,13 @@ import pytest
 
 from appliance.cli.disks import run_disks
 from appliance.disk.model import Disk
-from appliance.disk.probe import list_disks, partition_node, probe_disk, sync_partitions
+from appliance.disk.probe import (
+    list_disks,
+    partition_node,
+    probe_disk,
+    probe_source,
+    sync_partitions,
+)
 from appliance.errors import DeviceError
 
 pytestmark = [
@@ -301,6 +307,32 @@ def test_leftover_partition_over_a_new_one_is_dropped(attached: Attached) -> Non
     with in_use, pytest.raises(DeviceError, match=r"partition 3 .* cannot be updated"):
         partition_node(probe_disk(node), 2)
     assert Path(f"/sys/block/{name}/{name}p3").exists()
+
+
+def test_a_source_without_its_kernel_partitions_is_probed_with_them(attached: Attached) -> None:
+    """A loop device attached without a partition scan has no partition nodes on this kernel:
+    probe_disk sees no filesystem on them (and a save copied each whole, as unformatted);
+    probe_source tells the kernel the table first, so the filesystems are seen."""
+    node = attached.disk(
+        "bare.img",
+        96 * MiB,
+        script=f"label: gpt\nstart=2048, size=65536, type={LINUX}\ntype={LINUX}\n",
+    )
+    _sh("mkfs.ext4", "-q", "-L", "one", f"{node}p1")
+    _sh("mkfs.fat", "-n", "TWO", f"{node}p2")
+    _sh("partx", "-d", node)
+    bare = probe_disk(node)
+    assert [(p.node, p.fstype) for p in bare.partitions] == [("", None), ("", None)]
+    disk = probe_source(node)
+    assert [(p.node, p.fstype, p.label) for p in disk.partitions] == [
+        (f"{node}p1", "ext4", "one"),
+        (f"{node}p2", "vfat", "TWO"),
+    ]
+    _sh("partx", "-d", "--nr", "2", node)
+    _sh("addpart", node, "2", "100000", "8192")  # stale: elsewhere than the table says
+    assert probe_disk(node).partitions[1].fstype is None
+    assert probe_source(node).partitions[1].fstype == "vfat"
+    assert sysfs_start(f"{node}p2") == 67584 * 512
 
 
 def test_disks_command_json_and_text(attached: Attached) -> None:

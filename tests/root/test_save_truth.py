@@ -108,6 +108,26 @@ def test_a_read_only_mounted_filesystem_is_saved_with_its_map(
         refused(proc, 5, "mounted read-write")
 
 
+def test_a_disk_whose_partitions_the_kernel_was_not_told_is_saved_mapped(
+    built: tuple[Loops, str, Path, Path], tmp_path: Path
+) -> None:
+    """A loop device attached without a partition scan (or reattached to another image)
+    has no kernel partitions on this kernel: the save tells the kernel the table itself and
+    maps and proves each filesystem, instead of copying every partition whole as
+    unformatted."""
+    _, source, _, _ = built
+    subprocess.run(["partx", "-d", source], check=False, capture_output=True)
+    repo = tmp_path / "repo"
+    proc = appliance("save", source, "--repo", str(repo), "--image", "bare", "--create", "--json")
+    assert warnings_of(proc) == [] and result_json(proc)["warnings"] == []
+    regions = {r["name"]: r for r in manifest_of(repo, "bare")["regions"]}  # type: ignore[union-attr]
+    assert regions["p2"]["fstype"] == "ext4" and regions["p2"]["method"] == "partclone"
+    assert regions["p2"]["used_bytes"] < regions["p2"]["size"] // 2
+    assert regions["p3"]["fstype"] == "ntfs"
+    assert set(result_json(proc)["proofs"]) >= {"p1", "p2", "p3"}
+    assert Path(f"{source}p2").exists()
+
+
 # -- copied whole -----------------------------------------------------------------------
 def test_a_dirty_ntfs_is_copied_whole_and_said(
     built: tuple[Loops, str, Path, Path], tmp_path: Path
