@@ -16,6 +16,7 @@ import builtins
 import contextlib
 import errno
 import json
+import mmap
 import os
 import subprocess
 import tempfile
@@ -109,7 +110,7 @@ class CastStore(ReadOnlyWrites):
             raise FileNotFoundError(errno.ENOENT, "not in the multicast stream", key)
         return self.files[key]
 
-    def read_into(self, key: str, buffer: bytearray) -> int:
+    def read_into(self, key: str, buffer: bytearray | mmap.mmap) -> int:
         data = self.get(key)[: len(buffer)]
         buffer[: len(data)] = data
         return len(data)

@@ -9,6 +9,7 @@ blake3 hash of the *uncompressed* bytes, so the name proves the content after de
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -157,7 +158,10 @@ class ReadBack:
 
     def __init__(self, window: int = READ_WINDOW) -> None:
         self.dctx = zstandard.ZstdDecompressor()
-        self.blob = bytearray(window + HEADER_SIZE + 1)  # one more: a longer file shows
+        # one more byte: a longer file shows; in whole 4 KiB blocks, aligned (an mmap), so a
+        # folder on a local disk reads it with O_DIRECT (store.LocalStore.read_into)
+        size = -(-(window + HEADER_SIZE + 1) // 4096) * 4096
+        self.blob = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.out = bytearray(window + 1)
 
     def state(

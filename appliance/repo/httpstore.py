@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import mmap
 import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -245,7 +246,7 @@ class HttpStore(ReadOnlyWrites):
                     ) from exc
                 self._pause(cuts - 1)
 
-    def read_into(self, key: str, buffer: bytearray) -> int:
+    def read_into(self, key: str, buffer: bytearray | mmap.mmap) -> int:
         data = self.get(key)[: len(buffer)]
         buffer[: len(data)] = data
         return len(data)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import mmap
 import os
 import re
 import threading
@@ -181,7 +182,7 @@ class S3Store:
     def get(self, key: str) -> bytes:
         return self._fetch(self.key(key), None)
 
-    def read_into(self, key: str, buffer: bytearray) -> int:
+    def read_into(self, key: str, buffer: bytearray | mmap.mmap) -> int:
         data = self._fetch(self.key(key), len(buffer))
         buffer[: len(data)] = data
         return len(data)

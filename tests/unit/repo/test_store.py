@@ -7,6 +7,7 @@ from __future__ import annotations
 import builtins
 import errno
 import itertools
+import mmap
 import os
 import shutil
 import tempfile
@@ -46,7 +47,7 @@ class MemoryStore:
         except KeyError:
             raise FileNotFoundError(errno.ENOENT, "no such key", key) from None
 
-    def read_into(self, key: str, buffer: bytearray) -> int:
+    def read_into(self, key: str, buffer: bytearray | mmap.mmap) -> int:
         data = self.get(key)[: len(buffer)]
         buffer[: len(data)] = data
         return len(data)
@@ -392,6 +393,37 @@ def test_local_large_values_are_written_direct_where_the_filesystem_takes_it(
         assert store._direct is (where == "disk")
         folders = {store.path(key).parent for key in values}
         assert not [p for f in folders for p in f.iterdir() if p.name.startswith(".")]
+    finally:
+        if where == "tmpfs":
+            shutil.rmtree(tmp_path)
+
+
+@pytest.mark.parametrize("where", ["disk", "tmpfs"])
+def test_local_reads_into_an_aligned_buffer_are_direct_where_the_filesystem_takes_it(
+    tmp_path: Path, where: str
+) -> None:
+    """read_into an mmap of whole blocks reads with O_DIRECT on a local disk (a save reads
+    back every chunk it reuses), through the page cache on tmpfs; the same bytes and counts
+    either way, a file longer than the buffer filling it (the caller sees it is too long)."""
+    if where == "tmpfs":
+        if not os.path.isdir("/dev/shm") or filesystem_type(Path("/dev/shm")) != "tmpfs":
+            pytest.skip("no tmpfs at /dev/shm")
+        tmp_path = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    elif filesystem_type(tmp_path) not in DIRECT_FS:
+        pytest.skip(f"{tmp_path} is on {filesystem_type(tmp_path)}, not a local disk's")
+    try:
+        store = LocalStore(tmp_path)
+        buffer = mmap.mmap(-1, 3 * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        for size in (1, 4095, 4096, 4097, 3 * 4096 - 1, 3 * 4096, 3 * 4096 + 10, 0):
+            value = os.urandom(size)
+            (tmp_path / "chunks").mkdir(exist_ok=True)
+            (tmp_path / "chunks" / "v").write_bytes(value)
+            got = store.read_into("chunks/v", buffer)
+            assert got == min(size, len(buffer))
+            assert buffer[:got] == value[:got]
+        assert store._direct_reads is (where == "disk")
+        small = bytearray(100)  # not aligned: through the page cache wherever it is
+        assert store.read_into("chunks/v", small) == 0
     finally:
         if where == "tmpfs":
             shutil.rmtree(tmp_path)
