@@ -243,27 +243,22 @@ class LocalStore:
         filesystem refuses (then never again for this store)."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
+            try:
+                with memoryview(buffer) as view:
+                    pos = 0
+                    while pos < len(view):
+                        got = os.preadv(fd, [view[pos:]], pos)
+                        pos += got
+                        if got == 0 or pos % DIRECT_ALIGN:
+                            break  # the end of the file
+                return pos
+            finally:
+                os.close(fd)
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
             self._direct_reads = False
             return None
-        try:
-            with memoryview(buffer) as view:
-                pos = 0
-                while pos < len(view):
-                    got = os.preadv(fd, [view[pos:]], pos)
-                    pos += got
-                    if got == 0 or pos % DIRECT_ALIGN:
-                        break  # the end of the file
-            return pos
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            self._direct_reads = False
-            return None
-        finally:
-            os.close(fd)
 
     def head(self, key: str, length: int) -> tuple[bytes, int]:
         with open(self._file(key), "rb") as handle:

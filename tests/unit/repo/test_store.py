@@ -367,66 +367,64 @@ def test_local_put_parts_stores_them_joined(tmp_path: Path) -> None:
     assert not [p for p in (tmp_path / "chunks/ab/cd").iterdir() if p.name.startswith(".")]
 
 
-@pytest.mark.parametrize("where", ["disk", "tmpfs"])
+@pytest.fixture(params=["disk", "tmpfs"])
+def folder(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A folder on a local disk's filesystem (O_DIRECT), then one on tmpfs (none)."""
+    where = str(request.param)
+    if where == "disk":
+        if filesystem_type(tmp_path) not in DIRECT_FS:
+            pytest.skip(f"{tmp_path} is on {filesystem_type(tmp_path)}, not a local disk's")
+        yield tmp_path, where
+        return
+    if not os.path.isdir("/dev/shm") or filesystem_type(Path("/dev/shm")) != "tmpfs":
+        pytest.skip("no tmpfs at /dev/shm")
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        yield shm, where
+    finally:
+        shutil.rmtree(shm)
+
+
 def test_local_large_values_are_written_direct_where_the_filesystem_takes_it(
-    tmp_path: Path, where: str
+    folder: tuple[Path, str],
 ) -> None:
     """Values from DIRECT_MIN up go to the disk with O_DIRECT, in whole blocks then cut to
     their length; on tmpfs (no O_DIRECT) through the page cache. The bytes and the files
     are the same either way."""
-    if where == "tmpfs":
-        if not os.path.isdir("/dev/shm") or filesystem_type(Path("/dev/shm")) != "tmpfs":
-            pytest.skip("no tmpfs at /dev/shm")
-        tmp_path = Path(tempfile.mkdtemp(dir="/dev/shm"))
-    elif filesystem_type(tmp_path) not in DIRECT_FS:
-        pytest.skip(f"{tmp_path} is on {filesystem_type(tmp_path)}, not a local disk's")
-    try:
-        store = LocalStore(tmp_path)
-        sizes = [DIRECT_MIN - 1, DIRECT_MIN, 100_001, 4096 * 9, WINDOW + 40, 200_000]
-        values = {f"chunks/ab/{n:02d}/x": os.urandom(size) for n, size in enumerate(sizes)}
-        for key, value in values.items():
-            cut = len(value) // 3
-            store.put_parts(key, (value[:7], memoryview(value)[7:cut], value[cut:]))
-        for key, value in values.items():
-            assert store.get(key) == value
-            assert os.stat(store.path(key)).st_mode & 0o777 == 0o666 & ~_umask()
-        assert store._direct is (where == "disk")
-        folders = {store.path(key).parent for key in values}
-        assert not [p for f in folders for p in f.iterdir() if p.name.startswith(".")]
-    finally:
-        if where == "tmpfs":
-            shutil.rmtree(tmp_path)
+    tmp_path, where = folder
+    store = LocalStore(tmp_path)
+    sizes = [DIRECT_MIN - 1, DIRECT_MIN, 100_001, 4096 * 9, WINDOW + 40, 200_000]
+    values = {f"chunks/ab/{n:02d}/x": os.urandom(size) for n, size in enumerate(sizes)}
+    for key, value in values.items():
+        cut = len(value) // 3
+        store.put_parts(key, (value[:7], memoryview(value)[7:cut], value[cut:]))
+    for key, value in values.items():
+        assert store.get(key) == value
+        assert os.stat(store.path(key)).st_mode & 0o777 == 0o666 & ~_umask()
+    assert store._direct is (where == "disk")
+    folders = {store.path(key).parent for key in values}
+    assert not [p for f in folders for p in f.iterdir() if p.name.startswith(".")]
 
 
-@pytest.mark.parametrize("where", ["disk", "tmpfs"])
 def test_local_reads_into_an_aligned_buffer_are_direct_where_the_filesystem_takes_it(
-    tmp_path: Path, where: str
+    folder: tuple[Path, str],
 ) -> None:
     """read_into an mmap of whole blocks reads with O_DIRECT on a local disk (a save reads
     back every chunk it reuses), through the page cache on tmpfs; the same bytes and counts
     either way, a file longer than the buffer filling it (the caller sees it is too long)."""
-    if where == "tmpfs":
-        if not os.path.isdir("/dev/shm") or filesystem_type(Path("/dev/shm")) != "tmpfs":
-            pytest.skip("no tmpfs at /dev/shm")
-        tmp_path = Path(tempfile.mkdtemp(dir="/dev/shm"))
-    elif filesystem_type(tmp_path) not in DIRECT_FS:
-        pytest.skip(f"{tmp_path} is on {filesystem_type(tmp_path)}, not a local disk's")
-    try:
-        store = LocalStore(tmp_path)
-        buffer = mmap.mmap(-1, 3 * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        for size in (1, 4095, 4096, 4097, 3 * 4096 - 1, 3 * 4096, 3 * 4096 + 10, 0):
-            value = os.urandom(size)
-            (tmp_path / "chunks").mkdir(exist_ok=True)
-            (tmp_path / "chunks" / "v").write_bytes(value)
-            got = store.read_into("chunks/v", buffer)
-            assert got == min(size, len(buffer))
-            assert buffer[:got] == value[:got]
-        assert store._direct_reads is (where == "disk")
-        small = bytearray(100)  # not aligned: through the page cache wherever it is
-        assert store.read_into("chunks/v", small) == 0
-    finally:
-        if where == "tmpfs":
-            shutil.rmtree(tmp_path)
+    tmp_path, where = folder
+    store = LocalStore(tmp_path)
+    buffer = mmap.mmap(-1, 3 * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    for size in (1, 4095, 4096, 4097, 3 * 4096 - 1, 3 * 4096, 3 * 4096 + 10, 0):
+        value = os.urandom(size)
+        (tmp_path / "chunks").mkdir(exist_ok=True)
+        (tmp_path / "chunks" / "v").write_bytes(value)
+        got = store.read_into("chunks/v", buffer)
+        assert got == min(size, len(buffer))
+        assert buffer[:got] == value[:got]
+    assert store._direct_reads is (where == "disk")
+    small = bytearray(100)  # not aligned: through the page cache wherever it is
+    assert store.read_into("chunks/v", small) == 0
 
 
 def _umask() -> int:
