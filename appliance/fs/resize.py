@@ -7,6 +7,7 @@ growing runs on the target partition after its data is written.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tempfile
 from collections.abc import Iterator
@@ -88,9 +89,13 @@ def shrink(path: str, fstype: str | None, size: int) -> None:
     raise ToolFailed(f"A {fstype or 'raw'} filesystem cannot be shrunk.")
 
 
+GROW_MOUNTS = "/run"  # where a grow step mounts: appliance-grow-PID-XXXXXXXX
+_GROW_POINT = re.compile(r"appliance-grow-(\d+)-[^/]+")
+
+
 @contextlib.contextmanager
 def _mounted(node: str) -> Iterator[Path]:
-    where = Path(tempfile.mkdtemp(prefix="appliance-grow-", dir="/run"))
+    where = Path(tempfile.mkdtemp(prefix=f"appliance-grow-{os.getpid()}-", dir=GROW_MOUNTS))
     run(["mount", node, str(where)], timeout=300)
     try:
         yield where
@@ -98,6 +103,32 @@ def _mounted(node: str) -> Iterator[Path]:
         run(["umount", str(where)], check=False, timeout=300)
         with contextlib.suppress(OSError):
             where.rmdir()
+
+
+def end_orphaned_grow_mount(point: str) -> bool:
+    """Unmount `point` when it is a grow step's mount whose appliance process is gone (a
+    restore killed while it grew an xfs or btrfs leaves the target's partition mounted, and
+    the next restore onto that disk was refused: "unmount it first"). True when it was one
+    and is gone now; any other mount is left as it is."""
+    parent, _, name = point.rpartition("/")
+    found = _GROW_POINT.fullmatch(name)
+    if parent != GROW_MOUNTS or found is None or _alive(int(found.group(1))):
+        return False
+    if run(["umount", point], check=False, timeout=300).returncode != 0:
+        return False
+    with contextlib.suppress(OSError):
+        os.rmdir(point)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, killed and not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            state = handle.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def grow(node: str, fstype: str | None) -> bool:

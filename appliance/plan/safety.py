@@ -22,12 +22,16 @@ from appliance.disk.usage import (
     swap_devnums,
 )
 from appliance.errors import SafetyRefusal
+from appliance.fs.resize import end_orphaned_grow_mount
 from appliance.units import human_size
 
 
 def check_not_in_use(disk: Disk, role: str = "target") -> None:
     nums = disk_devnums(disk.name)
     mounts = mounted_devnums()
+    # a grow step's mount left by a killed appliance is ours to end, not the user's
+    if any(end_orphaned_grow_mount(mounts[num]) for num in sorted(nums & mounts.keys())):
+        mounts = mounted_devnums()
     for num in sorted(nums):
         if num in mounts:
             raise SafetyRefusal(

@@ -68,6 +68,38 @@ def test_target_with_mounted_partition(saved: tuple[Loops, str, Path], tmp_path:
         restore_refused(repo, node, path, 5, "mounted at", "--yes")
 
 
+@pytest.mark.parametrize("owner", ["gone", "running"])
+def test_a_grow_mount_left_by_a_killed_restore(
+    saved: tuple[Loops, str, Path], tmp_path: Path, owner: str
+) -> None:
+    """A restore killed while it grew an xfs or btrfs leaves the target's partition mounted
+    at /run/appliance-grow-PID-*: with that process gone the next restore ends the mount and
+    goes on; while it runs, the mount is its own and the restore is refused."""
+    loops, _, repo = saved
+    node, path = partitioned_target(loops, tmp_path)
+    process = subprocess.Popen(["sleep", "60"])
+    if owner == "gone":
+        process.kill()  # killed and reaped by wait(); a zombie would count as gone too
+        process.wait()
+    point = Path(f"/run/appliance-grow-{process.pid}-test")
+    point.mkdir()
+    subprocess.run(["mount", "-o", "ro", f"{node}p1", str(point)], check=True)
+    try:
+        if owner == "gone":
+            appliance("restore", "--repo", str(repo), "--image", "base", node, "--yes")
+            assert not point.exists()
+            assert str(point) not in Path("/proc/self/mountinfo").read_text()
+        else:
+            restore_refused(repo, node, path, 5, f"mounted at {point}", "--yes")
+            assert point.is_mount()
+    finally:
+        subprocess.run(["umount", str(point)], check=False, capture_output=True)
+        if point.exists():
+            point.rmdir()
+        process.kill()
+        process.wait()
+
+
 def digest_but(path: Path, skip: tuple[int, int]) -> str:
     """sha256 of the file with the (offset, length) range left out."""
     digest = hashlib.sha256()
