@@ -39,8 +39,13 @@ SYNC_EACH = ("fuse.sshfs", "cifs", "smb3")
 # the writing thread: the kernel's copy of every byte into the page cache was 46 % of the
 # CPU samples of a save of already-compressed data (2.2 GB written), and that save went from
 # 4.00 to 3.57 s (medians of five interleaved pairs); a save bound by compression did not
-# move. Elsewhere (tmpfs, FUSE, network filesystems) the writes go through the page cache.
-DIRECT_FS = ("ext4", "ext3", "ext2", "xfs", "btrfs", "f2fs", "exfat", "vfat")
+# move. Elsewhere (tmpfs, FUSE, network filesystems) the writes go through the page cache,
+# and so on FAT and exFAT (a stick's usual filesystems): their drivers (Debian 12's kernel)
+# take no direct write that makes a file longer, and the kernel then writes it through the
+# page cache and waits until it is on the disk, so each chunk file would wait on the stick.
+DIRECT_FS = ("ext4", "ext3", "ext2", "xfs", "btrfs", "f2fs")
+# Where a file is read with O_DIRECT (the chunks a save reads back): those, FAT and exFAT too.
+DIRECT_READ_FS = (*DIRECT_FS, "exfat", "vfat")
 DIRECT_MIN = 64 * 1024  # smaller values (the manifest, indexes, small chunks) are buffered
 DIRECT_ALIGN = 4096  # a direct write's offset, length and buffer: any disk's logical sector
 
@@ -227,16 +232,13 @@ class LocalStore:
         page cache that took twice as long (the kernel's readahead and copy of each file)."""
         if isinstance(buffer, mmap.mmap) and len(buffer) % DIRECT_ALIGN == 0:
             if self._direct_reads is None:
-                self._direct_reads = self._on_local_disk()
+                self._direct_reads = filesystem_type(self.root) in DIRECT_READ_FS
             if self._direct_reads:
                 got = self._read_direct(self._file(key), buffer)
                 if got is not None:
                     return got
         with open(self._file(key), "rb", buffering=0) as handle:
             return handle.readinto(buffer) or 0
-
-    def _on_local_disk(self) -> bool:
-        return filesystem_type(self.root) in DIRECT_FS
 
     def _read_direct(self, path: str, buffer: mmap.mmap) -> int | None:
         """The file's bytes read with O_DIRECT, in whole blocks until its end; None where the
@@ -316,7 +318,7 @@ class LocalStore:
         if total < DIRECT_MIN or self._direct is False:
             return False
         if self._direct is None:
-            self._direct = self._on_local_disk()
+            self._direct = filesystem_type(self.root) in DIRECT_FS
             if not self._direct:
                 return False
         try:

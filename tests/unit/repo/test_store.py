@@ -21,6 +21,7 @@ from appliance.disk.usage import filesystem_type
 from appliance.errors import CorruptData, ImageError, RepositoryError
 from appliance.jobs.catalog import collect
 from appliance.jobs.verify import last_verified, record_verified
+from appliance.repo import store as store_module
 from appliance.repo.chunk import Encoder, content_hash
 from appliance.repo.image import load_image, load_manifest
 from appliance.repo.imagelog import ImageLog
@@ -425,6 +426,26 @@ def test_local_reads_into_an_aligned_buffer_are_direct_where_the_filesystem_take
     assert store._direct_reads is (where == "disk")
     small = bytearray(100)  # not aligned: through the page cache wherever it is
     assert store.read_into("chunks/v", small) == 0
+
+
+@pytest.mark.parametrize("fstype", ["vfat", "exfat"])
+def test_a_stick_formatted_fat_or_exfat_is_written_through_the_page_cache(
+    fstype: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FAT's and exFAT's drivers take no direct write that makes a file longer (every chunk
+    file's): the kernel would write it through the page cache and wait for the stick. So a
+    folder there is written buffered, and its chunks are still read back with O_DIRECT."""
+    if filesystem_type(tmp_path) not in DIRECT_FS:
+        pytest.skip(f"{tmp_path} is on {filesystem_type(tmp_path)}, not a local disk's")
+    monkeypatch.setattr(store_module, "filesystem_type", lambda _path: fstype)
+    store = LocalStore(tmp_path)
+    value = os.urandom(DIRECT_MIN * 3 + 5)
+    store.put_parts("chunks/ab/cd/x", (value,))
+    assert store._direct is False
+    buffer = mmap.mmap(-1, DIRECT_MIN * 4, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    assert store.read_into("chunks/ab/cd/x", buffer) == len(value)
+    assert buffer[: len(value)] == value
+    assert store._direct_reads is True
 
 
 def _umask() -> int:
