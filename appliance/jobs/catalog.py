@@ -185,7 +185,7 @@ def collect(repo: Repository, *, dry_run: bool) -> GcResult:
         removed_bytes += size
     tmp = 0
     if not dry_run:
-        tmp = repo.remove_tmp_files()
+        tmp = repo.remove_tmp_files(everywhere=True)
         repo.remove_partial_images()
         repo.sync()
     return GcResult(removed, removed_bytes, kept, tmp, skipped, dry_run)

@@ -62,7 +62,7 @@ from appliance.repo.sealing import (
 )
 from appliance.repo.sealing import OVERHEAD as SEAL_OVERHEAD
 from appliance.repo.signing import Signer, is_keyed, manifest_image, unlock_signer
-from appliance.repo.store import LocalStore, Store, check_key
+from appliance.repo.store import PARTIAL, LocalStore, Store, check_key
 
 FORMAT = "appliance-repository"
 VERSION = 1
@@ -437,9 +437,14 @@ class Repository:
         except OSError as exc:
             raise storage_error(self.where, exc) from exc
 
-    def remove_tmp_files(self) -> int:
-        """Delete what chunk writes that were stopped left behind; how many."""
-        return self.store.discard_partial_writes("chunks/")
+    def remove_tmp_files(self, *, everywhere: bool = False) -> int:
+        """Delete what chunk writes that were stopped left behind; how many. They are in
+        one folder (a LocalStore's PARTIAL); `everywhere` (a gc, which lists every chunk
+        anyway) also looks among the chunks, where versions before it left them."""
+        count = self.store.discard_partial_writes(PARTIAL)
+        if everywhere:
+            count += self.store.discard_partial_writes("chunks/")
+        return count
 
     # -- files of images -----------------------------------------------------------------
     def image_key(self, image: str, file: str) -> str:

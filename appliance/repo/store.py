@@ -32,6 +32,11 @@ from typing import ClassVar, Protocol
 from appliance.disk.usage import filesystem_type
 
 DELETING = ".deleting-"  # LocalStore: a folder being deleted (hidden from listings)
+# LocalStore: the one folder where a value is written before it is renamed into place, so a
+# job's start clears what killed writers left by listing it alone: finding them among the
+# chunks' 65,536 folders took 5.1 s on a cold cache here for a repository of 131,000 chunks
+# (0.49 s warm), at the start of every save, and a spinning disk seeks for each folder.
+PARTIAL = ".partial/"
 # Filesystems where syncfs() does not reach the server's disk (sshfs and SMB send no flush
 # for it): there LocalStore fsyncs each value written since the last sync() instead.
 SYNC_EACH = ("fuse.sshfs", "cifs", "smb3")
@@ -194,10 +199,11 @@ def syncfs(folder: str | os.PathLike[str]) -> None:
 class LocalStore:
     """A folder on this machine: a key is a file below it.
 
-    A value written without `durable` goes to a temporary file (".NAME.PID.tmp", hidden from
-    listings) and is renamed into place: no fsync per chunk, one syncfs() makes them all
-    durable. A durable value is fsynced before its rename and its folder after. Folders are
-    made on the first write into them (remembered: chunk writes are the hot path).
+    A value written without `durable` goes to a temporary file in PARTIAL
+    (".NAME.PID.THREAD.tmp", hidden from listings) and is renamed into place: no fsync per
+    chunk, one syncfs() makes them all durable. A durable value is fsynced before its rename
+    and its folder after. Folders are made on the first write into them (remembered: chunk
+    writes are the hot path).
     """
 
     def __init__(self, root: Path) -> None:
@@ -286,11 +292,13 @@ class LocalStore:
         a chunk's header and payload need not be joined into a copy first."""
         path = self._file(key)
         folder, _, name = path.rpartition("/")
-        tmp = f"{folder}/.{name}.{os.getpid()}.tmp"
+        partial = f"{self._base}/{PARTIAL}".rstrip("/")
+        tmp = f"{partial}/.{name}.{os.getpid()}.{threading.get_native_id()}.tmp"
         try:
-            if folder not in self._made_dirs:
-                os.makedirs(folder, exist_ok=True)
-                self._made_dirs.add(folder)
+            for made in (partial, folder):
+                if made not in self._made_dirs:
+                    os.makedirs(made, exist_ok=True)
+                    self._made_dirs.add(made)
             if not self._write_direct(tmp, parts):
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
                 try:

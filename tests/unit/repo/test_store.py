@@ -29,7 +29,14 @@ from appliance.repo.manifest import Index, Manifest, Region, index_hash
 from appliance.repo.records import DiskRecord
 from appliance.repo.repository import WINDOW, ReadBack, Repository, chunk_key, storage_error
 from appliance.repo.s3store import S3Store
-from appliance.repo.store import DIRECT_FS, DIRECT_MIN, LocalStore, Store, check_key
+from appliance.repo.store import (
+    DIRECT_FS,
+    DIRECT_MIN,
+    PARTIAL,
+    LocalStore,
+    Store,
+    check_key,
+)
 
 
 class MemoryStore:
@@ -215,16 +222,39 @@ def test_local_keys_are_the_files_of_format_v1(tmp_path: Path) -> None:
 def test_local_partial_writes_are_hidden_then_discarded(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     store.put("chunks/ab/cd/abcd", b"whole", durable=False)
-    (tmp_path / "chunks" / "ab" / "cd" / ".abcd.4242.tmp").write_bytes(b"half")  # a killed writer
+    (tmp_path / ".partial" / ".abcd.4242.4243.tmp").write_bytes(b"half")  # a killed writer
+    (tmp_path / "chunks" / "ab" / "cd" / ".abcd.4242.tmp").write_bytes(b"half")  # an old one's
     (tmp_path / "images" / ".deleting-old").mkdir(parents=True)  # a stopped delete
     (tmp_path / "images" / ".deleting-old" / "manifest.json").write_bytes(b"{}")
     assert list(store.list("chunks/")) == ["chunks/ab/cd/abcd"]
     assert store.folders("images/") == []
+    assert store.discard_partial_writes(PARTIAL) == 1
+    assert not (tmp_path / ".partial" / ".abcd.4242.4243.tmp").exists()
     assert store.discard_partial_writes("chunks/") == 1
     assert not (tmp_path / "chunks" / "ab" / "cd" / ".abcd.4242.tmp").exists()
     store.discard_partial_writes("images/")
     assert not (tmp_path / "images" / ".deleting-old").exists()
     assert store.get("chunks/ab/cd/abcd") == b"whole"
+
+
+def test_a_chunk_is_written_in_one_folder_then_renamed_into_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every value being written is in PARTIAL (a job's start clears it without looking
+    through the chunks' folders); the finished value is renamed to its key, nothing left."""
+    store = LocalStore(tmp_path)
+    seen: list[str] = []
+    real_replace = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        seen.append(src)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    for size in (10, DIRECT_MIN * 2):
+        store.put_parts(chunk_key("ab" * 32), (os.urandom(size),))
+    assert [Path(p).parent for p in seen] == [tmp_path / ".partial"] * 2
+    assert not list((tmp_path / ".partial").iterdir())
 
 
 def test_local_errors_keep_their_errno(tmp_path: Path) -> None:
@@ -233,7 +263,7 @@ def test_local_errors_keep_their_errno(tmp_path: Path) -> None:
     with pytest.raises(OSError) as caught:
         store.put("file/below", b"x", durable=False)  # a file where a folder must be
     assert caught.value.errno in (errno.EEXIST, errno.ENOTDIR)
-    assert "file" in os.listdir(tmp_path) and len(os.listdir(tmp_path)) == 1
+    assert [p for p in tmp_path.rglob("*") if not p.is_dir()] == [tmp_path / "file"]
 
 
 # -- a real Repository over a store that is not a folder ---------------------------------
@@ -465,3 +495,23 @@ def test_a_folder_named_relative_is_read_after_the_process_changes_folder(
     monkeypatch.chdir("/")
     assert store.get("chunks/ab/cd/x") == b"data"
     assert store.where == str(tmp_path / "repo")
+
+
+def test_a_job_clears_stopped_writes_from_one_folder_and_a_gc_from_every_one(
+    tmp_path: Path,
+) -> None:
+    """A save's start removes what killed writers left in PARTIAL without going through the
+    chunks' folders (that took seconds on a large repository); a gc, which lists every
+    chunk anyway, also removes what versions before PARTIAL left among them."""
+    repo = Repository.open_or_create(tmp_path / "r")
+    _image(repo, "one", [_window(1)])
+    killed = tmp_path / "r" / ".partial" / f".{'cd' * 32}.4242.4243.tmp"
+    killed.write_bytes(b"half")
+    older = tmp_path / "r" / "chunks" / "ab" / "ab" / f".{'ab' * 32}.4242.tmp"
+    older.parent.mkdir(parents=True, exist_ok=True)
+    older.write_bytes(b"half")
+    assert repo.remove_tmp_files() == 1
+    assert not killed.exists() and older.exists()
+    result = collect(repo, dry_run=False)
+    assert result.removed_tmp == 1 and not older.exists()
+    assert load_image(repo, "one").manifest.name == "one"
