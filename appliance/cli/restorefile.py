@@ -54,6 +54,11 @@ def is_ours(repo: str, image: str) -> bool:
 
 def plan_for(args: argparse.Namespace) -> FileRestorePlan | None:
     """The plan when restore names a file or a Windows system image; None otherwise."""
+    if args.file is None and (
+        is_ours(args.repo, args.image) or find_folder(args.repo, args.image) is not None
+    ):
+        return None  # an image of ours, a Clonezilla image folder
+    # the disk-file and Windows-backup readers load only for them (16 ms of a restore)
     from appliance.jobs.filerestore import (
         find_windows_backup,
         plan_backup_restore,
@@ -62,8 +67,6 @@ def plan_for(args: argparse.Namespace) -> FileRestorePlan | None:
 
     if args.file is not None:
         return plan_file_restore(args.file, args.target, grow=args.grow)
-    if is_ours(args.repo, args.image) or find_folder(args.repo, args.image) is not None:
-        return None  # an image of ours, a Clonezilla image folder
     found = find_windows_backup(args.repo, args.image)
     if found is None:
         if args.disk is not None:
