@@ -6,13 +6,15 @@ Each round runs, each after a dropped page cache:
   our save of the changed disk into that repository          (incremental, paired with ours)
   Clonezilla's restore, our restore, onto a blank target     (restore pair)
   our restore of that repository from nginx on loopback      (web restore, paired with ours)
+  our restore of a copy of it in memory (tmpfs)              (a repository on another device)
 Then once (bench/labscale.py): one small image restored onto 1, 2 and 4 clients at once,
 over HTTP and over multicast (aggregate and per-client MB/s).
 Round 1 also checks both restores: every used byte of the target must equal the source.
 After the rounds: the read-only view of `appliance mount` against reading its chunks
 directly and the time to its first listing (bench/mountview.py), files copied out of an image
 against restoring its partition (bench/copyout.py), a damaged chunk must stop
-a restore (exit 9), and our save and restore run once on the 8 GiB disk for peak memory;
+a restore (exit 9), and on the 8 GiB disk our save and incremental save (the latter also
+into a copy of the repository in memory), and a restore once for peak memory;
 then the same data on the 8 GiB disk and on a 256 GiB one (bench/bigdisk.py), saved and
 restored in interleaved rounds: the time must grow with the data, not with the disk.
 """
@@ -48,6 +50,7 @@ from bench.jobs import (
     cz_size,
     dd_read,
     engine,
+    in_memory,
     init_encrypted,
     machine_limits,
     move_phase_busy,
@@ -275,6 +278,7 @@ def bench(
             "our_incremental",
             "cz_restore",
             "our_restore",
+            "our_restore_memory",
             "our_restore_encrypted",
             "our_cz_restore",
             "our_http_restore",
@@ -343,6 +347,17 @@ def bench(
         )
         if number == 1:
             checks["appliance_restore"] = check_restore("appliance restore", src, target, expected)
+        # the same restore with the repository in memory: a stand-in for a repository on
+        # another device than the target (a USB disk, a server), so the disk only writes
+        wipe(target)
+        with in_memory(repo) as memory:
+            runs["our_restore_memory"].append(
+                our_restore(memory, "base", target, work, f"appliance restore, memory {number}")
+            )
+        if number == 1:
+            checks["memory_restore"] = check_restore(
+                "appliance restore, repository in memory", src, target, expected
+            )
         wipe(target)
         runs["our_restore_encrypted"].append(
             our_restore(sealed, "base", target, work, f"appliance restore, encrypted {number}")
@@ -388,6 +403,7 @@ def bench(
     big_runs: dict[str, Any] = {}
     incr_big: list[dict[str, Any]] = []
     big_incr_runs: list[Run] = []
+    big_incr_memory: list[Run] = []
     if not args.no_big:
         # The same 60 MB change on a disk with twice the data: the issue's incremental
         # scenario ("under 2 % new chunks") needs that much data for 60 MB to be under 2 %.
@@ -404,6 +420,18 @@ def bench(
             r, first = our_save(bsrc, brepo, "big", work, f"appliance save 8 GiB {number}")
             saves.append(r)
             full = tree_bytes(brepo)
+            # the same incremental save with the repository in memory (on another device
+            # than the source: the chunks it reads back do not share the source's disk)
+            with in_memory(brepo) as memory:
+                r, _ = our_save(
+                    bchanged,
+                    memory,
+                    "changed",
+                    work,
+                    f"appliance incremental 8 GiB, memory {number}",
+                    "--allow-ram",
+                )
+                big_incr_memory.append(r)
             r, second = our_save(
                 bchanged, brepo, "changed", work, f"appliance incremental 8 GiB {number}"
             )
@@ -424,6 +452,7 @@ def bench(
             "save": run_info(max(saves, key=lambda x: x.peak_rss), cores),
             "restore": run_info(r2, cores),
             "incremental": [run_info(x, cores) for x in big_incr_runs],
+            "incremental_memory": [run_info(x, cores) for x in big_incr_memory],
         }
         rss_sizes.append(f"{big.size // 1024**3} GiB")
         rss_save.append(max(x.peak_rss for x in saves))
@@ -450,6 +479,7 @@ def bench(
         "our_incremental": used_changed,
         "cz_restore": used,
         "our_restore": used,
+        "our_restore_memory": used,
         "our_restore_encrypted": used,
         "our_cz_restore": used,
         "our_http_restore": used,
@@ -486,10 +516,10 @@ def bench(
         limit = [min(r, x[cpu]) for r, x in zip(rate_raw, limits, strict=True)]
         return report.ratios([used / s for s in t["our_save"]], limit)
 
-    def restore_against(disk: str) -> dict[str, Any]:
+    def restore_against(disk: str, run: str = "our_restore") -> dict[str, Any]:
         """The restore's rate against min(the limits' `disk` rate, decompression)."""
         limit = [min(x[disk], x["decompress_rate"]) for x in limits]
-        return report.ratios([used / s for s in t["our_restore"]], limit)
+        return report.ratios([used / s for s in t[run]], limit)
 
     res["comparisons"] = {
         "save_speedup": report.ratios(t["cz_save"], t["our_save"]),
@@ -505,6 +535,7 @@ def bench(
         "restore_vs_limit": restore_against("write_rate"),
         "save_vs_named": save_against("named_rate"),
         "restore_vs_shared": restore_against("shared_rate"),
+        "restore_memory_vs_limit": restore_against("write_rate", "our_restore_memory"),
         "save_nocheck_speedup": report.ratios(t["cz_save"], t["our_save_nocheck"]),
         "proof_cost": report.ratios(t["our_save"], t["our_save_nocheck"]),
         "encrypted_save_cost": report.ratios(t["our_save_encrypted"], t["our_save"]),
@@ -526,6 +557,8 @@ def bench(
     if incr_big:
         rate_big = [big_runs["changed_used_bytes"] / r.seconds for r in big_incr_runs]
         res["comparisons"]["incremental_vs_raw_8g"] = report.ratios(rate_big, rate_raw)
+        rate_memory = [big_runs["changed_used_bytes"] / r.seconds for r in big_incr_memory]
+        res["comparisons"]["incremental_memory_vs_raw_8g"] = report.ratios(rate_memory, rate_raw)
         lastb = incr_big[-1]
         res["incremental_8g"] = {
             **lastb,
@@ -568,6 +601,34 @@ def proof_runs(proofs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         for name, proof in found.items():
             out.setdefault(name, []).append(proof)
     return out
+
+
+def memory_rows(c: dict[str, Any]) -> list[report.Target]:
+    """The restore and the incremental save with the repository in memory: a stand-in for a
+    repository on another device (this machine has one disk), reported, not judged."""
+    rows = []
+    if "restore_memory_vs_limit" in c:
+        rows.append(
+            report.Target(
+                "restore, repository in memory, vs min(O_DIRECT write, decompression)",
+                "",
+                report.fmt(c["restore_memory_vs_limit"], 0, 100, " %"),
+                None,
+                "the repository on another device than the target: the disk only writes",
+            )
+        )
+    if "incremental_memory_vs_raw_8g" in c:
+        rows.append(
+            report.Target(
+                "incremental save (8 GiB disk), repository in memory, vs raw read",
+                "",
+                report.fmt(c["incremental_memory_vs_raw_8g"], 0, 100, " %"),
+                None,
+                "the repository on another device than the source: the chunks read back "
+                "do not share its disk",
+            )
+        )
+    return rows
 
 
 def evaluate(res: dict[str, Any]) -> list[report.Target]:
@@ -688,6 +749,7 @@ def evaluate(res: dict[str, Any]) -> list[report.Target]:
             report.fmt(inc_raw, 0, 100, " %"),
             inc_raw["median"] >= 0.90,
         ),
+        *memory_rows(c),
         report.Target(
             f"incremental save ({where}) stores of a full image",
             "<= 3 %",

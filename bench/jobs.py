@@ -16,7 +16,9 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -338,6 +340,25 @@ def dd_read(disk: Disk, label: str) -> Run:
     return timed(
         label, ["dd", f"if={disk.node}", "of=/dev/null", "bs=4M", "iflag=direct", "status=none"]
     )
+
+
+MEMORY = Path("/dev/shm")  # tmpfs on Debian
+
+
+@contextlib.contextmanager
+def in_memory(repo: Path) -> Iterator[Path]:
+    """A copy of the repository folder `repo` in memory (tmpfs: what no page-cache drop
+    empties), removed afterwards: a stand-in for a repository on another device than the
+    disk being saved or written (a USB disk, a server), which this machine does not have."""
+    if not MEMORY.is_dir():
+        raise BenchError(f"{MEMORY} is not there: no tmpfs for the in-memory repository runs.")
+    copy = MEMORY / f"appliance-bench-{os.getpid()}-{repo.name}"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(repo, copy)
+    try:
+        yield copy
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
 
 
 def tree_bytes(folder: Path) -> int:
