@@ -87,6 +87,9 @@ REQUIRED = (
 )
 
 
+MEMORY_ROUNDS = 3  # rounds of the runs with the repository in memory
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python3 -m bench",
@@ -349,15 +352,17 @@ def bench(
             checks["appliance_restore"] = check_restore("appliance restore", src, target, expected)
         # the same restore with the repository in memory: a stand-in for a repository on
         # another device than the target (a USB disk, a server), so the disk only writes
-        wipe(target)
-        with in_memory(repo) as memory:
-            runs["our_restore_memory"].append(
-                our_restore(memory, "base", target, work, f"appliance restore, memory {number}")
-            )
-        if number == 1:
-            checks["memory_restore"] = check_restore(
-                "appliance restore, repository in memory", src, target, expected
-            )
+        # (MEMORY_ROUNDS rounds: reported, not judged, and the whole bench keeps its time)
+        if number <= MEMORY_ROUNDS:
+            wipe(target)
+            with in_memory(repo) as memory:
+                runs["our_restore_memory"].append(
+                    our_restore(memory, "base", target, work, f"appliance restore, memory {number}")
+                )
+            if number == 1:
+                checks["memory_restore"] = check_restore(
+                    "appliance restore, repository in memory", src, target, expected
+                )
         wipe(target)
         runs["our_restore_encrypted"].append(
             our_restore(sealed, "base", target, work, f"appliance restore, encrypted {number}")
@@ -422,16 +427,17 @@ def bench(
             full = tree_bytes(brepo)
             # the same incremental save with the repository in memory (on another device
             # than the source: the chunks it reads back do not share the source's disk)
-            with in_memory(brepo) as memory:
-                r, _ = our_save(
-                    bchanged,
-                    memory,
-                    "changed",
-                    work,
-                    f"appliance incremental 8 GiB, memory {number}",
-                    "--allow-ram",
-                )
-                big_incr_memory.append(r)
+            if number <= MEMORY_ROUNDS:
+                with in_memory(brepo) as memory:
+                    r, _ = our_save(
+                        bchanged,
+                        memory,
+                        "changed",
+                        work,
+                        f"appliance incremental 8 GiB, memory {number}",
+                        "--allow-ram",
+                    )
+                    big_incr_memory.append(r)
             r, second = our_save(
                 bchanged, brepo, "changed", work, f"appliance incremental 8 GiB {number}"
             )
@@ -517,8 +523,9 @@ def bench(
         return report.ratios([used / s for s in t["our_save"]], limit)
 
     def restore_against(disk: str, run: str = "our_restore") -> dict[str, Any]:
-        """The restore's rate against min(the limits' `disk` rate, decompression)."""
-        limit = [min(x[disk], x["decompress_rate"]) for x in limits]
+        """The restore's rate against min(the limits' `disk` rate, decompression), round by
+        round (a run of fewer rounds against the limits of its rounds)."""
+        limit = [min(x[disk], x["decompress_rate"]) for x in limits][: len(t[run])]
         return report.ratios([used / s for s in t[run]], limit)
 
     res["comparisons"] = {
@@ -558,7 +565,9 @@ def bench(
         rate_big = [big_runs["changed_used_bytes"] / r.seconds for r in big_incr_runs]
         res["comparisons"]["incremental_vs_raw_8g"] = report.ratios(rate_big, rate_raw)
         rate_memory = [big_runs["changed_used_bytes"] / r.seconds for r in big_incr_memory]
-        res["comparisons"]["incremental_memory_vs_raw_8g"] = report.ratios(rate_memory, rate_raw)
+        res["comparisons"]["incremental_memory_vs_raw_8g"] = report.ratios(
+            rate_memory, rate_raw[: len(rate_memory)]
+        )
         lastb = incr_big[-1]
         res["incremental_8g"] = {
             **lastb,
@@ -614,7 +623,8 @@ def memory_rows(c: dict[str, Any]) -> list[report.Target]:
                 "",
                 report.fmt(c["restore_memory_vs_limit"], 0, 100, " %"),
                 None,
-                "the repository on another device than the target: the disk only writes",
+                "the repository on another device than the target: the disk only writes; "
+                f"{MEMORY_ROUNDS} rounds",
             )
         )
     if "incremental_memory_vs_raw_8g" in c:
@@ -625,7 +635,7 @@ def memory_rows(c: dict[str, Any]) -> list[report.Target]:
                 report.fmt(c["incremental_memory_vs_raw_8g"], 0, 100, " %"),
                 None,
                 "the repository on another device than the source: the chunks read back "
-                "do not share its disk",
+                f"do not share its disk; {MEMORY_ROUNDS} rounds",
             )
         )
     return rows
