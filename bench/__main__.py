@@ -392,7 +392,10 @@ def bench(
                 "appliance restore of the Clonezilla image", src, target, expected
             )
         shutil.rmtree(cz)
-        log("  " + ", ".join(f"{k} {v[-1].seconds:.2f} s" for k, v in runs.items()))
+        log(
+            "  "
+            + ", ".join(f"{k} {v[-1].seconds:.2f} s" for k, v in runs.items() if len(v) == number)
+        )
     # the read-only view of `appliance mount` on the last round's repository, before it is damaged
     res["mount_view"] = mountview.measure(repo, "base", work, args.rounds)
     checks["damaged_chunk"] = damaged_chunk_refused(repo, "base", target, work)
