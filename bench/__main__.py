@@ -618,30 +618,26 @@ def proof_runs(proofs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 def memory_rows(c: dict[str, Any]) -> list[report.Target]:
     """The restore and the incremental save with the repository in memory: a stand-in for a
     repository on another device (this machine has one disk), reported, not judged."""
-    rows = []
-    if "restore_memory_vs_limit" in c:
-        rows.append(
-            report.Target(
-                "restore, repository in memory, vs min(O_DIRECT write, decompression)",
-                "",
-                report.fmt(c["restore_memory_vs_limit"], 0, 100, " %"),
-                None,
-                "the repository on another device than the target: the disk only writes; "
-                f"{MEMORY_ROUNDS} rounds",
-            )
+    rows = [
+        (
+            "restore_memory_vs_limit",
+            "restore, repository in memory, vs min(O_DIRECT write, decompression)",
+            "the repository on another device than the target: the disk only writes",
+        ),
+        (
+            "incremental_memory_vs_raw_8g",
+            "incremental save (8 GiB disk), repository in memory, vs raw read",
+            "the repository on another device than the source: the chunks read back do not "
+            "share its disk",
+        ),
+    ]
+    return [
+        report.Target(
+            name, "", report.fmt(c[key], 0, 100, " %"), None, f"{note}; {MEMORY_ROUNDS} rounds"
         )
-    if "incremental_memory_vs_raw_8g" in c:
-        rows.append(
-            report.Target(
-                "incremental save (8 GiB disk), repository in memory, vs raw read",
-                "",
-                report.fmt(c["incremental_memory_vs_raw_8g"], 0, 100, " %"),
-                None,
-                "the repository on another device than the source: the chunks read back "
-                f"do not share its disk; {MEMORY_ROUNDS} rounds",
-            )
-        )
-    return rows
+        for key, name, note in rows
+        if key in c
+    ]
 
 
 def evaluate(res: dict[str, Any]) -> list[report.Target]:
