@@ -212,7 +212,9 @@ def test_key_change_rewrites_no_chunk(enc: Encrypted) -> None:
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (repo / "chunks").rglob("*")
              if p.is_file()}  # fmt: skip
     assert after == chunks
-    assert not [p for p in repo.iterdir() if p.name.startswith(".")]  # replaced atomically
+    # replaced atomically: no temporary file left (.partial/ is where chunks are written)
+    assert not [p for p in repo.iterdir() if p.name.startswith(".") and p.name != ".partial"]
+    assert not [p for p in repo.rglob("*") if p.is_file() and p.name.startswith(".")]
     refused(appliance(*enc.with_pass("images", "--repo", str(repo)), check=False), 6, "wrong")
     appliance("verify", "--repo", str(repo), "--image", "pc", "--passphrase-file", str(new))
 
