@@ -210,6 +210,7 @@ class LocalStore:
         # absolute: a child process, or a FUSE view (libfuse changes to "/"), reads it too
         self.root = Path(os.path.abspath(root))
         self._base = os.fspath(self.root).rstrip("/") or ""
+        self._partial = f"{self._base}/{PARTIAL}".rstrip("/")  # where values are written
         self._made_dirs: set[str] = set()
         self._sync_each: bool | None = None  # decided at the first write (SYNC_EACH)
         self._unsynced: builtins.list[str] = []
@@ -292,10 +293,9 @@ class LocalStore:
         a chunk's header and payload need not be joined into a copy first."""
         path = self._file(key)
         folder, _, name = path.rpartition("/")
-        partial = f"{self._base}/{PARTIAL}".rstrip("/")
-        tmp = f"{partial}/.{name}.{os.getpid()}.{threading.get_native_id()}.tmp"
+        tmp = f"{self._partial}/.{name}.{os.getpid()}.{threading.get_native_id()}.tmp"
         try:
-            for made in (partial, folder):
+            for made in (self._partial, folder):
                 if made not in self._made_dirs:
                     os.makedirs(made, exist_ok=True)
                     self._made_dirs.add(made)
