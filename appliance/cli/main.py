@@ -46,12 +46,12 @@ def workers(text: str) -> int:
     return number
 
 
-def workers_opt(p: argparse.ArgumentParser, what: str) -> None:
+def workers_opt(p: argparse.ArgumentParser, what: str, default: str = "") -> None:
     p.add_argument(
         "--workers",
         type=workers,
         metavar="N",
-        help=f"threads that {what} the data (default: one per processor core)",
+        help=f"threads that {what} the data (default: one per processor core{default})",
     )
 
 
@@ -131,7 +131,7 @@ def build_parser() -> Parser:
         action="store_true",
         help="do not check each saved filesystem on the image (faster, unproven)",
     )
-    workers_opt(p, "compress")
+    workers_opt(p, "hash, compress and store", " and a few more that wait on the repository")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     progress_opt(p)
 

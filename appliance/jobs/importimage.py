@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from appliance import __version__
 from appliance.errors import ApplianceError, ImageError, UnsupportedImage
 from appliance.fs import check as fscheck
-from appliance.io.pipeline import WINDOW, Window, run_windows, workers_default
+from appliance.io.pipeline import WINDOW, Window, run_windows, store_workers_default
 from appliance.io.source import ImageSource, RepositorySource
 from appliance.jobs import proof, shelfimport
 from appliance.jobs.chunkwriter import ChunkWriter, Counters, complete
@@ -112,7 +112,7 @@ def import_image(
                 ChunkWriter(repo, chunks, level, stats),
                 progress=progress,
                 cancel=cancel,
-                workers=workers or workers_default(),
+                workers=workers or store_workers_default(),
             )
             progress.set_phase(Phase.SYNC, "making the image durable")
             repo.sync()

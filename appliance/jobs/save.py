@@ -21,7 +21,7 @@ from appliance.disk.probe import partition_node, probe_source
 from appliance.disk.usage import mounted_readonly
 from appliance.errors import ImageError, ToolFailed
 from appliance.fs.usedmap import UsedMap, normalize_ranges, subtract, used_map
-from appliance.io.pipeline import WINDOW, Window, read_windows, workers_default
+from appliance.io.pipeline import WINDOW, Window, read_windows, store_workers_default
 from appliance.io.windows import window_count, windows
 from appliance.jobs import proof
 from appliance.jobs.chunkwriter import ChunkWriter, Counters, complete
@@ -307,7 +307,7 @@ def _move(
             sector=disk.logical_sector,
             progress=progress,
             cancel=cancel,
-            workers=workers or workers_default(),
+            workers=workers or store_workers_default(),
             bad=bad,
         )
     finally:
