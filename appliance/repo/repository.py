@@ -68,6 +68,11 @@ FORMAT = "appliance-repository"
 VERSION = 1
 ENCRYPTED = 2  # the format version of an encrypted repository
 WINDOW = 4 * 1024 * 1024
+# Chunk files a restore reads at once from a folder. One at a time, the restore of the bench
+# disk from a repository on the disk it writes waited on each file: four took its writing
+# phase from 1.92 to 1.68 s (medians of 16 interleaved pairs, 15 of them faster; two: 7 %,
+# eight: 11 % faster). From memory it is the same either way.
+LOCAL_READS = 4
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 HEX32_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -358,12 +363,12 @@ class Repository:
 
     @property
     def read_parallelism(self) -> int:
-        """How many chunks a restore should fetch at once: 1 from a folder (the reads are
-        sequential and cached), more from a server that answers each request with a delay."""
+        """How many chunks a restore should fetch at once: LOCAL_READS from a folder, more
+        from a server that answers each request with a delay."""
         web = web_store(self.store)
         if web is not None:
             return web.parallel_reads
-        return 1 if isinstance(self.store, LocalStore) else 8  # a bucket: a server too
+        return LOCAL_READS if isinstance(self.store, LocalStore) else 8  # a bucket: a server too
 
     def put_chunk(self, name: str, blob: bytes | Sequence[bytes | memoryview]) -> None:
         """Store a chunk file's bytes (repo/chunk.py), or its parts (header, payload: a
