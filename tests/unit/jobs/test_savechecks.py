@@ -8,7 +8,7 @@ import pytest
 from appliance.disk.usage import filesystem_type, mounted_readonly, mounts
 from appliance.errors import RepositoryError
 from appliance.jobs.savechecks import DEFAULT_RATIO, compression_ratio
-from appliance.repo.chunk import Encoder, content_hash
+from appliance.repo.chunk import HEADER, MAGIC, RAW, VERSION, Encoder, content_hash
 from appliance.repo.manifest import Manifest
 from appliance.repo.records import DiskRecord, SaveStats
 from appliance.repo.repository import ReadBack, Repository, check_save_place
@@ -104,3 +104,31 @@ def test_a_stored_chunk_is_reused_only_if_it_reads_back(tmp_path: Path) -> None:
     repo.put_chunk(content_hash(raw), Encoder().encode(raw))
     assert repo.stored_chunk_state(content_hash(raw), len(raw), reader) == "same"
     assert repo.stored_chunk_state(name, len(data), reader) == "damaged"  # buffers reused
+
+
+def test_a_stored_chunk_must_decode_to_the_whole_window(tmp_path: Path) -> None:
+    """The stored chunk must decode to the window's own bytes, whole: a chunk file of the
+    same size holding other bytes (swapped for another's), one byte short or one byte long
+    is damaged, compressed or stored raw."""
+    repo = Repository.open_or_create(tmp_path / "r")
+    reader = ReadBack()
+    window = bytearray(b"system files " * 80_000)  # a megabyte
+    name = content_hash(window)
+    path = repo.chunk_path(name)
+    other = bytearray(window)
+    other[-5] ^= 0x01  # near its end, same length
+    for stored, verdict in (
+        (window, "same"),
+        (other, "damaged"),
+        (window[:-1], "damaged"),
+        (window + b"\0", "damaged"),
+    ):
+        repo.put_chunk(name, Encoder().encode(bytes(stored)))
+        assert repo.stored_chunk_state(name, len(window), reader) == verdict
+        path.write_bytes(raw_chunk(bytes(stored)))  # the same, stored raw
+        assert repo.stored_chunk_state(name, len(window), reader) == verdict
+
+
+def raw_chunk(data: bytes) -> bytes:
+    """A chunk file holding `data` uncompressed (what a save stores for incompressible data)."""
+    return HEADER.pack(MAGIC, VERSION, RAW, len(data)) + data
