@@ -45,10 +45,13 @@ READERS = 2
 # Threads a job that stores chunks (save, import) adds to its pool beyond one per core: its
 # threads also wait on the repository's disk, reading a reused chunk back to prove it and
 # writing a new one with O_DIRECT, and with one thread per core the cores idled through
-# those waits. Four more took the bench's incremental save (8 GiB, 3.65 GB used, 97 % of it
-# read back) from 5.45 to 4.24 s and its home disk of photos from 4.30 to 3.85 s (medians of
-# five and four interleaved rounds), and left the compression-bound save as it was.
-STORE_WAITS = 4
+# those waits. Medians of interleaved rounds, the bench's disks: the incremental save of the
+# 8 GiB disk (97 % of it read back) took 5.45 s with none, 4.59 s with two more and 4.24 s
+# with four; the home disk of photos 4.30 s with none and 3.85 s with four; the save bound by
+# compression stayed where it was. Each thread holds about 18 MiB (its window, compressor
+# and chunk buffers): with four, an encrypted save peaked at 286 MiB of `make bench`'s 300,
+# and a second run of four against two gave the same times (4.77 and 4.81 s).
+STORE_WAITS = 2
 TICK = 0.05  # seconds between progress ticks while a pipeline runs
 _ZERO = bytes(WINDOW)
 T = TypeVar("T")
