@@ -20,6 +20,7 @@ from appliance.disk.probe import (
     partition_node,
     probe_disk,
     probe_source,
+    set_kernel_partitions,
     sync_partitions,
 )
 from appliance.errors import DeviceError
@@ -172,6 +173,12 @@ def test_gpt_with_ext4_xfs_swap(attached: Attached) -> None:
     assert disk.backing_file == attached.loops[node]
     rdev = os.stat(node).st_rdev
     assert disk.devnum == (os.major(rdev), os.minor(rdev))
+    # the table alone (what a restore's last step needs): the same partitions, no filesystems
+    bare = probe_disk(node, filesystems=False)
+    assert [(p.number, p.start, p.size, p.node, p.type) for p in bare.partitions] == [
+        (p.number, p.start, p.size, p.node, p.type) for p in disk.partitions
+    ]
+    assert [p.fstype for p in bare.partitions] == [None, None, None]
 
 
 def test_mbr_with_extended_and_logicals(attached: Attached) -> None:
@@ -379,3 +386,20 @@ def test_disks_command_json_and_text(attached: Attached) -> None:
     text = io.StringIO()
     run_disks(False, False, text)
     assert node not in text.getvalue()
+
+
+def test_kernel_partitions_set_without_a_table(attached: Attached) -> None:
+    """A restore tells the kernel all its partitions at once while the disk holds no valid
+    table yet; each node exists when the call returns, at the start it was given."""
+    node = attached.disk("blank.img", 64 * MiB)
+    disk = probe_disk(node)
+    parts = [(1, 1 * MiB, 8 * MiB), (2, 9 * MiB, 16 * MiB), (3, 25 * MiB, 30 * MiB)]
+    nodes = set_kernel_partitions(disk, parts)
+    assert nodes == {n: f"{node}p{n}" for n, _, _ in parts}
+    for number, start, _size in parts:
+        assert os.path.exists(nodes[number])
+        assert sysfs_start(nodes[number]) == start
+    # again with partition 2 moved and 3 gone: the kernel's view follows
+    nodes = set_kernel_partitions(disk, [(1, 1 * MiB, 8 * MiB), (2, 10 * MiB, 16 * MiB)])
+    assert sysfs_start(nodes[2]) == 10 * MiB
+    assert not Path(f"/sys/block/{Path(node).name}/{Path(node).name}p3").exists()
