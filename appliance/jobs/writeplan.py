@@ -170,10 +170,9 @@ class WipeSignatures(Step):
 
     def run(self, ctx: Context) -> None:
         ctx.progress.set_phase(Phase.TABLE, f"wiping old signatures on {ctx.target.node}")
-        for node in self.partitions:
-            if node and os.path.exists(node):
-                run(["wipefs", "--all", "--quiet", node])
-        run(["wipefs", "--all", "--quiet", ctx.target.node])
+        # one wipefs for all of them: it takes several devices (a process each cost 5-10 ms)
+        nodes = [node for node in self.partitions if node and os.path.exists(node)]
+        run(["wipefs", "--all", "--quiet", *nodes, ctx.target.node])
 
 
 @dataclass
@@ -215,8 +214,8 @@ class AddPartitions(Step):
 
     def run(self, ctx: Context) -> None:
         ctx.nodes = set_kernel_partitions(ctx.target, list(self.parts))
-        for node in ctx.nodes.values():
-            run(["wipefs", "--all", "--quiet", node])
+        if ctx.nodes:
+            run(["wipefs", "--all", "--quiet", *ctx.nodes.values()])
 
 
 @dataclass
@@ -277,7 +276,7 @@ class TellKernel(Step):
         return "tell the kernel the finished table"
 
     def run(self, ctx: Context) -> None:
-        fresh = probe_disk(ctx.target.node)
+        fresh = probe_disk(ctx.target.node, filesystems=False)  # the table is all it needs
         sync_partitions(fresh)
         for node in [p.node for p in fresh.partitions if p.node]:
             try:
