@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -79,13 +80,24 @@ def decode_udev(value: str) -> str:
     return out.decode("utf-8", errors="replace")
 
 
+_local = threading.local()
+
+
+def _udev_context() -> pyudev.Context:
+    """This thread's udev context (libudev's are not to be shared between threads). Each new
+    one finds libudev again, and ctypes runs `ldconfig -p` for that: 5-10 ms a probe."""
+    context = getattr(_local, "udev", None)
+    if context is None:
+        context = _local.udev = pyudev.Context()
+    return context
+
+
 def udev_properties(name: str) -> dict[str, str]:
     """udev's properties of block device `name` ({} without pyudev or without the device)."""
     if pyudev is None:  # pragma: no cover
         return {}
     try:
-        context = pyudev.Context()
-        device = pyudev.Devices.from_name(context, "block", name)
+        device = pyudev.Devices.from_name(_udev_context(), "block", name)
         return {str(key): str(device.properties[key]) for key in device.properties}
     except (pyudev.DeviceNotFoundError, OSError, ImportError):
         return {}
