@@ -13,10 +13,8 @@ from typing import Any
 from appliance.cli.output import fit80, make_progress, print_json
 from appliance.disk.model import Disk
 from appliance.errors import WARNINGS_EXIT, SafetyRefusal, UsageError
-from appliance.jobs.clone import clone, clone_steps, plan_clone
 from appliance.jobs.plantext import PlanText, clone_text, restore_text, saved_lines
 from appliance.jobs.restore import RestorePlan, plan_restore, restore, restore_steps
-from appliance.jobs.save import save
 from appliance.jobs.verify import verify_against, verify_image
 from appliance.jobs.writeplan import steps_json
 from appliance.repo.image import authenticity_note
@@ -27,6 +25,8 @@ WIDTH = 80
 
 
 def run_save(args: argparse.Namespace, cancel: threading.Event) -> int:
+    from appliance.jobs.save import save  # each job loads its own modules only
+
     progress = make_progress(args.progress)
     started = time.monotonic()
     manifest = save(
@@ -215,6 +215,8 @@ def run_shelf_restore(args: argparse.Namespace, cancel: threading.Event, folder:
 
 
 def run_clone(args: argparse.Namespace, cancel: threading.Event) -> int:
+    from appliance.jobs.clone import clone, clone_steps, plan_clone
+
     progress = make_progress(args.progress)
     plan = plan_clone(args.source, args.target, grow=args.grow, progress=progress)
     text = clone_text(plan)
