@@ -262,17 +262,12 @@ def _ensure(disk: Disk, part: Partition) -> str:
         _partx(["--delete"], disk, part.number)  # stale: the table changed since it was added
     _drop_overlapping(disk, part)
     _partx(["--add"], disk, part.number)
-    deadline = time.monotonic() + 2.0
-    while True:  # devtmpfs creates the node as the kernel adds the partition; allow a moment
-        seen = identity.kernel_partitions(disk.name).get(part.number)
-        if seen is not None and os.path.exists(os.path.join(DEV, seen[0])):
-            break
-        if time.monotonic() > deadline:
-            raise DeviceError(
-                f"The kernel did not create partition {part.number} of "
-                f"{disk.node}; read the disk again, its table may have changed."
-            )
-        time.sleep(0.02)
+    seen = _await_nodes(disk, [part.number]).get(part.number)
+    if seen is None:
+        raise DeviceError(
+            f"The kernel did not create partition {part.number} of "
+            f"{disk.node}; read the disk again, its table may have changed."
+        )
     if not _matches(part, seen[1], seen[2]):
         raise DeviceError(
             f"The kernel sees partition {part.number} of {disk.node} elsewhere "
@@ -356,19 +351,26 @@ def set_kernel_partitions(disk: Disk, parts: list[tuple[int, int, int]]) -> dict
                 disk,
                 number,
             )
-    # devtmpfs creates the nodes as the kernel adds the partitions: wait for all of them at
-    # once (one at a time, each wait took a polling step: 20-40 ms a partition)
-    nodes: dict[int, str] = {}
+    # all added, then one wait (one at a time, each wait took a polling step: 20-40 ms each)
+    found = _await_nodes(disk, [number for number, _start, _size in parts])
+    missing = [number for number, _start, _size in parts if number not in found]
+    if missing:
+        raise DeviceError(f"The kernel did not create partition {missing[0]} of {disk.node}.")
+    return {number: os.path.join(DEV, entry[0]) for number, entry in found.items()}
+
+
+def _await_nodes(disk: Disk, numbers: list[int]) -> dict[int, tuple[str, int, int]]:
+    """The kernel's partitions `numbers` of `disk` (number -> (name, start, size)) once each
+    has its node, which devtmpfs makes as the kernel adds it; after two seconds, those that
+    have one."""
     deadline = time.monotonic() + 2.0
     while True:
         seen = identity.kernel_partitions(disk.name)
-        for number, _start, _size in parts:
-            entry = seen.get(number)
-            if entry is not None and os.path.exists(os.path.join(DEV, entry[0])):
-                nodes[number] = os.path.join(DEV, entry[0])
-        missing = [number for number, _start, _size in parts if number not in nodes]
-        if not missing:
-            return nodes
-        if time.monotonic() > deadline:
-            raise DeviceError(f"The kernel did not create partition {missing[0]} of {disk.node}.")
+        found = {
+            number: seen[number]
+            for number in numbers
+            if number in seen and os.path.exists(os.path.join(DEV, seen[number][0]))
+        }
+        if len(found) == len(numbers) or time.monotonic() > deadline:
+            return found
         time.sleep(0.005)
