@@ -23,7 +23,8 @@ from appliance.disk.probe import (
     set_kernel_partitions,
     sync_partitions,
 )
-from appliance.errors import DeviceError
+from appliance.errors import DeviceError, SafetyRefusal
+from appliance.jobs.fitting import recheck_target
 
 pytestmark = [
     pytest.mark.root,
@@ -403,3 +404,22 @@ def test_kernel_partitions_set_without_a_table(attached: Attached) -> None:
     nodes = set_kernel_partitions(disk, [(1, 1 * MiB, 8 * MiB), (2, 10 * MiB, 16 * MiB)])
     assert sysfs_start(nodes[2]) == 10 * MiB
     assert not Path(f"/sys/block/{Path(node).name}/{Path(node).name}p3").exists()
+
+
+def test_target_rechecked_before_the_first_write(attached: Attached) -> None:
+    """The probe just before a restore's first write: the same disk gives its table, and a
+    disk that grew (or was swapped for another size) since the plan stops the job."""
+    node = attached.disk(
+        "used.img",
+        96 * MiB,
+        script=f"label: gpt\nstart=2048, size={64 * MiB // 512}, type={LINUX}\n",
+    )
+    _sh("mkfs.ext4", "-q", "-L", "old", f"{node}p1")
+    planned = probe_disk(node)
+    again = recheck_target(planned)
+    assert (again.devnum, again.size) == (planned.devnum, planned.size)
+    assert [(p.number, p.start, p.size) for p in again.partitions] == [(1, MiB, 64 * MiB)]
+    os.truncate(attached.loops[node], 128 * MiB)
+    _sh("losetup", "-c", node)
+    with pytest.raises(SafetyRefusal, match="changed since the plan"):
+        recheck_target(planned)
