@@ -22,8 +22,13 @@ class BenchError(Exception):
     """A step of the benchmark failed; the message says which and why."""
 
 
+_STARTED = time.monotonic()
+
+
 def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
+    """One progress line on stderr, with the minutes and seconds since the bench started."""
+    minutes, seconds = divmod(int(time.monotonic() - _STARTED), 60)
+    print(f"bench [{minutes:02d}:{seconds:02d}]: {message}", file=sys.stderr, flush=True)
 
 
 def run(
