@@ -55,8 +55,10 @@ STORE_WAITS = 2
 TICK = 0.05  # seconds between progress ticks while a pipeline runs
 _ZERO = bytes(WINDOW)
 T = TypeVar("T")
+B = TypeVar("B")  # a fetched chunk: its own bytes, or a view of a pooled buffer
 __all__ = [  # Window and WINDOW are io.windows': the pipelines' callers get them here too
     "WINDOW",
+    "DirectFetch",
     "Placement",
     "Stage",
     "Window",
@@ -270,6 +272,18 @@ def run_windows(
 
 
 @dataclass(frozen=True)
+class DirectFetch:
+    """A source's chunks read into buffers of `size` bytes that the restore pipeline pools,
+    instead of a new object per chunk: `read(name, buffer)` fills one and says how many
+    bytes it holds. Restores of the bench disk from a repository in memory, ten interleaved
+    pairs: 2.265 against 2.415 s (9 faster), CPU 3.15 against 3.45 s, peak RSS 101-102
+    against 109-127 MiB (glibc kept the freed chunk objects)."""
+
+    read: Callable[[str, mmap.mmap], int]
+    size: int
+
+
+@dataclass(frozen=True)
 class Placement:
     """One window to put on the target: its chunk (None: the window is all zeros)."""
 
@@ -317,10 +331,10 @@ def split_at(
 
 def fetched_in_order(
     placements: Iterator[Placement],
-    fetch: Callable[[str], bytes],
+    fetch: Callable[[str], B],
     fetchers: int,
     stop: threading.Event,
-) -> Generator[tuple[Placement, bytes]]:
+) -> Generator[tuple[Placement, B | bytes]]:
     """Each placement with its chunk's bytes, in order; with `fetchers` > 1 that many
     chunks are fetched at once ahead of the caller (a web server answers each request
     after a delay: one at a time cannot fill the link), never more."""
@@ -329,7 +343,7 @@ def fetched_in_order(
             yield place, fetch(place.chunk) if place.chunk is not None else b""
         return
     pool = ThreadPoolExecutor(fetchers, thread_name_prefix="fetch")
-    ahead: deque[tuple[Placement, Future[bytes] | None]] = deque()
+    ahead: deque[tuple[Placement, Future[B] | None]] = deque()
     try:
         for place in placements:
             ahead.append((place, None if place.chunk is None else pool.submit(fetch, place.chunk)))
@@ -347,22 +361,47 @@ def write_windows(
     fd: int,
     placements: Iterator[Placement],
     fetch: Callable[[str], bytes],
-    decode: Callable[[Placement, bytes, memoryview], None],
+    decode: Callable[[Placement, bytes | memoryview, memoryview], None],
     *,
     progress: Progress,
     cancel: threading.Event | None = None,
     workers: int | None = None,
     fetchers: int = 1,
+    direct: DirectFetch | None = None,
 ) -> None:
     """Fetch, decode (and check) and write every placement's used bytes to `fd`; `fetchers`
-    chunks are fetched at once (see fetched_in_order). `decode(place, blob, out)` puts the
-    window's bytes into `out`, an aligned write buffer of the window's size, itself."""
+    chunks are fetched at once (see fetched_in_order), with `direct` into pooled buffers
+    when the source can. `decode(place, blob, out)` puts the window's bytes into `out`, an
+    aligned write buffer of the window's size, itself."""
     nworkers = workers or workers_default()
     stage = Stage(progress, cancel)
     free: queue.Queue[mmap.mmap | None] = queue.Queue()
     for _ in range(nworkers * 2 + 2):
         free.put(aligned_buffer(WINDOW))
-    fetched: queue.Queue[tuple[Placement, bytes] | None] = queue.Queue(maxsize=nworkers * 2)
+    fetched: queue.Queue[tuple[Placement, bytes | memoryview] | None] = queue.Queue(
+        maxsize=nworkers * 2
+    )
+    blobs: queue.Queue[mmap.mmap | None] = queue.Queue()
+    fetch_one: Callable[[str], bytes | memoryview] = fetch
+    if direct is not None:
+        # One for every chunk that can be held at once: fetching or fetched ahead
+        # (fetchers + 1), in the reader's hand, queued for the decoders, being decoded. So
+        # a fetch never waits for a buffer, in whatever order the fetchers take them.
+        for _ in range(fetchers + 2 + nworkers * 3):
+            blobs.put(aligned_buffer(direct.size))
+
+        def fetch_pooled(name: str) -> memoryview:
+            buf = stage.get(blobs)
+            if buf is None:  # stopping: nothing will take this chunk
+                return memoryview(b"")
+            try:
+                got = direct.read(name, buf)
+            except BaseException:
+                blobs.put(buf)
+                raise
+            return memoryview(buf)[:got]
+
+        fetch_one = fetch_pooled
     decoded: queue.Queue[tuple[Placement, mmap.mmap | None, int] | None] = queue.Queue(
         maxsize=nworkers * 2
     )
@@ -371,7 +410,9 @@ def write_windows(
     count_lock = threading.Lock()
 
     def reader() -> None:
-        with contextlib.closing(fetched_in_order(placements, fetch, fetchers, stage.stop)) as items:
+        with contextlib.closing(
+            fetched_in_order(placements, fetch_one, fetchers, stage.stop)
+        ) as items:
             for item in items:
                 if not stage.put(fetched, item):
                     return
@@ -398,6 +439,10 @@ def write_windows(
             except BaseException:
                 free.put(buf)
                 raise
+            if direct is not None and isinstance(blob, memoryview):
+                pooled = blob.obj
+                if isinstance(pooled, mmap.mmap):
+                    blobs.put(pooled)  # decoded: free for the next fetch
             if place.length - tail < ZERO_TAIL:
                 tail = place.length
             if not stage.put(decoded, (place, buf, tail)):

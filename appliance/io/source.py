@@ -23,9 +23,9 @@ from typing import Protocol
 
 from appliance.disk.blockio import aligned_buffer, close_buffer, open_direct, read_into
 from appliance.errors import CorruptData
-from appliance.io.pipeline import zero_unused
+from appliance.io.pipeline import DirectFetch, zero_unused
 from appliance.io.windows import WINDOW, Window, window_length, windows
-from appliance.repo.chunk import Decoder
+from appliance.repo.chunk import Decoder, file_buffer_size
 from appliance.repo.image import LoadedImage
 from appliance.repo.manifest import Index, Region
 from appliance.repo.repository import Repository
@@ -153,13 +153,23 @@ class RepositorySource:
         """How many chunks to fetch at once (more than one from a web server)."""
         return self.repo.read_parallelism
 
+    @property
+    def direct(self) -> DirectFetch | None:
+        """Chunks read into the restore pipeline's pooled buffers: a folder's on this
+        machine; None where chunks come only through `fetch` (a server, a sealed
+        repository, or a subclass with a `fetch` of its own, such as a stream's)."""
+        if type(self).fetch is not RepositorySource.fetch or not self.repo.reads_chunks_into:
+            return None
+        largest = max((r.window for r in self._regions), default=WINDOW)  # an image's own
+        return DirectFetch(self.repo.fetch_chunk_into, file_buffer_size(largest))
+
     def _decoder(self) -> Decoder:
         decoder: Decoder | None = getattr(self._local, "decoder", None)
         if decoder is None:
             decoder = self._local.decoder = Decoder(self.repo.chunk_name)
         return decoder
 
-    def decode(self, region: int, name: str, length: int, blob: bytes) -> bytes:
+    def decode(self, region: int, name: str, length: int, blob: bytes | memoryview) -> bytes:
         """A fetched chunk's bytes, checked against its name; a damaged one names the region
         it holds."""
         try:
@@ -168,7 +178,7 @@ class RepositorySource:
             raise self._damaged(region, name, exc) from exc
 
     def decode_into(
-        self, region: int, name: str, length: int, blob: bytes, out: memoryview
+        self, region: int, name: str, length: int, blob: bytes | memoryview, out: memoryview
     ) -> None:
         """`decode`, written into `out` (a restore's write buffer)."""
         try:

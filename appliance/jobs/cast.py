@@ -172,7 +172,7 @@ class CastSource(RepositorySource):
             self.counts.fetched += 1
         return self.fallback.chunk(name)
 
-    def decode(self, region: int, name: str, length: int, blob: bytes) -> bytes:
+    def decode(self, region: int, name: str, length: int, blob: bytes | memoryview) -> bytes:
         try:
             data = super().decode(region, name, length, blob)
         except CorruptData:
@@ -183,7 +183,7 @@ class CastSource(RepositorySource):
         return data
 
     def decode_into(
-        self, region: int, name: str, length: int, blob: bytes, out: memoryview
+        self, region: int, name: str, length: int, blob: bytes | memoryview, out: memoryview
     ) -> None:
         try:
             super().decode_into(region, name, length, blob, out)

@@ -208,7 +208,7 @@ class ImageRegion(Step):
                     later[place.offset] = held
                 yield replace(place, used=tuple(now))
 
-        def decode(place: Placement, blob: bytes, out: memoryview) -> None:
+        def decode(place: Placement, blob: bytes | memoryview, out: memoryview) -> None:
             assert place.chunk is not None
             source.decode_into(place.region, place.chunk, place.length, blob, out)
             for start, length in later.get(place.offset, ()):
@@ -226,6 +226,7 @@ class ImageRegion(Step):
             cancel=ctx.cancel,
             workers=ctx.workers,
             fetchers=source.fetchers,
+            direct=source.direct,
         )
 
 

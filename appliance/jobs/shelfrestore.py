@@ -235,7 +235,7 @@ class ShelfPartition(Step):
         def fetch(number: str) -> bytes:
             return source.read_window(self.region, int(number)) or b""
 
-        def decode(place: Placement, blob: bytes, out: memoryview) -> None:
+        def decode(place: Placement, blob: bytes | memoryview, out: memoryview) -> None:
             for start, length in later.get(place.offset, ()):
                 ctx.keep(place.offset + start, blob[start : start + length], count=True)
             out[: len(blob)] = blob

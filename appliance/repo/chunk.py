@@ -31,6 +31,12 @@ HASH_HEX_LEN = 64
 READ_WINDOW = 4 * 1024 * 1024  # the repository's window (a ReadBack's buffers)
 
 
+def file_buffer_size(window: int) -> int:
+    """Bytes of an aligned buffer that holds any chunk file of a `window`-byte window and one
+    byte more (a longer file shows), in whole 4 KiB blocks (O_DIRECT reads into it)."""
+    return -(-(window + HEADER_SIZE + 1) // 4096) * 4096
+
+
 def content_hash(data: bytes | memoryview) -> str:
     """The chunk name: blake3 of the uncompressed bytes, 64 hex digits."""
     return blake3.blake3(data).hexdigest()
@@ -70,7 +76,7 @@ class Decoder:
     def __post_init__(self) -> None:
         self._dctx = zstandard.ZstdDecompressor()
 
-    def decode(self, blob: bytes, name: str, expected_size: int) -> bytes:
+    def decode(self, blob: bytes | memoryview, name: str, expected_size: int) -> bytes:
         """The uncompressed bytes; CorruptData if the header, length or hash is wrong."""
         compression, payload = _payload(blob, name)
         if compression == RAW:
@@ -84,7 +90,9 @@ class Decoder:
             raise CorruptData(f"Chunk {name} does not match its hash.")
         return data
 
-    def decode_into(self, blob: bytes, name: str, expected_size: int, out: memoryview) -> None:
+    def decode_into(
+        self, blob: bytes | memoryview, name: str, expected_size: int, out: memoryview
+    ) -> None:
         """`decode`, written into `out[:expected_size]` (a restore's aligned write buffer):
         no buffer of its own per chunk, no second copy. CorruptData as `decode`."""
         compression, payload = _payload(blob, name)
@@ -121,7 +129,7 @@ def fill_from_frame(
         return -1 if stream.read(1) else done
 
 
-def _payload(blob: bytes, name: str) -> tuple[int, memoryview]:
+def _payload(blob: bytes | memoryview, name: str) -> tuple[int, memoryview]:
     """A chunk file's compression and payload, once its header and length are right."""
     if len(blob) < HEADER_SIZE:
         raise CorruptData(f"Chunk {name} is truncated ({len(blob)} bytes).")
@@ -158,9 +166,9 @@ class ReadBack:
 
     def __init__(self, window: int = READ_WINDOW) -> None:
         self.dctx = zstandard.ZstdDecompressor()
-        # one more byte: a longer file shows; in whole 4 KiB blocks, aligned (an mmap), so a
-        # folder on a local disk reads it with O_DIRECT (store.LocalStore.read_into)
-        size = -(-(window + HEADER_SIZE + 1) // 4096) * 4096
+        # aligned (an mmap), so a folder on a local disk reads it with O_DIRECT
+        # (store.LocalStore.read_into)
+        size = file_buffer_size(window)
         self.blob = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.out = bytearray(window + 1)
 

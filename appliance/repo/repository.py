@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import errno
 import json
+import mmap
 import os
 import re
 import threading
@@ -398,7 +399,7 @@ class Repository:
     def get_chunk(self, name: str) -> bytes:
         """A chunk file's bytes (opened and authenticated in an encrypted repository; a
         chunk that fails raises CorruptData)."""
-        return self.open_chunk(name, self.fetch_chunk(name))
+        return bytes(self.open_chunk(name, self.fetch_chunk(name)))
 
     def fetch_chunk(self, name: str) -> bytes:
         """A chunk as stored (still sealed in an encrypted repository: `open_chunk` opens
@@ -406,16 +407,38 @@ class Repository:
         try:
             return self.store.get(chunk_key(name))
         except OSError as exc:
-            raise_if_lost(self.store, exc, f"reading chunk {name}", self.share)  # not damage
-            if isinstance(exc, FileNotFoundError):
-                raise CorruptData(f"Chunk {name} is missing from the repository.") from exc
-            raise CorruptData(f"Chunk {name} cannot be read: {exc.strerror}.") from exc
+            raise self._unreadable_chunk(name, exc) from exc
 
-    def open_chunk(self, name: str, blob: bytes) -> bytes:
+    @property
+    def reads_chunks_into(self) -> bool:
+        """Whether `fetch_chunk_into` can fill a caller's buffer: a folder on this machine,
+        not sealed (opening a sealed chunk makes new bytes anyway)."""
+        return isinstance(self.store, LocalStore) and self.sealer is None
+
+    def fetch_chunk_into(self, name: str, buffer: mmap.mmap) -> int:
+        """`fetch_chunk` into `buffer` (chunk.file_buffer_size bytes): how many bytes it
+        holds; a file longer than the buffer fills it, and fails its header check. A folder
+        on this machine only (`reads_chunks_into`)."""
+        if not isinstance(self.store, LocalStore):
+            raise TypeError("fetch_chunk_into reads a folder on this machine")
+        try:
+            return self.store.read_cached_into(chunk_key(name), buffer)
+        except OSError as exc:
+            raise self._unreadable_chunk(name, exc) from exc
+
+    def _unreadable_chunk(self, name: str, exc: OSError) -> CorruptData:
+        """A chunk that cannot be read is damage, unless the repository's place itself was
+        lost (a network share gone: raise_if_lost raises that instead)."""
+        raise_if_lost(self.store, exc, f"reading chunk {name}", self.share)
+        if isinstance(exc, FileNotFoundError):
+            return CorruptData(f"Chunk {name} is missing from the repository.")
+        return CorruptData(f"Chunk {name} cannot be read: {exc.strerror}.")
+
+    def open_chunk(self, name: str, blob: bytes | memoryview) -> bytes | memoryview:
         """A stored chunk's bytes as repo/chunk.py reads them (v2: opened, checked)."""
         if self.sealer is None:
             return blob
-        return self.sealer.open(chunk_key(name), blob, f"Chunk {name}")
+        return self.sealer.open(chunk_key(name), bytes(blob), f"Chunk {name}")
 
     def chunk_names(self) -> Iterator[str]:
         """The name of every stored chunk."""

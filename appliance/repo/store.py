@@ -244,6 +244,12 @@ class LocalStore:
                 got = self._read_direct(self._file(key), buffer)
                 if got is not None:
                     return got
+        return self.read_cached_into(key, buffer)
+
+    def read_cached_into(self, key: str, buffer: bytearray | mmap.mmap) -> int:
+        """`read_into` through the page cache, with the kernel's readahead: how a restore
+        reads its chunks. With O_DIRECT, restores of the bench disk whose chunks shared the
+        target's disk took 1.07x as long (ten interleaved pairs)."""
         with open(self._file(key), "rb", buffering=0) as handle:
             return handle.readinto(buffer) or 0
 

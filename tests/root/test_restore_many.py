@@ -7,6 +7,7 @@ named twice (or under two names) is refused before anything is written."""
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import shutil
 import signal
@@ -132,20 +133,25 @@ def test_plan_lists_every_target_and_asks_for_all(
 def test_each_chunk_is_read_once_for_all_targets(
     saved: Saved, loops: Loops, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """In the process: every fetch of a chunk from the repository is counted; three targets
-    cost exactly the fetches one target costs."""
-    from appliance.io.source import RepositorySource
+    """In the process: every read of a chunk from the repository is counted (whole, or into
+    a restore's pooled buffer); three targets cost exactly the reads one target costs."""
     from appliance.jobs.multirestore import plan_restores, restore_many
     from appliance.jobs.restore import restore
+    from appliance.repo.repository import Repository
 
     fetched: list[str] = []
-    real = RepositorySource.fetch
+    whole, into = Repository.fetch_chunk, Repository.fetch_chunk_into
 
-    def counting(self: RepositorySource, name: str) -> bytes:
+    def counting(self: Repository, name: str) -> bytes:
         fetched.append(name)
-        return real(self, name)
+        return whole(self, name)
 
-    monkeypatch.setattr(RepositorySource, "fetch", counting)
+    def counting_into(self: Repository, name: str, buffer: mmap.mmap) -> int:
+        fetched.append(name)
+        return into(self, name, buffer)
+
+    monkeypatch.setattr(Repository, "fetch_chunk", counting)
+    monkeypatch.setattr(Repository, "fetch_chunk_into", counting_into)
     [one] = plan_restores(str(saved.repo), "base", [target(loops, tmp_path, "one.img")])
     restore(one)
     alone = sorted(fetched)

@@ -258,3 +258,54 @@ def test_write_windows_zeroes_a_long_zero_tail_of_stale_bytes(tmp_path) -> None:
     assert third[1 << 20 : 3 << 20] == bytes(2 << 20)  # used, in the zero tail: zeroed
     assert third[8192 : 1 << 20] == b"\xee" * ((1 << 20) - 8192)  # unused: left alone
     assert progress.done == sum(p.used_bytes for p in places)
+
+
+def test_write_windows_reads_chunks_into_a_fixed_set_of_buffers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With `direct`, chunks are read into pooled buffers handed back once decoded: many
+    more chunks than buffers, four fetchers finishing out of order, every byte in place,
+    and `fetch` never called."""
+    win = 16 * 1024
+    count = 120
+    path = tmp_path / "target"
+    path.write_bytes(bytes(win * count))
+    data = {n: os.urandom(1000 + 37 * n) for n in range(count)}  # chunks of many lengths
+    buffers: set[int] = set()
+    lock = threading.Lock()
+
+    def read(name: str, buf) -> int:  # type: ignore[no-untyped-def]
+        n = int(name[1:])
+        time.sleep(0.001 if n % 3 else 0.004)
+        blob = data[n]
+        buf[: len(blob)] = blob
+        with lock:
+            buffers.add(id(buf))
+        return len(blob)
+
+    def fetch(name: str) -> bytes:
+        raise AssertionError("read directly, not fetched")
+
+    def decode(place: Placement, blob: bytes | memoryview, out: memoryview) -> None:
+        assert isinstance(blob, memoryview)
+        out[: len(blob)] = blob
+        out[len(blob) :] = bytes(len(out) - len(blob))
+
+    places = [Placement(0, n * win, win, ((0, win),), f"c{n}") for n in range(count)]
+    fd = os.open(path, os.O_RDWR)
+    try:
+        pipeline.write_windows(
+            fd,
+            iter(places),
+            fetch,
+            decode,
+            progress=Progress(None),
+            workers=2,
+            fetchers=4,
+            direct=pipeline.DirectFetch(read, win),
+        )
+    finally:
+        os.close(fd)
+    got = path.read_bytes()
+    for n in range(count):
+        want = data[n] + bytes(win - len(data[n]))
+        assert got[n * win : (n + 1) * win] == want, n
+    assert 4 < len(buffers) <= 4 + 2 + 2 * 3  # the pool: reused, never grown

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from appliance.disk.blockio import aligned_buffer
 from appliance.errors import CorruptData
 from appliance.io.source import DiskSource, ImageSource, RepositorySource, SourceRegion
 from appliance.io.windows import WINDOW, zero_hash
-from appliance.repo.chunk import Encoder, content_hash
+from appliance.repo.chunk import HEADER_SIZE, Encoder, content_hash
 from appliance.repo.image import load_image
 from appliance.repo.manifest import Index, Manifest, Region, index_hash
 from appliance.repo.records import DiskRecord
@@ -124,3 +125,43 @@ def test_disk_source_reads_used_bytes_only(tmp_path: Path) -> None:
         assert got == bytes(want)
         assert source.read_window(0, 1) is None
         assert source.window_hash(0, 0) is None
+
+
+def test_a_restore_reads_chunks_into_pooled_buffers_and_checks_them(tmp_path: Path) -> None:
+    """A folder's chunks go into the pipeline's aligned buffers (no object per chunk) and
+    decode as `fetch` ones do; a file longer than any chunk of its window fills the buffer
+    and fails its check; a missing one is named."""
+    repo, data = build_image(tmp_path / "repo")
+    source = RepositorySource.from_image(load_image(repo, "tiny"))
+    direct = source.direct
+    assert direct is not None
+    assert direct.size % 4096 == 0 and direct.size > WINDOW + HEADER_SIZE
+    buf = aligned_buffer(direct.size)
+    name = source.chunk(1, 0)  # random bytes: stored raw, the largest a chunk file gets
+    assert name is not None
+    path = repo.chunk_path(name)
+    got = direct.read(name, buf)
+    assert got == path.stat().st_size == WINDOW + HEADER_SIZE
+    out = bytearray(WINDOW)
+    source.decode_into(1, name, WINDOW, memoryview(buf)[:got], memoryview(out))
+    assert out == data[:WINDOW]
+    path.write_bytes(path.read_bytes() + bytes(direct.size))
+    got = direct.read(name, buf)
+    assert got == direct.size
+    with pytest.raises(CorruptData, match=r"partition 1 \(ext4\) of image tiny"):
+        source.decode_into(1, name, WINDOW, memoryview(buf)[:got], memoryview(out))
+    path.unlink()
+    with pytest.raises(CorruptData, match="missing"):
+        direct.read(name, buf)
+
+
+def test_a_source_with_a_fetch_of_its_own_is_not_read_directly(tmp_path: Path) -> None:
+    """A subclass that brings chunks its own way (a multicast stream) keeps its `fetch`."""
+    repo, _ = build_image(tmp_path / "repo")
+
+    class Streamed(RepositorySource):
+        def fetch(self, name: str) -> bytes:
+            return b""
+
+    assert Streamed.from_image(load_image(repo, "tiny")).direct is None
+    assert RepositorySource.from_image(load_image(repo, "tiny")).direct is not None
