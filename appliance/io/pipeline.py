@@ -58,8 +58,8 @@ T = TypeVar("T")
 B = TypeVar("B")  # a fetched chunk: its own bytes, or a view of a pooled buffer
 __all__ = [  # Window and WINDOW are io.windows': the pipelines' callers get them here too
     "WINDOW",
-    "DirectFetch",
     "Placement",
+    "PooledFetch",
     "Stage",
     "Window",
     "read_windows",
@@ -272,7 +272,7 @@ def run_windows(
 
 
 @dataclass(frozen=True)
-class DirectFetch:
+class PooledFetch:
     """A source's chunks read into buffers of `size` bytes that the restore pipeline pools,
     instead of a new object per chunk: `read(name, buffer)` fills one and says how many
     bytes it holds. Restores of the bench disk from a repository in memory, ten interleaved
@@ -367,10 +367,10 @@ def write_windows(
     cancel: threading.Event | None = None,
     workers: int | None = None,
     fetchers: int = 1,
-    direct: DirectFetch | None = None,
+    pooled: PooledFetch | None = None,
 ) -> None:
     """Fetch, decode (and check) and write every placement's used bytes to `fd`; `fetchers`
-    chunks are fetched at once (see fetched_in_order), with `direct` into pooled buffers
+    chunks are fetched at once (see fetched_in_order), with `pooled` into pooled buffers
     when the source can. `decode(place, blob, out)` puts the window's bytes into `out`, an
     aligned write buffer of the window's size, itself."""
     nworkers = workers or workers_default()
@@ -383,19 +383,19 @@ def write_windows(
     )
     blobs: queue.Queue[mmap.mmap | None] = queue.Queue()
     fetch_one: Callable[[str], bytes | memoryview] = fetch
-    if direct is not None:
+    if pooled is not None:
         # One for every chunk that can be held at once: fetching or fetched ahead
         # (fetchers + 1), in the reader's hand, queued for the decoders, being decoded. So
         # a fetch never waits for a buffer, in whatever order the fetchers take them.
         for _ in range(fetchers + 2 + nworkers * 3):
-            blobs.put(aligned_buffer(direct.size))
+            blobs.put(aligned_buffer(pooled.size))
 
         def fetch_pooled(name: str) -> memoryview:
             buf = stage.get(blobs)
             if buf is None:  # stopping: nothing will take this chunk
                 return memoryview(b"")
             try:
-                got = direct.read(name, buf)
+                got = pooled.read(name, buf)
             except BaseException:
                 blobs.put(buf)
                 raise
@@ -439,10 +439,10 @@ def write_windows(
             except BaseException:
                 free.put(buf)
                 raise
-            if direct is not None and isinstance(blob, memoryview):
-                pooled = blob.obj
-                if isinstance(pooled, mmap.mmap):
-                    blobs.put(pooled)  # decoded: free for the next fetch
+            if pooled is not None and isinstance(blob, memoryview):
+                held = blob.obj
+                if isinstance(held, mmap.mmap):
+                    blobs.put(held)  # decoded: its buffer is free for the next fetch
             if place.length - tail < ZERO_TAIL:
                 tail = place.length
             if not stage.put(decoded, (place, buf, tail)):

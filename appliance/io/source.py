@@ -23,7 +23,7 @@ from typing import Protocol
 
 from appliance.disk.blockio import aligned_buffer, close_buffer, open_direct, read_into
 from appliance.errors import CorruptData
-from appliance.io.pipeline import DirectFetch, zero_unused
+from appliance.io.pipeline import PooledFetch, zero_unused
 from appliance.io.windows import WINDOW, Window, window_length, windows
 from appliance.repo.chunk import Decoder, file_buffer_size
 from appliance.repo.image import LoadedImage
@@ -154,14 +154,14 @@ class RepositorySource:
         return self.repo.read_parallelism
 
     @property
-    def direct(self) -> DirectFetch | None:
+    def pooled(self) -> PooledFetch | None:
         """Chunks read into the restore pipeline's pooled buffers: a folder's on this
         machine; None where chunks come only through `fetch` (a server, a sealed
         repository, or a subclass with a `fetch` of its own, such as a stream's)."""
         if type(self).fetch is not RepositorySource.fetch or not self.repo.reads_chunks_into:
             return None
         largest = max((r.window for r in self._regions), default=WINDOW)  # an image's own
-        return DirectFetch(self.repo.fetch_chunk_into, file_buffer_size(largest))
+        return PooledFetch(self.repo.fetch_chunk_into, file_buffer_size(largest))
 
     def _decoder(self) -> Decoder:
         decoder: Decoder | None = getattr(self._local, "decoder", None)

@@ -226,7 +226,7 @@ class ImageRegion(Step):
             cancel=ctx.cancel,
             workers=ctx.workers,
             fetchers=source.fetchers,
-            direct=source.direct,
+            pooled=source.pooled,
         )
 
 

@@ -261,7 +261,7 @@ def test_write_windows_zeroes_a_long_zero_tail_of_stale_bytes(tmp_path) -> None:
 
 
 def test_write_windows_reads_chunks_into_a_fixed_set_of_buffers(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """With `direct`, chunks are read into pooled buffers handed back once decoded: many
+    """With `pooled`, chunks are read into pooled buffers handed back once decoded: many
     more chunks than buffers, four fetchers finishing out of order, every byte in place,
     and `fetch` never called."""
     win = 16 * 1024
@@ -282,7 +282,7 @@ def test_write_windows_reads_chunks_into_a_fixed_set_of_buffers(tmp_path) -> Non
         return len(blob)
 
     def fetch(name: str) -> bytes:
-        raise AssertionError("read directly, not fetched")
+        raise AssertionError("read into the pool, not fetched")
 
     def decode(place: Placement, blob: bytes | memoryview, out: memoryview) -> None:
         assert isinstance(blob, memoryview)
@@ -300,7 +300,7 @@ def test_write_windows_reads_chunks_into_a_fixed_set_of_buffers(tmp_path) -> Non
             progress=Progress(None),
             workers=2,
             fetchers=4,
-            direct=pipeline.DirectFetch(read, win),
+            pooled=pipeline.PooledFetch(read, win),
         )
     finally:
         os.close(fd)

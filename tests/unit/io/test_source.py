@@ -133,26 +133,26 @@ def test_a_restore_reads_chunks_into_pooled_buffers_and_checks_them(tmp_path: Pa
     and fails its check; a missing one is named."""
     repo, data = build_image(tmp_path / "repo")
     source = RepositorySource.from_image(load_image(repo, "tiny"))
-    direct = source.direct
-    assert direct is not None
-    assert direct.size % 4096 == 0 and direct.size > WINDOW + HEADER_SIZE
-    buf = aligned_buffer(direct.size)
+    pooled = source.pooled
+    assert pooled is not None
+    assert pooled.size % 4096 == 0 and pooled.size > WINDOW + HEADER_SIZE
+    buf = aligned_buffer(pooled.size)
     name = source.chunk(1, 0)  # random bytes: stored raw, the largest a chunk file gets
     assert name is not None
     path = repo.chunk_path(name)
-    got = direct.read(name, buf)
+    got = pooled.read(name, buf)
     assert got == path.stat().st_size == WINDOW + HEADER_SIZE
     out = bytearray(WINDOW)
     source.decode_into(1, name, WINDOW, memoryview(buf)[:got], memoryview(out))
     assert out == data[:WINDOW]
-    path.write_bytes(path.read_bytes() + bytes(direct.size))
-    got = direct.read(name, buf)
-    assert got == direct.size
+    path.write_bytes(path.read_bytes() + bytes(pooled.size))
+    got = pooled.read(name, buf)
+    assert got == pooled.size
     with pytest.raises(CorruptData, match=r"partition 1 \(ext4\) of image tiny"):
         source.decode_into(1, name, WINDOW, memoryview(buf)[:got], memoryview(out))
     path.unlink()
     with pytest.raises(CorruptData, match="missing"):
-        direct.read(name, buf)
+        pooled.read(name, buf)
 
 
 def test_a_source_with_a_fetch_of_its_own_is_not_read_directly(tmp_path: Path) -> None:
@@ -163,5 +163,5 @@ def test_a_source_with_a_fetch_of_its_own_is_not_read_directly(tmp_path: Path) -
         def fetch(self, name: str) -> bytes:
             return b""
 
-    assert Streamed.from_image(load_image(repo, "tiny")).direct is None
-    assert RepositorySource.from_image(load_image(repo, "tiny")).direct is not None
+    assert Streamed.from_image(load_image(repo, "tiny")).pooled is None
+    assert RepositorySource.from_image(load_image(repo, "tiny")).pooled is not None
