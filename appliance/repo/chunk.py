@@ -33,7 +33,8 @@ READ_WINDOW = 4 * 1024 * 1024  # the repository's window (a ReadBack's buffers)
 
 def file_buffer_size(window: int) -> int:
     """Bytes of an aligned buffer that holds any chunk file of a `window`-byte window and one
-    byte more (a longer file shows), in whole 4 KiB blocks (O_DIRECT reads into it)."""
+    byte more (a longer file shows), in whole 4 KiB blocks (so O_DIRECT can read into it:
+    a save's ReadBack; a restore's pool reads through the page cache)."""
     return -(-(window + HEADER_SIZE + 1) // 4096) * 4096
 
 

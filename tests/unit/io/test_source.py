@@ -155,7 +155,7 @@ def test_a_restore_reads_chunks_into_pooled_buffers_and_checks_them(tmp_path: Pa
         pooled.read(name, buf)
 
 
-def test_a_source_with_a_fetch_of_its_own_is_not_read_directly(tmp_path: Path) -> None:
+def test_a_source_with_a_fetch_of_its_own_is_not_pooled(tmp_path: Path) -> None:
     """A subclass that brings chunks its own way (a multicast stream) keeps its `fetch`."""
     repo, _ = build_image(tmp_path / "repo")
 
